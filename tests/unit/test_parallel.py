@@ -1,0 +1,42 @@
+import operator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pytest
+from corpus import encode
+from PIL import Image
+
+from workbench import Catalog
+from workbench.errors import ParameterError
+from workbench.parallel import pmap
+
+
+def test_results_in_input_order_over_every_engine():
+    items = list(range(-300, 300))
+    expected = [abs(i) for i in items]
+    assert pmap(abs, items, workers=1, progress=False) == expected
+    assert pmap(abs, items, workers=2, chunksize=7, progress=False) == expected
+    with ThreadPoolExecutor(4) as ex:
+        assert pmap(abs, items, executor=ex, chunksize=13, progress=False) == expected
+    assert pmap(abs, [], progress=False) == []
+
+
+def test_worker_errors_propagate_and_bad_workers_are_refused():
+    with pytest.raises(ZeroDivisionError):
+        pmap(partial(operator.truediv, 1), [1, 2, 0, 3] * 40, workers=2, progress=False)
+    with pytest.raises(ParameterError):
+        pmap(abs, [1], workers=0)
+
+
+def test_parallel_scan_equals_serial_scan(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(150):
+        a = rng.integers(0, 256, (8 + i % 5, 9, 3), dtype=np.uint8)
+        (tmp_path / f"{i:03d}.png").write_bytes(encode(Image.fromarray(a), "PNG"))
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    serial = Catalog.from_folder(tmp_path, workers=1, progress=False).df
+    pooled = Catalog.from_folder(tmp_path, workers=2, progress=False).df
+    pd.testing.assert_frame_equal(serial, pooled)
+    assert (serial["status"] == "ok").sum() == 150

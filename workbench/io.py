@@ -1,0 +1,272 @@
+"""Safe image decoding.
+
+Every image the workbench reads goes through :func:`decode` (pixels) or :func:`probe`
+(metadata and content hash for the catalog scan). Both turn every way a file can be bad into a
+:class:`~workbench.errors.DecodeError` with a ``status`` and a sentence a person can act on; the
+scan turns those into catalog rows, so a bad file never stops a scan.
+
+Modes after decoding (the documented set)
+-----------------------------------------
+=============================  ==========================================================
+source mode                    decoded mode
+=============================  ==========================================================
+``1``, ``L``, ``LA``           ``L`` (8-bit gray; alpha composited on ``background``)
+``RGB(A)``, ``P``, ``CMYK``…   ``RGB`` (8-bit colour; alpha composited on ``background``)
+``I;16*``, ``I``               ``I;16`` with ``keep_16bit=True``, else ``L`` (value >> 8)
+``F`` (float)                  ``L`` by min–max stretch (``F`` kept with ``keep_16bit=True``)
+=============================  ==========================================================
+
+EXIF orientation is applied before anything else, so width/height are as a person sees them.
+Multi-frame files (GIF, TIFF) give their first frame. 16-bit RGB PNGs are reduced to 8 bits by
+Pillow itself; their ``bits`` column says 8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from workbench.errors import DecodeError
+
+#: Default decompression-bomb limit: 179 megapixels, Pillow's own warning threshold.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+#: File endings the folder scan treats as images (case-insensitive).
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".ppm",
+     ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k"}
+)  # fmt: skip
+
+#: Every ``status`` value a catalog row can have.
+STATUSES = ("ok", "missing", "unreadable", "empty", "not_image", "corrupt", "too_large")
+
+_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
+
+
+def _channels(mode: str) -> int:
+    return Image.getmodebands(mode)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the scan records about one file."""
+
+    width: int
+    height: int
+    mode: str
+    channels: int
+    bits: int
+    format: str
+    hash: str
+    bytes: int
+
+
+def _check_regular_file(path: Path) -> int:
+    """Return the file size, or raise DecodeError for missing, looping or special files."""
+    try:
+        st = os.stat(path)  # follows symlinks; ELOOP for a symlink loop
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DecodeError(
+                "broken symbolic link: its target does not exist", "missing"
+            ) from None
+        raise DecodeError("file not found", "missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DecodeError(
+                "symbolic link loop: the link points back at itself", "unreadable"
+            ) from None
+        raise DecodeError(f"cannot read file: {e.strerror}", "unreadable") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a special file (pipe, socket or device)"
+        raise DecodeError(f"not a regular file: it is {kind}", "unreadable")
+    if st.st_size == 0:
+        raise DecodeError("empty file (0 bytes)", "empty")
+    return st.st_size
+
+
+def _open(path: Path, max_pixels: int | None) -> Image.Image:
+    """Open lazily (header only), enforce the pixel limit, then load the pixels."""
+    return _open_sized(path, max_pixels)[0]
+
+
+def _open_sized(path: Path, max_pixels: int | None) -> tuple[Image.Image, int]:
+    size = _check_regular_file(path)
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below replaces Pillow's global one, which is shared process-wide.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except UnidentifiedImageError:
+        raise DecodeError(
+            "not an image: the file's bytes are not in any format Pillow can read "
+            "(check the file ending matches its content)",
+            "not_image",
+        ) from None
+    except Image.DecompressionBombError as e:
+        raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
+    except PermissionError:
+        raise DecodeError(
+            "permission denied: the file cannot be read by this user", "unreadable"
+        ) from None
+    except OSError as e:
+        raise DecodeError(f"cannot open image: {e}", "corrupt") from None
+    w, h = im.size
+    if max_pixels is not None and w * h > max_pixels:
+        im.close()
+        raise DecodeError(
+            f"image is {w}×{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+            "(a possible decompression bomb); pass a larger max_pixels to read it",
+            "too_large",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+    except Image.DecompressionBombError as e:
+        raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg:
+            msg = f"file is truncated: {msg}"
+        raise DecodeError(f"cannot decode image data ({msg})", "corrupt") from None
+    return im, size
+
+
+def _oriented(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation in place (no copy when there is nothing to do)."""
+    with contextlib.suppress(Exception):  # a broken EXIF block must not hide good pixels
+        ImageOps.exif_transpose(im, in_place=True)
+    return im
+
+
+def _pixel_hash(im: Image.Image) -> str:
+    """128-bit xxh3 of mode, size and raw pixels: equal for equal decoded content in any format."""
+    h = xxhash.xxh3_128()
+    h.update(f"{im.mode}:{im.width}x{im.height}:".encode())
+    h.update(im.tobytes())
+    return h.hexdigest()
+
+
+def probe(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Probe:
+    """Read a file's pixels once and return its metadata and a content hash.
+
+    Raises
+    ------
+    DecodeError
+        With ``status`` one of :data:`STATUSES` (never ``"ok"``) and a readable message.
+    """
+    im, size = _open_sized(Path(path), max_pixels)
+    fmt = im.format or ""
+    mode = im.mode
+    im = _oriented(im)
+    if im.mode == "P":  # palette indices mean nothing on their own; hash the colours
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    return Probe(
+        width=im.width,
+        height=im.height,
+        mode=mode,
+        channels=_channels(mode),
+        bits=_BITS.get(mode, 8),
+        format=fmt,
+        hash=_pixel_hash(im),
+        bytes=size,
+    )
+
+
+def scan_file(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple:
+    """One catalog row's scanned fields; never raises for a bad file (the error is in the row).
+
+    Returns ``(width, height, mode, channels, bits, bytes, hash, format, status, error)``.
+    """
+    try:
+        p = probe(path, max_pixels=max_pixels)
+    except Exception as e:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        if isinstance(e, DecodeError):
+            return (0, 0, "", 0, 0, size, "", "", e.status, str(e))
+        # a decoder bug must cost one row, not the scan
+        return (0, 0, "", 0, 0, size, "", "", "corrupt", f"{type(e).__name__}: {e}")
+    return (p.width, p.height, p.mode, p.channels, p.bits, p.bytes, p.hash, p.format, "ok", "")
+
+
+def normalize_mode(
+    im: Image.Image, *, keep_16bit: bool = False, background: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
+    """Convert any Pillow mode to the documented set (``L``, ``RGB``; ``I;16``/``F`` on request)."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        a = np.clip(a, 0, 65535).astype(np.uint16)
+        if keep_16bit:
+            return Image.fromarray(a.astype("<u2"))
+        return Image.fromarray((a >> 8).astype(np.uint8))
+    if mode == "F":
+        if keep_16bit:
+            return im
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = np.nanmin(a), np.nanmax(a)
+        scaled = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
+        return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8))
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        out = Image.alpha_composite(base, rgba).convert("RGB")
+        return out.convert("L") if mode in ("LA", "La") else out
+    return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX ...
+
+
+def decode(
+    path: str | os.PathLike,
+    *,
+    keep_16bit: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """Decode an image file to a Pillow image in one of the documented modes.
+
+    Parameters
+    ----------
+    path
+        The file.
+    keep_16bit
+        Keep 16-bit gray data as ``I;16`` (and float data as ``F``) instead of reducing to 8 bits.
+    max_pixels
+        Refuse images with more pixels than this (decompression-bomb guard); ``None`` disables.
+    background
+        Colour that transparent pixels are composited onto.
+
+    Raises
+    ------
+    DecodeError
+        If the file is missing, empty, not an image, truncated or too large.
+    """
+    im = _oriented(_open(Path(path), max_pixels))
+    return normalize_mode(im, keep_16bit=keep_16bit, background=background)
+
+
+def to_array(im: Image.Image) -> np.ndarray:
+    """Pixels as an HWC numpy array (HW for single-channel), dtype uint8 or uint16."""
+    a = np.asarray(im)
+    if im.mode == "I;16" and a.dtype != np.uint16:
+        a = a.astype(np.uint16)
+    return a

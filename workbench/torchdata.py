@@ -1,0 +1,71 @@
+"""The bridge to PyTorch training: a map-style Dataset over a Catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import Dataset
+
+from workbench.errors import ParameterError
+from workbench.io import decode
+
+if TYPE_CHECKING:
+    from workbench.catalog import Catalog
+
+
+class CatalogDataset(Dataset):
+    """``(image, class_index)`` items in catalog order, like torchvision's ``ImageFolder``.
+
+    Attributes
+    ----------
+    classes : list of str
+        Class names, sorted unless given.
+    class_to_idx : dict
+        Name to index.
+    ids : list of str
+        Sample id of each item.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        target: str | None = "label",
+        classes: Sequence[str] | None = None,
+        keep_16bit: bool = False,
+    ) -> None:
+        df = catalog.df
+        self.ids: list[str] = df["id"].tolist()
+        self.paths: list[str] = df["path"].tolist()
+        self.transform = transform
+        self.keep_16bit = keep_16bit
+        self.targets: list[int] | None = None
+        if target is None:
+            self.classes, self.class_to_idx = [], {}
+            return
+        if target not in df.columns:
+            raise ParameterError(f"no column {target!r} to take targets from")
+        values = df[target]
+        if values.isna().any():
+            n = int(values.isna().sum())
+            raise ParameterError(
+                f"{n} sample(s) have no {target!r}; filter them out first "
+                f"(catalog.filter('{target}.notna()')) or pass target=None"
+            )
+        names = [str(v) for v in values]
+        self.classes = list(classes) if classes is not None else sorted(set(names))
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted(set(names) - set(self.class_to_idx))
+        if unknown:
+            raise ParameterError(f"labels {unknown[:5]} are not in the given classes")
+        self.targets = [self.class_to_idx[n] for n in names]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Any:
+        im = decode(self.paths[i], keep_16bit=self.keep_16bit)
+        x = self.transform(im) if self.transform is not None else im
+        return x if self.targets is None else (x, self.targets[i])

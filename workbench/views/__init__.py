@@ -1,0 +1,5 @@
+"""Widget views. Each is a VBox over one core object, which it exposes as an attribute."""
+
+from workbench.views.browser import DataBrowser
+
+__all__ = ["DataBrowser"]
