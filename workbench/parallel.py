@@ -37,13 +37,16 @@ MIN_PARALLEL_ITEMS = 64
 def local_pool(workers: int | None = None) -> ProcessPoolExecutor:
     """The shared local process pool of this size (started once, reused, closed at exit).
 
-    ``forkserver`` children start from a clean interpreter, so threads held by torch/OpenMP in
-    the parent cannot deadlock them (a known hazard of ``fork``).
+    Workers are forked where the platform can: they start in milliseconds with the parent's
+    imports, and scripts need no ``if __name__ == "__main__"`` guard (``spawn`` and
+    ``forkserver`` re-import the main module). The built-in worker functions use only PIL,
+    numpy and scipy, never OpenMP, so the known fork-after-threads hazard does not apply.
     """
     n = workers or default_workers()
     pool = _POOLS.get(n)
     if pool is None or getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False):
-        ctx = multiprocessing.get_context("forkserver")
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         pool = _POOLS[n] = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
     return pool
 

@@ -1,0 +1,219 @@
+"""Near-duplicate quality and speed against imagededup; index scaling; Normalizer throughput.
+
+    .venv/bin/python benchmarks/bench_clean.py [--bases 2000] [--skip-1m]
+
+1. A generated set: ``--bases`` base images (half animal silhouettes, half crops of the bundled
+   colour photos), each with 0-3 near copies (JPEG q=60, resize 90 %, brightness ±10 %, 2 %
+   crop). Pairs of the same family are the truth. imagededup's PHash at its default threshold
+   (10) against ``workbench.clean.check`` at its default (pHash + dHash <= 20): pairwise
+   precision / recall and wall time, both from the image folder.
+2. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
+3. Normalizer: one streaming pass vs a bare decode loop over the same files; 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from workbench import Catalog, Workspace, samples
+from workbench.clean import check, near_duplicate_pairs
+from workbench.hashindex import HammingIndex
+from workbench.parallel import local_pool
+
+
+def make_near_duplicate_set(out: Path, n_bases: int, seed: int = 0) -> dict[str, str]:
+    """Write the set; return {file name: family}."""
+    marker = out / f".complete-{n_bases}-{seed}"
+    rng = np.random.default_rng(seed)
+    ws = Workspace(out.parent / "sources")
+    animals = samples.load("animals", ws, progress=False)
+    photos = samples.load("photos", ws, progress=False)
+    if not marker.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        picked = animals.df.drop_duplicates("hash").sample(n_bases // 2, random_state=seed)
+        bases = [("a", Image.open(p).convert("L")) for p in picked["path"]]
+        pics = [Image.open(p).convert("RGB") for p in photos.df["path"]]
+        while len(bases) < n_bases:
+            im = pics[rng.integers(len(pics))]
+            s = int(rng.integers(96, 256))
+            x, y = int(rng.integers(0, im.width - s)), int(rng.integers(0, im.height - s))
+            bases.append(("p", im.crop((x, y, x + s, y + s))))
+        for i, (kind, im) in enumerate(bases):
+            name = f"{kind}{i:05d}"
+            im.save(out / f"{name}.png")
+            for c in range(int(rng.integers(0, 4))):
+                _near_copy(im, int(rng.integers(4)), rng).save(out / f"{name}_c{c}.png")
+        marker.touch()
+    return {p.name: p.name.split("_c")[0].split(".")[0] for p in out.glob("*.png")}
+
+
+def _near_copy(im: Image.Image, op: int, rng: np.random.Generator) -> Image.Image:
+    if op == 0:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=60)
+        return Image.open(io.BytesIO(buf.getvalue()))
+    if op == 1:
+        return im.resize((max(1, round(im.width * 0.9)), max(1, round(im.height * 0.9))))
+    if op == 2:
+        return ImageEnhance.Brightness(im).enhance(1 + rng.choice([-0.1, 0.1]))
+    dx, dy = max(1, round(im.width * 0.02)), max(1, round(im.height * 0.02))
+    return im.crop((dx, dy, im.width - dx, im.height - dy))
+
+
+def truth_pairs(families: dict[str, str]) -> set[tuple[str, str]]:
+    by: dict[str, list[str]] = {}
+    for f, fam in families.items():
+        by.setdefault(fam, []).append(f)
+    return {tuple(sorted(p)) for g in by.values() for p in itertools.combinations(g, 2)}
+
+
+def pr(pred: set, truth: set) -> tuple[float, float]:
+    tp = len(pred & truth)
+    return tp / max(1, len(pred)), tp / max(1, len(truth))
+
+
+def run_imagededup(folder: Path) -> tuple[set, float]:
+    from imagededup.methods import PHash
+
+    t = time.perf_counter()
+    found = PHash(verbose=False).find_duplicates(image_dir=str(folder), max_distance_threshold=10)
+    dt = time.perf_counter() - t
+    return {tuple(sorted((a, b))) for a, dups in found.items() for b in dups}, dt
+
+
+def run_workbench(folder: Path, workers: int) -> tuple[dict, float, float]:
+    t = time.perf_counter()
+    cat = Catalog.from_folder(folder, labels=None, progress=False, workers=workers)
+    t_scan = time.perf_counter() - t
+    rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False, workers=workers)
+    t_all = time.perf_counter() - t
+    preds = {}
+    for r in (12, 16, 20, 24):
+        p = near_duplicate_pairs(rep, r)
+        preds[r] = set(zip(p["a"], p["b"], strict=True))
+    return preds, t_scan, t_all
+
+
+def quality_and_speed(n_bases: int, workers: int) -> None:
+    folder = Path(tempfile.gettempdir()) / "wb-bench-clean" / "near"
+    fam = make_near_duplicate_set(folder, n_bases)
+    truth = truth_pairs(fam)
+    local_pool(workers).submit(int).result()
+    print(
+        f"\n## 1. near duplicates: {len(fam)} images from {n_bases} bases, {len(truth)} true pairs"
+    )
+    idd_pred, idd_t = run_imagededup(folder)
+    wb_pred, wb_scan, wb_t = run_workbench(folder, workers)
+    idd_p, idd_r = pr(idd_pred, truth)
+    print("| method                              | precision | recall | wall s | speed-up |")
+    print("|-------------------------------------|----------:|-------:|-------:|---------:|")
+    print(
+        f"| imagededup PHash, threshold 10      | {idd_p:9.3f} | {idd_r:6.3f} | {idd_t:6.2f} "
+        "|     1.00 |"
+    )
+    for r, pred in wb_pred.items():
+        p, rc = pr(pred, truth)
+        tag = " (default)" if r == 20 else "          "
+        print(
+            f"| workbench pHash+dHash <= {r}{tag} | {p:9.3f} | {rc:6.3f} | {wb_t:6.2f} | "
+            f"{idd_t / wb_t:8.2f} |"
+        )
+    print(
+        f"(workbench wall time = folder scan {wb_scan:.2f} s + checks {wb_t - wb_scan:.2f} s; "
+        f"against an already scanned catalog the speed-up is {idd_t / (wb_t - wb_scan):.2f}x)"
+    )
+
+
+def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> None:
+    print(
+        f"\n## 2. exact radius-{radius} search over random 64-bit hashes, {planted} planted pairs"
+    )
+    print("| hashes    | seconds | pairs found | planted recall |")
+    print("|-----------|--------:|------------:|---------------:|")
+    base = None
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        h = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64) * np.uint64(2) + rng.integers(
+            0, 2, n, dtype=np.int64
+        ).view(np.uint64)
+        src = rng.choice(n, planted, replace=False)
+        dst = (src + n // 2) % n
+        flips = np.zeros(planted, dtype=np.uint64)
+        for k in range(planted):
+            for bit in rng.choice(64, int(rng.integers(1, radius + 1)), replace=False):
+                flips[k] |= np.uint64(1) << np.uint64(int(bit))
+        h[dst] = h[src] ^ flips
+        t = time.perf_counter()
+        res = HammingIndex(h).pairs(radius, max_pairs=None)
+        dt = time.perf_counter() - t
+        found = {tuple(p) for p in res.pairs.tolist()}
+        rec = np.mean(
+            [tuple(sorted((int(a), int(b)))) in found for a, b in zip(src, dst, strict=True)]
+        )
+        base = base or dt
+        print(f"| {n:9,d} | {dt:7.2f} | {len(res.pairs):11,d} | {rec:14.3f} |")
+    if len(sizes) > 1:
+        print(
+            f"growth {sizes[0]:,} -> {sizes[-1]:,}: {dt / base:.1f}x time for "
+            f"{sizes[-1] / sizes[0]:.0f}x hashes "
+            f"(all-pairs would be {(sizes[-1] / sizes[0]) ** 2:.0f}x)"
+        )
+
+
+def normalizer_throughput(n: int = 5000) -> None:
+    try:
+        from workbench.normalize import Normalizer
+    except ImportError:
+        print("\n## 3. Normalizer: not available")
+        return
+    from bench_scan import make_jpegs  # same generated folder as the scan benchmark
+
+    root = Path(tempfile.gettempdir()) / "wb-bench-scan"
+    paths = make_jpegs(root, n)
+    cat = Catalog.from_folder(root, progress=False)
+    from workbench.io import decode
+
+    def bare() -> float:
+        t = time.perf_counter()
+        for p in paths:
+            np.asarray(decode(p))
+        return time.perf_counter() - t
+
+    def fit(w: int) -> float:
+        t = time.perf_counter()
+        Normalizer().fit(cat, workers=w, progress=False)
+        return time.perf_counter() - t
+
+    runs = [(bare(), fit(1), fit(2)) for _ in range(2)]
+    b, one, two = (min(r[k] for r in runs) for k in range(3))
+    print(f"\n## 3. Normalizer over {n} JPEGs 256x256")
+    print("| what                          | images/s | ratio to bare |")
+    print("|-------------------------------|---------:|--------------:|")
+    print(f"| bare decode loop (1 process)  | {n / b:8.0f} |          1.00 |")
+    print(f"| Normalizer.fit, 1 worker      | {n / one:8.0f} | {b / one:13.2f} |")
+    print(f"| Normalizer.fit, 2 workers     | {n / two:8.0f} | {b / two:13.2f} |")
+    print(f"2-worker speed-up: {one / two:.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bases", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--skip-1m", action="store_true")
+    args = ap.parse_args()
+    quality_and_speed(args.bases, args.workers)
+    index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
+    normalizer_throughput()
+
+
+if __name__ == "__main__":
+    main()

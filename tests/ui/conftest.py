@@ -1,0 +1,674 @@
+"""Fixtures and helpers for the real-browser UI test level.
+
+The UI level starts one throw-away JupyterLab server per test session (listening on
+127.0.0.1 only, on a free port, with every Jupyter directory redirected to a temp dir)
+and drives it with Debian's Chromium through Playwright's sync API.
+
+Fixtures
+--------
+jupyter_lab
+    Session-scoped running server, a :class:`JupyterLab` record.
+browser
+    Session-scoped Playwright ``Browser`` (``/usr/bin/chromium``, headless).
+page
+    Function-scoped ``Page`` (1400x1000) in a fresh browser context. On teardown the
+    page is closed and every kernel session on the server is shut down.
+
+ui
+    Session-scoped :class:`UiHelpers` namespace with the helpers below; use it instead of
+    ``from conftest import ...`` (which depends on pytest's import mode).
+
+Helpers
+-------
+open_notebook(page, lab, name, timeout=60)
+    Open ``name`` (relative to ``lab.root``) and wait for a connected, idle kernel.
+run_all(page, timeout=180)
+    Run all cells through the "Run" menu and wait until execution has finished.
+error_outputs(page, include_stderr=True)
+    Texts of traceback (and optionally stderr) outputs of the open notebook.
+kernel_state(page)
+    Document/kernel state of the current widget, read through ``window.jupyterapp``.
+screenshot(page, tmp_path, name)
+    Save a PNG under the test's ``tmp_path``.
+
+The server runs with ``--LabApp.expose_app_in_browser=True`` (as galata does), so the
+helpers can read kernel status and outputs from the application instead of guessing
+from the DOM. Kernels inherit ``WORKBENCH_WORKSPACE`` and a ``PYTHONPATH`` starting with
+the repository root (the project is not installed into the venv).
+
+If ``/usr/bin/chromium`` is missing, the whole level is skipped, except when the ``CI``
+environment variable is set, in which case the browser fixture fails instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+SERVER_START_TIMEOUT = 90.0
+KERNEL_IDLE_TIMEOUT = 60.0
+RUN_ALL_TIMEOUT = 180.0
+
+# JupyterLab user settings written into the temp settings dir.
+LAB_SETTINGS: dict[str, dict[str, Any]] = {
+    # All cells attached to the DOM (no virtual scrolling).
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    # No network look-ups and no notification pop-ups covering the page.
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "checkForUpdates": False,
+        "fetchNews": "false",
+    },
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _ci() -> bool:
+    """Return whether we run under CI (``CI`` set to anything but an off value)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test of this directory when Chromium is missing outside CI."""
+    if CHROMIUM.exists() or _ci():
+        return
+    here = Path(__file__).resolve().parent
+    skip = pytest.mark.skip(
+        reason=f"UI level needs Debian's Chromium at {CHROMIUM} "
+        "(apt-get install -y chromium); skipped because CI is not set"
+    )
+    for item in items:
+        if here in Path(str(item.path)).resolve().parents:
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class JupyterLab:
+    """A running throw-away JupyterLab server.
+
+    Attributes
+    ----------
+    url
+        Base URL without trailing slash, e.g. ``http://127.0.0.1:41234``.
+    root
+        Server root dir: a temp copy of the project's ``notebooks/`` folder.
+    workspace
+        Temp dir exported to the server and its kernels as ``WORKBENCH_WORKSPACE``.
+    log
+        File receiving the server's stdout and stderr.
+    pid
+        PID of the server process (leader of its own process group).
+    """
+
+    url: str
+    root: Path
+    workspace: Path
+    log: Path
+    pid: int
+
+    def api(self, path: str, method: str = "GET", timeout: float = 10.0) -> Any:
+        """Call the server's REST API and return the decoded JSON (or ``None``).
+
+        Parameters
+        ----------
+        path
+            Path below the base URL, e.g. ``"/api/sessions"``.
+        method
+            HTTP method.
+        timeout
+            Socket timeout in seconds.
+
+        Returns
+        -------
+        Any
+            Decoded JSON body, ``None`` for an empty body.
+        """
+        req = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def log_tail(self, n: int = 60) -> str:
+        """Return the last ``n`` lines of the server log."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "<no server log>"
+        return "\n".join(lines[-n:])
+
+    def shutdown_kernels(self) -> None:
+        """Delete every session and kernel on the server (best effort)."""
+        with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+            for session in self.api("/api/sessions"):
+                with contextlib.suppress(OSError, urllib.error.URLError):
+                    self.api(f"/api/sessions/{session['id']}", method="DELETE", timeout=30)
+            for kernel in self.api("/api/kernels"):
+                with contextlib.suppress(OSError, urllib.error.URLError):
+                    self.api(f"/api/kernels/{kernel['id']}", method="DELETE", timeout=30)
+
+
+def _free_port() -> int:
+    """Return a currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    """Return the last ``n`` lines of a text file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "<no log>"
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Return the PIDs of the direct children of ``pid`` (Linux ``/proc``)."""
+    children: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may contain spaces; fields after ")" are fixed.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _pid_alive(pid: int) -> bool:
+    """Return whether ``pid`` still exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _stop_server(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Stop the server by its own PID/process group, then any leftover kernels by PID."""
+    if proc.poll() is not None:
+        return
+    kernels = _child_pids(proc.pid)  # kernels run in their own sessions: stop them by PID
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while any(_pid_alive(k) for k in kernels) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for k in kernels:
+        if _pid_alive(k):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """Start a throw-away JupyterLab server for the session.
+
+    Parameters
+    ----------
+    tmp_path_factory
+        Pytest's session temp dir factory.
+
+    Yields
+    ------
+    JupyterLab
+        The running server (``.url``, ``.root``, ``.workspace``, ``.log``, ``.pid``).
+    """
+    base = tmp_path_factory.mktemp("jupyter_lab")
+    root = base / "notebooks"
+    if NOTEBOOKS_DIR.is_dir():
+        shutil.copytree(NOTEBOOKS_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    else:
+        root.mkdir()
+    workspace = base / "workspace"
+    settings = base / "lab-settings"
+    dirs = {name: base / name for name in ("config", "data", "runtime", "lab-workspaces")}
+    for path in (workspace, settings, *dirs.values()):
+        path.mkdir(parents=True, exist_ok=True)
+    for rel, content in LAB_SETTINGS.items():
+        target = settings / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(content, indent=2))
+
+    env = os.environ.copy()
+    env.update(
+        WORKBENCH_WORKSPACE=str(workspace),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(dirs["lab-workspaces"]),
+        JUPYTER_CONFIG_DIR=str(dirs["config"]),
+        JUPYTER_DATA_DIR=str(dirs["data"]),
+        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+        # The project is not installed into the venv: let kernels import ``workbench``.
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("JUPYTER_PATH", None)
+    env.pop("JUPYTER_CONFIG_PATH", None)
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = base / "jupyter-lab.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",  # ServerApp.token is deprecated in jupyter_server 2
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--allow-root",
+        f"--ServerApp.root_dir={root}",
+        # window.jupyterapp: lets helpers read the notebook model (as galata does).
+        "--LabApp.expose_app_in_browser=True",
+    ]
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group, pgid == pid
+        )
+    lab = JupyterLab(url=url, root=root, workspace=workspace, log=log, pid=proc.pid)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"JupyterLab exited with code {proc.returncode} during start-up.\n"
+                    f"--- {log} ---\n{_tail(log)}"
+                )
+            try:
+                lab.api("/api/status", timeout=2)
+                break
+            except (OSError, ValueError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"JupyterLab did not answer {url}/api/status within "
+                        f"{SERVER_START_TIMEOUT:.0f}s.\n--- {log} ---\n{_tail(log)}"
+                    )
+                time.sleep(0.25)
+        specs = lab.api("/api/kernelspecs")
+        if "python3" not in specs.get("kernelspecs", {}):
+            pytest.fail(f"kernelspec python3 not found: {sorted(specs['kernelspecs'])}")
+        yield lab
+    finally:
+        lab.shutdown_kernels()
+        _stop_server(proc)
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Launch headless Debian Chromium through Playwright for the session.
+
+    Yields
+    ------
+    playwright.sync_api.Browser
+        The launched browser.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(f"CI is set but {CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, jupyter_lab: JupyterLab) -> Iterator[Any]:
+    """Open a fresh 1400x1000 page; shut down all kernels afterwards.
+
+    Browser console errors and uncaught page errors are collected in
+    ``page.wb_console_errors`` (a list of strings) for diagnostics.
+
+    Parameters
+    ----------
+    browser
+        Session browser fixture.
+    jupyter_lab
+        Session server fixture.
+
+    Yields
+    ------
+    playwright.sync_api.Page
+        The page.
+    """
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.wb_console_errors = errors
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    try:
+        yield pg
+    finally:
+        context.close()
+        jupyter_lab.shutdown_kernels()
+
+
+# --------------------------------------------------------------------------- helpers
+
+_PANEL = "#jp-main-dock-panel .jp-NotebookPanel"
+
+# Execution state of the current notebook panel, read from the DOM.
+_RUN_STATE_JS = """
+() => {
+  const panels = [...document.querySelectorAll('#jp-main-dock-panel .jp-NotebookPanel')];
+  const panel = panels.find(p => !p.classList.contains('lm-mod-hidden')) || panels[0];
+  if (!panel) return {panel: false};
+  const ind = panel.querySelector('.jp-Notebook-ExecutionIndicator');
+  const prompts = [];
+  for (const cell of panel.querySelectorAll('.jp-Notebook .jp-CodeCell')) {
+    const src = cell.querySelector('.jp-InputArea-editor');
+    const prompt = cell.querySelector('.jp-InputArea-prompt');
+    prompts.push({
+      prompt: prompt ? prompt.textContent.trim() : '',
+      empty: !src || src.textContent.trim() === '',
+    });
+  }
+  return {panel: true, status: ind ? ind.getAttribute('data-status') : null, prompts};
+}
+"""
+
+
+# Document/kernel state of the current main-area widget (``window.jupyterapp``).
+_KERNEL_STATE_JS = """
+() => {
+  const app = window.jupyterapp;
+  if (!app || !app.shell) return {app: false};
+  const w = app.shell.currentWidget;
+  if (!w || !w.context || !w.sessionContext) return {app: true, widget: false};
+  const k = w.sessionContext.session ? w.sessionContext.session.kernel : null;
+  return {
+    app: true,
+    widget: true,
+    path: w.context.path,
+    ready: w.context.isReady && w.sessionContext.isReady,
+    kernel: k ? k.status : null,
+    connection: k ? k.connectionStatus : null,
+  };
+}
+"""
+
+
+def kernel_state(page: Any) -> dict[str, Any]:
+    """Return the document and kernel state of the current main-area widget.
+
+    Parameters
+    ----------
+    page
+        Playwright page showing JupyterLab.
+
+    Returns
+    -------
+    dict
+        Keys ``app``, ``widget``, ``path``, ``ready``, ``kernel`` (kernel status such as
+        ``"idle"`` or ``"busy"``) and ``connection`` (``"connected"`` when usable).
+    """
+    return page.evaluate(_KERNEL_STATE_JS)
+
+
+def _kernel_idle(state: dict[str, Any]) -> bool:
+    """Return whether a :func:`kernel_state` result shows a connected, idle kernel."""
+    return bool(
+        state.get("ready")
+        and state.get("kernel") == "idle"
+        and state.get("connection") == "connected"
+    )
+
+
+def open_notebook(
+    page: Any, lab: JupyterLab, name: str, timeout: float = KERNEL_IDLE_TIMEOUT
+) -> Any:
+    """Open a notebook in JupyterLab and wait for its kernel to be idle.
+
+    The layout state is reset (``?reset``) so no previously opened documents come back.
+    A "Select Kernel" dialog (notebook without kernel metadata) is accepted, which picks
+    the default ``python3`` kernel.
+
+    Parameters
+    ----------
+    page
+        Playwright page.
+    lab
+        Running server.
+    name
+        Notebook path relative to ``lab.root``.
+    timeout
+        Seconds to wait for the panel and the idle kernel.
+
+    Returns
+    -------
+    playwright.sync_api.Locator
+        Locator of the notebook panel.
+    """
+    path = urllib.parse.quote(name)
+    page.goto(f"{lab.url}/lab/tree/{path}?reset", timeout=timeout * 1000)
+    panel = page.locator(_PANEL).first
+    panel.wait_for(state="visible", timeout=timeout * 1000)
+    accept = page.locator(".jp-Dialog .jp-mod-accept")
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    stable_since: float | None = None
+    while True:
+        state = kernel_state(page)
+        if _kernel_idle(state) and state.get("path") == name:
+            # Require a short stable period: a kernel that has just been started reports
+            # idle between its start-up messages.
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 0.5:
+                break
+        else:
+            stable_since = None
+        if accept.count() and accept.first.is_visible():
+            accept.first.click()
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"kernel of {name} not idle after {timeout:.0f}s: {state}\n"
+                f"--- server log ---\n{lab.log_tail(30)}"
+            )
+        page.wait_for_timeout(100)
+    return panel
+
+
+def _menu_run_all(page: Any) -> None:
+    """Click "Run" -> "Run All Cells" in the main menu bar."""
+    page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).first.click()
+
+
+def run_all(page: Any, timeout: float = RUN_ALL_TIMEOUT) -> None:
+    """Run all cells of the current notebook and wait until execution has finished.
+
+    Finished means: no ``[*]`` prompt, the kernel is connected and idle, and every
+    non-empty code cell has an execution count (or the run stopped at a traceback),
+    stable for one second.
+
+    Parameters
+    ----------
+    page
+        Playwright page with a notebook opened by :func:`open_notebook`.
+    timeout
+        Seconds to wait for the run to finish.
+
+    Raises
+    ------
+    AssertionError
+        If execution does not finish in time.
+    """
+    _menu_run_all(page)
+    deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = {**page.evaluate(_RUN_STATE_JS), **kernel_state(page)}
+        prompts = state.get("prompts", [])
+        busy = any("*" in p["prompt"] for p in prompts)
+        pending = [p for p in prompts if not p["empty"] and not re.search(r"\[\d+\]", p["prompt"])]
+        done = _kernel_idle(state) and not busy
+        if done and pending and not error_outputs(page, include_stderr=False):
+            done = False  # not started yet (or still queued)
+        if done:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 1.0:
+                return
+        else:
+            stable_since = None
+        page.wait_for_timeout(200)
+    raise AssertionError(f"notebook still running after {timeout:.0f}s: {state}")
+
+
+_MODEL_ERRORS_JS = """
+(includeStderr) => {
+  const app = window.jupyterapp;
+  const widget = app && app.shell.currentWidget;
+  const model = widget && widget.content && widget.content.model;
+  if (!model || typeof model.toJSON !== 'function') return null;
+  const found = [];
+  model.toJSON().cells.forEach((cell, index) => {
+    for (const out of cell.outputs || []) {
+      if (out.output_type === 'error') {
+        found.push(`cell ${index}: ${out.ename}: ${out.evalue}\\n${out.traceback.join('\\n')}`);
+      } else if (includeStderr && out.output_type === 'stream' && out.name === 'stderr') {
+        const text = Array.isArray(out.text) ? out.text.join('') : out.text;
+        found.push(`cell ${index} stderr: ${text}`);
+      }
+    }
+  });
+  return found;
+}
+"""
+
+
+def error_outputs(page: Any, include_stderr: bool = True) -> list[str]:
+    """Return the texts of error outputs of the current notebook.
+
+    Tracebacks (``output_type == "error"``) are read from the notebook model through
+    ``window.jupyterapp``; if that is unavailable, the DOM outputs with mime type
+    ``application/vnd.jupyter.stderr`` (tracebacks *and* stderr) are returned.
+
+    Parameters
+    ----------
+    page
+        Playwright page with an open notebook.
+    include_stderr
+        Also return ``stderr`` stream outputs (warnings, progress bars, logging).
+
+    Returns
+    -------
+    list[str]
+        One string per output, ANSI colour codes removed.
+    """
+    found = page.evaluate(_MODEL_ERRORS_JS, include_stderr)
+    if found is None:
+        loc = page.locator(
+            f'{_PANEL} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+        )
+        found = loc.all_inner_texts()
+    return [_ANSI.sub("", text) for text in found]
+
+
+def screenshot(page: Any, tmp_path: Path, name: str = "page.png") -> Path:
+    """Save a full-page PNG screenshot under ``tmp_path``.
+
+    Parameters
+    ----------
+    page
+        Playwright page.
+    tmp_path
+        The test's ``tmp_path``.
+    name
+        File name (``.png`` is appended when missing).
+
+    Returns
+    -------
+    Path
+        Path of the written file.
+    """
+    path = tmp_path / (name if name.endswith(".png") else f"{name}.png")
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@dataclass(frozen=True)
+class UiHelpers:
+    """The module's helper functions, handed to tests by the :func:`ui` fixture.
+
+    Tests use the fixture instead of ``from conftest import ...``, which depends on the
+    import mode and on which ``conftest`` module was imported last.
+    """
+
+    open_notebook = staticmethod(open_notebook)
+    kernel_state = staticmethod(kernel_state)
+    run_all = staticmethod(run_all)
+    error_outputs = staticmethod(error_outputs)
+    screenshot = staticmethod(screenshot)
+
+
+@pytest.fixture(scope="session")
+def ui() -> UiHelpers:
+    """Return the UI helpers (``open_notebook``, ``run_all``, ``error_outputs``, ...).
+
+    Returns
+    -------
+    UiHelpers
+        Namespace of the helper functions of this module.
+    """
+    return UiHelpers()

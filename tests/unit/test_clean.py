@@ -1,0 +1,197 @@
+import io
+import itertools
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+from corpus import encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageFilter
+
+from workbench import Catalog, Workspace
+from workbench.clean import (
+    CHECKS,
+    Decisions,
+    _near_pairs,
+    check,
+    find_issues,
+    near_duplicate_pairs,
+    suggested_exclusions,
+)
+from workbench.errors import ParameterError
+
+
+def _photo(seed: int, size=(96, 96)) -> Image.Image:
+    """A smooth random colour image with structure (not noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    a = np.asarray(im).astype(np.int16) + rng.integers(-6, 7, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """40 distinct photos plus one planted example of each problem."""
+    root = tmp_path_factory.mktemp("planted")
+    for i in range(40):
+        (root / f"img_{i:02d}.png").write_bytes(encode(_photo(i), "PNG"))
+    base = _photo(3)
+    (root / "exact_copy.png").write_bytes(encode(base, "PNG"))
+    buf = io.BytesIO()
+    _photo(5).save(buf, "JPEG", quality=60)
+    (root / "near_copy.jpg").write_bytes(buf.getvalue())
+    big = _photo(7).resize((192, 192), Image.Resampling.BICUBIC)
+    (root / "near_bigger.png").write_bytes(encode(big, "PNG"))
+    png = encode(_photo(8), "PNG")
+    (root / "corrupt.png").write_bytes(png[: len(png) // 3])
+    (root / "blank.png").write_bytes(encode(Image.new("RGB", (96, 96), (0, 0, 0)), "PNG"))
+    (root / "white.png").write_bytes(encode(Image.new("RGB", (96, 96), (252, 252, 252)), "PNG"))
+    gray = _photo(9).convert("L").convert("RGB")
+    (root / "gray_in_rgb.png").write_bytes(encode(gray, "PNG"))
+    blurred = _photo(10).filter(ImageFilter.GaussianBlur(6))
+    (root / "blurry.png").write_bytes(encode(blurred, "PNG"))
+    (root / "tiny.png").write_bytes(encode(_photo(11, (12, 12)), "PNG"))
+    (root / "panorama.png").write_bytes(encode(_photo(12, (300, 60)), "PNG"))
+    stripes = np.zeros((96, 96, 3), dtype=np.uint8)
+    stripes[:, ::12] = stripes[:, 1::12] = stripes[:, 2::12] = 255
+    stripes[::12] = stripes[1::12] = stripes[2::12] = (255, 0, 255)
+    (root / "stripes_outlier.png").write_bytes(encode(Image.fromarray(stripes), "PNG"))
+    return root
+
+
+def _flagged(report, issue):
+    return set(report.flagged(issue)["id"])
+
+
+def test_every_planted_problem_is_found(planted, tmp_path):
+    cat = Catalog.from_folder(planted, progress=False)
+    rep = check(cat, workspace=Workspace(tmp_path / "ws"), progress=False)
+    assert set(rep.table.columns) == {"id", "issue", "score", "flagged", "group", "keeper"}
+    assert rep.table["score"].between(0, 1).all()
+    assert _flagged(rep, "unreadable") == {"corrupt.png"}
+    assert _flagged(rep, "exact_duplicate") == {"img_03.png", "exact_copy.png"}
+    near = rep.groups("near_duplicate")
+    assert ["near_bigger.png", "img_07.png"] in near  # keeper first: the larger one
+    assert any(set(g) == {"img_05.png", "near_copy.jpg"} for g in near)
+    assert "blank.png" in _flagged(rep, "dark") and "blank.png" in _flagged(rep, "low_information")
+    assert "white.png" in _flagged(rep, "bright")
+    assert _flagged(rep, "grayscale_in_color") >= {"gray_in_rgb.png"}
+    assert "blurry.png" in _flagged(rep, "blurry")
+    assert "tiny.png" in _flagged(rep, "odd_size")
+    assert _flagged(rep, "odd_aspect_ratio") == {"panorama.png"}
+    assert "stripes_outlier.png" in _flagged(rep, "outlier")
+    clean = {f"img_{i:02d}.png" for i in range(40)} - {"img_03.png", "img_05.png", "img_07.png"}
+    for issue in ("dark", "bright", "blurry", "odd_size", "odd_aspect_ratio", "grayscale_in_color"):
+        assert not (_flagged(rep, issue) & clean), issue
+    s = rep.summary()
+    assert list(s.index) == list(CHECKS) and s.loc["unreadable", "flagged"] == 1
+    exact_keeper = rep.table[(rep.table["issue"] == "exact_duplicate") & rep.table["keeper"]]
+    assert exact_keeper["id"].tolist() == ["exact_copy.png"]  # same size: first id
+    assert set(suggested_exclusions(rep)) >= {"corrupt.png", "img_03.png", "img_07.png"}
+
+
+def test_cache_only_processes_new_files(planted, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(planted, root)
+    ws = Workspace(tmp_path / "ws")
+    cat = Catalog.from_folder(root, progress=False)
+    first = check(cat, workspace=ws, progress=False)
+    assert first.computed == cat.ok.df["hash"].nunique() == len(cat) - 2  # a corrupt file, a twin
+    for i in range(10):
+        (root / f"new_{i}.png").write_bytes(encode(_photo(100 + i), "PNG"))
+    again = check(Catalog.from_folder(root, progress=False), workspace=ws, progress=False)
+    assert again.computed == 10
+    a = first.table[first.table["issue"] == "dark"].set_index("id")["score"]
+    b = again.table[again.table["issue"] == "dark"].set_index("id")["score"]
+    pd.testing.assert_series_equal(a, b.reindex(a.index))
+
+
+def test_threshold_moves_flags_and_groups_live(planted):
+    rep = check(Catalog.from_folder(planted, progress=False), progress=False)
+    n = len(rep.flagged("near_duplicate"))
+    rep.set_threshold("near_duplicate", 1.0)  # only identical hashes
+    assert len(rep.flagged("near_duplicate")) < n
+    rep.set_threshold("near_duplicate", 1 - 20 / 128)
+    assert len(rep.flagged("near_duplicate")) == n and rep.radius == 20
+    rep.set_threshold("dark", 0.0)
+    assert rep.flagged("dark")["id"].nunique() == 50  # every readable sample
+    with pytest.raises(ParameterError):
+        rep.set_threshold("dark", 1.5)
+    with pytest.raises(ParameterError):
+        rep.set_threshold("nope", 0.5)
+
+
+def test_foreign_executor_same_result_and_find_issues(planted):
+    cat = Catalog.from_folder(planted, progress=False)
+    a = find_issues(cat, progress=False, workers=1)
+    with ThreadPoolExecutor(2) as ex:
+        b = find_issues(cat, progress=False, executor=ex)
+    pd.testing.assert_frame_equal(a, b)
+    only = find_issues(cat, checks=["dark"], progress=False)
+    assert set(only["issue"]) == {"dark"}
+    with pytest.raises(ParameterError, match="unknown checks"):
+        check(cat, checks=["blurriness"])
+    with pytest.raises(ParameterError):
+        check(cat, thresholds={"dark": 2})
+
+
+def _brute(content: pd.DataFrame, radius: int) -> set[tuple[str, str]]:
+    ph = content["phash"].to_numpy(np.int64).view(np.uint64)
+    dh = content["dhash"].to_numpy(np.int64).view(np.uint64)
+    h = content["hash"].to_numpy()
+    out = set()
+    for i, j in itertools.combinations(range(len(h)), 2):
+        d = int(np.bitwise_count(ph[i] ^ ph[j])) + int(np.bitwise_count(dh[i] ^ dh[j]))
+        if d <= radius:
+            out.add(tuple(sorted((h[i], h[j]))))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 120),
+    radius=st.integers(0, 30),
+    seed=st.integers(0, 2**32 - 1),
+    dup_keys=st.integers(0, 10),
+)
+def test_near_pairs_are_exactly_the_brute_force_pairs(n, radius, seed, dup_keys):
+    rng = np.random.default_rng(seed)
+    ph = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+    dh = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+    for k in range(1, n):  # plant near pairs and identical keys
+        if rng.random() < 0.3:
+            flips = rng.choice(64, int(rng.integers(0, 8)), replace=False)
+            ph[k] = ph[k - 1] ^ int(sum(1 << int(b) for b in flips) & ((1 << 63) - 1))
+            dh[k] = dh[k - 1] ^ (1 << int(rng.integers(0, 63)))
+    for k in range(min(dup_keys, n - 1)):
+        ph[k + 1], dh[k + 1] = ph[0], dh[0]
+    content = pd.DataFrame({"hash": [f"h{i}" for i in range(n)], "phash": ph, "dhash": dh})
+    got = _near_pairs(content, radius)
+    found = {tuple(sorted(p)) for p in zip(got["a"], got["b"], strict=True)}
+    assert found == _brute(content, radius)
+
+
+def test_decisions_are_saved_and_reversible(planted, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    cat = Catalog.from_folder(planted, progress=False)
+    d = Decisions(ws)
+    d.exclude(["blank.png", "corrupt.png"], issue="dark")
+    assert Decisions(ws).excluded == {"blank.png", "corrupt.png"}
+    d.keep(["blank.png"])
+    assert Decisions(ws).excluded == {"corrupt.png"}
+    assert "corrupt.png" not in Decisions(ws).apply(cat)
+    assert len(Decisions(ws).history()) == 3
+    with pytest.raises(ParameterError):
+        d.record(["x"], "delete")
+
+
+def test_pairwise_view_includes_exact_twins(planted):
+    rep = check(Catalog.from_folder(planted, progress=False), progress=False)
+    p = near_duplicate_pairs(rep)
+    pairs = set(zip(p["a"], p["b"], strict=True))
+    assert ("exact_copy.png", "img_03.png") in pairs
+    assert ("img_07.png", "near_bigger.png") in pairs

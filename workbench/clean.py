@@ -1,0 +1,624 @@
+"""Data-quality checks: a tidy table of issues, duplicate groups with a suggested keeper.
+
+One decode per image computes every per-image feature (perceptual hashes, sharpness, brightness
+percentiles, entropy, channel difference, a 16×16 gray sketch); features are cached in the
+Workspace keyed by content hash, so a re-run after adding files only decodes the new ones.
+
+Issue types, scores and default thresholds (a sample is flagged when ``score >= threshold``)
+------------------------------------------------------------------------------------------
+=====================  ==============================================================  =========
+issue                  score in [0, 1]                                                 threshold
+=====================  ==============================================================  =========
+``unreadable``         1 for a file the scan could not decode (``status != "ok"``)     1.0
+``exact_duplicate``    1 when another readable sample has identical decoded pixels     1.0
+``near_duplicate``     1 − d/128, d = Hamming distance of pHash + dHash (64 bits       1 − 20/128
+                       each) to the nearest sample with other pixels (rows only for
+                       d ≤ ``search_radius``; exact twins share their group)
+``blurry``             s_ref / (s_ref + s), s = variance of the Laplacian, s_ref the   0.8
+                       dataset's median (0.8 = four times less sharp than typical)
+``dark``               1 − p90(luma)/255: even the bright parts are dark               0.85
+``bright``             p10(luma)/255: even the dark parts are bright                   0.9
+``low_information``    1 − H/8, H = entropy of the gray histogram in bits              0.95
+``grayscale_in_color`` 1 − min(1, mean |R−G|, |G−B| / 2), colour files only           0.75
+                       (a case cleanvision misses: an RGB file that holds a gray image)
+``odd_size``           min(1, |log2(area / median area)| / 4)                          0.5 (4×)
+``odd_aspect_ratio``   min(1, |log2(width / height)| / 2)                              0.5 (2:1)
+``outlier``            1 − 2^(−d/f), d = mean distance to the k nearest neighbours      0.5
+                       in feature space, f = the IQR fence Q3 + 1.5·IQR of d
+=====================  ==============================================================  =========
+
+Near-duplicate search is exact and sub-quadratic: if pHash + dHash distance is at most ``r``,
+one of the two is at most ``r // 2``, so candidates come from two multi-index hash searches
+(:class:`workbench.hashindex.HammingIndex`) with radius ``r // 2`` and are verified on both.
+The pair of hashes is what makes it better than pHash alone: on the benchmark set it doubles
+precision at the same recall (``benchmarks/bench_clean.py``). Groups are connected components
+(union-find) of the pairs within the threshold. Each duplicate group has a
+suggested keeper: the largest resolution, then the first id.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import ParameterError, WorkbenchError
+from workbench.fsutil import atomic_open
+from workbench.parallel import pmap
+
+if TYPE_CHECKING:
+    from workbench.catalog import Catalog
+    from workbench.workspace import Workspace
+
+CHECKS = (
+    "unreadable", "exact_duplicate", "near_duplicate", "blurry", "dark", "bright",
+    "low_information", "grayscale_in_color", "odd_size", "odd_aspect_ratio", "outlier",
+)  # fmt: skip
+HASH_BITS = 128  # pHash + dHash
+DEFAULT_RADIUS = 20
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "unreadable": 1.0,
+    "exact_duplicate": 1.0,
+    "near_duplicate": 1 - DEFAULT_RADIUS / HASH_BITS,
+    "blurry": 0.8,
+    "dark": 0.85,
+    "bright": 0.9,
+    "low_information": 0.95,
+    "grayscale_in_color": 0.75,
+    "odd_size": 0.5,
+    "odd_aspect_ratio": 0.5,
+    "outlier": 0.5,
+}
+DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate")
+FEATURES_VERSION = 1
+_SKETCH = 16
+_FEATURE_DTYPES = {
+    "phash": "int64", "dhash": "int64", "sharpness": "float64", "p10": "float64",
+    "p90": "float64", "entropy": "float64", "channel_diff": "float64", "sketch": object,
+}  # fmt: skip
+_WORK_SIDE = 256
+
+# ---------------------------------------------------------------------------- features
+
+
+def image_features(path: str) -> dict[str, Any] | None:
+    """Every per-image feature the checks use, from one decode (``None`` if undecodable)."""
+    import imagehash
+    from PIL import Image
+    from scipy import ndimage
+
+    from workbench.errors import DecodeError
+    from workbench.hashindex import hash_to_uint64
+    from workbench.io import decode
+
+    try:
+        im = decode(path)
+    except DecodeError:
+        return None
+    factor = max(im.size) // _WORK_SIDE
+    if factor > 1:  # a box-reduced working copy: same verdicts, a fraction of the cost
+        im = im.reduce(factor)
+    gray = im.convert("L") if im.mode != "L" else im
+    a = np.asarray(gray)
+    hist = np.bincount(a.ravel(), minlength=256).astype(np.float64)
+    cdf = np.cumsum(hist) / hist.sum()
+    p = hist[hist > 0] / hist.sum()
+    chan = math.nan
+    if im.mode == "RGB":
+        c = np.asarray(im, dtype=np.int16)
+        chan = float(
+            (np.abs(c[..., 0] - c[..., 1]).mean() + np.abs(c[..., 1] - c[..., 2]).mean()) / 2
+        )
+    sketch = np.asarray(gray.resize((_SKETCH, _SKETCH), Image.Resampling.BOX), dtype=np.uint8)
+    phash = hash_to_uint64(imagehash.phash(gray))
+    dhash = hash_to_uint64(imagehash.dhash(gray))
+    return {
+        # int64 bit patterns: parquet has no uint64 that every reader agrees on
+        "phash": np.uint64(phash).view(np.int64).item(),
+        "dhash": np.uint64(dhash).view(np.int64).item(),
+        "sharpness": float(ndimage.laplace(a.astype(np.float32) / 255.0).var()),
+        "p10": float(np.searchsorted(cdf, 0.10)),
+        "p90": float(np.searchsorted(cdf, 0.90)),
+        "entropy": float(-(p * np.log2(p)).sum()),
+        "channel_diff": chan,
+        "sketch": sketch.tobytes(),
+    }
+
+
+def _features_row(item: tuple[str, str]) -> tuple[str, dict[str, Any] | None]:
+    h, path = item
+    return h, image_features(path)
+
+
+def compute_features(
+    catalog: Catalog,
+    *,
+    workspace: Workspace | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, int]:
+    """Per-image features indexed by content hash, and how many images had to be decoded.
+
+    With a ``workspace``, features are cached in ``cache/features.parquet`` by content hash.
+    """
+    ok = catalog.df[catalog.df["status"] == "ok"]
+    wanted = ok.drop_duplicates("hash")[["hash", "path"]]
+    cache_path = workspace.path / "cache" / "features.parquet" if workspace is not None else None
+    cached = pd.DataFrame()
+    if cache_path is not None and cache_path.exists():
+        try:
+            cached = pd.read_parquet(cache_path).set_index("hash")
+            if cached.attrs.get("version", FEATURES_VERSION) != FEATURES_VERSION:
+                cached = pd.DataFrame()
+        except Exception:  # a damaged cache is only a slower run
+            cached = pd.DataFrame()
+    todo = wanted[~wanted["hash"].isin(cached.index)] if len(cached) else wanted
+    items = list(zip(todo["hash"], todo["path"], strict=True))
+    rows = pmap(
+        _features_row, items, executor=executor, workers=workers, progress=progress, desc="features"
+    )
+    fresh = pd.DataFrame.from_records(
+        [{"hash": h, **f} for h, f in rows if f is not None],
+        columns=["hash", "phash", "dhash", "sharpness", "p10", "p90", "entropy",
+                 "channel_diff", "sketch"],
+    ).set_index("hash")  # fmt: skip
+    feats = pd.concat([cached, fresh]) if len(cached) else fresh
+    feats = feats.astype(_FEATURE_DTYPES)
+    if cache_path is not None and len(fresh):
+        out = feats.reset_index()
+        with atomic_open(cache_path) as f:
+            out.to_parquet(f, index=False)
+    return feats, len(items)
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+def _components(nodes: Sequence[str], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+    """Connected component (union-find) label per node; -1 for nodes in no edge."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pos = pd.Series(np.arange(len(nodes)), index=pd.Index(nodes))
+    ia = pos.reindex(a).to_numpy()
+    ib = pos.reindex(b).to_numpy()
+    keep = ~(np.isnan(ia) | np.isnan(ib)) if ia.dtype.kind == "f" else np.ones(len(ia), bool)
+    ia, ib = ia[keep].astype(int), ib[keep].astype(int)
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    touched = np.zeros(n, dtype=bool)
+    touched[ia] = touched[ib] = True
+    return np.where(touched, labels, -1)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+@dataclass
+class IssueReport:
+    """Everything the checks found.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (sample id, issue): ``id, issue, score, flagged, group, keeper``.
+        ``group`` ties duplicates together (``None`` elsewhere); ``keeper`` marks the suggested
+        sample to keep in each group.
+    pairs : pandas.DataFrame
+        Near-duplicate pairs ``a, b, distance`` of content hashes (distinct pixels) within the
+        search radius; used to regroup live when the near-duplicate threshold moves.
+    thresholds : dict
+        Current threshold per issue (flagged means ``score >= threshold``).
+    computed : int
+        Images decoded by this run (the rest came from the workspace cache).
+    seconds : float
+        Wall time of the run.
+    """
+
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    thresholds: dict[str, float]
+    samples: pd.DataFrame = field(repr=False)  # id, hash, area of readable samples
+    computed: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> pd.DataFrame:
+        """Per issue: samples checked, flagged, threshold."""
+        g = self.table.groupby("issue", observed=True)
+        out = pd.DataFrame({"checked": g.size(), "flagged": g["flagged"].sum()})
+        out = out.reindex([c for c in CHECKS if c in self.thresholds], fill_value=0)
+        out["threshold"] = [self.thresholds[c] for c in out.index]
+        return out.astype({"checked": int, "flagged": int})
+
+    def flagged(self, issue: str | None = None) -> pd.DataFrame:
+        """Flagged rows (of one issue), highest score first."""
+        t = self.table[self.table["flagged"]]
+        if issue is not None:
+            t = t[t["issue"] == issue]
+        return t.sort_values(["score", "id"], ascending=[False, True], kind="stable")
+
+    def set_threshold(self, issue: str, value: float) -> None:
+        """Move one threshold; flags (and duplicate groups) follow."""
+        if issue not in self.thresholds:
+            raise ParameterError(f"unknown issue {issue!r}; known: {list(self.thresholds)}")
+        if not 0.0 <= float(value) <= 1.0:
+            raise ParameterError(f"threshold for {issue} must be in [0, 1], got {value}")
+        self.thresholds[issue] = float(value)
+        rows = self.table["issue"] == issue
+        self.table.loc[rows, "flagged"] = self.table.loc[rows, "score"] >= value - 1e-12
+        if issue == "near_duplicate":
+            self._regroup_near()
+
+    @property
+    def radius(self) -> int:
+        """The near-duplicate Hamming radius (pHash + dHash bits) implied by its threshold."""
+        return _radius(self.thresholds["near_duplicate"])
+
+    def groups(self, issue: str = "near_duplicate") -> list[list[str]]:
+        """Duplicate groups as id lists, keeper first, largest groups first."""
+        t = self.table[(self.table["issue"] == issue) & self.table["group"].notna()]
+        out = []
+        for _, g in t.groupby("group", sort=False):
+            g = g.sort_values(["keeper", "id"], ascending=[False, True])
+            out.append(g["id"].tolist())
+        return sorted(out, key=lambda ids: (-len(ids), ids[0]))
+
+    def _regroup_near(self) -> None:
+        rows = self.table.index[self.table["issue"] == "near_duplicate"]
+        groups, keepers = _near_groups(self.table.loc[rows, "id"], self.pairs, self.radius,
+                                       self.samples)  # fmt: skip
+        self.table.loc[rows, "group"] = groups
+        self.table.loc[rows, "keeper"] = keepers
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the table atomically."""
+        with atomic_open(path, "w") as f:
+            self.table.to_csv(f, index=False)
+
+
+def _radius(threshold: float) -> int:
+    return math.floor((1.0 - threshold) * HASH_BITS + 1e-9)
+
+
+def _near_groups(
+    ids: pd.Series, pairs: pd.DataFrame, radius: int, samples: pd.DataFrame
+) -> tuple[list[str | None], list[bool]]:
+    """Group per id (components of content pairs within ``radius``) and the suggested keeper:
+    largest area, then first id."""
+    close = pairs[pairs["distance"] <= radius]
+    info = samples.set_index("id").reindex(ids.to_numpy())
+    hashes = info["hash"].drop_duplicates().tolist()
+    comp = pd.Series(_components(hashes, close["a"], close["b"]), index=hashes)
+    label = info["hash"].map(comp).to_numpy()
+    frame = pd.DataFrame({"id": ids.to_numpy(), "c": label, "area": info["area"].to_numpy()})
+    frame = frame[frame["c"] >= 0]
+    best = frame.sort_values(["c", "area", "id"], ascending=[True, False, True])
+    keepers = set(best.drop_duplicates("c")["id"])
+    names = {c: f"n{k}" for k, c in enumerate(sorted(frame["c"].unique()))}
+    group = dict(zip(frame["id"], frame["c"].map(names), strict=True))
+    return [group.get(i) for i in ids], [i in keepers for i in ids]
+
+
+def check(
+    catalog: Catalog,
+    *,
+    checks: Sequence[str] | None = None,
+    thresholds: dict[str, float] | None = None,
+    search_radius: int = 28,
+    embeddings: np.ndarray | None = None,
+    k: int = 5,
+    workspace: Workspace | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> IssueReport:
+    """Run the quality checks and return an :class:`IssueReport`.
+
+    Parameters
+    ----------
+    catalog
+        What to check.
+    checks
+        Which issue types (default: all of :data:`CHECKS`).
+    thresholds
+        Overrides of :data:`DEFAULT_THRESHOLDS`.
+    search_radius
+        Largest pHash + dHash distance kept in ``report.pairs`` (the near-duplicate threshold
+        can move down to ``1 - search_radius / 128`` without re-running).
+    embeddings
+        Optional ``(n_samples, d)`` features in catalog order for the outlier check (e.g. from
+        :mod:`workbench.assist`); default: the 16×16 gray sketches.
+    k
+        Neighbours for the outlier check.
+    workspace
+        Cache features there, keyed by content hash.
+    executor, workers, progress
+        See :func:`workbench.parallel.pmap`.
+    """
+    t0 = time.perf_counter()
+    checks = list(CHECKS if checks is None else checks)
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ParameterError(f"unknown checks {unknown}; choose from {list(CHECKS)}")
+    th = {c: DEFAULT_THRESHOLDS[c] for c in checks}
+    for c, v in (thresholds or {}).items():
+        if c not in th:
+            raise ParameterError(f"threshold given for {c!r}, which is not among the checks")
+        if not 0.0 <= float(v) <= 1.0:
+            raise ParameterError(f"threshold for {c} must be in [0, 1], got {v}")
+        th[c] = float(v)
+    if not 0 <= search_radius <= 48:
+        raise ParameterError(f"search_radius must be in 0..48, got {search_radius}")
+
+    df = catalog.df
+    ok = df[df["status"] == "ok"].reset_index(drop=True)
+    area = (ok["width"].astype(np.int64) * ok["height"]).to_numpy()
+    sizes = pd.Series(area, index=ok["id"])
+    feats, computed = compute_features(
+        catalog, workspace=workspace, executor=executor, workers=workers, progress=progress
+    )
+    f = feats.reindex(ok["hash"].to_numpy())
+    decoded = f["phash"].notna().to_numpy()  # a file can change or vanish after the scan
+    parts: list[pd.DataFrame] = []
+
+    def add(issue: str, ids: Any, scores: Any, group: Any = None, keeper: Any = False) -> None:
+        if issue not in th:
+            return
+        part = pd.DataFrame({"id": list(ids), "issue": issue, "score": np.asarray(scores, float)})
+        part["score"] = part["score"].clip(0.0, 1.0)
+        part["group"] = group
+        part["keeper"] = keeper
+        parts.append(part)
+
+    bad = df[df["status"] != "ok"]
+    add("unreadable", bad["id"], np.ones(len(bad)))
+    if not decoded.all():
+        lost = ok.loc[~decoded, "id"]
+        add("unreadable", lost, np.ones(len(lost)))
+    okd, fd = ok[decoded].reset_index(drop=True), f[decoded].reset_index(drop=True)
+    ids = okd["id"].to_numpy()
+
+    if "exact_duplicate" in th:
+        dup = okd[okd.duplicated("hash", keep=False)]
+        codes = {h: f"x{n}" for n, h in enumerate(dup["hash"].drop_duplicates())}
+        grp = dup["hash"].map(codes)
+        area = dup["id"].map(sizes)
+        order = pd.DataFrame({"g": grp, "a": -area, "id": dup["id"]}).sort_values(["g", "a", "id"])
+        first = set(order.drop_duplicates("g")["id"])
+        add("exact_duplicate", dup["id"], np.ones(len(dup)), grp.to_numpy(),
+            dup["id"].isin(first).to_numpy())  # fmt: skip
+
+    samples = pd.DataFrame(
+        {"id": ids, "hash": okd["hash"].to_numpy(), "area": sizes.reindex(ids).to_numpy()}
+    )
+    pairs = pd.DataFrame({"a": [], "b": [], "distance": []})
+    if "near_duplicate" in th and len(okd) > 1:
+        content = fd.assign(hash=okd["hash"].to_numpy()).drop_duplicates("hash")
+        pairs = _near_pairs(content, search_radius)
+        dmin = pd.concat(
+            [pairs[["a", "distance"]], pairs[["b", "distance"]].set_axis(["a", "distance"], axis=1)]
+        )
+        dmin = dmin.groupby("a")["distance"].min()
+        near = okd[okd["hash"].isin(dmin.index)]
+        groups, keepers = _near_groups(near["id"], pairs, _radius(th["near_duplicate"]), samples)
+        score = 1.0 - near["hash"].map(dmin).to_numpy(float) / HASH_BITS
+        add("near_duplicate", near["id"], score, groups, keepers)
+
+    if len(okd):
+        s = fd["sharpness"].to_numpy()
+        s_ref = max(float(np.median(s)), 1e-9)
+        add("blurry", ids, s_ref / (s_ref + s))
+        add("dark", ids, 1.0 - fd["p90"].to_numpy() / 255.0)
+        add("bright", ids, fd["p10"].to_numpy() / 255.0)
+        add("low_information", ids, 1.0 - fd["entropy"].to_numpy() / 8.0)
+        colour = fd["channel_diff"].notna().to_numpy()
+        add("grayscale_in_color", ids[colour],
+            1.0 - np.minimum(1.0, fd["channel_diff"].to_numpy()[colour] / 2.0))  # fmt: skip
+        area = sizes.reindex(ids).to_numpy().astype(float)
+        med = max(float(np.median(area)), 1.0)
+        add("odd_size", ids, np.minimum(1.0, np.abs(np.log2(np.maximum(area, 1) / med)) / 4.0))
+        ratio = okd["width"].to_numpy() / np.maximum(okd["height"].to_numpy(), 1)
+        add("odd_aspect_ratio", ids, np.minimum(1.0, np.abs(np.log2(np.maximum(ratio, 1e-9))) / 2))
+        if "outlier" in th and len(okd) > k + 1:
+            X = _outlier_features(fd, okd, catalog, embeddings)
+            add("outlier", ids, _knn_outlier_scores(X, k))
+
+    cols = ["id", "issue", "score", "flagged", "group", "keeper"]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    table["flagged"] = table["score"] >= table["issue"].map(th) - 1e-12
+    table["group"] = table["group"].astype(object).where(table["group"].notna(), None)
+    table["keeper"] = table["keeper"].astype(bool)
+    table["issue"] = pd.Categorical(table["issue"], categories=[c for c in CHECKS if c in th])
+    return IssueReport(
+        table=table[cols],
+        pairs=pairs,
+        thresholds=th,
+        samples=samples.reset_index(drop=True),
+        computed=computed,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def find_issues(
+    catalog: Catalog, checks: Sequence[str] | None = None, **kwargs: Any
+) -> pd.DataFrame:
+    """The issue table of :func:`check`: one row per (id, issue): ``id, issue, score, flagged,
+    group, keeper``. Use :func:`check` for the summary, groups and live thresholds."""
+    return check(catalog, checks=checks, **kwargs).table
+
+
+def _near_pairs(content: pd.DataFrame, radius: int, chain_above: int = 64) -> pd.DataFrame:
+    """Pairs of content hashes whose pHash + dHash distance is at most ``radius``, exactly.
+
+    Identical (pHash, dHash) keys are collapsed for the search, so a thousand blank images
+    cost one entry. Members of a key are paired with each other at distance 0 and with every
+    member of a nearby key; keys with more than ``chain_above`` members are chained through
+    their first member instead (same groups, bounded output).
+    """
+    from workbench.hashindex import HammingIndex
+
+    h = content["hash"].to_numpy()
+    keys = np.stack(
+        [content["phash"].to_numpy(np.int64), content["dhash"].to_numpy(np.int64)], axis=1
+    ).view(np.uint64)
+    uk, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    members = pd.Series(np.arange(len(h))).groupby(inverse).agg(list).to_list()
+    for k, m in enumerate(members):
+        if len(m) > chain_above:
+            members[k] = [first[k]]
+    half = radius // 2
+    found = [HammingIndex(uk[:, c]).pairs(half, max_pairs=None).pairs for c in (0, 1)]
+    cand = (
+        np.unique(np.concatenate(found), axis=0) if sum(map(len, found)) else np.zeros((0, 2), int)
+    )
+    dist = np.bitwise_count(uk[cand[:, 0]] ^ uk[cand[:, 1]]).sum(axis=1)
+    keep = dist <= radius
+    a: list[int] = []
+    b: list[int] = []
+    d: list[int] = []
+    for (ka, kb), dk in zip(cand[keep], dist[keep], strict=True):
+        for x in members[ka]:
+            for y in members[kb]:
+                a.append(x)
+                b.append(y)
+                d.append(int(dk))
+    for k in np.flatnonzero(np.bincount(inverse) > 1):  # same key, other pixels
+        m = np.flatnonzero(inverse == k)
+        if len(m) > chain_above:
+            pairs_k = [(m[0], y) for y in m[1:]]
+        else:
+            pairs_k = [(x, y) for i, x in enumerate(m) for y in m[i + 1 :]]
+        for x, y in pairs_k:
+            a.append(x)
+            b.append(y)
+            d.append(0)
+    return pd.DataFrame(
+        {"a": h[np.asarray(a, dtype=int)], "b": h[np.asarray(b, dtype=int)],
+         "distance": np.asarray(d, dtype=np.int16)}
+    )  # fmt: skip
+
+
+def near_duplicate_pairs(report: IssueReport, radius: int | None = None) -> pd.DataFrame:
+    """Sample-level pairs ``a, b, distance`` (ids, ``a < b``) within ``radius`` (default: the
+    report's), exact twins included at distance 0: the pairwise view of the groups."""
+    r = report.radius if radius is None else radius
+    ids_of = report.samples.groupby("hash")["id"].agg(list)
+    rows = [
+        (min(x, y), max(x, y), dist)
+        for ha, hb, dist in report.pairs[report.pairs["distance"] <= r].itertuples(index=False)
+        for x in ids_of.get(ha, [])
+        for y in ids_of.get(hb, [])
+    ]
+    for ids in ids_of:
+        rows += [(x, y, 0) for i, x in enumerate(sorted(ids)) for y in sorted(ids)[i + 1 :]]
+    return pd.DataFrame(rows, columns=["a", "b", "distance"]).drop_duplicates(["a", "b"])
+
+
+def _outlier_features(
+    fd: pd.DataFrame, okd: pd.DataFrame, catalog: Catalog, embeddings: np.ndarray | None
+) -> np.ndarray:
+    if embeddings is not None:
+        e = np.asarray(embeddings, dtype=np.float32)
+        if len(e) != len(catalog.df):
+            raise ParameterError(
+                f"embeddings have {len(e)} rows but the catalog has {len(catalog.df)} samples"
+            )
+        pos = pd.Series(np.arange(len(catalog.df)), index=catalog.df["id"])
+        return e[pos.reindex(okd["id"]).to_numpy()]
+    X = np.frombuffer(b"".join(fd["sketch"]), dtype=np.uint8).reshape(len(fd), -1)
+    X = X.astype(np.float32) / 255.0
+    return (X - X.mean(0)) / (X.std(0) + 1e-6)
+
+
+def _knn_outlier_scores(X: np.ndarray, k: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    if X.shape[1] > 32 and len(X) > 32:
+        X = PCA(n_components=32, random_state=0).fit_transform(X)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(X)
+    dist, _ = nn.kneighbors(X)
+    d = dist[:, 1:].mean(1)
+    q1, q3 = np.percentile(d, [25, 75])
+    fence = max(q3 + 1.5 * (q3 - q1), 1e-9)
+    return 1.0 - np.exp2(-d / fence)
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+class Decisions:
+    """Exclude / keep decisions, saved in the Workspace as an append-only CSV (reversible).
+
+    The latest decision per sample wins; ``keep`` after ``exclude`` restores a sample.
+    """
+
+    COLUMNS = ("ts", "id", "action", "issue", "note")
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.path = workspace.path / "decisions.csv"
+
+    def _read(self) -> pd.DataFrame:
+        if not self.path.exists():
+            return pd.DataFrame(columns=list(self.COLUMNS))
+        try:
+            return pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        except Exception as e:
+            raise WorkbenchError(f"{self.path} cannot be read ({e}); fix or remove it") from None
+
+    def record(self, ids: Iterable[str], action: str, *, issue: str = "", note: str = "") -> int:
+        """Append one decision per id; returns how many were recorded."""
+        if action not in ("exclude", "keep"):
+            raise ParameterError(f"action must be 'exclude' or 'keep', got {action!r}")
+        ids = list(ids)
+        if not ids:
+            return 0
+        new = pd.DataFrame(
+            {"ts": time.time(), "id": ids, "action": action, "issue": issue, "note": note}
+        )
+        old = self._read()
+        both = pd.concat([old, new.astype(str)], ignore_index=True)
+        with atomic_open(self.path, "w") as f:
+            both.to_csv(f, index=False)
+        return len(ids)
+
+    def exclude(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> int:
+        return self.record(ids, "exclude", issue=issue, note=note)
+
+    def keep(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> int:
+        return self.record(ids, "keep", issue=issue, note=note)
+
+    def history(self) -> pd.DataFrame:
+        return self._read()
+
+    def current(self) -> dict[str, str]:
+        """Latest action per id."""
+        h = self._read()
+        return dict(zip(h["id"], h["action"], strict=True))
+
+    @property
+    def excluded(self) -> set[str]:
+        return {i for i, a in self.current().items() if a == "exclude"}
+
+    def apply(self, catalog: Catalog) -> Catalog:
+        """The catalog without excluded samples."""
+        ex = self.excluded
+        return catalog.filter(~catalog.df["id"].isin(ex))
+
+
+def suggested_exclusions(report: IssueReport) -> list[str]:
+    """Ids a careful default would drop: unreadable files and every non-keeper duplicate."""
+    t = report.table
+    dup = t[t["issue"].isin(DUPLICATE_CHECKS) & t["flagged"] & ~t["keeper"] & t["group"].notna()]
+    unread = t[(t["issue"] == "unreadable") & t["flagged"]]
+    return sorted(set(dup["id"]) | set(unread["id"]))
