@@ -91,7 +91,17 @@ def test_every_planted_problem_is_found(planted, tmp_path):
     assert list(s.index) == list(CHECKS) and s.loc["unreadable", "flagged"] == 1
     exact_keeper = rep.table[(rep.table["issue"] == "exact_duplicate") & rep.table["keeper"]]
     assert exact_keeper["id"].tolist() == ["exact_copy.png"]  # same size: first id
-    assert set(suggested_exclusions(rep)) >= {"corrupt.png", "img_03.png", "img_07.png"}
+    assert set(suggested_exclusions(rep)) == {"corrupt.png", "img_03.png"}  # near: for review
+
+
+def test_tiny_images_get_a_strict_near_duplicate_radius(tmp_path):
+    for i in range(12):
+        (tmp_path / f"{i}.png").write_bytes(encode(_photo(i, (28, 28)), "PNG"))
+    rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False)
+    assert rep.radius == 6
+    rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False,
+                thresholds={"near_duplicate": 1 - 20 / 128})  # fmt: skip
+    assert rep.radius == 20
 
 
 def test_cache_only_processes_new_files(planted, tmp_path):

@@ -1,0 +1,127 @@
+import io
+
+import numpy as np
+import pytest
+from corpus import encode
+from PIL import Image
+
+from workbench import Catalog, Workspace
+from workbench.clean import Decisions, check
+from workbench.errors import ParameterError
+from workbench.views import IssueReview
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review")
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        small = rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)
+        im = Image.fromarray(small).resize((64, 64), Image.Resampling.BICUBIC)
+        (root / f"s{i:02d}.png").write_bytes(encode(im, "PNG"))
+        if i < 3:  # three exact twins
+            (root / f"s{i:02d}_twin.png").write_bytes(encode(im, "PNG"))
+        if i == 5:
+            (root / "s05_big.png").write_bytes(encode(im.resize((128, 128)), "PNG"))
+    (root / "black.png").write_bytes(encode(Image.new("RGB", (64, 64)), "PNG"))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    cat = Catalog.from_folder(root, progress=False)
+    return cat, check(cat, progress=False)
+
+
+def _thumb_bytes(view):
+    return [
+        t.children[0].value
+        for row in view.body.children
+        for t in (row.children if not view.is_group_view else row.children[1].children)
+    ]
+
+
+def test_issue_selector_counts_and_switching(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    labels = dict((value, label) for label, value in v.issue.options)
+    assert labels["exact_duplicate"] == "exact_duplicate (6)"
+    assert labels["unreadable"] == "unreadable (1)"
+    v.select("exact_duplicate")
+    assert v.is_group_view and len(v.items()) == 3
+    assert all(len(g) == 2 for g in v.items())
+    v.select("dark")
+    assert ["black.png"] in v.items()
+    with pytest.raises(ParameterError):
+        v.select("nope")
+
+
+def test_duplicate_groups_side_by_side_with_keeper_marked(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    v.select("near_duplicate")
+    group = next(g for g in v.items() if "s05.png" in g)
+    assert group[0] == "s05_big.png"  # larger resolution is the keeper
+    row = next(
+        r for r in v.body.children if "s05_big" in r.children[1].children[0].children[1].value
+    )
+    tiles = row.children[1].children
+    assert "wb-keeper" in tiles[0]._dom_classes and "keeper" in tiles[0].children[1].value
+    assert "wb-keeper" not in tiles[1]._dom_classes
+
+
+def test_threshold_slider_updates_flagged_set_and_histogram_live(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    v.select("dark")
+    before, hist = len(v.items()), v.histogram.value
+    v.set_threshold(0.3)
+    assert len(v.items()) > before and v.histogram.value != hist
+    assert rep.thresholds["dark"] == 0.3
+    v.select("near_duplicate")
+    assert v.threshold.value == rep.thresholds["near_duplicate"]
+    n = len(v.items())
+    v.set_threshold(1.0)
+    assert len(v.items()) <= n and "≤ <b>0</b>" in v.threshold_note.value
+    v.set_threshold(1 - 20 / 128)
+    assert len(v.items()) == n
+
+
+def test_exclude_keep_saved_and_reversible(checked, tmp_path):
+    cat, rep = checked
+    ws = Workspace(tmp_path / "ws")
+    v = IssueReview(cat, rep, workspace=ws)
+    seen = []
+    v.on_decision(lambda action, ids: seen.append((action, ids)))
+    v.select("exact_duplicate")
+    group = v.items()[0]
+    drop = v.body.children[0].children[0].children[1]
+    assert "wb-exclude-group" in drop._dom_classes
+    drop.click()
+    assert Decisions(ws).excluded == set(group[1:]) and seen[-1] == ("exclude", group[1:])
+    caption = v.body.children[0].children[1].children[1].children[1].value
+    assert "excluded" in caption
+    keep = v.body.children[0].children[1].children[1].children[2]
+    assert keep.description == "Keep"
+    keep.click()
+    assert Decisions(ws).excluded == set()
+    v.select("unreadable")
+    v.exclude_all.click()
+    assert Decisions(ws).excluded == {"broken.png"}
+    assert "broken.png" not in Decisions(ws).apply(cat)
+
+
+def test_paging_changes_tiles(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep, page_size=6)
+    v.select("blurry")
+    v.set_threshold(0.0)
+    first = _thumb_bytes(v)
+    assert len(first) == 6
+    v.next_button.click()
+    assert v.page == 1 and _thumb_bytes(v) != first
+    v.prev_button.click()
+    assert v.page == 0 and v.prev_button.disabled
+
+
+def test_refuses_a_plain_dataframe(checked):
+    cat, rep = checked
+    with pytest.raises(ParameterError, match="IssueReport"):
+        IssueReview(cat, rep.table)
+    assert Image.open(io.BytesIO(IssueReview(cat, rep).histogram.value)).size[0] > 200
