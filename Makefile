@@ -33,7 +33,7 @@ browser:
 	  else echo "Install Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 lab: data
-	@echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab"
+	@echo "JupyterLab on 127.0.0.1:$(LAB_PORT): open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address it prints"
 	WORKBENCH_WORKSPACE=$(abspath $(WORKSPACE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
 	  --port=$(LAB_PORT) --no-browser $(ROOT_FLAG) --ServerApp.root_dir=notebooks
 

@@ -44,18 +44,18 @@ def make_jpegs(folder: Path, n: int, size: int = 256) -> list[Path]:
     return paths
 
 
-def bare_loop(paths: list[Path]) -> float:
-    t = time.perf_counter()
+def bare_loop(paths: list[Path], clock=time.perf_counter) -> float:
+    t = clock()
     for p in paths:
         with Image.open(p) as im:
             im.load()
-    return time.perf_counter() - t
+    return clock() - t
 
 
-def timed_scan(root: Path, workers: int) -> float:
-    t = time.perf_counter()
+def timed_scan(root: Path, workers: int, clock=time.perf_counter) -> float:
+    t = clock()
     cat = Catalog.from_folder(root, workers=workers, progress=False)
-    dt = time.perf_counter() - t
+    dt = clock() - t
     assert len(cat) and (cat.df["status"] == "ok").all()
     return dt
 
@@ -127,8 +127,14 @@ def main() -> None:
     print(f"scan benchmark: {len(paths)} JPEGs 256x256 in {root}, {os.cpu_count()} CPUs")
     bare_loop(paths[:200])  # warm the page cache
     local_pool(2).submit(int).result()  # start the pool outside the timing (it is reused)
-    runs = [(bare_loop(paths), timed_scan(root, 1), timed_scan(root, 2)) for _ in range(3)]
-    bare, one, two = (min(r[k] for r in runs) for k in range(3))  # interleaved, best of 3
+    # Interleaved, best of 3. Single-process runs are timed in CPU time of this process, which
+    # other load on a shared machine barely moves; the 2-worker run can only be wall time.
+    cpu = time.process_time
+    runs = [
+        (bare_loop(paths, cpu), timed_scan(root, 1, cpu), timed_scan(root, 2), bare_loop(paths))
+        for _ in range(3)
+    ]
+    bare, one, two, bare_wall = (min(r[k] for r in runs) for k in range(4))
     n = len(paths)
     print()
     print("| what                             | images/s | ratio to (a) | per worker |")
@@ -139,9 +145,10 @@ def main() -> None:
         f"{bare / one:10.2f} |"
     )
     print(
-        f"| (b) Catalog.from_folder, 2 worker| {n / two:8.0f} | {bare / two:12.2f} | "
-        f"{bare / two / 2:10.2f} |"
+        f"| (b) Catalog.from_folder, 2 worker| {n / two:8.0f} | {bare_wall / two:12.2f} | "
+        f"{bare_wall / two / 2:10.2f} |"
     )
+    print("(1-process rows in CPU time; the 2-worker row in wall time against the bare loop's)")
     verdict = "meets" if bare / one >= 0.85 else "MISSES"
     print(
         f"\n1-worker scan runs at {bare / one:.2f}x the bare decode loop: "
