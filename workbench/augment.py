@@ -35,7 +35,9 @@ import copy
 import json
 import keyword
 import math
+import os
 import random
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,13 +56,21 @@ from torchvision.transforms.v2 import functional as F
 from workbench.errors import ParameterError
 
 __all__ = [
+    "MANIFEST",
+    "MANIFEST_COLUMNS",
     "REGISTRY",
     "ParamSpec",
     "Pipeline",
+    "Replay",
     "Step",
     "TransformSpec",
+    "copy_seed",
+    "downscale",
     "draw_boxes",
+    "expand",
     "mask_outline",
+    "pipeline_fingerprint",
+    "step_seed",
     "variant_seeds",
 ]
 
@@ -145,6 +155,13 @@ class TransformSpec:
         The output depends on the seed with the default parameters.
     dtype : {"any", "uint8", "float"}
         Pixel dtype the transform needs; ``float`` steps get a dtype round trip.
+    pixel_scale : bool
+        A parameter or the effect is measured in pixels (an output size, a padding, a kernel,
+        JPEG's 8x8 blocks, per-pixel noise, the policies' sharpness op), so the result on a
+        downscaled copy is not the downscaled result. Everything else is relative (fractions of
+        the size, angles, colour factors) or a point operation. Previews may only work on a
+        reduced-resolution copy when no enabled step has this flag
+        (:attr:`Pipeline.pixel_scale_steps`).
     doc : str
         One line for tooltips.
     build : callable or None
@@ -162,6 +179,7 @@ class TransformSpec:
     geometric: bool = False
     random: bool = True
     dtype: Literal["any", "uint8", "float"] = "any"
+    pixel_scale: bool = False
     doc: str = ""
     build: Callable[[Mapping[str, Any]], dict[str, Any]] | None = field(default=None, repr=False)
     check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = field(
@@ -338,6 +356,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             _bool("antialias", True, "antialias when shrinking"),
         ),
         geometric=True,
+        pixel_scale=True,
         doc="crop a random area and aspect ratio, resize to size",
     ),
     TransformSpec(
@@ -356,10 +375,16 @@ _SPECS: tuple[TransformSpec, ...] = (
         ),
         geometric=True,
         build=_crop_build,
+        pixel_scale=True,
         doc="crop a random window of a fixed size",
     ),
     TransformSpec(
-        "CenterCrop", (_size((224, 224)),), geometric=True, random=False, doc="crop the centre"
+        "CenterCrop",
+        (_size((224, 224)),),
+        geometric=True,
+        random=False,
+        pixel_scale=True,
+        doc="crop the centre",
     ),
     TransformSpec(
         "Resize",
@@ -370,6 +395,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         ),
         geometric=True,
         random=False,
+        pixel_scale=True,
         doc="resize to a fixed size",
     ),
     TransformSpec(
@@ -404,6 +430,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             _fill(),
         ),
         geometric=True,
+        pixel_scale=True,
         doc="elastic (rubber-sheet) distortion",
     ),
     TransformSpec(
@@ -423,6 +450,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             _int("kernel_size", 5, 1, 51, "kernel side (odd, positive)", step=2, odd=True),
             _range("sigma", (0.1, 2.0), 0.01, 20.0, 0.1, "blur std range", scalar="fixed"),
         ),
+        pixel_scale=True,
         doc="blur with a random sigma",
     ),
     TransformSpec(
@@ -433,6 +461,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             _bool("clip", True, "clip to the valid range"),
         ),
         dtype="float",
+        pixel_scale=True,
         doc="add Gaussian pixel noise",
     ),
     TransformSpec("RandomInvert", has_p=True, default_p=0.5, doc="invert colours"),
@@ -456,6 +485,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         (_float("sharpness_factor", 2.0, 0.0, 20.0, 0.1, "0 blurs, 1 keeps, >1 sharpens"),),
         has_p=True,
         default_p=0.5,
+        pixel_scale=True,
         doc="sharpen or soften",
     ),
     TransformSpec("RandomAutocontrast", has_p=True, default_p=0.5, doc="stretch contrast"),
@@ -481,6 +511,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             ),
         ),
         dtype="uint8",
+        pixel_scale=True,
         doc="JPEG compression artefacts",
     ),
     TransformSpec(
@@ -493,6 +524,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         geometric=True,  # some of their ops rotate, shear or translate
         dtype="uint8",
         build=_policy_build,
+        pixel_scale=True,
         doc="AutoAugment learned policy",
     ),
     TransformSpec(
@@ -507,6 +539,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         geometric=True,  # some of their ops rotate, shear or translate
         dtype="uint8",
         check=_randaugment_check,
+        pixel_scale=True,
         doc="RandAugment",
     ),
     TransformSpec(
@@ -515,6 +548,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         image_only=True,
         geometric=True,  # some of their ops rotate, shear or translate
         dtype="uint8",
+        pixel_scale=True,
         doc="TrivialAugment (one random op, random strength)",
     ),
     TransformSpec(
@@ -531,6 +565,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         geometric=True,  # some of their ops rotate, shear or translate
         dtype="uint8",
         check=_augmix_check,
+        pixel_scale=True,
         doc="AugMix",
     ),
 )
@@ -1072,7 +1107,7 @@ class Pipeline:
 
     # -- seeded replay --------------------------------------------------------------------------
 
-    def apply(self, sample: Any, seed: int) -> Any:
+    def apply(self, sample: Any, seed: int, *, step_keys: Sequence[int] | None = None) -> Any:
         """Apply the pipeline to ``sample`` with random draws fixed by ``seed``.
 
         Parameters
@@ -1084,6 +1119,13 @@ class Pipeline:
             other keys are passed through.
         seed : int
             Non-negative seed; the same seed gives the same output.
+        step_keys : sequence of int, optional
+            ``None`` (default): one random stream for the whole pipeline, exactly what
+            ``torch.manual_seed(seed); pipeline.to_torchvision()(sample)`` draws. Otherwise one
+            non-negative key per step (disabled ones included): each enabled step gets its own
+            stream seeded from ``(seed, key)`` (see :func:`step_seed`), so enabling, disabling or
+            retuning one step leaves the random draws of the others as they were. The augment
+            tuner's preview uses this; training and :func:`expand` use the single stream.
 
         Returns
         -------
@@ -1097,34 +1139,11 @@ class Pipeline:
             Bad sample or seed, an image-only pipeline given boxes or masks, or a step that
             fails on this sample (e.g. a crop larger than the image without padding).
         """
-        seed = _check_seed(seed)
-        data, restore = _to_internal(sample)
-        geo = isinstance(data, dict) and any(k in data for k in ("boxes", "masks"))
-        if geo and self.image_only:
-            raise ParameterError(
-                f"the pipeline has image-only steps ({self._image_only_names()}) that cannot move "
-                "boxes or masks; disable them or apply the pipeline to the image alone"
-            )
-        has_boxes = isinstance(data, dict) and "boxes" in data
-        modules = [(label, _instantiate(node)) for label, node in self._nodes(boxes=has_boxes)]
-        with _seeded(seed), warnings.catch_warnings():
-            # RandomErasing warns that it passes boxes and masks through: that is intended.
-            warnings.filterwarnings("ignore", message=r".*currently passing through inputs")
-            # JPEG goes through torchvision.io.encode_jpeg, deprecated in torchvision 0.29.
-            warnings.filterwarnings(
-                "ignore", message=r"The image decoding and encoding", category=DeprecationWarning
-            )
-            for label, module in modules:
-                try:
-                    if isinstance(module, v2.SanitizeBoundingBoxes):
-                        data = _sanitize(module, data)
-                    else:
-                        data = module(data)
-                except (ValueError, TypeError, RuntimeError, IndexError) as exc:
-                    raise ParameterError(f"{label} failed on this sample: {exc}") from exc
-        return restore(data)
+        return self.replayer(step_keys=step_keys)(sample, seed)
 
-    def draws(self, sample: Any, n: int, seed: int) -> list[Any]:
+    def draws(
+        self, sample: Any, n: int, seed: int, *, step_keys: Sequence[int] | None = None
+    ) -> list[Any]:
         """``n`` reproducible variants of ``sample``.
 
         Variant ``k`` is ``apply(sample, variant_seeds(seed, n)[k])``; seeds come from
@@ -1133,7 +1152,168 @@ class Pipeline:
         """
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise ParameterError(f"draws: n must be a non-negative int, got {n!r}")
-        return [self.apply(sample, s) for s in variant_seeds(seed, int(n))]
+        replay = self.replayer(step_keys=step_keys)
+        return [replay(sample, s) for s in variant_seeds(seed, int(n))]
+
+    def replayer(self, *, step_keys: Sequence[int] | None = None) -> Replay:
+        """A frozen copy of the pipeline whose transforms are built once, for many samples.
+
+        ``pipeline.replayer()(sample, seed)`` equals ``pipeline.apply(sample, seed)``; later
+        edits of the pipeline do not change the replayer. Use it to apply one pipeline to many
+        samples (previews, :func:`expand`) without rebuilding the torchvision objects each time.
+        """
+        return Replay(self, step_keys=step_keys)
+
+    @property
+    def pixel_scale_steps(self) -> list[str]:
+        """Names of the enabled steps whose parameters or effect are measured in pixels.
+
+        When this is empty, running the pipeline on a downscaled copy gives (up to resampling)
+        the downscaled result, so previews may work on a reduced-resolution copy; see
+        ``TransformSpec.pixel_scale``.
+        """
+        return [s.name for s in self.steps if s.enabled and s.spec.pixel_scale]
+
+
+class Replay:
+    """:meth:`Pipeline.apply` with the transforms built once (see :meth:`Pipeline.replayer`).
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Copied; later edits of it do not change this object.
+    step_keys : sequence of int, optional
+        One key per step for per-step random streams (see :meth:`Pipeline.apply`).
+
+    Notes
+    -----
+    The pipeline is validated on first use (so a bad seed or sample is reported first, as by
+    :meth:`Pipeline.apply`). Calls from several threads are safe: the seeded section holds a
+    process-wide lock, since torchvision draws from torch's one default generator.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, step_keys: Sequence[int] | None = None) -> None:
+        # A plain deep copy: steps edited by hand are reported by validate() on first use,
+        # with the same messages as Pipeline.apply.
+        self.pipeline = Pipeline()
+        self.pipeline.steps = copy.deepcopy(pipeline.steps)
+        if step_keys is not None:
+            keys = list(step_keys)
+            if len(keys) != len(self.pipeline) or not all(
+                isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0
+                for k in keys
+            ):
+                raise ParameterError(
+                    f"step_keys: expected one non-negative int per step ({len(self.pipeline)}), "
+                    f"got {step_keys!r}"
+                )
+            step_keys = [int(k) for k in keys]
+        self.step_keys: list[int] | None = step_keys
+        self._modules: dict[bool, list[tuple[str, Any, Any]]] = {}
+
+    def _build(self, boxes: bool) -> list[tuple[str, Any, Any]]:
+        """``(label, module, signature)`` per node; the signature of a step node with a key is
+        ``(key, name, params, p)``, which fixes its output given its input (per-step stream)."""
+        built = self._modules.get(boxes)
+        if built is None:
+            pipe = self.pipeline
+            labelled = pipe._nodes(boxes)  # validates
+            sigs: list[Any] = [
+                None
+                if self.step_keys is None
+                else (self.step_keys[i], s.name, json.dumps(s.to_dict()["params"]), s.p)
+                for i, s in enumerate(pipe.steps)
+                if s.enabled
+            ]
+            sigs += [None] * (len(labelled) - len(sigs))  # box clean-up: no randomness
+            built = [
+                (label, _instantiate(node), sig)
+                for (label, node), sig in zip(labelled, sigs, strict=True)
+            ]
+            self._modules[boxes] = built
+        return built
+
+    def __call__(self, sample: Any, seed: int, *, memo: dict[str, Any] | None = None) -> Any:
+        """Apply to ``sample`` with draws fixed by ``seed`` (see :meth:`Pipeline.apply`).
+
+        Parameters
+        ----------
+        memo : dict, optional
+            Only with ``step_keys``. A dict the caller keeps for one ``(sample, seed)`` pair
+            across calls (e.g. one preview cell while a slider moves): the output after each
+            step is stored in it, and a later call whose first steps have the same key, name,
+            parameters and ``p`` starts from the stored output instead of recomputing them.
+            Exact, because each step draws from its own stream. It is reset when the sample
+            object or the seed differ.
+        """
+        seed = _check_seed(seed)
+        data, restore = _to_internal(sample)
+        geo = isinstance(data, dict) and any(k in data for k in ("boxes", "masks"))
+        if geo and self.pipeline.image_only:
+            raise ParameterError(
+                "the pipeline has image-only steps "
+                f"({self.pipeline._image_only_names()}) that cannot move "
+                "boxes or masks; disable them or apply the pipeline to the image alone"
+            )
+        has_boxes = isinstance(data, dict) and "boxes" in data
+        modules = self._build(has_boxes)
+        start = 0
+        if memo is not None:
+            if self.step_keys is None:
+                raise ParameterError("memo= needs per-step streams: pass step_keys")
+            if memo.get("sample") is not sample or memo.get("seed") != (seed, has_boxes):
+                memo.clear()
+                memo.update(sample=sample, seed=(seed, has_boxes), sigs=[], outs=[])
+            sigs, outs = memo["sigs"], memo["outs"]
+            while (
+                start < min(len(sigs), len(modules))
+                and modules[start][2] is not None
+                and sigs[start] == modules[start][2]
+            ):
+                start += 1
+            del sigs[start:], outs[start:]
+            if start:
+                data = outs[start - 1]
+        with _seeded(seed), warnings.catch_warnings():
+            # RandomErasing warns that it passes boxes and masks through: that is intended.
+            warnings.filterwarnings("ignore", message=r".*currently passing through inputs")
+            # JPEG goes through torchvision.io.encode_jpeg, deprecated in torchvision 0.29.
+            warnings.filterwarnings(
+                "ignore", message=r"The image decoding and encoding", category=DeprecationWarning
+            )
+            for label, module, sig in modules[start:]:
+                if sig is not None:
+                    _reseed(step_seed(seed, sig[0]))
+                try:
+                    if isinstance(module, v2.SanitizeBoundingBoxes):
+                        data = _sanitize(module, data)
+                    else:
+                        data = module(data)
+                except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+                    raise ParameterError(f"{label} failed on this sample: {exc}") from exc
+                if memo is not None and sig is not None:
+                    memo["sigs"].append(sig)
+                    memo["outs"].append(dict(data) if isinstance(data, dict) else data)
+        return restore(data)
+
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def step_seed(seed: int, key: int) -> int:
+    """Seed of the step with ``key`` in a per-step replay with ``seed`` (``< 2**63``).
+
+    SplitMix64 of SplitMix64(seed) xor key: neighbouring seeds or keys give unrelated streams,
+    and it costs a microsecond (``SeedSequence`` costs 200 per call, too much per step and draw).
+    """
+    return _splitmix64(_splitmix64(int(seed)) ^ (int(key) & _M64)) >> 1
 
 
 def variant_seeds(seed: int, n: int) -> list[int]:
@@ -1155,18 +1335,38 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+# torchvision draws from torch's one default generator: two threads replaying at once would
+# interleave their draws. A fork while another thread holds the lock must not leave the child
+# with a lock nobody will release.
+_RNG_LOCK = threading.RLock()
+
+
+def _new_rng_lock() -> None:
+    global _RNG_LOCK
+    _RNG_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_rng_lock)
+
+
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    py_state = random.getstate()
-    # devices=[]: CPU generator only. torch.manual_seed would also (lazily) reseed every CUDA
-    # generator, which fork_rng(devices=[]) would not restore.
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
+    with _RNG_LOCK:
+        py_state = random.getstate()
+        # devices=[]: CPU generator only. torch.manual_seed would also (lazily) reseed every CUDA
+        # generator, which fork_rng(devices=[]) would not restore.
+        with torch.random.fork_rng(devices=[]):
+            _reseed(seed)
+            try:
+                yield
+            finally:
+                random.setstate(py_state)
+
+
+def _reseed(seed: int) -> None:
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
 
 
 def _image_in(image: Any, where: str) -> tuple[tv_tensors.Image, Callable[[Any], Any]]:
@@ -1392,3 +1592,349 @@ def mask_outline(image: Any, mask: torch.Tensor) -> PIL.Image.Image:
     edges = _outline(masks)
     out = draw_segmentation_masks(rgb, edges, alpha=1.0, colors=[_color_for(k) for k in keys])
     return F.to_pil_image(out)
+
+
+def downscale(sample: Any, max_side: int) -> Any:
+    """A copy of ``sample`` whose longer side is at most ``max_side`` (never enlarged).
+
+    Boxes and masks are scaled with the image (masks with nearest-neighbour), so a dict sample
+    stays consistent. A sample that is already small enough is returned as is.
+
+    Parameters
+    ----------
+    sample : PIL.Image.Image, torch.Tensor or dict
+        As for :meth:`Pipeline.apply`.
+    max_side : int
+        Largest allowed height or width, at least 2.
+    """
+    if not isinstance(max_side, (int, np.integer)) or isinstance(max_side, bool) or max_side < 2:
+        raise ParameterError(f"downscale: max_side must be an int >= 2, got {max_side!r}")
+    image = sample["image"] if isinstance(sample, Mapping) else sample
+    if isinstance(image, PIL.Image.Image):
+        h, w = image.height, image.width
+    elif isinstance(image, torch.Tensor) and image.ndim >= 2:
+        h, w = image.shape[-2:]
+    else:
+        raise ParameterError(
+            f"downscale: expected a PIL image, a tensor or a dict with 'image', got "
+            f"{type(image).__name__}"
+        )
+    if max(h, w) <= max_side:
+        return sample
+    scale = max_side / max(h, w)
+    size = [max(1, round(h * scale)), max(1, round(w * scale))]
+    small = F.resize(image, size, antialias=True)
+    if not isinstance(sample, Mapping):
+        return small
+    out = dict(sample)
+    out["image"] = small
+    boxes = out.get("boxes")
+    if isinstance(boxes, tv_tensors.BoundingBoxes):
+        out["boxes"] = F.resize(boxes, size)
+    masks = out.get("masks")
+    if isinstance(masks, torch.Tensor):
+        resized = F.resize(tv_tensors.Mask(masks), size, interpolation=v2.InterpolationMode.NEAREST)
+        out["masks"] = (
+            resized if isinstance(masks, tv_tensors.Mask) else resized.as_subclass(torch.Tensor)
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Offline expansion
+# ----------------------------------------------------------------------------------------------
+
+#: Name of the manifest :func:`expand` writes into its output folder.
+MANIFEST = "manifest.csv"
+
+#: Columns of the manifest, in order.
+MANIFEST_COLUMNS = (
+    "path", "source_id", "copy", "seed", "pipeline", "source_hash", "label", "split",
+    "width", "height", "mode", "channels", "bits", "bytes", "hash", "format",
+)  # fmt: skip
+_SCAN_FIELDS = ("width", "height", "mode", "channels", "bits", "bytes", "hash", "format")
+
+
+def pipeline_fingerprint(pipeline: Pipeline) -> str:
+    """A short content hash of the pipeline's JSON (names its file in ``<out>/pipelines/``)."""
+    import hashlib
+
+    text = json.dumps(pipeline.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def copy_seed(seed: int, source_id: str, copy: int) -> int:
+    """Seed of augmented copy ``copy`` of ``source_id`` in an :func:`expand` run with ``seed``.
+
+    Derived from ``SeedSequence([seed, blake2b-64(source_id), copy])``: independent of the order
+    and number of sources, so a subset or a resumed run gives every file the same seed.
+    """
+    import hashlib
+
+    key = int.from_bytes(hashlib.blake2b(source_id.encode(), digest_size=8).digest(), "little")
+    state = np.random.SeedSequence([_check_seed(seed), key, int(copy)]).generate_state(
+        1, dtype=np.uint64
+    )
+    return int(state[0]) >> 1
+
+
+_REPLAYS: dict[str, Replay] = {}
+_WORKER_THREADS_SET = False
+
+
+def _replay_for(pipeline_json: str) -> Replay:
+    replay = _REPLAYS.get(pipeline_json)
+    if replay is None:
+        if len(_REPLAYS) >= 4:
+            _REPLAYS.clear()
+        replay = _REPLAYS[pipeline_json] = Pipeline.from_json(pipeline_json).replayer()
+    return replay
+
+
+def _expand_one(pipeline_json: str, task: tuple[str, str, int]) -> tuple:
+    """Decode one source, augment it with its seed, write it atomically; return its scan row."""
+    global _WORKER_THREADS_SET
+    import multiprocessing
+
+    from workbench.fsutil import atomic_open
+    from workbench.io import _pixel_hash, decode
+
+    if not _WORKER_THREADS_SET:
+        # In a pool worker, one intra-op thread per process (as torch's DataLoader workers do):
+        # the pool already uses every core, and OpenMP's thread pool is not fork-safe.
+        if multiprocessing.parent_process() is not None:
+            torch.set_num_threads(1)
+        _WORKER_THREADS_SET = True
+    src, dst, seed = task
+    out = _replay_for(pipeline_json)(decode(src), seed)
+    # fsync=False: the rename alone guarantees no reader (and no resumed run) ever sees half a
+    # file after a crash of this process; the manifest's byte count catches the rest.
+    with atomic_open(dst, fsync=False) as f:
+        out.save(f, "PNG")
+        size = f.tell()
+    mode = out.mode
+    return (out.width, out.height, mode, len(mode), 8, size, _pixel_hash(out), "PNG")
+
+
+def _output_names(ids: Sequence[str], copies: int) -> list[list[str]]:
+    """``<id without extension>_aug<k>.png`` per copy; ids that would collide get a hash."""
+    import posixpath
+
+    stems = []
+    for sid in ids:
+        stem = posixpath.splitext(sid.lstrip("/"))[0]
+        parts = [p for p in stem.split("/") if p not in ("", ".", "..")]
+        stems.append("/".join(parts) or "_")
+    seen: dict[str, int] = {}
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+    names = []
+    for sid, stem in zip(ids, stems, strict=True):
+        if seen[stem] > 1:
+            stem = f"{stem}_{zlib.crc32(sid.encode()):08x}"
+        names.append([f"{stem}_aug{k}.png" for k in range(copies)])
+    return names
+
+
+def _read_manifest(path: Any) -> dict[str, dict[str, Any]]:
+    import pandas as pd
+
+    if not path.exists():
+        return {}
+    try:
+        df = pd.read_csv(path, dtype={"path": str, "source_id": str, "pipeline": str})
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return {}  # unreadable: everything is redone (never trusted)
+    if not set(MANIFEST_COLUMNS) <= set(df.columns):
+        return {}
+    return {r["path"]: r for r in df.to_dict("records")}
+
+
+def _write_manifest(path: Any, rows: Iterable[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    from workbench.fsutil import atomic_open
+
+    df = pd.DataFrame(list(rows), columns=list(MANIFEST_COLUMNS))
+    with atomic_open(path, "w") as f:
+        df.to_csv(f, index=False)
+
+
+def expand(
+    catalog: Any,
+    pipeline: Pipeline,
+    copies: int = 1,
+    out: Any = None,
+    *,
+    seed: int = 0,
+    executor: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+) -> Any:
+    """Write ``copies`` augmented PNG files per readable image and return them as a Catalog.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The sources; unreadable rows (``status != "ok"``) are skipped.
+    pipeline : Pipeline
+        Applied with :meth:`Pipeline.apply` (one random stream per file).
+    copies : int
+        Augmented files per source image.
+    out : str, os.PathLike or Workspace
+        Output folder; a Workspace means ``<workspace>/augmented``. Files are
+        ``<source id without extension>_aug<k>.png`` (so ``<class>/`` folders are kept).
+    seed : int
+        Run seed. File ``k`` of source ``id`` gets ``copy_seed(seed, id, k)``.
+    executor, workers, progress
+        Passed to :func:`workbench.parallel.pmap` (``progress`` shows its tqdm bar).
+    batch_size : int, optional
+        Files between manifest checkpoints (default: about 1/20 of the work, at least 256).
+        An interrupted run loses at most one batch of manifest rows; those files are written
+        again on resume.
+
+    Returns
+    -------
+    Catalog
+        One row per augmented file of this call (skipped ones included), rooted at the output
+        folder, with the source's ``label`` and ``split`` and metadata columns ``source_id``,
+        ``copy``, ``seed`` and ``pipeline``. ``df.attrs`` has ``written``, ``skipped`` and
+        ``manifest`` (its path).
+
+    Notes
+    -----
+    ``<out>/manifest.csv`` (written atomically after every batch) has one row per file:
+    :data:`MANIFEST_COLUMNS`, where ``pipeline`` names ``<out>/pipelines/<pipeline>.json``.
+    Every file can be regenerated bit for bit::
+
+        Pipeline.from_json(...).apply(catalog.image(row.source_id), seed=row.seed)
+
+    Each file is written to a temporary name and renamed, so an interrupted run leaves no half
+    file. A re-run resumes: a file that is listed with the same source, source hash, copy, seed
+    and pipeline, exists and has the listed size is skipped; everything else is written. Rows
+    of earlier runs that this call does not plan are kept while their files exist.
+    """
+    import functools
+    import math
+    from pathlib import Path
+
+    import pandas as pd
+
+    from workbench.catalog import COLUMNS, Catalog, _tidy
+    from workbench.fsutil import atomic_write
+    from workbench.parallel import pmap
+    from workbench.workspace import Workspace
+
+    if not isinstance(copies, (int, np.integer)) or isinstance(copies, bool) or copies < 1:
+        raise ParameterError(f"expand: copies must be an int >= 1, got {copies!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ParameterError(f"expand: batch_size must be an int >= 1, got {batch_size!r}")
+    seed = _check_seed(seed)
+    if not isinstance(pipeline, Pipeline):
+        raise ParameterError(f"expand: pipeline must be a Pipeline, got {type(pipeline).__name__}")
+    pipeline.validate()
+    ws = out if isinstance(out, Workspace) else None
+    if out is None:
+        raise ParameterError("expand: pass out= (a folder or a Workspace) for the new files")
+    out_dir = (ws.path / "augmented") if ws is not None else Path(out).expanduser().absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    fp = pipeline_fingerprint(pipeline)
+    pipeline_json = pipeline.to_json(indent=None)
+    pipe_file = out_dir / "pipelines" / f"{fp}.json"
+    if not pipe_file.exists():
+        atomic_write(pipe_file, pipeline.to_json())
+    manifest_path = out_dir / MANIFEST
+    for stale in out_dir.rglob(".*.tmp"):  # left by a killed run (SIGKILL skips clean-up)
+        stale.unlink(missing_ok=True)
+
+    src = catalog.df[catalog.df["status"] == "ok"]
+    ids = src["id"].astype(str).tolist()
+    names = _output_names(ids, int(copies))
+    old = _read_manifest(manifest_path)
+    plan: list[dict[str, Any]] = []
+    todo: list[int] = []
+    labels = src["label"].astype(object).where(src["label"].notna(), None).tolist()
+    splits = src["split"].astype(object).where(src["split"].notna(), None).tolist()
+    for sid, path, shash, label, split, row_names in zip(
+        ids, src["path"], src["hash"], labels, splits, names, strict=True
+    ):
+        for k, rel in enumerate(row_names):
+            row = {
+                "path": rel, "source_id": sid, "copy": k, "seed": copy_seed(seed, sid, k),
+                "pipeline": fp, "source_hash": shash, "label": label, "split": split,
+                "_src": path,
+            }  # fmt: skip
+            prev = old.get(rel)
+            if prev is not None and _still_valid(prev, row, out_dir / rel):
+                row.update({f: prev[f] for f in _SCAN_FIELDS})
+            else:
+                todo.append(len(plan))
+            plan.append(row)
+
+    planned = {r["path"] for r in plan}
+    kept = [r for p, r in old.items() if p not in planned and (out_dir / p).exists()]
+    todo_set = set(todo)
+    done = {i for i in range(len(plan)) if i not in todo_set}
+
+    def checkpoint() -> None:  # rows in plan order, whatever order the batches finished in
+        rows = ({k: v for k, v in plan[i].items() if k != "_src"} for i in sorted(done))
+        _write_manifest(manifest_path, [*kept, *rows])
+
+    # First checkpoint: the skipped rows stay listed; rows about to be redone are dropped, so
+    # the manifest never lists a file that is being replaced.
+    checkpoint()
+    size = batch_size or max(256, math.ceil(len(todo) / 20))
+    fn = functools.partial(_expand_one, pipeline_json)
+    n_batches = math.ceil(len(todo) / size)
+    for b in range(n_batches):
+        index = todo[b * size : (b + 1) * size]
+        batch = [plan[i] for i in index]
+        tasks = [(r["_src"], str(out_dir / r["path"]), r["seed"]) for r in batch]
+        desc = "expand" if n_batches == 1 else f"expand {b + 1}/{n_batches}"
+        results = pmap(fn, tasks, executor=executor, workers=workers, progress=progress, desc=desc)
+        for r, scan in zip(batch, results, strict=True):
+            r.update(zip(_SCAN_FIELDS, scan, strict=True))
+        done.update(index)
+        checkpoint()
+
+    df = pd.DataFrame(
+        {
+            "id": [r["path"] for r in plan],
+            "path": [str(out_dir / r["path"]) for r in plan],
+            "label": [r["label"] for r in plan],
+            "split": [r["split"] for r in plan],
+            **{f: [r[f] for r in plan] for f in _SCAN_FIELDS},
+            "status": "ok",
+            "error": "",
+            "source_id": [r["source_id"] for r in plan],
+            "copy": [int(r["copy"]) for r in plan],
+            "seed": [int(r["seed"]) for r in plan],
+            "pipeline": fp,
+        },
+        columns=[*COLUMNS, "source_id", "copy", "seed", "pipeline"],
+    )
+    for c in ("width", "height", "channels", "bits"):
+        df[c] = df[c].astype("int32")
+    df["bytes"] = df["bytes"].astype("int64")
+    result = Catalog(_tidy(df), out_dir, thumbs=ws.thumbs if ws is not None else None)
+    result.df.attrs.update(
+        written=len(todo), skipped=len(plan) - len(todo), manifest=str(manifest_path)
+    )
+    return result
+
+
+def _still_valid(prev: Mapping[str, Any], row: Mapping[str, Any], file: Any) -> bool:
+    """Whether a listed file is the one ``row`` plans (same inputs) and is complete on disk."""
+    try:
+        same = (
+            str(prev["source_id"]) == row["source_id"]
+            and int(prev["copy"]) == row["copy"]
+            and int(prev["seed"]) == row["seed"]
+            and str(prev["pipeline"]) == row["pipeline"]
+            and str(prev["source_hash"]) == str(row["source_hash"])
+        )
+        return same and file.stat().st_size == int(prev["bytes"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False

@@ -29,7 +29,6 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import xxhash
