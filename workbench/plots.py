@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
+
+
+#: Hold while building and rendering a figure: matplotlib's text parser is not thread-safe, and
+#: widget handlers and background refreshes can draw at the same time.
+DRAW_LOCK = threading.RLock()
 
 
 def _axes(ax: Any, figsize: tuple[float, float]) -> Any:

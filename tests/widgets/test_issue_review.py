@@ -76,6 +76,8 @@ def test_threshold_slider_updates_flagged_set_and_histogram_live(checked):
     assert rep.thresholds["dark"] == 0.3
     v.select("near_duplicate")
     assert v.threshold.value == rep.thresholds["near_duplicate"]
+    steps = v.threshold.value / v.threshold.step  # the browser snaps to the step: stay on it
+    assert abs(steps - round(steps)) < 1e-9
     n = len(v.items())
     v.set_threshold(1.0)
     assert len(v.items()) <= n and "≤ <b>0</b>" in v.threshold_note.value

@@ -251,14 +251,15 @@ class DataBrowser(W.VBox):
     def _summary_png(self) -> bytes:
         from matplotlib.figure import Figure
 
-        from workbench.plots import figure_png, plot_class_balance, plot_sizes
+        from workbench.plots import DRAW_LOCK, figure_png, plot_class_balance, plot_sizes
 
-        fig = Figure(figsize=(10, 3.5))
-        a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
-        plot_class_balance(self.view, a)
-        plot_sizes(self.view, b)
-        fig.tight_layout()
-        return figure_png(fig)
+        with DRAW_LOCK:
+            fig = Figure(figsize=(10, 3.5))
+            a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+            plot_class_balance(self.view, a)
+            plot_sizes(self.view, b)
+            fig.tight_layout()
+            return figure_png(fig)
 
     def _apply(self) -> None:
         """Recompute the view from query + column filters + sort, then show page 1."""

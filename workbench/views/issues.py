@@ -7,7 +7,7 @@ from collections.abc import Callable
 import ipywidgets as W
 
 from workbench.catalog import Catalog
-from workbench.clean import CHECKS, DUPLICATE_CHECKS, Decisions, IssueReport
+from workbench.clean import CHECKS, DUPLICATE_CHECKS, HASH_BITS, Decisions, IssueReport
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
 from workbench.views._common import ErrorBanner, guarded
@@ -15,6 +15,12 @@ from workbench.workspace import Workspace
 
 _EXCLUDED_STYLE = "opacity:0.35"
 _MAX_GROUP_TILES = 12  # a chained group of hundreds must not become hundreds of widgets
+
+
+def _step(issue: str) -> float:
+    """Slider step that every threshold of the issue sits on exactly (the browser snaps the
+    value to the step and sends it back: a coarser step would move the threshold)."""
+    return 1 / HASH_BITS if issue == "near_duplicate" else 0.005
 
 
 class IssueReview(W.VBox):
@@ -60,7 +66,8 @@ class IssueReview(W.VBox):
         self.issue = W.Dropdown(options=self._options(), value=first, description="issue")
         self.issue.add_class("wb-issue-select")
         self.threshold = W.FloatSlider(
-            min=0.0, max=1.0, step=0.005, value=report.thresholds[first], description="threshold",
+            min=0.0, max=1.0, step=_step(first), value=report.thresholds[first],
+            description="threshold",
             continuous_update=True, readout_format=".3f", layout=W.Layout(width="420px"),
         )  # fmt: skip
         self.threshold.add_class("wb-threshold")
@@ -150,6 +157,7 @@ class IssueReview(W.VBox):
         self.page = 0
         with self.hold_sync():
             self.threshold.unobserve(self._on_threshold_change, "value")
+            self.threshold.step = _step(change["new"])
             self.threshold.value = self.report.thresholds[change["new"]]
             self.threshold.observe(self._on_threshold_change, "value")
         self._refresh()
@@ -291,6 +299,12 @@ class IssueReview(W.VBox):
         return tile
 
     def _histogram_png(self) -> bytes:
+        from workbench.plots import DRAW_LOCK
+
+        with DRAW_LOCK:
+            return self._draw_histogram()
+
+    def _draw_histogram(self) -> bytes:
         from matplotlib.figure import Figure
 
         from workbench.plots import figure_png
