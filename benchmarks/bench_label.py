@@ -1,0 +1,515 @@
+"""Labeling benchmarks.
+
+    .venv/bin/python benchmarks/bench_label.py [--part active|interaction|store|all]
+        [--workspace DIR] [--seeds 3] [--items 200] [--think 0.05] [--events 2000]
+
+Active learning (``--part active``): on the animals sample (10,000 silhouettes, 10 classes) with
+the true labels as the oracle, start from 10 labels (one per class) and label in batches in the
+order each strategy gives (``random``, ``least_confidence``, ``margin``, ``entropy``, each with
+and without ``diversity``), refitting the :class:`~workbench.assist.Assistant` after every batch.
+Batches are 10 labels up to 200, then 10 % of the labels so far (the refits a labeler would
+see). Accuracy is measured on a fixed held-out set of 2,000 and averaged over seeds. Printed:
+accuracy after 50, 100, 200, 400, 800 labels; the labels each order needs to reach 90 % of the
+accuracy with all 8,000 pool labels (interpolated between refits); the ratio to random.
+Target: an uncertainty order needs <= 50 % of random's labels.
+
+Embeddings come from the workspace cache (computed once; pass ``--workspace`` to keep them).
+
+Interaction latency (``--part interaction``): kernel-side time from ``Labeler.submit`` to the next
+image's bytes on the widget, p50/p95 over 200 items, with and without prefetch (target p95 <= 50
+ms with prefetch). Store throughput (``--part store``): durable events/s from one and from 4
+processes against a bare sqlite3 loop. Details in the section comment below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from workbench import Workspace, samples
+from workbench.assist import Assistant, Embedder, order
+
+CHECKPOINTS = (50, 100, 200, 400, 800)
+STRATEGIES = ("random", "least_confidence", "margin", "entropy")
+
+
+def schedule(start: int, stop: int, checkpoints: tuple[int, ...] = CHECKPOINTS) -> list[int]:
+    """Label counts after each batch: +10 up to 200, then +10 %, landing on every checkpoint."""
+    sizes, n = [start], start
+    while n < stop:
+        step = 10 if n < 200 else max(10, n // 10)
+        nxt = min((c for c in checkpoints if c > n), default=stop)
+        n = min(n + step, nxt, stop)
+        sizes.append(n)
+    return sizes
+
+
+def run_order(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    strategy: str,
+    diversity: float,
+    seed: int,
+    sizes: list[int],
+) -> np.ndarray:
+    """Held-out accuracy after each entry of ``sizes`` labels, labeling in this order."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    labeled = [int(rng.choice(np.flatnonzero(y == c))) for c in classes]  # 1 per class
+    unlabeled = np.setdiff1d(np.arange(len(y)), labeled)
+    model = Assistant(cv=None, random_state=seed)
+    acc = []
+    for target in sizes:
+        if target > len(labeled):
+            probs = model.predict_proba(X[unlabeled])
+            pick = order(
+                probs,
+                strategy,
+                batch=target - len(labeled),
+                embeddings=X[unlabeled] if diversity else None,
+                diversity=diversity,
+                seed=seed * 1000 + len(labeled),
+            )
+            labeled.extend(unlabeled[pick].tolist())
+            unlabeled = np.delete(unlabeled, pick)
+        model.fit(X[labeled], y[labeled])
+        acc.append(model.score(X_test, y_test))
+    return np.array(acc)
+
+
+def labels_needed(sizes: list[int], acc: np.ndarray, target: float) -> float:
+    """First label count where ``acc`` reaches ``target`` (linear between refits); inf if never."""
+    for i, a in enumerate(acc):
+        if a >= target:
+            if i == 0:
+                return float(sizes[0])
+            a0, n0, n1 = acc[i - 1], sizes[i - 1], sizes[i]
+            return n0 + (target - a0) / (a - a0) * (n1 - n0)
+    return float("inf")
+
+
+def _fmt_needed(n: float, limit: int) -> str:
+    return f">{limit}" if np.isinf(n) else f"{n:.0f}"
+
+
+def active_learning(args: argparse.Namespace) -> None:
+    tmp = None
+    if args.workspace is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench-label-")
+        ws = Workspace(tmp.name)
+    else:
+        ws = Workspace(args.workspace)
+    try:
+        _active_learning(args, ws)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _active_learning(args: argparse.Namespace, ws: Workspace) -> None:
+    cat = samples.load("animals", ws, progress=False)
+    emb = Embedder(image_size=args.image_size, batch_size=64)
+    X = emb.embed(cat, cache=ws, progress=False)
+    s = emb.stats_
+    size = args.image_size or "native (224)"
+    if s["computed"]:
+        print(
+            f"embedded {s['computed']:,} images in {s['seconds']:.1f} s "
+            f"({s['images_per_second']:.0f} images/s, mobilenet_v2, image_size {size}); "
+            f"cached in {emb.cache_path(ws)}"
+        )
+    else:
+        print(f"embeddings from the cache ({emb.cache_path(ws)}), image_size {size}")
+    y = cat.df["label"].astype(str).to_numpy()
+
+    split = np.random.default_rng(12345).permutation(len(y))
+    test, pool = split[: args.test], split[args.test :]
+    X_test, y_test, X_pool, y_pool = X[test], y[test], X[pool], y[pool]
+
+    t = time.perf_counter()
+    full = Assistant(cv=None).fit(X_pool, y_pool)
+    fit_all = time.perf_counter() - t
+    full_acc = full.score(X_test, y_test)
+    target = 0.9 * full_acc
+    _timings(X_pool, y_pool, fit_all)
+    print(
+        f"all {len(pool):,} pool labels: held-out accuracy {full_acc:.3f}; "
+        f"target (90 %) {target:.3f}; held-out set {len(test):,}; seeds {args.seeds}\n"
+    )
+
+    sizes = schedule(len(np.unique(y)), args.max_labels)
+    rows: list[tuple[str, np.ndarray, np.ndarray, float, float]] = []
+    for strategy in STRATEGIES:
+        for diversity in (0.0, args.diversity):
+            t = time.perf_counter()
+            runs = np.stack(
+                [
+                    run_order(X_pool, y_pool, X_test, y_test, strategy, diversity, seed, sizes)
+                    for seed in range(args.seeds)
+                ]
+            )
+            mean, std = runs.mean(0), runs.std(0)
+            name = strategy + (f" +div {diversity:g}" if diversity else "")
+            needed = labels_needed(sizes, mean, target)
+            rows.append((name, mean, std, needed, time.perf_counter() - t))
+    _table(rows, sizes, args.max_labels)
+
+
+def _timings(X: np.ndarray, y: np.ndarray, fit_all: float) -> None:
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(y), 800, replace=False)
+    best: dict[str, float] = {}
+    for name, fn in (
+        ("fit 800", lambda: Assistant(cv=None).fit(X[idx], y[idx])),
+        ("fit 800 + 5-fold cv", lambda: Assistant(cv=5).fit(X[idx], y[idx])),
+    ):
+        best[name] = min(_time(fn) for _ in range(3))
+    model = Assistant(cv=None).fit(X[idx], y[idx])
+    best["predict_proba pool"] = min(_time(lambda: model.predict_proba(X)) for _ in range(3))
+    fut_model = Assistant(cv=5)
+    t = time.perf_counter()
+    fut = fut_model.refit_async(X[idx], y[idx])
+    submit = time.perf_counter() - t
+    fut.result()
+    fut_model.close()
+    print(
+        f"assistant: fit on 800 labels {best['fit 800'] * 1e3:.0f} ms, with 5-fold cv "
+        f"{best['fit 800 + 5-fold cv'] * 1e3:.0f} ms, refit_async returns in "
+        f"{submit * 1e3:.1f} ms; predict_proba on {len(y):,}: "
+        f"{best['predict_proba pool'] * 1e3:.0f} ms; fit on all {len(y):,}: {fit_all:.1f} s"
+    )
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _table(rows, sizes: list[int], limit: int) -> None:
+    cols = [c for c in CHECKPOINTS if c <= limit]
+    at = [sizes.index(c) for c in cols]
+    head = f"{'order':<26}{''.join(f'{c:>13}' for c in cols)}{'labels->90%':>13}{'÷ random':>10}"
+    print(head)
+    print("-" * len(head))
+    random_needed = rows[0][3]
+    for name, mean, std, needed, _ in rows:
+        cells = "".join(f"{mean[i]:>7.3f}±{std[i]:.3f}" for i in at)
+        finite = np.isfinite(needed) and np.isfinite(random_needed)
+        ratio_s = f"{needed / random_needed:.2f}" if finite else "n/a"
+        print(f"{name:<26}{cells}{_fmt_needed(needed, limit):>13}{ratio_s:>10}")
+    print(
+        f"\nmean ± std over seeds of held-out accuracy; {len(sizes) - 1} refits per run "
+        f"(batches of 10 up to 200 labels, then 10 % of the labels so far). Run times: "
+        + ", ".join(f"{name} {sec:.0f} s" for name, _, _, _, sec in rows)
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Interaction latency (``--part interaction``) and store throughput (``--part store``)
+# ------------------------------------------------------------------------------------------------
+#
+# Interaction: the kernel-side time from ``Labeler.submit(value)`` to the next image's bytes
+# being set on the Image widget (observer on ``image.value``), p50 / p95 / max over
+# ``--items`` (200) submits, with and without prefetch, on two image sets generated here: 28x28
+# PNG silhouettes (enlarged to 384 px) and 1024x768 JPEG photos (reduced to 384 px). Thumbnail
+# caches start cold for every run, so "no prefetch" pays a decode + resize + encode per item.
+# A person needs >= 0.5 s per item; the runs wait ``--think`` seconds (default 0.05) between
+# submits, which leaves the background thread far less time than any person would. One more run
+# labels with an Assistant refitting on a background thread every 10 labels (1280-d embeddings),
+# to show what the fits' CPU use does to the latency. Target: p95 <= 50 ms with prefetch.
+#
+# Store: events per second committed by ``LabelStore.label`` (one durable transaction each: WAL,
+# synchronous=FULL) in one process and in 4 processes writing the same file at once, against a
+# bare sqlite3 INSERT + COMMIT loop with the same settings (the floor: what fsync costs on this
+# disk) and with synchronous=NORMAL (not durable on power loss; shown for scale).
+
+LATENCY_TARGET_MS = 50.0
+
+
+def _make_image_sets(folder, n: int) -> dict[str, object]:
+    """Two catalogs of ``n`` images each: tiny PNG silhouettes and large JPEG photos."""
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    from workbench import Catalog
+    from workbench.samples import SAMPLES
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    tiny, photo = folder / "tiny", folder / "photo"
+    if not (tiny / ".done").exists():
+        for k in range(n):
+            cls = f"c{k % 10}"
+            (tiny / cls).mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (28, 28), 0)
+            d = ImageDraw.Draw(im)
+            x0, y0 = rng.integers(2, 12, 2)
+            x1, y1 = rng.integers(16, 26, 2)
+            d.ellipse((int(x0), int(y0), int(x1), int(y1)), fill=int(rng.integers(120, 256)))
+            im.save(tiny / cls / f"{k:04d}.png")
+        (tiny / ".done").touch()
+    if not (photo / ".done").exists():
+        import io
+
+        sources = []
+        for _name, data in SAMPLES["photos"]():
+            im = Image.open(io.BytesIO(data)).convert("RGB")
+            if min(im.size) >= 300:
+                sources.append(im)
+        for k in range(n):
+            cls = f"c{k % 10}"
+            (photo / cls).mkdir(parents=True, exist_ok=True)
+            src = sources[k % len(sources)]
+            s = int(rng.integers(200, min(src.size)))
+            x = int(rng.integers(0, src.width - s + 1))
+            y = int(rng.integers(0, src.height - s + 1))
+            im = src.crop((x, y, x + s, y + s * 3 // 4)).resize((1024, 768))
+            im.save(photo / cls / f"{k:04d}.jpg", quality=90)
+        (photo / ".done").touch()
+    return {
+        "28x28 png": Catalog.from_folder(tiny, progress=False),
+        "1024x768 jpeg": Catalog.from_folder(photo, progress=False),
+    }
+
+
+def _latency_run(
+    catalog, folder, *, prefetch: int, think: float, items: int, assistant: bool = False
+) -> dict[str, object]:
+    """Submit ``items`` labels; return per-item latencies (s) and store commit times (s)."""
+    from workbench.catalog import Catalog
+    from workbench.labels import LabelStore
+    from workbench.thumbs import ThumbnailCache
+    from workbench.views.labeler import Labeler
+
+    cold = Catalog(catalog.df, catalog.root, thumbs=ThumbnailCache())  # nothing rendered yet
+    store = LabelStore(folder, catalog=cold)
+    kwargs: dict[str, object] = {}
+    if assistant:
+        rng = np.random.default_rng(0)
+        centres = rng.normal(0, 1, (10, 1280))
+        codes = cold.df["label"].astype(str).str[1:].astype(int).to_numpy()
+        kwargs = {
+            "assistant": Assistant(),
+            "embeddings": centres[codes] + rng.normal(0, 2, (len(cold.df), 1280)),
+            "refit_every": 10,
+        }
+    lab = Labeler(cold, store, annotator="bench", prefetch=prefetch, **kwargs)
+    truth = dict(zip(cold.df["id"], cold.df["label"].astype(str), strict=True))
+    shown: list[float] = []
+    lab.image.observe(lambda _change: shown.append(time.perf_counter()), "value")
+    original_label = store.label
+    commits: list[float] = []
+
+    def timed_label(*a, **k):
+        t = time.perf_counter()
+        try:
+            return original_label(*a, **k)
+        finally:
+            commits.append(time.perf_counter() - t)
+
+    store.label = timed_label  # type: ignore[method-assign]
+    lab.wait()
+    latencies, returns = [], []
+    for _ in range(items):
+        time.sleep(think)
+        n = len(shown)
+        t0 = time.perf_counter()
+        lab.submit(truth[lab.current])
+        returns.append(time.perf_counter() - t0)
+        latencies.append(shown[n] - t0)
+    fits = lab.assistant.n_labels_ if assistant else None
+    lab.close()
+    return {
+        "latency": np.array(latencies),
+        "commit": np.array(commits),
+        "return": np.array(returns),
+        "fit_labels": fits,
+    }
+
+
+def _ms(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q) * 1e3)
+
+
+def interaction(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-label-ui-") as tmp:
+        from pathlib import Path
+
+        sets = _make_image_sets(Path(tmp) / "images", args.items + 20)
+        runs = []
+        for name, cat in sets.items():
+            for prefetch in (0, 5):
+                r = _latency_run(
+                    cat, Path(tmp) / f"s{len(runs)}", prefetch=prefetch, think=args.think,
+                    items=args.items,
+                )  # fmt: skip
+                runs.append((name, f"prefetch {prefetch}" if prefetch else "no prefetch", r))
+        r = _latency_run(
+            sets["28x28 png"], Path(tmp) / "assist", prefetch=5, think=args.think,
+            items=args.items, assistant=True,
+        )  # fmt: skip
+        runs.append(("28x28 png", "prefetch 5 + assistant refits", r))
+
+    print(
+        f"\nInteraction latency: submit -> next image bytes set (kernel side), {args.items} items, "
+        f"{args.think * 1e3:.0f} ms between submits; target p95 <= {LATENCY_TARGET_MS:.0f} ms"
+    )
+    head = (
+        f"{'images':<15}{'run':<31}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
+        f"{'commit p50':>12}{'commit p95':>12}{'return p95':>12}{'p95 ÷ prefetch':>16}"
+    )
+    print(head)
+    print("-" * len(head))
+    best = {n: r["latency"] for n, run, r in runs if run == "prefetch 5"}
+    for name, run, r in runs:
+        lat, com = r["latency"], r["commit"]
+        ratio = _ms(lat, 95) / _ms(best[name], 95)
+        ok = " ok" if run != "no prefetch" and _ms(lat, 95) <= LATENCY_TARGET_MS else ""
+        print(
+            f"{name:<15}{run:<31}{_ms(lat, 50):>8.1f}{_ms(lat, 95):>8.1f}{lat.max() * 1e3:>8.1f}"
+            f"{_ms(com, 50):>12.1f}{_ms(com, 95):>12.1f}{_ms(r['return'], 95):>12.1f}"
+            f"{ratio:>15.2f}x{ok}"
+        )
+    fits = runs[-1][2]["fit_labels"]
+    print(
+        "commit = LabelStore.label alone (durable SQLite transaction), part of the latency; "
+        "return = submit() returning (suggestions, progress and prefetch requests updated); "
+        f"the assistant run's last fit used {fits} of {args.items} labels."
+    )
+
+
+def _bare_sqlite(path, n: int, synchronous: str) -> float:
+    """Seconds to insert ``n`` rows, one committed transaction each, WAL, given synchronous."""
+    import sqlite3
+
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute(f"PRAGMA synchronous = {synchronous}")
+    con.execute("CREATE TABLE IF NOT EXISTS e (id INTEGER PRIMARY KEY, sample TEXT, value TEXT)")
+    t = time.perf_counter()
+    for k in range(n):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO e (sample, value) VALUES (?, ?)", (f"s{k}", '{"class":1}'))
+        con.execute("COMMIT")
+    dt = time.perf_counter() - t
+    con.close()
+    return dt
+
+
+def _store_writer(path: str, who: str, n: int, start, out) -> None:
+    """One process: wait for the start signal, then label ``n`` samples as ``who``."""
+    from workbench.labels import LabelStore
+
+    store = LabelStore(path)
+    store.classes  # open the connection before the clock starts  # noqa: B018
+    start.wait()
+    t = time.perf_counter()
+    for k in range(n):
+        store.label(f"{who}/{k:06d}.png", "cat" if k % 2 else "dog", annotator=who)
+    out.put((who, time.perf_counter() - t, store.retries))
+
+
+def _store_processes(path, n_proc: int, n_each: int) -> tuple[float, int]:
+    """Wall seconds for ``n_proc`` processes to label ``n_each`` samples each; total retries."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # a clean interpreter per writer, like separate kernels
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_store_writer, args=(str(path), f"p{i}", n_each, start, out))
+        for i in range(n_proc)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(3.0)  # let every interpreter import and open the store
+    t = time.perf_counter()
+    start.set()
+    results = [out.get(timeout=600) for _ in procs]
+    wall = time.perf_counter() - t
+    for p in procs:
+        p.join()
+    return wall, sum(r[2] for r in results)
+
+
+def store_throughput(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from workbench.labels import LabelStore
+
+    n = args.events
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-label-store-", dir=args.store_dir) as tmp:
+        tmp = Path(tmp)
+        full = _bare_sqlite(tmp / "bare-full.db", n, "FULL")
+        rows.append(("bare sqlite3 INSERT+COMMIT, synchronous=FULL", 1, n, full, 0))
+        normal = _bare_sqlite(tmp / "bare-normal.db", n, "NORMAL")
+        rows.append(("bare sqlite3, synchronous=NORMAL (not durable)", 1, n, normal, 0))
+        store = LabelStore(tmp / "one.db")
+        store.add_classes(["cat", "dog"])
+        t = time.perf_counter()
+        for k in range(n):
+            store.label(f"s/{k:06d}.png", "cat" if k % 2 else "dog", annotator="one")
+        rows.append(("LabelStore.label", 1, n, time.perf_counter() - t, store.retries))
+        shared = LabelStore(tmp / "four.db")
+        shared.add_classes(["cat", "dog"])
+        wall, retries = _store_processes(tmp / "four.db", 4, n // 4)
+        rows.append(("LabelStore.label, 4 processes at once", 4, 4 * (n // 4), wall, retries))
+        assert shared.events_count("label") == 4 * (n // 4), "a process lost events"
+
+    print(
+        f"\nStore throughput: one committed transaction per event (WAL), {n:,} events, "
+        f"files in {args.store_dir or tempfile.gettempdir()}"
+    )
+    head = (
+        f"{'writer':<50}{'procs':>6}{'events':>8}{'seconds':>9}{'events/s':>10}"
+        f"{'÷ bare FULL':>13}{'retries':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    floor = n / full
+    for name, procs, events, secs, retries in rows:
+        rate = events / secs
+        print(
+            f"{name:<50}{procs:>6}{events:>8,}{secs:>9.2f}{rate:>10,.0f}{rate / floor:>12.2f}x"
+            f"{retries:>9}"
+        )
+    print("retries = transactions retried after SQLITE_BUSY (the store waits and retries).")
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "active": active_learning,
+    "interaction": interaction,
+    "store": store_throughput,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    ap.add_argument("--workspace", default=None, help="reuse this workspace (keeps embeddings)")
+    ap.add_argument("--image-size", type=int, default=96, help="Embedder image_size (0: native)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--test", type=int, default=2000, help="held-out samples")
+    ap.add_argument("--max-labels", type=int, default=800)
+    ap.add_argument("--diversity", type=float, default=0.5)
+    ap.add_argument("--items", type=int, default=200, help="interaction: submits per run")
+    ap.add_argument("--think", type=float, default=0.05, help="interaction: s between submits")
+    ap.add_argument("--events", type=int, default=2000, help="store: events per writer setup")
+    ap.add_argument("--store-dir", default=None, help="store: folder for the test databases")
+    args = ap.parse_args(argv)
+    args.image_size = args.image_size or None
+    for name, fn in PARTS.items():
+        if args.part in (name, "all"):
+            fn(args)
+
+
+if __name__ == "__main__":
+    main()

