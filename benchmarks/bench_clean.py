@@ -145,8 +145,8 @@ def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> Non
         h = rng.integers(0, 2**63, n, dtype=np.int64).view(np.uint64) * np.uint64(2) + rng.integers(
             0, 2, n, dtype=np.int64
         ).view(np.uint64)
-        src = rng.choice(n, planted, replace=False)
-        dst = (src + n // 2) % n
+        src = rng.choice(n // 2, planted, replace=False)  # sources and targets disjoint
+        dst = src + n // 2
         flips = np.zeros(planted, dtype=np.uint64)
         for k in range(planted):
             for bit in rng.choice(64, int(rng.integers(1, radius + 1)), replace=False):
