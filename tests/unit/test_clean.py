@@ -115,9 +115,24 @@ def test_cache_only_processes_new_files(planted, tmp_path):
         (root / f"new_{i}.png").write_bytes(encode(_photo(100 + i), "PNG"))
     again = check(Catalog.from_folder(root, progress=False), workspace=ws, progress=False)
     assert again.computed == 10
+    dups = check(Catalog.from_folder(root, progress=False), workspace=ws, progress=False,
+                 checks=["exact_duplicate", "near_duplicate"])  # fmt: skip
+    assert dups.computed == 0  # full features cached: hashes are among them
     a = first.table[first.table["issue"] == "dark"].set_index("id")["score"]
     b = again.table[again.table["issue"] == "dark"].set_index("id")["score"]
     pd.testing.assert_series_equal(a, b.reindex(a.index))
+
+
+def test_duplicate_only_run_computes_hashes_then_a_full_run_completes(planted, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    cat = Catalog.from_folder(planted, progress=False)
+    n = cat.ok.df["hash"].nunique()
+    fast = check(cat, checks=["exact_duplicate", "near_duplicate"], workspace=ws, progress=False)
+    assert fast.computed == n and set(fast.table["issue"]) == {"exact_duplicate", "near_duplicate"}
+    full = check(cat, workspace=ws, progress=False)
+    assert full.computed == n  # the hash-only rows are completed, not trusted
+    assert check(cat, workspace=ws, progress=False).computed == 0
+    assert fast.groups("near_duplicate") == full.groups("near_duplicate")
 
 
 def test_threshold_moves_flags_and_groups_live(planted):
