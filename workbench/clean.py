@@ -115,10 +115,11 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     if factor > 1:  # a box-reduced working copy: same verdicts, a fraction of the cost
         im = im.reduce(factor)
     gray = im.convert("L") if im.mode != "L" else im
+    small = gray.reduce(max(1, max(gray.size) // 64))  # hashes see 32 px: 64 px is plenty
     out: dict[str, Any] = {
         # int64 bit patterns: parquet has no uint64 that every reader agrees on
-        "phash": np.uint64(hash_to_uint64(imagehash.phash(gray))).view(np.int64).item(),
-        "dhash": np.uint64(hash_to_uint64(imagehash.dhash(gray))).view(np.int64).item(),
+        "phash": np.uint64(hash_to_uint64(imagehash.phash(small))).view(np.int64).item(),
+        "dhash": np.uint64(hash_to_uint64(imagehash.dhash(small))).view(np.int64).item(),
     }
     if hashes_only:
         return out
