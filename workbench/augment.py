@@ -31,6 +31,7 @@ untouched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import keyword
@@ -75,6 +76,7 @@ __all__ = [
 ]
 
 ParamKind = Literal["float", "int", "range", "choice", "bool", "size"]
+Backend = Literal["tensor", "pil"]
 ScalarRule = Literal["symmetric", "around_one", "fixed"]
 
 #: Version of the JSON layout written by :meth:`Pipeline.to_json`.
@@ -1107,7 +1109,14 @@ class Pipeline:
 
     # -- seeded replay --------------------------------------------------------------------------
 
-    def apply(self, sample: Any, seed: int, *, step_keys: Sequence[int] | None = None) -> Any:
+    def apply(
+        self,
+        sample: Any,
+        seed: int,
+        *,
+        step_keys: Sequence[int] | None = None,
+        backend: Backend = "tensor",
+    ) -> Any:
         """Apply the pipeline to ``sample`` with random draws fixed by ``seed``.
 
         Parameters
@@ -1126,6 +1135,15 @@ class Pipeline:
             stream seeded from ``(seed, key)`` (see :func:`step_seed`), so enabling, disabling or
             retuning one step leaves the random draws of the others as they were. The augment
             tuner's preview uses this; training and :func:`expand` use the single stream.
+        backend : {"tensor", "pil"}
+            How PIL images are transformed (tensors always go through the tensor kernels).
+            ``"tensor"`` (default): converted to a uint8 tensor first, so a PIL image and its
+            tensor give the same pixels. ``"pil"``: handed to torchvision as they are, so its
+            PIL kernels run: exactly what ``pipeline.to_torchvision()(pil_image)`` draws, which
+            is what training on ``catalog.to_torch(transform=pipeline.to_torchvision())`` sees,
+            and several times faster on a CPU (measured in ``benchmarks/bench_augment.py``).
+            The two backends draw the same random parameters but give slightly different
+            pixels (other resampling and rounding).
 
         Returns
         -------
@@ -1139,10 +1157,16 @@ class Pipeline:
             Bad sample or seed, an image-only pipeline given boxes or masks, or a step that
             fails on this sample (e.g. a crop larger than the image without padding).
         """
-        return self.replayer(step_keys=step_keys)(sample, seed)
+        return self.replayer(step_keys=step_keys, backend=backend)(sample, seed)
 
     def draws(
-        self, sample: Any, n: int, seed: int, *, step_keys: Sequence[int] | None = None
+        self,
+        sample: Any,
+        n: int,
+        seed: int,
+        *,
+        step_keys: Sequence[int] | None = None,
+        backend: Backend = "tensor",
     ) -> list[Any]:
         """``n`` reproducible variants of ``sample``.
 
@@ -1152,17 +1176,19 @@ class Pipeline:
         """
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise ParameterError(f"draws: n must be a non-negative int, got {n!r}")
-        replay = self.replayer(step_keys=step_keys)
+        replay = self.replayer(step_keys=step_keys, backend=backend)
         return [replay(sample, s) for s in variant_seeds(seed, int(n))]
 
-    def replayer(self, *, step_keys: Sequence[int] | None = None) -> Replay:
+    def replayer(
+        self, *, step_keys: Sequence[int] | None = None, backend: Backend = "tensor"
+    ) -> Replay:
         """A frozen copy of the pipeline whose transforms are built once, for many samples.
 
         ``pipeline.replayer()(sample, seed)`` equals ``pipeline.apply(sample, seed)``; later
         edits of the pipeline do not change the replayer. Use it to apply one pipeline to many
         samples (previews, :func:`expand`) without rebuilding the torchvision objects each time.
         """
-        return Replay(self, step_keys=step_keys)
+        return Replay(self, step_keys=step_keys, backend=backend)
 
     @property
     def pixel_scale_steps(self) -> list[str]:
@@ -1184,6 +1210,8 @@ class Replay:
         Copied; later edits of it do not change this object.
     step_keys : sequence of int, optional
         One key per step for per-step random streams (see :meth:`Pipeline.apply`).
+    backend : {"tensor", "pil"}
+        How PIL images are transformed (see :meth:`Pipeline.apply`).
 
     Notes
     -----
@@ -1192,7 +1220,14 @@ class Replay:
     process-wide lock, since torchvision draws from torch's one default generator.
     """
 
-    def __init__(self, pipeline: Pipeline, *, step_keys: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        step_keys: Sequence[int] | None = None,
+        backend: Backend = "tensor",
+    ) -> None:
+        self.backend = _check_backend(backend)
         # A plain deep copy: steps edited by hand are reported by validate() on first use,
         # with the same messages as Pipeline.apply.
         self.pipeline = Pipeline()
@@ -1247,7 +1282,7 @@ class Replay:
             object or the seed differ.
         """
         seed = _check_seed(seed)
-        data, restore = _to_internal(sample)
+        data, restore = _to_internal(sample, self.backend)
         geo = isinstance(data, dict) and any(k in data for k in ("boxes", "masks"))
         if geo and self.pipeline.image_only:
             raise ParameterError(
@@ -1350,8 +1385,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_rng_lock)
 
 
+# Set while an outer _rng_guard() in this thread owns the RNG state (and the lock).
+_RNG_GUARD = threading.local()
+
+
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
+    if getattr(_RNG_GUARD, "active", False):  # the guard saves and restores, once
+        with _RNG_LOCK:
+            _reseed(seed)
+            yield
+        return
     with _RNG_LOCK:
         py_state = random.getstate()
         # devices=[]: CPU generator only. torch.manual_seed would also (lazily) reseed every CUDA
@@ -1364,18 +1408,44 @@ def _seeded(seed: int) -> Iterator[None]:
                 random.setstate(py_state)
 
 
+@contextmanager
+def _rng_guard() -> Iterator[None]:
+    """Save torch's and Python's RNG states once around many seeded replays in this thread.
+
+    Saving and restoring them costs ~0.1 ms per replay, as much as augmenting a small image.
+    Each replay still holds the lock while it runs (other threads may replay in between).
+    """
+    if getattr(_RNG_GUARD, "active", False):
+        yield
+        return
+    with _RNG_LOCK:
+        py_state, torch_state = random.getstate(), torch.get_rng_state()
+    _RNG_GUARD.active = True
+    try:
+        yield
+    finally:
+        _RNG_GUARD.active = False
+        with _RNG_LOCK:
+            torch.set_rng_state(torch_state)
+            random.setstate(py_state)
+
+
 def _reseed(seed: int) -> None:
     torch.default_generator.manual_seed(seed)
     random.seed(seed)
 
 
-def _image_in(image: Any, where: str) -> tuple[tv_tensors.Image, Callable[[Any], Any]]:
+def _image_in(
+    image: Any, where: str, backend: Backend = "tensor"
+) -> tuple[Any, Callable[[Any], Any]]:
     if isinstance(image, PIL.Image.Image):
         if image.mode not in ("L", "RGB"):
             raise ParameterError(
                 f"{where}: PIL mode {image.mode!r} is not supported; convert to 'RGB' or 'L' "
                 "(workbench.io.decode does this)"
             )
+        if backend == "pil":  # torchvision's own PIL path; a float step hands back a tensor
+            return image, _pil_out
         # contiguous: pil_to_tensor gives a CHW view of HWC memory, and ``randn_like`` (noise)
         # fills in memory order, so the same seed would give a PIL image other noise.
         pixels = F.pil_to_tensor(image).contiguous()
@@ -1396,13 +1466,23 @@ def _image_in(image: Any, where: str) -> tuple[tv_tensors.Image, Callable[[Any],
     )
 
 
-def _to_internal(sample: Any) -> tuple[Any, Callable[[Any], Any]]:
+def _pil_out(x: Any) -> PIL.Image.Image:
+    return x if isinstance(x, PIL.Image.Image) else F.to_pil_image(x.as_subclass(torch.Tensor))
+
+
+def _check_backend(backend: Any) -> Backend:
+    if backend not in ("tensor", "pil"):
+        raise ParameterError(f"backend must be 'tensor' or 'pil', got {backend!r}")
+    return backend
+
+
+def _to_internal(sample: Any, backend: Backend = "tensor") -> tuple[Any, Callable[[Any], Any]]:
     if not isinstance(sample, Mapping):
-        return _image_in(sample, "sample")
+        return _image_in(sample, "sample", backend)
     if "image" not in sample:
         raise ParameterError("sample: a dict sample needs an 'image' key")
-    image, restore_image = _image_in(sample["image"], "sample['image']")
-    h, w = image.shape[-2:]
+    image, restore_image = _image_in(sample["image"], "sample['image']", backend)
+    h, w = (image.height, image.width) if isinstance(image, PIL.Image.Image) else image.shape[-2:]
     data = {k: v for k, v in sample.items() if v is not None}
     data["image"] = image
     plain_masks = False
@@ -1649,8 +1729,8 @@ MANIFEST = "manifest.csv"
 
 #: Columns of the manifest, in order.
 MANIFEST_COLUMNS = (
-    "path", "source_id", "copy", "seed", "pipeline", "source_hash", "label", "split",
-    "width", "height", "mode", "channels", "bits", "bytes", "hash", "format",
+    "path", "source_id", "copy", "seed", "pipeline", "backend", "source_hash", "label",
+    "split", "width", "height", "mode", "channels", "bits", "bytes", "hash", "format",
 )  # fmt: skip
 _SCAN_FIELDS = ("width", "height", "mode", "channels", "bits", "bytes", "hash", "format")
 
@@ -1666,54 +1746,99 @@ def pipeline_fingerprint(pipeline: Pipeline) -> str:
 def copy_seed(seed: int, source_id: str, copy: int) -> int:
     """Seed of augmented copy ``copy`` of ``source_id`` in an :func:`expand` run with ``seed``.
 
-    Derived from ``SeedSequence([seed, blake2b-64(source_id), copy])``: independent of the order
-    and number of sources, so a subset or a resumed run gives every file the same seed.
+    SplitMix64 over ``seed``, a 64-bit BLAKE2b of the id and ``copy`` (``< 2**63``): independent
+    of the order and number of sources, so a subset or a resumed run gives every file the same
+    seed, and neighbouring run seeds share no file seeds.
     """
     import hashlib
 
     key = int.from_bytes(hashlib.blake2b(source_id.encode(), digest_size=8).digest(), "little")
-    state = np.random.SeedSequence([_check_seed(seed), key, int(copy)]).generate_state(
-        1, dtype=np.uint64
-    )
-    return int(state[0]) >> 1
+    mixed = _splitmix64(_splitmix64(_check_seed(seed)) ^ key)
+    return _splitmix64(mixed ^ (int(copy) & _M64)) >> 1
 
 
-_REPLAYS: dict[str, Replay] = {}
-_WORKER_THREADS_SET = False
+_REPLAYS: dict[tuple[str, str], Replay] = {}
+_THREADS_CHECKED_PID: int | None = None  # a pid, not a flag: forked children inherit globals
 
 
-def _replay_for(pipeline_json: str) -> Replay:
-    replay = _REPLAYS.get(pipeline_json)
+def _replay_for(pipeline_json: str, backend: Backend) -> Replay:
+    replay = _REPLAYS.get((pipeline_json, backend))
     if replay is None:
         if len(_REPLAYS) >= 4:
             _REPLAYS.clear()
-        replay = _REPLAYS[pipeline_json] = Pipeline.from_json(pipeline_json).replayer()
+        pipe = Pipeline.from_json(pipeline_json)
+        replay = _REPLAYS[(pipeline_json, backend)] = pipe.replayer(backend=backend)
     return replay
 
 
-def _expand_one(pipeline_json: str, task: tuple[str, str, int]) -> tuple:
+@contextmanager
+def _one_intraop_thread() -> Iterator[None]:
+    """One torch intra-op thread in this thread for the duration (restored after).
+
+    Per-image tensors are small: splitting each op over cores costs more than it saves, badly
+    so when the cores are busy (10x slower measured on a loaded 2-core machine). OpenMP's
+    thread count is per thread, so other threads are not affected.
+    """
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def _expand_one(pipeline_json: str, backend: Backend, task: tuple[str, str, int]) -> tuple:
     """Decode one source, augment it with its seed, write it atomically; return its scan row."""
-    global _WORKER_THREADS_SET
+    global _THREADS_CHECKED_PID
     import multiprocessing
 
-    from workbench.fsutil import atomic_open
     from workbench.io import _pixel_hash, decode
 
-    if not _WORKER_THREADS_SET:
-        # In a pool worker, one intra-op thread per process (as torch's DataLoader workers do):
-        # the pool already uses every core, and OpenMP's thread pool is not fork-safe.
+    if os.getpid() != _THREADS_CHECKED_PID:
         if multiprocessing.parent_process() is not None:
+            # A pool worker. One intra-op thread per process (as torch's DataLoader workers
+            # do): the pool already uses every core, and OpenMP's thread pool is not fork-safe
+            # (a forked child whose parent had used it hangs in its first parallel op). And no
+            # saving of RNG states around each replay: nobody else reads a worker's.
             torch.set_num_threads(1)
-        _WORKER_THREADS_SET = True
+            _RNG_GUARD.active = True
+        _THREADS_CHECKED_PID = os.getpid()
     src, dst, seed = task
-    out = _replay_for(pipeline_json)(decode(src), seed)
-    # fsync=False: the rename alone guarantees no reader (and no resumed run) ever sees half a
-    # file after a crash of this process; the manifest's byte count catches the rest.
-    with atomic_open(dst, fsync=False) as f:
-        out.save(f, "PNG")
-        size = f.tell()
+    out = _replay_for(pipeline_json, backend)(decode(src), seed)
+    size = _save_png_atomic(out, dst)
     mode = out.mode
     return (out.width, out.height, mode, len(mode), 8, size, _pixel_hash(out), "PNG")
+
+
+def _save_png_atomic(image: PIL.Image.Image, dst: str) -> int:
+    """Save as PNG under a temporary name, then rename; return the file size.
+
+    No reader, and no resumed run, ever sees half a file after a crash of this process. Not
+    fsynced (the manifest's byte count catches a file a power loss truncated). Like
+    ``fsutil.atomic_open`` but leaner, since per-file costs decide the speed for small images:
+    a fixed temporary name per process and thread (no random names), the folder created only
+    when missing, and files readable by others (0644 under the umask).
+    """
+    folder, name = os.path.split(dst)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, "PNG")
+            size = f.tell()
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
 
 
 def _output_names(ids: Sequence[str], copies: int) -> list[list[str]]:
@@ -1771,6 +1896,7 @@ def expand(
     workers: int | None = None,
     progress: bool = True,
     batch_size: int | None = None,
+    backend: Backend = "pil",
 ) -> Any:
     """Write ``copies`` augmented PNG files per readable image and return them as a Catalog.
 
@@ -1790,17 +1916,22 @@ def expand(
     executor, workers, progress
         Passed to :func:`workbench.parallel.pmap` (``progress`` shows its tqdm bar).
     batch_size : int, optional
-        Files between manifest checkpoints (default: about 1/20 of the work, at least 256).
+        Files between manifest checkpoints (default: about 1/20 of the work, at least 1024).
         An interrupted run loses at most one batch of manifest rows; those files are written
         again on resume.
+    backend : {"pil", "tensor"}
+        See :meth:`Pipeline.apply`. ``"pil"`` (default) writes exactly what
+        ``pipeline.to_torchvision()`` gives for the decoded image, i.e. what online training
+        on ``catalog.to_torch(transform=pipeline.to_torchvision())`` would draw, and is several
+        times faster; ``"tensor"`` matches ``Pipeline.apply``'s default.
 
     Returns
     -------
     Catalog
         One row per augmented file of this call (skipped ones included), rooted at the output
         folder, with the source's ``label`` and ``split`` and metadata columns ``source_id``,
-        ``copy``, ``seed`` and ``pipeline``. ``df.attrs`` has ``written``, ``skipped`` and
-        ``manifest`` (its path).
+        ``copy``, ``seed``, ``pipeline`` and ``backend``. ``df.attrs`` has ``written``,
+        ``skipped`` and ``manifest`` (its path).
 
     Notes
     -----
@@ -1808,12 +1939,15 @@ def expand(
     :data:`MANIFEST_COLUMNS`, where ``pipeline`` names ``<out>/pipelines/<pipeline>.json``.
     Every file can be regenerated bit for bit::
 
-        Pipeline.from_json(...).apply(catalog.image(row.source_id), seed=row.seed)
+        pipe = Pipeline.from_json((out / "pipelines" / f"{row.pipeline}.json").read_text())
+        pipe.apply(catalog.image(row.source_id), seed=row.seed, backend=row.backend)
 
     Each file is written to a temporary name and renamed, so an interrupted run leaves no half
     file. A re-run resumes: a file that is listed with the same source, source hash, copy, seed
-    and pipeline, exists and has the listed size is skipped; everything else is written. Rows
-    of earlier runs that this call does not plan are kept while their files exist.
+    pipeline and backend, exists and has the listed size is skipped; everything else is
+    written. Rows of earlier runs that this call does not plan are kept while their files exist.
+    Work done in this process (``workers=1``, or few files) uses one torch intra-op thread, as
+    pool workers do.
     """
     import functools
     import math
@@ -1831,6 +1965,7 @@ def expand(
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ParameterError(f"expand: batch_size must be an int >= 1, got {batch_size!r}")
     seed = _check_seed(seed)
+    backend = _check_backend(backend)
     if not isinstance(pipeline, Pipeline):
         raise ParameterError(f"expand: pipeline must be a Pipeline, got {type(pipeline).__name__}")
     pipeline.validate()
@@ -1863,8 +1998,8 @@ def expand(
         for k, rel in enumerate(row_names):
             row = {
                 "path": rel, "source_id": sid, "copy": k, "seed": copy_seed(seed, sid, k),
-                "pipeline": fp, "source_hash": shash, "label": label, "split": split,
-                "_src": path,
+                "pipeline": fp, "backend": backend, "source_hash": shash, "label": label,
+                "split": split, "_src": path,
             }  # fmt: skip
             prev = old.get(rel)
             if prev is not None and _still_valid(prev, row, out_dir / rel):
@@ -1883,21 +2018,25 @@ def expand(
         _write_manifest(manifest_path, [*kept, *rows])
 
     # First checkpoint: the skipped rows stay listed; rows about to be redone are dropped, so
-    # the manifest never lists a file that is being replaced.
-    checkpoint()
-    size = batch_size or max(256, math.ceil(len(todo) / 20))
-    fn = functools.partial(_expand_one, pipeline_json)
-    n_batches = math.ceil(len(todo) / size)
-    for b in range(n_batches):
-        index = todo[b * size : (b + 1) * size]
-        batch = [plan[i] for i in index]
-        tasks = [(r["_src"], str(out_dir / r["path"]), r["seed"]) for r in batch]
-        desc = "expand" if n_batches == 1 else f"expand {b + 1}/{n_batches}"
-        results = pmap(fn, tasks, executor=executor, workers=workers, progress=progress, desc=desc)
-        for r, scan in zip(batch, results, strict=True):
-            r.update(zip(_SCAN_FIELDS, scan, strict=True))
-        done.update(index)
+    # the manifest never lists a file that is being replaced. (Nothing to say without one.)
+    if old or not todo:
         checkpoint()
+    size = batch_size or max(1024, math.ceil(len(todo) / 20))
+    fn = functools.partial(_expand_one, pipeline_json, backend)
+    n_batches = math.ceil(len(todo) / size)
+    with _one_intraop_thread(), _rng_guard():
+        for b in range(n_batches):
+            index = todo[b * size : (b + 1) * size]
+            batch = [plan[i] for i in index]
+            tasks = [(r["_src"], str(out_dir / r["path"]), r["seed"]) for r in batch]
+            desc = "expand" if n_batches == 1 else f"expand {b + 1}/{n_batches}"
+            results = pmap(
+                fn, tasks, executor=executor, workers=workers, progress=progress, desc=desc
+            )
+            for r, scan in zip(batch, results, strict=True):
+                r.update(zip(_SCAN_FIELDS, scan, strict=True))
+            done.update(index)
+            checkpoint()
 
     df = pd.DataFrame(
         {
@@ -1912,8 +2051,9 @@ def expand(
             "copy": [int(r["copy"]) for r in plan],
             "seed": [int(r["seed"]) for r in plan],
             "pipeline": fp,
+            "backend": backend,
         },
-        columns=[*COLUMNS, "source_id", "copy", "seed", "pipeline"],
+        columns=[*COLUMNS, "source_id", "copy", "seed", "pipeline", "backend"],
     )
     for c in ("width", "height", "channels", "bits"):
         df[c] = df[c].astype("int32")
@@ -1933,6 +2073,7 @@ def _still_valid(prev: Mapping[str, Any], row: Mapping[str, Any], file: Any) -> 
             and int(prev["copy"]) == row["copy"]
             and int(prev["seed"]) == row["seed"]
             and str(prev["pipeline"]) == row["pipeline"]
+            and str(prev["backend"]) == row["backend"]
             and str(prev["source_hash"]) == str(row["source_hash"])
         )
         return same and file.stat().st_size == int(prev["bytes"])

@@ -1,8 +1,9 @@
 """Widget views. Each is a VBox over one core object, which it exposes as an attribute."""
 
+from workbench.views.augment import AugmentTuner
 from workbench.views.boxes import BoxLabeler
 from workbench.views.browser import DataBrowser
 from workbench.views.issues import IssueReview
 from workbench.views.labeler import Labeler
 
-__all__ = ["BoxLabeler", "DataBrowser", "IssueReview", "Labeler"]
+__all__ = ["AugmentTuner", "BoxLabeler", "DataBrowser", "IssueReview", "Labeler"]

@@ -1,0 +1,348 @@
+"""Augmentation: live-preview latency, offline expansion overhead, torchvision throughput.
+
+    .venv/bin/python benchmarks/bench_augment.py [--changes 50] [--photos 160] [--animals 1000]
+
+1. Preview latency. An ``AugmentTuner`` over the ``photos`` sample, a 4 x (1 + 4) grid at 224 px,
+   a 5-step pipeline (flip, rotation, colour jitter, grayscale, erasing). Latency is the time from
+   setting a control's ``value`` (the trait change a slider drag sends) to the moment the render
+   that includes it has set the new ``Image.value`` bytes (``on_render`` fires right after), one
+   change at a time (no coalescing in the figure). Compared with a naive re-render of the same
+   grid: every draw of the same transform on the full-resolution image, then a thumbnail.
+   Target: p95 <= 100 ms.
+2. Expansion overhead. ``expand`` (1 worker) against a bare loop of the same ``v2.Compose`` and
+   a PIL PNG save over the same files (open, transform, save; nothing else), for each backend:
+   PIL images in (torchvision's PIL kernels, ``expand``'s default) and uint8 tensors in.
+   Target <= 1.10x. Then 2 workers (the local process pool) and a resumed run.
+3. torchvision's single-image throughput for the same pipeline (tensor and PIL input).
+
+Every in-process measurement uses one torch intra-op thread, as the tuner's render thread,
+``expand`` and its pool workers do: OpenMP's two threads make these small per-image ops many
+times slower on a busy two-core machine (section 3 shows by how much).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as F
+
+from workbench import Workspace, samples
+from workbench.augment import Pipeline, expand, variant_seeds
+from workbench.catalog import Catalog
+from workbench.io import decode
+from workbench.parallel import local_pool
+from workbench.views.augment import AugmentTuner
+
+ROWS, DRAWS, SIZE = 4, 4, 224
+
+
+def five_steps() -> Pipeline:
+    return (
+        Pipeline()
+        .add("RandomHorizontalFlip")
+        .add("RandomRotation", degrees=15)
+        .add("ColorJitter", brightness=0.3, contrast=0.3, saturation=0.3)
+        .add("RandomGrayscale", p=0.1)
+        .add("RandomErasing", p=0.25)
+    )
+
+
+# One control per step, and the values a drag would send through it.
+CHANGES = [
+    (0, "p", lambda k: 0.3 + 0.02 * (k % 10)),
+    (1, "degrees", lambda k: (-10.0 - k % 10, 10.0 + k % 10)),
+    (2, "brightness", lambda k: (0.6, 1.1 + 0.03 * (k % 10))),
+    (3, "p", lambda k: 0.05 + 0.02 * (k % 10)),
+    (4, "scale", lambda k: (0.02, 0.1 + 0.01 * (k % 10))),
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print(
+        "|"
+        + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(widths))
+        + "|"
+    )
+    for r in rows:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+# ------------------------------------------------------------------------------ 1. preview
+
+
+def measure_tuner(tuner: AugmentTuner, n: int, steps: list[int]) -> list[float]:
+    """Latency of ``n`` single control changes, cycling over ``steps``."""
+    done: dict[int, float] = {}
+    tuner.on_render(lambda info: done.__setitem__(info["generation"], time.perf_counter()))
+    out = []
+    for k in range(n):
+        i, key, value = CHANGES[steps[k % len(steps)]]
+        widget = tuner.cards[i].p if key == "p" else tuner.cards[i].params[key]
+        t0 = time.perf_counter()
+        widget.value = value(k + 1)
+        generation = tuner._generation
+        assert tuner.wait(60)
+        assert generation in done, "no render for this change"
+        out.append((done[generation] - t0) * 1000)
+    tuner._render_callbacks.clear()
+    return out
+
+
+def naive_render(pipe: Pipeline, images: list[Image.Image], seed: int) -> list[bytes]:
+    """What a straightforward preview does: full-resolution draws, then thumbnails."""
+    seeds = variant_seeds(seed, len(images) * DRAWS)
+    cells = []
+    for r, im in enumerate(images):
+        for k in range(DRAWS):
+            out = pipe.apply(im, seeds[r * DRAWS + k], backend="pil")
+            out.thumbnail((SIZE, SIZE))
+            buf = io.BytesIO()
+            out.save(buf, "JPEG", quality=85)
+            cells.append(buf.getvalue())
+    return cells
+
+
+def preview_latency(photos: Catalog, n: int) -> None:
+    print(f"\n## 1. preview latency: {ROWS} x (1 + {DRAWS}) grid at {SIZE} px, 5-step pipeline")
+    tuner = AugmentTuner(photos, five_steps(), rows=ROWS, draws=DRAWS, size=SIZE)
+    cycling = measure_tuner(tuner, n, [0, 1, 2, 3, 4])
+    first = measure_tuner(tuner, max(10, n // 5), [0])
+    tensor_tuner = AugmentTuner(
+        photos, five_steps(), rows=ROWS, draws=DRAWS, size=SIZE, backend="tensor"
+    )
+    tensor_cycling = measure_tuner(tensor_tuner, n, [0, 1, 2, 3, 4])
+    images = [photos.image(i) for i in tuner.rows_keys]
+    pipe = five_steps()
+    naive = []
+    for k in range(max(5, n // 10)):
+        pipe.set_param(2, "brightness", CHANGES[2][2](k))
+        t0 = time.perf_counter()
+        naive_render(pipe, images, seed=k)
+        naive.append((time.perf_counter() - t0) * 1000)
+    sizes = ", ".join(f"{im.width}x{im.height}" for im in images)
+    print(f"samples {sizes}; working copy (h, w) {tuner.last_render['shape']}")
+    base = pct(naive, 50)
+    rows = [
+        ("tuner (pil backend): changes cycling over the 5 steps", cycling),
+        ("tuner (pil backend): changes of step 0 only (no reuse)", first),
+        ("tuner (tensor backend): cycling over the 5 steps", tensor_cycling),
+        ("naive: full-resolution transform + thumbnail", naive),
+    ]
+    table(
+        ["path", "n", "p50 ms", "p95 ms", "p50 / naive p50"],
+        [
+            [
+                name,
+                str(len(ms)),
+                f"{pct(ms, 50):.1f}",
+                f"{pct(ms, 95):.1f}",
+                f"{pct(ms, 50) / base:.3f}x",
+            ]
+            for name, ms in rows
+        ],
+    )
+    verdict = "meets" if pct(cycling, 95) <= 100 else "MISSES"
+    print(
+        f"target p95 <= 100 ms: {verdict} ({pct(cycling, 95):.1f} ms; "
+        f"step 0 only: {pct(first, 95):.1f} ms)"
+    )
+    tuner.close()
+    tensor_tuner.close()
+
+
+# ------------------------------------------------------------------------------ 2. expansion
+
+
+def make_photo_crops(folder: Path, n: int, ws: Workspace) -> Catalog:
+    marker = folder / f".complete-{n}"
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        photos = samples.load("photos", ws, progress=False)
+        pics = [decode(p) for p in photos.df["path"]]
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            im = pics[i % len(pics)]
+            x, y = int(rng.integers(0, im.width - 256)), int(rng.integers(0, im.height - 256))
+            im.crop((x, y, x + 256, y + 256)).save(folder / f"crop{i:04d}.png")
+        marker.touch()
+    return Catalog.from_folder(folder, labels=None, progress=False)
+
+
+def bare_loop(pipe: Pipeline, cat: Catalog, out: Path, backend: str) -> float:
+    """Open, transform with the same v2.Compose, save as PNG: nothing else.
+
+    Files get the names expand gives them (class folders included): on this disk, creating
+    small files costs as much as augmenting them, and it depends on the folder layout.
+    """
+    transform = pipe.to_torchvision()
+    shutil.rmtree(out, ignore_errors=True)  # new files every run, as expand writes
+    names = [i.rsplit(".", 1)[0] + "_aug0.png" for i in cat.ids]
+    jobs = [(p, out / n) for p, n in zip(cat.df["path"], names, strict=True)]
+    for folder in {dst.parent for _, dst in jobs}:
+        folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for src, dst in jobs:
+        im = Image.open(src)
+        im.load()
+        if backend == "tensor":
+            res = F.to_pil_image(transform(F.pil_to_tensor(im).contiguous()))
+        else:
+            res = transform(im)
+        res.save(dst, "PNG")
+    return time.perf_counter() - t0
+
+
+def pool_cpu_seconds() -> float:
+    """CPU time used so far by the local pool's worker processes (Linux /proc)."""
+    total = 0.0
+    for pid in list(local_pool(2)._processes):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+PARALLELISM: list[float] = []
+
+
+def timed_expand(cat: Catalog, pipe: Pipeline, out: Path, workers: int, backend: str) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    cpu0, t0 = pool_cpu_seconds(), time.perf_counter()
+    expand(cat, pipe, copies=1, out=out, workers=workers, progress=False, backend=backend)
+    wall = time.perf_counter() - t0
+    if workers > 1:  # how many cores the two workers really got
+        PARALLELISM.append((pool_cpu_seconds() - cpu0) / wall)
+    return wall
+
+
+def expansion(name: str, cat: Catalog, tmp: Path, repeats: int) -> None:
+    pipe = five_steps()
+    runs: dict[str, list[float]] = {}
+    for r in range(repeats):  # interleaved, so load changes hit every variant alike
+        for backend in ("pil", "tensor"):
+            bare = bare_loop(pipe, cat, tmp / f"bare-{backend}", backend)
+            runs.setdefault(f"bare-{backend}", []).append(bare)
+            for w in (1, 2):
+                t = timed_expand(cat, pipe, tmp / f"exp{w}-{backend}", w, backend)
+                runs.setdefault(f"w{w}-{backend}", []).append(t)
+        if r == repeats - 1:
+            t0 = time.perf_counter()
+            res = expand(cat, pipe, copies=1, out=tmp / "exp2-pil", workers=2, progress=False)
+            runs["resume"] = [time.perf_counter() - t0]
+            assert res.df.attrs["skipped"] == len(cat)
+    best = {k: min(v) for k, v in runs.items()}
+    med = {k: float(np.median(v)) for k, v in runs.items()}
+    n = len(cat)
+    print(f"\n### {name}: {n} files, 1 copy each, {repeats} interleaved repeats")
+    rows = []
+    for backend in ("pil", "tensor"):
+        for label, key in (
+            (f"bare loop: v2.Compose, {backend} in, PNG save", f"bare-{backend}"),
+            (f"expand, {backend} backend, 1 worker", f"w1-{backend}"),
+            (f"expand, {backend} backend, 2 workers", f"w2-{backend}"),
+        ):
+            b, m = best[f"bare-{backend}"], med[f"bare-{backend}"]
+            rows.append(
+                [label, f"{best[key]:.2f}", f"{med[key]:.2f}", f"{n / best[key]:.0f}",
+                 f"{best[key] / b:.3f}x", f"{med[key] / m:.3f}x"]
+            )  # fmt: skip
+    t = best["resume"]
+    rows.append(["expand again (resume: all skipped)", f"{t:.2f}", "-", f"{n / t:.0f}", "-", "-"])
+    table(
+        ["run", "best s", "median s", "files/s", "best / bare best", "median / bare median"],
+        rows,
+    )
+    for backend in ("pil", "tensor"):
+        w1, bare, w2 = best[f"w1-{backend}"], best[f"bare-{backend}"], best[f"w2-{backend}"]
+        verdict = "meets" if w1 <= 1.10 * bare else "MISSES"
+        print(
+            f"{backend}: expand (1 worker) / bare loop, best of each = {w1 / bare:.3f}x, "
+            f"target <= 1.10x: {verdict}; 2-worker speed-up {w1 / w2:.2f}x"
+        )
+    print(
+        f"2-worker runs: the pool got {np.median(PARALLELISM):.2f} cores in the median run, "
+        f"{max(PARALLELISM):.2f} at best (pool CPU s / wall s; < 2 while other work holds a "
+        f"core); load now {os.getloadavg()[0]:.2f}"
+    )
+    PARALLELISM.clear()
+
+
+# ------------------------------------------------------------------------------ 3. throughput
+
+
+def throughput(photos: Catalog, default_threads: int) -> None:
+    print("\n## 3. torchvision single-image throughput, same 5-step pipeline, 224 x 224 input")
+    transform = five_steps().to_torchvision()
+    im = decode(photos.df["path"].iloc[0]).resize((224, 224))
+    x = F.pil_to_tensor(im).contiguous()
+    rows = []
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        for label, sample in (("uint8 tensor", x), ("PIL image", im)):
+            for _ in range(10):
+                transform(sample)
+            n, t0 = 200, time.perf_counter()
+            for _ in range(n):
+                transform(sample)
+            dt = (time.perf_counter() - t0) / n
+            rows.append([label, str(threads), f"{1 / dt:.0f}", f"{dt * 1000:.2f}"])
+    torch.set_num_threads(1)
+    table(["input", "torch threads", "images/s", "ms/image"], rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--changes", type=int, default=50)
+    ap.add_argument("--photos", type=int, default=160, help="256-px photo crops to expand")
+    ap.add_argument("--animals", type=int, default=1000, help="28-px silhouettes to expand")
+    args = ap.parse_args()
+    base = Path(tempfile.gettempdir()) / "wb-bench-augment"
+    ws = Workspace(base / "ws")
+    photos = samples.load("photos", ws, progress=False)
+    default_threads = torch.get_num_threads()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}; default {default_threads} intra-op threads; load {load}")
+    torch.set_num_threads(1)  # see the module notes; section 3 also measures the default
+
+    preview_latency(photos, args.changes)
+
+    print("\n## 2. offline expansion: expand vs a bare loop of the same transform")
+    local_pool(2).submit(int).result()  # start the pool outside the timings
+    work = Path(tempfile.mkdtemp(prefix="wb-bench-expand-"))
+    try:
+        crops = make_photo_crops(base / "crops", args.photos, ws)
+        expansion("photo crops, 256 x 256 RGB", crops, work / "crops", repeats=3)
+        animals = samples.load("animals", ws, progress=False)
+        picked = animals.df.groupby("label", observed=True).head(max(1, args.animals // 10))
+        subset = Catalog(picked, animals.root)
+        expansion("animal silhouettes, 28 x 28 gray", subset, work / "animals", repeats=5)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    throughput(photos, default_threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""AugmentTuner driven through its controls in plain pytest (no front end).
+
+Every control change renders on the shared render thread; tests call ``tuner.render()`` to get a
+synchronous render of the latest state (it waits for any background render first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from workbench import Workspace
+from workbench.augment import Pipeline
+from workbench.views.augment import AugmentTuner
+
+
+def _draws(t: AugmentTuner) -> list[bytes]:
+    return [b for row in t.preview_bytes for b in row[1:]]
+
+
+def _originals(t: AugmentTuner) -> list[bytes]:
+    return [row[0] for row in t.preview_bytes]
+
+
+def _photo(w: int = 300, h: int = 200) -> PIL.Image.Image:
+    """A smooth colour picture with an off-centre square (colour and geometry both show)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1).astype(np.uint8)
+    a[h // 5 : h // 2, w // 6 : w // 3] = (250, 40, 40)
+    return PIL.Image.fromarray(a)
+
+
+def _pipe() -> Pipeline:
+    return (
+        Pipeline()
+        .add("RandomRotation", degrees=40)
+        .add("ColorJitter", brightness=0.8)
+        .add("GaussianBlur", enabled=False)
+    )
+
+
+@pytest.fixture
+def tuner(small_catalog) -> AugmentTuner:
+    return AugmentTuner(small_catalog, _pipe(), rows=3, draws=3, size=64)
+
+
+def test_layout_and_controls_come_from_the_registry(small_catalog):
+    pipe = (
+        Pipeline()
+        .add("ColorJitter")
+        .add("GaussianBlur")
+        .add("RandomResizedCrop", size=(32, 32))
+        .add("RandomRotation")
+        .add("JPEG")
+    )
+    t = AugmentTuner(small_catalog, pipe, rows=2, draws=3, size=64)
+    assert "wb-augment" in t._dom_classes and t.pipeline is pipe
+    assert len(t.cards) == 5 and len(t.images) == 2 and len(t.images[0]) == 4
+    jitter, blur, crop, rot, jpeg = (c.params for c in t.cards)
+    assert type(jitter["brightness"]).__name__ == "FloatRangeSlider"
+    assert jitter["brightness"].value == (0.8, 1.2)
+    assert type(blur["kernel_size"]).__name__ == "IntSlider" and blur["kernel_size"].step == 2
+    assert type(crop["size"]).__name__ == "Text" and crop["size"].value == "32, 32"
+    assert type(crop["interpolation"]).__name__ == "Dropdown"
+    assert type(rot["expand"]).__name__ == "Checkbox"
+    assert type(jpeg["quality"]).__name__ == "IntRangeSlider"
+    for card in t.cards:
+        assert "wb-param" in card.p._dom_classes and "wb-step" in card._dom_classes
+        assert all("wb-param" in w._dom_classes for w in card.params.values())
+    assert all(b for row in t.preview_bytes for b in row)  # every cell rendered
+    assert "ms" in t.timing.value and t.last_render["ms"] > 0
+    assert t.pipeline.to_dict() == pipe.to_dict()  # building the view changed nothing
+
+
+def test_moving_a_slider_changes_the_preview(tuner):
+    before, originals = _draws(tuner), _originals(tuner)
+    tuner.cards[1].params["brightness"].value = (1.6, 2.0)
+    tuner.render()
+    assert tuner.pipeline[1].params["brightness"] == (1.6, 2.0)
+    after = _draws(tuner)
+    assert all(a != b for a, b in zip(before, after, strict=True))
+    assert _originals(tuner) == originals
+    tuner.set_param(0, "p", 0.0)  # rotation never applied
+    tuner.render()
+    assert tuner.pipeline[0].p == 0.0 and _draws(tuner) != after
+
+
+def test_locked_seed_keeps_other_steps_draws_and_reroll_changes_them(tuner):
+    assert tuner.locked
+    initial = _draws(tuner)
+    tuner.isolate(0)
+    tuner.render()
+    rotation_alone = _draws(tuner)
+    tuner.isolate(None)
+    # disabling the jitter leaves the rotation draws exactly as they were
+    tuner.enable_step(1, False)
+    tuner.render()
+    assert _draws(tuner) == rotation_alone != initial
+    tuner.enable_step(1, True)
+    tuner.render()
+    assert _draws(tuner) == initial
+    # an unrelated (disabled) step's enable does not touch the draws either
+    tuner.set_param(2, "kernel_size", 9)
+    tuner.render()
+    assert _draws(tuner) == initial
+    seed = tuner.seed
+    tuner.reroll_button.click()
+    tuner.render()
+    assert tuner.seed != seed
+    rerolled = _draws(tuner)
+    assert all(a != b for a, b in zip(initial, rerolled, strict=True))
+
+
+def test_unlocked_every_change_draws_anew(tuner):
+    initial = _draws(tuner)
+    tuner.lock_toggle.value = False
+    tuner.enable_step(1, False)
+    tuner.enable_step(1, True)
+    tuner.render()
+    assert tuner.pipeline.to_dict() == _pipe().to_dict()
+    assert _draws(tuner) != initial
+
+
+def test_add_remove_reorder_enable_disable(tuner):
+    changes: list[int] = []
+    tuner.on_change(lambda p: changes.append(len(p)))
+    tuner.add_name.value = "RandomHorizontalFlip"
+    tuner.add_button.click()
+    assert [s.name for s in tuner.pipeline] == [
+        "RandomRotation", "ColorJitter", "GaussianBlur", "RandomHorizontalFlip",
+    ]  # fmt: skip
+    assert len(tuner.cards) == 4 and changes == [4]
+    assert tuner.cards[0].up.disabled and tuner.cards[3].down.disabled
+    tuner.cards[3].up.click()  # flip moves above the blur
+    tuner.cards[0].down.click()  # rotation moves below the jitter
+    names = [s.name for s in tuner.pipeline]
+    assert names == ["ColorJitter", "RandomRotation", "RandomHorizontalFlip", "GaussianBlur"]
+    assert [c.title.value.split("</b> ")[1].split("<")[0] for c in tuner.cards] == names
+    # controls follow their step after the moves
+    tuner.cards[1].params["degrees"].value = (-5.0, 5.0)
+    assert tuner.pipeline[1].name == "RandomRotation"
+    assert tuner.pipeline[1].params["degrees"] == (-5.0, 5.0)
+    tuner.cards[2].enabled.value = False
+    assert not tuner.pipeline[2].enabled and tuner.cards[2].layout.opacity == "0.55"
+    tuner.cards[2].enabled.value = True
+    assert tuner.pipeline[2].enabled
+    tuner.cards[0].remove.click()
+    assert [s.name for s in tuner.pipeline] == names[1:]
+    for card in list(tuner.cards):
+        card.remove.click()
+    assert len(tuner.pipeline) == 0 and "No steps yet" in tuner.steps_box.children[0].value
+    tuner.render()
+    assert all(row[0] == row[1] or row[1] for row in tuner.preview_bytes)
+    assert not tuner.error.message
+
+
+def test_invalid_parameter_shows_inline_error_and_keeps_the_last_preview(small_catalog):
+    pipe = Pipeline().add("RandAugment").add("RandomCrop", size=(8, 8), pad_if_needed=False)
+    t = AugmentTuner(small_catalog, pipe, rows=2, draws=2, size=64)
+    good = t.preview_bytes
+    t.cards[0].params["magnitude"].value = 40  # >= num_magnitude_bins (31)
+    t.render()
+    assert "magnitude" in t.error.message and t.error.layout.display is None
+    assert t.pipeline[0].params["magnitude"] == 9 and t.preview_bytes == good
+    # raising the bins makes the typed magnitude valid: it is applied and the error goes
+    t.cards[0].params["num_magnitude_bins"].value = 50
+    t.render()
+    assert t.pipeline[0].params["magnitude"] == 40 and not t.error.message
+    good = t.preview_bytes
+    # a size that cannot be parsed, then one larger than the samples (fails when applied)
+    t.cards[1].params["size"].value = "big"
+    assert "size" in t.error.message and t.pipeline[1].params["size"] == (8, 8)
+    t.cards[1].params["size"].value = "500, 500"
+    t.render()
+    assert "RandomCrop" in t.error.message and "preview" in t.error.message
+    assert t.pipeline[1].params["size"] == (500, 500) and t.preview_bytes == good
+    t.cards[1].params["pad_if_needed"].value = True
+    t.render()
+    assert not t.error.message and t.error.layout.display == "none"
+    assert t.preview_bytes != good
+
+
+def test_save_writes_pipeline_json_that_round_trips(small_catalog, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    t = AugmentTuner(small_catalog, _pipe(), workspace=ws, rows=1, draws=1, size=32)
+    saved: list = []
+    t.on_save(saved.append)
+    t.cards[1].params["contrast"].value = (0.5, 1.5)
+    t.save_button.click()
+    path = ws.path / "pipeline.json"
+    assert saved == [path] and "pipeline.json" in t.status.value
+    back = Pipeline.from_json(path.read_text())
+    assert back == t.pipeline and back[1].params["contrast"] == (0.5, 1.5)
+    img = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    assert torch.equal(back.apply(img, 4), t.pipeline.apply(img, 4))
+    # a new tuner on the workspace starts from the saved pipeline
+    assert AugmentTuner(small_catalog, workspace=ws, rows=1, draws=1).pipeline == back
+    # without a workspace there is nowhere to save
+    nows = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
+    assert nows.save_button.disabled
+    nows._on_save_click(nows.save_button)
+    assert "workspace" in nows.error.message
+
+
+def test_show_code_is_escaped_and_builds_the_same_transform(tuner):
+    assert tuner.code.layout.display == "none"
+    tuner.code_toggle.value = True
+    html = tuner.code.value
+    assert html.startswith("<pre") and "v2.Compose(" in html
+    assert "&quot;nearest&quot;" in html and '"nearest"' not in html  # escaped
+    namespace: dict = {}
+    exec(tuner.to_code(), namespace)
+    img = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = namespace["transform"](img)
+    assert torch.equal(tuner.pipeline.apply(img, 3), expected)
+    tuner.cards[0].params["degrees"].value = (-1.0, 1.0)
+    assert "(-1.0, 1.0)" in tuner.code.value  # kept up to date while shown
+
+
+def test_show_only_one_step(tuner):
+    tuner.cards[1].only.value = True
+    tuner.render()
+    assert tuner.isolated == 1
+    only_jitter = _draws(tuner)
+    tuner.cards[0].only.value = True  # exclusive
+    assert [c.only.value for c in tuner.cards] == [True, False, False] and tuner.isolated == 0
+    tuner.render()
+    assert _draws(tuner) != only_jitter
+    # what "only" shows is the step's own draw: the same as disabling the others
+    tuner.cards[0].only.value = False
+    tuner.enable_step(1, False)
+    tuner.render()
+    assert tuner.isolated is None
+    without_jitter = _draws(tuner)
+    tuner.isolate(0)
+    tuner.render()
+    assert _draws(tuner) == without_jitter
+    assert tuner.pipeline.to_dict()["steps"][1]["enabled"] is False  # isolation edits nothing
+
+
+def test_shuffle_ids_and_escaped_captions(small_catalog):
+    ids = [i for i in small_catalog.ok.ids if i.startswith("<i>wasp")][:6]
+    t = AugmentTuner(small_catalog, _pipe(), ids=ids, rows=2, draws=1, size=32)
+    assert t.rows_keys == ids[:2]
+    assert "&lt;i&gt;wasp" in t.captions[0].value and "<i>" not in t.captions[0].value
+    originals = _originals(t)
+    t.shuffle_button.click()
+    t.render()
+    assert set(t.rows_keys) <= set(ids[2:]) and _originals(t) != originals
+    with pytest.raises(Exception, match="not readable samples"):
+        AugmentTuner(small_catalog, ids=["nope.png"])
+
+
+def test_reduced_resolution_working_copy_unless_a_step_works_in_pixels():
+    t = AugmentTuner(samples=[_photo(600, 400)], rows=1, draws=2, size=96)
+    t.add_step("RandomHorizontalFlip", p=1.0)
+    t.add_step("ColorJitter", saturation=0.5)
+    t.render()
+    assert t.last_render["reduced"] and t.last_render["shape"] == (64, 96)
+    assert "working copy" in t.timing.value
+    reduced = _draws(t)
+    t.add_step("GaussianBlur", kernel_size=3)
+    t.render()
+    assert not t.last_render["reduced"] and t.last_render["shape"] == (400, 600)
+    assert "GaussianBlur" in t.timing.value
+    # cells are encoded at the preview size either way
+    for data in _draws(t) + reduced:
+        assert max(PIL.Image.open(__import__("io").BytesIO(data)).size) == 96
+
+
+def test_boxes_are_drawn_and_image_only_policies_refused():
+    boxes = [[30, 40, 120, 110], [150, 20, 280, 180]]
+    flip = Pipeline().add("RandomHorizontalFlip", p=1.0).add("AutoAugment", enabled=False)
+    t = AugmentTuner.for_boxes(_photo(), boxes, ["cat", "<b>dog"], flip, draws=2, size=150)
+    assert t.has_geometry and t.n_rows == 1
+    plain = AugmentTuner(samples=[_photo()], pipeline=flip.copy(), rows=1, draws=2, size=150)
+    assert _draws(t) != _draws(plain)  # the boxes are drawn on the draws
+    t.add_name.value = "RandAugment"
+    t.add_button.click()
+    assert "image-only" in t.error.message and len(t.pipeline) == 2
+    t.cards[1].enabled.value = True  # the disabled AutoAugment stays off
+    assert not t.cards[1].enabled.value and not t.pipeline[1].enabled
+    assert "AutoAugment" in t.error.message
+    t.add_step("RandomRotation", degrees=30)  # a geometric step is fine
+    t.render()
+    assert not t.error.message and len(t.pipeline) == 3
+    # the drawn draw equals draw_boxes on the pipeline's own output
+    with pytest.raises(Exception, match="image-only"):
+        t.add_step("TrivialAugmentWide")
+
+
+def test_rapid_changes_are_coalesced_into_few_renders(small_catalog):
+    t = AugmentTuner(small_catalog, _pipe(), rows=4, draws=4, size=96)
+    renders: list[dict] = []
+    t.on_render(renders.append)
+    slider = t.cards[1].params["brightness"]
+    for k in range(40):
+        slider.value = (0.5, 1.0 + k * 0.02)
+    assert t.wait(30)
+    assert 1 <= len(renders) < 20  # 40 changes, far fewer renders
+    assert renders[-1]["generation"] == t._generation  # the last render saw the last state
+    latest = t.preview_bytes
+    t.render()
+    assert t.preview_bytes == latest
+
+
+def test_samples_argument_and_errors(small_catalog):
+    t = AugmentTuner(
+        samples=[_photo(), {"image": _photo(60, 40), "caption": "<small>"}], rows=2, draws=1
+    )
+    assert t.n_rows == 2 and "&lt;small&gt;" in t.captions[1].value
+    with pytest.raises(Exception, match="catalog or samples"):
+        AugmentTuner()
+    with pytest.raises(Exception, match="rows"):
+        AugmentTuner(small_catalog, rows=0)
+    with pytest.raises(Exception, match="labels"):
+        AugmentTuner.for_boxes(_photo(), [[1, 2, 3, 4]], ["a", "b"])
+
+
+def test_online_use_with_to_torch(small_catalog):
+    """The tuned pipeline plugs into training as a torchvision transform."""
+    t = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
+    transform = v2.Compose(
+        [t.pipeline.to_torchvision(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    )
+    ds = small_catalog.to_torch(transform=transform)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(ds, range(4)), batch_size=1, num_workers=0
+    )
+    x, y = next(iter(loader))
+    assert x.dtype == torch.float32 and x.shape[:2] == (1, 3) and y.shape == (1,)
+
+
+@pytest.mark.parametrize("backend", ["pil", "tensor"])
+def test_a_preview_cell_is_the_core_replay_with_the_documented_seed(backend):
+    from workbench.augment import variant_seeds
+    from workbench.views.augment import _thumb
+
+    photo = _photo(120, 80)  # smaller than size: no working copy, the draw is the replay
+    t = AugmentTuner(samples=[photo], pipeline=_pipe(), rows=1, draws=3, size=128, seed=5,
+                     backend=backend)  # fmt: skip
+    seeds = variant_seeds(t.seed, 3)
+    for k in range(3):
+        out = t.pipeline.apply(photo, seeds[k], step_keys=t.step_keys, backend=backend)
+        if not isinstance(out, PIL.Image.Image):
+            out = v2.functional.to_pil_image(out)
+        assert t.preview_bytes[0][1 + k] == _thumb(out, 128)[0]

@@ -1,0 +1,1080 @@
+"""AugmentTuner: edit an augmentation Pipeline next to a live grid of seeded previews.
+
+Left, the step list: add a transform from the registry, remove, reorder, enable/disable, and one
+control per registry parameter (sliders, range sliders, menus, check boxes; ``size`` is typed as
+``224`` or ``224, 224``) plus the step's apply probability. Right, the preview grid: one row per
+sample image, the original and ``draws`` seeded draws.
+
+Staying live
+------------
+Every control change bumps a generation counter and asks for a render. Renders run on one
+background thread, one at a time: a change that arrives while a render is running only marks the
+state dirty, and when the render finishes the thread renders again *from the latest state*. So a
+fast slider drag costs one render per render time, never a queue of stale ones, and the kernel
+stays responsive (the handler returns at once). :meth:`AugmentTuner.render` renders synchronously
+(tests, scripts); :meth:`AugmentTuner.wait` waits for the background thread; ``live=False``
+renders inside every handler instead.
+
+Reduced-resolution previews
+---------------------------
+Draws are computed on a copy of each sample whose longer side is at most ``size`` (boxes and masks
+scaled with it) whenever no enabled step has pixel-measured parameters or effects
+(``Pipeline.pixel_scale_steps`` is empty: flips, rotations, affine and perspective warps, zoom-out,
+colour and point operations, erasing — all relative to the image size). Then the preview *is* the
+downscaled augmentation, at a fraction of the cost. When a step works in pixels (crops and resizes
+to a fixed size, blur kernels, elastic sigma, JPEG blocks, per-pixel noise, sharpness, the
+policies), the pipeline runs on the full-resolution sample and only the result is shrunk, so what
+you see is what training gets. The timing line says which path the last render took.
+
+Seeds
+-----
+Cell ``(row r, draw k)`` uses seed ``variant_seeds(tuner.seed, rows * draws)[r * draws + k]`` and
+per-step random streams (``Pipeline.apply(..., step_keys=tuner.step_keys)``): each step draws from
+its own stream, keyed by a step id that follows the step through reordering. With the seed locked
+(the default) disabling, isolating or retuning one step therefore leaves every other step's random
+draws unchanged, and "show only this step" shows exactly the draw that step had in the full
+pipeline. "Reroll" picks a new seed; unlocked, every change picks one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import PIL.Image
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from workbench.augment import (
+    REGISTRY,
+    ParamSpec,
+    Pipeline,
+    Replay,
+    downscale,
+    draw_boxes,
+    mask_outline,
+    variant_seeds,
+)
+from workbench.errors import ParameterError
+from workbench.thumbs import escape
+from workbench.views._common import ErrorBanner, guarded
+
+__all__ = ["AugmentTuner"]
+
+_PANEL_WIDTH = "390px"
+_CONTROL_WIDTH = "360px"
+_DESC = {"description_width": "120px"}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _decimals(step: float | None) -> int:
+    if not step or step >= 1:
+        return 0
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def _size_text(value: Any) -> str:
+    return ", ".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
+
+
+def _parse_size(text: str) -> Any:
+    parts = [p for p in re.split(r"[\s,x×()\[\]]+", text.strip()) if p]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1:
+        return numbers[0]
+    if len(numbers) == 2:
+        return tuple(numbers)
+    return text  # the pipeline refuses it with a message that names the step
+
+
+def _param_widget(spec: ParamSpec, value: Any) -> W.Widget:
+    """The control for one registry parameter (class ``wb-param wb-param-<name>``)."""
+    common: dict[str, Any] = {
+        "description": spec.name,
+        "tooltip": spec.doc,
+        "style": _DESC,
+        "layout": W.Layout(width=_CONTROL_WIDTH),
+    }
+    fmt = f".{_decimals(spec.step)}f"
+    kind = spec.kind
+    if kind == "float":
+        w: W.Widget = W.FloatSlider(
+            value=value, min=spec.min, max=spec.max, step=spec.step, readout_format=fmt, **common
+        )
+    elif kind == "int":
+        w = W.IntSlider(value=value, min=spec.min, max=spec.max, step=spec.step or 1, **common)
+    elif kind == "range" and spec.integer:
+        w = W.IntRangeSlider(
+            value=tuple(value), min=spec.min, max=spec.max, step=spec.step or 1, **common
+        )
+    elif kind == "range":
+        w = W.FloatRangeSlider(
+            value=tuple(value),
+            min=spec.min,
+            max=spec.max,
+            step=spec.step,
+            readout_format=fmt,
+            **common,
+        )
+    elif kind == "choice":
+        w = W.Dropdown(options=list(spec.choices), value=value, **common)
+    elif kind == "bool":
+        w = W.Checkbox(value=bool(value), indent=True, **common)
+    else:  # size: an int or (height, width), typed
+        w = W.Text(value=_size_text(value), continuous_update=False, **common)
+        w.placeholder = "224  or  224, 224"
+    w.add_class("wb-param")
+    w.add_class(f"wb-param-{spec.name}")
+    return w
+
+
+def _widget_value(spec: ParamSpec, widget: W.Widget) -> Any:
+    if spec.kind == "size":
+        return _parse_size(widget.value)
+    if spec.kind == "range":
+        return tuple(widget.value)
+    return widget.value
+
+
+def _close_tree(widget: W.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
+    """Encode a preview cell: tiny images enlarged crisply as PNG, others fitted as JPEG."""
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    longest = max(im.width, im.height)
+    buf = io.BytesIO()
+    if longest * 2 <= size:  # silhouettes, digits: keep the pixels visible
+        f = size // longest
+        im.resize((im.width * f, im.height * f), PIL.Image.Resampling.NEAREST).save(
+            buf, "PNG", compress_level=1
+        )
+        return buf.getvalue(), "png"
+    if longest > size:
+        scale = size / longest
+        fit = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(fit, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue(), "jpeg"
+
+
+def _to_pil(image: Any) -> PIL.Image.Image:
+    if isinstance(image, PIL.Image.Image):
+        return image
+    return F.to_pil_image(image.as_subclass(torch.Tensor))
+
+
+def _as_tensor(image: Any) -> torch.Tensor:
+    if isinstance(image, PIL.Image.Image):
+        return F.pil_to_tensor(image).contiguous()
+    return image
+
+
+class _Source:
+    """One preview sample: the pixels (PIL image or dict with boxes/masks) and a caption."""
+
+    def __init__(self, sample: Any, caption: str, classes: list[str] | None = None) -> None:
+        self.sample = sample
+        self.caption = caption
+        self.classes = classes  # names of label indices, for drawing boxes
+
+    @property
+    def has_geometry(self) -> bool:
+        return isinstance(self.sample, dict) and ("boxes" in self.sample or "masks" in self.sample)
+
+
+def _prepare_sample(raw: Any, index: int) -> _Source:
+    """Normalise a user sample (a PIL image, a tensor, or a dict with image/boxes/labels)."""
+    if not isinstance(raw, dict):
+        raw = {"image": raw}
+    if "image" not in raw:
+        raise ParameterError(f"samples[{index}]: a dict sample needs an 'image' key")
+    image = raw["image"]
+    if isinstance(image, PIL.Image.Image) and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if isinstance(image, PIL.Image.Image):
+        h, w = image.height, image.width
+    elif isinstance(image, torch.Tensor) and image.ndim == 3:
+        h, w = image.shape[-2:]
+    else:
+        raise ParameterError(
+            f"samples[{index}]['image']: expected a PIL image or a uint8 (C, H, W) tensor, "
+            f"got {type(image).__name__}"
+        )
+    sample: dict[str, Any] = {"image": image}
+    classes: list[str] | None = None
+    if raw.get("boxes") is not None:
+        boxes = raw["boxes"]
+        if not isinstance(boxes, tv_tensors.BoundingBoxes):
+            boxes = tv_tensors.BoundingBoxes(
+                torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                format="XYXY",
+                canvas_size=(h, w),
+            )
+        sample["boxes"] = boxes
+        labels = raw.get("labels")
+        if labels is None:
+            labels = ["box"] * len(boxes)
+        names = [str(x.item() if isinstance(x, torch.Tensor) else x) for x in labels]
+        if len(names) != len(boxes):
+            raise ParameterError(
+                f"samples[{index}]: {len(names)} labels for {len(boxes)} boxes; give one per box"
+            )
+        classes = sorted(set(names))
+        sample["labels"] = torch.tensor([classes.index(n) for n in names], dtype=torch.int64)
+    if raw.get("masks") is not None:
+        sample["masks"] = raw["masks"]
+    caption = str(raw.get("caption", f"sample {index}"))
+    return _Source(sample if len(sample) > 1 else image, caption, classes)
+
+
+_RENDER_THREAD: list[threading.Thread | None] = [None]
+_RENDER_POOL: list[ThreadPoolExecutor | None] = [None]
+_POOL_LOCK = threading.Lock()
+
+
+def _init_render_thread() -> None:
+    # OpenMP's thread count is per thread: one intra-op thread here, whatever the kernel uses.
+    # Preview tensors are small; splitting each op over cores that other work is using costs
+    # far more than it saves (5-20x slower on a busy 2-core machine, measured).
+    torch.set_num_threads(1)
+    _RENDER_THREAD[0] = threading.current_thread()
+
+
+def _render_pool() -> ThreadPoolExecutor:
+    """The one thread every tuner renders on (FIFO: renders never overlap)."""
+    with _POOL_LOCK:
+        if _RENDER_POOL[0] is None:
+            _RENDER_POOL[0] = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="wb-augment-render",
+                initializer=_init_render_thread,
+            )
+        return _RENDER_POOL[0]
+
+
+class _StepCard(W.VBox):
+    """The controls of one step: header buttons, its parameters and its probability."""
+
+    def __init__(self, uid: int, index: int, step: Any) -> None:
+        self.uid = uid
+        spec = step.spec
+        self.title = W.HTML(layout=W.Layout(flex="1 1 auto", min_width="0")).add_class(
+            "wb-step-title"
+        )
+        self.enabled = W.Checkbox(
+            value=step.enabled, description="on", indent=False, layout=W.Layout(width="48px")
+        ).add_class("wb-enabled")
+        small = W.Layout(width="30px", padding="0")
+        self.up = W.Button(description="↑", tooltip="move up", layout=small).add_class("wb-up")
+        self.down = W.Button(description="↓", tooltip="move down", layout=small).add_class(
+            "wb-down"
+        )
+        self.remove = W.Button(description="✕", tooltip="remove", layout=small).add_class(
+            "wb-remove"
+        )
+        self.only = W.ToggleButton(
+            description="only", tooltip="show only this step", layout=W.Layout(width="52px")
+        ).add_class("wb-only")
+        self.params: dict[str, W.Widget] = {
+            ps.name: _param_widget(ps, step.params[ps.name]) for ps in spec.params
+        }
+        self.p = W.FloatSlider(
+            value=step.p,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="p (apply)",
+            tooltip="probability that the step is applied",
+            readout_format=".2f",
+            style=_DESC,
+            layout=W.Layout(width=_CONTROL_WIDTH),
+        )
+        for c in ("wb-param", "wb-param-p", "wb-p"):
+            self.p.add_class(c)
+        header = W.HBox(
+            [self.title, self.enabled, self.up, self.down, self.only, self.remove],
+            layout=W.Layout(align_items="center"),
+        )
+        super().__init__(
+            [header, *self.params.values(), self.p],
+            layout=W.Layout(border="1px solid #ddd", padding="2px 4px", margin="2px 0"),
+        )
+        self.add_class("wb-step")
+        self.set_position(index, step)
+
+    def set_position(self, index: int, step: Any) -> None:
+        self.title.value = (
+            f'<div title="{escape(step.spec.doc)}" style="white-space:nowrap;overflow:hidden;'
+            f'text-overflow:ellipsis"><b>{index}.</b> {escape(step.name)}</div>'
+        )
+        self.layout.opacity = "1" if step.enabled else "0.55"
+
+
+# ------------------------------------------------------------------------------------ the view
+
+
+class AugmentTuner(W.VBox):
+    """Tune an augmentation :class:`~workbench.augment.Pipeline` on real samples.
+
+    Parameters
+    ----------
+    catalog : Catalog, optional
+        Where preview rows come from (readable samples only). Not needed with ``samples``.
+    pipeline : Pipeline, optional
+        Edited in place and kept as ``tuner.pipeline``. Default: the workspace's
+        ``pipeline.json`` if there is one, else an empty pipeline.
+    workspace : Workspace, optional
+        "Save" writes ``pipeline.json`` there.
+    rows : int
+        Sample images shown (K rows).
+    draws : int
+        Seeded draws per sample (M columns after the original).
+    size : int
+        Preview cell size in pixels, and the longest side of the reduced working copy.
+    ids : sequence of str, optional
+        Catalog ids to preview (the first ``rows`` are shown; "shuffle" picks among them).
+        Default: a random pick from the whole catalog.
+    samples : sequence, optional
+        Preview samples instead of catalog rows: PIL images, or dicts with ``image`` and
+        optional ``boxes`` (``tv_tensors.BoundingBoxes`` or an ``(N, 4)`` XYXY array),
+        ``labels`` (one name or id per box), ``masks`` and ``caption``. Boxes and masks are
+        drawn on every draw; image-only steps (the policies) are refused for them.
+    seed : int
+        First preview seed (also seeds "shuffle" and "reroll").
+    live : bool
+        Render on a background thread, coalescing rapid changes (default). ``False`` renders
+        inside every handler.
+    locked : bool
+        Start with the seed locked.
+    backend : {"pil", "tensor"}
+        How the pipeline runs on images (see ``Pipeline.apply``): ``"pil"`` (default) is what
+        ``pipeline.to_torchvision()`` does to the decoded images during training, and the
+        faster one on a CPU.
+
+    Attributes
+    ----------
+    pipeline : Pipeline
+        The pipeline being tuned.
+    seed : int
+        The current preview seed.
+    last_render : dict
+        ``ms``, ``reduced`` (whether the working copy was used), ``shape`` of the first working
+        sample, ``generation``; empty before the first render.
+    render_count : int
+        Renders done so far.
+    """
+
+    def __init__(
+        self,
+        catalog: Any = None,
+        pipeline: Pipeline | None = None,
+        *,
+        workspace: Any = None,
+        rows: int = 4,
+        draws: int = 4,
+        size: int = 224,
+        ids: Sequence[str] | None = None,
+        samples: Sequence[Any] | None = None,
+        seed: int = 0,
+        live: bool = True,
+        locked: bool = True,
+        backend: str = "pil",
+    ) -> None:
+        for name, v, lo in (("rows", rows, 1), ("draws", draws, 1), ("size", size, 16)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ParameterError(f"AugmentTuner: {name} must be an int >= {lo}, got {v!r}")
+        if catalog is None and samples is None:
+            raise ParameterError("AugmentTuner: pass a catalog or samples=[...] to preview")
+        self.catalog = catalog
+        self.workspace = workspace
+        if pipeline is None:
+            pipeline = self._initial_pipeline(workspace)
+        self.pipeline: Pipeline = pipeline
+        self.size = size
+        self.n_draws = draws
+        self.live = live
+        self.locked = locked
+        if backend not in ("pil", "tensor"):
+            raise ParameterError(
+                f"AugmentTuner: backend must be 'pil' or 'tensor', got {backend!r}"
+            )
+        self.backend = backend
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(seed)
+        self._uids: list[int] = list(range(len(pipeline)))
+        self._next_uid = len(pipeline)
+        self._isolated: int | None = None
+        self._errors: dict[Any, str] = {}
+        self._syncing = False
+        self._change_callbacks: list[Callable[[Pipeline], None]] = []
+        self._render_callbacks: list[Callable[[dict], None]] = []
+        self._save_callbacks: list[Callable[[Any], None]] = []
+        self.last_render: dict[str, Any] = {}
+        self.render_count = 0
+        # _state_lock guards the pipeline, step ids, seed and rows. Renders all run on one
+        # shared thread (see _render_pool), so they never overlap.
+        self._state_lock = threading.RLock()
+        self._generation = 0
+        self._rendered_generation = -1
+        self._pending = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
+        # Per preview cell, the output after each step (Replay memo): moving a slider of step j
+        # recomputes steps j.. only.
+        self._memos: dict[Any, dict] = {}
+
+        # sources
+        self._sources: dict[Any, _Source] = {}
+        if samples is not None:
+            prepared = [_prepare_sample(s, i) for i, s in enumerate(samples)]
+            if not prepared:
+                raise ParameterError("AugmentTuner: samples is empty")
+            self._sources = dict(enumerate(prepared))
+            self._pool: list[Any] = list(self._sources)
+            self.rows_keys: list[Any] = self._pool[:rows]
+        else:
+            ok = catalog.df[catalog.df["status"] == "ok"]["id"].astype(str).tolist()
+            if ids is not None:
+                unknown = [i for i in ids if i not in set(ok)]
+                if unknown:
+                    raise ParameterError(
+                        f"AugmentTuner: ids {unknown[:3]} are not readable samples of the catalog"
+                    )
+                self._pool = list(ids)
+                self.rows_keys = self._pool[:rows]
+            else:
+                self._pool = ok
+                if not ok:
+                    raise ParameterError("AugmentTuner: the catalog has no readable samples")
+                pick = self._rng.choice(len(ok), size=min(rows, len(ok)), replace=False)
+                self.rows_keys = [ok[i] for i in sorted(pick)]
+        self.n_rows = len(self.rows_keys)
+        self.has_geometry = any(s.has_geometry for s in self._sources.values())
+
+        # left: steps
+        self.error = ErrorBanner()
+        self.add_name = W.Dropdown(
+            options=sorted(REGISTRY), value="ColorJitter", layout=W.Layout(width="230px")
+        ).add_class("wb-add-name")
+        self.add_button = W.Button(
+            description="Add", icon="plus", layout=W.Layout(width="80px")
+        ).add_class("wb-add")
+        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="auto"))
+        self.steps_box.add_class("wb-steps")
+        self.cards: list[_StepCard] = []
+        left = W.VBox(
+            [W.HTML("<b>Pipeline</b>"), W.HBox([self.add_name, self.add_button]), self.steps_box],
+            layout=W.Layout(width=_PANEL_WIDTH, min_width=_PANEL_WIDTH, padding="0 8px 0 0"),
+        )
+
+        # right: preview
+        self.shuffle_button = W.Button(
+            description="Shuffle", icon="random", tooltip="other sample images"
+        ).add_class("wb-shuffle")
+        self.reroll_button = W.Button(
+            description="Reroll", icon="refresh", tooltip="new random draws"
+        ).add_class("wb-reroll")
+        self.lock_toggle = W.ToggleButton(
+            value=locked,
+            description="lock seed",
+            icon="lock",
+            tooltip="keep the draws fixed while you change parameters",
+        ).add_class("wb-lock")
+        self.seed_label = W.HTML().add_class("wb-seed")
+        self.timing = W.HTML().add_class("wb-timing")
+        header = [W.HTML("<b>original</b>")] + [
+            W.HTML(f"<b>draw {k + 1}</b>") for k in range(draws)
+        ]
+        self.images: list[list[W.Image]] = []
+        self.captions: list[W.HTML] = []
+        cells: list[W.Widget] = list(header)
+        for _ in range(self.n_rows):
+            row = []
+            for k in range(1 + draws):
+                img = W.Image(format="png", layout=W.Layout(max_width="100%"))
+                img.add_class("wb-preview-image")
+                img.add_class("wb-original" if k == 0 else "wb-draw")
+                row.append(img)
+            caption = W.HTML().add_class("wb-caption")
+            self.images.append(row)
+            self.captions.append(caption)
+            cells += [W.VBox([row[0], caption]), *row[1:]]
+        self.grid = W.GridBox(
+            cells,
+            layout=W.Layout(
+                grid_template_columns=f"repeat({1 + draws}, minmax(0, {size}px))",
+                grid_gap="4px",
+                align_items="flex-start",
+            ),
+        ).add_class("wb-grid")
+        self.save_button = W.Button(
+            description="Save", icon="save", tooltip="write pipeline.json to the workspace"
+        ).add_class("wb-save")
+        self.save_button.disabled = workspace is None
+        self.code_toggle = W.ToggleButton(description="Show code", icon="code").add_class(
+            "wb-show-code"
+        )
+        self.status = W.HTML().add_class("wb-status")
+        self.code = W.HTML(layout=W.Layout(display="none")).add_class("wb-code")
+        right = W.VBox(
+            [
+                W.HBox(
+                    [self.shuffle_button, self.reroll_button, self.lock_toggle, self.seed_label],
+                    layout=W.Layout(align_items="center", flex_flow="row wrap"),
+                ),
+                self.timing,
+                self.grid,
+                W.HBox([self.save_button, self.code_toggle, self.status]),
+                self.code,
+            ],
+            layout=W.Layout(flex="1 1 auto", min_width="0"),
+        )
+
+        self.add_button.on_click(self._on_add_click)
+        self.shuffle_button.on_click(self._on_shuffle_click)
+        self.reroll_button.on_click(self._on_reroll_click)
+        self.lock_toggle.observe(self._on_lock_change, "value")
+        self.save_button.on_click(self._on_save_click)
+        self.code_toggle.observe(self._on_code_change, "value")
+
+        super().__init__([self.error, W.HBox([left, right], layout=W.Layout(width="100%"))])
+        self.add_class("wb-augment")
+        self._build_cards()
+        self._update_seed_label()
+        self._request_render(sync=True)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def for_boxes(
+        cls,
+        image: Any,
+        boxes: Any,
+        labels: Sequence[Any] | None = None,
+        pipeline: Pipeline | None = None,
+        **kwargs: Any,
+    ) -> AugmentTuner:
+        """A tuner over one detection sample: ``image`` with ``(N, 4)`` XYXY ``boxes``.
+
+        ``labels`` names each box (drawn with it). Extra keywords go to the constructor.
+        """
+        sample = {"image": image, "boxes": boxes, "labels": labels, "caption": "boxes"}
+        kwargs.setdefault("rows", 1)
+        return cls(None, pipeline, samples=[sample], **kwargs)
+
+    @staticmethod
+    def _initial_pipeline(workspace: Any) -> Pipeline:
+        if workspace is not None and (workspace.path / "pipeline.json").exists():
+            return Pipeline.from_dict(workspace.load_json("pipeline.json"))
+        return Pipeline()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def step_keys(self) -> list[int]:
+        """Per-step stream keys used by the preview (see the module notes on seeds)."""
+        return list(self._uids)
+
+    @property
+    def isolated(self) -> int | None:
+        """Index of the step shown alone, or ``None``."""
+        with self._state_lock:
+            return None if self._isolated is None else self._uids.index(self._isolated)
+
+    @property
+    def preview_bytes(self) -> list[list[bytes]]:
+        """Encoded bytes of every cell, row by row (original first)."""
+        return [[img.value for img in row] for row in self.images]
+
+    def add_step(self, name: str, **params: Any) -> None:
+        """Append a registry step (``p=`` sets its probability); refused inline in the view."""
+        spec = REGISTRY.get(name)
+        if spec is not None and spec.image_only and self.has_geometry:
+            raise ParameterError(
+                f"{name} is an image-only policy: it cannot move the boxes or masks of these "
+                "samples. Pick geometric and colour steps instead."
+            )
+        with self._state_lock:
+            self.pipeline.add(name, **params)
+            self._uids.append(self._next_uid)
+            self._next_uid += 1
+        self._build_cards()
+        self._changed()
+
+    def remove_step(self, i: int) -> None:
+        """Remove step ``i``."""
+        with self._state_lock:
+            i = self.pipeline._index(i, "remove")
+            self.pipeline.remove(i)
+            uid = self._uids.pop(i)
+            if self._isolated == uid:
+                self._isolated = None
+        self._build_cards()
+        self._changed()
+
+    def move_step(self, i: int, j: int) -> None:
+        """Move step ``i`` to index ``j``."""
+        with self._state_lock:
+            i, j = self.pipeline._index(i, "move"), self.pipeline._index(j, "move")
+            self.pipeline.move(i, j)
+            self._uids.insert(j, self._uids.pop(i))
+        self._build_cards()
+        self._changed()
+
+    def enable_step(self, i: int, flag: bool = True) -> None:
+        """Enable or disable step ``i`` (through its check box)."""
+        self.cards[i].enabled.value = bool(flag)
+
+    def set_param(self, i: int, key: str, value: Any) -> None:
+        """Set parameter ``key`` (or ``"p"``) of step ``i`` through its control."""
+        card = self.cards[i]
+        widget = card.p if key == "p" else card.params[key]
+        if isinstance(widget, W.Text):
+            value = _size_text(value)
+        widget.value = value
+
+    def isolate(self, i: int | None) -> None:
+        """Show only step ``i`` (``None``: the whole pipeline)."""
+        if i is None:
+            for card in self.cards:
+                card.only.value = False
+        else:
+            self.cards[i].only.value = True
+
+    def shuffle(self) -> None:
+        """Preview other sample images (drawn from the catalog, ``ids`` or ``samples``)."""
+        with self._state_lock:
+            current = set(self.rows_keys)
+            others = [k for k in self._pool if k not in current]
+            if len(others) < self.n_rows:
+                others = list(self._pool)
+            pick = self._rng.choice(len(others), size=self.n_rows, replace=False)
+            self.rows_keys = [others[i] for i in sorted(pick)]
+        self._request_render()
+
+    def reroll(self) -> None:
+        """New random draws (a new preview seed)."""
+        with self._state_lock:
+            self.seed = int(self._rng.integers(0, 2**31))
+        self._update_seed_label()
+        self._request_render()
+
+    def save(self) -> Any:
+        """Write ``pipeline.json`` to the workspace and return its path."""
+        if self.workspace is None:
+            raise ParameterError("no workspace: pass workspace= to the tuner to save")
+        with self._state_lock:
+            self.pipeline.validate()
+            data = self.pipeline.to_dict()
+        path = self.workspace.save_json("pipeline.json", data)
+        self.status.value = f"<span>saved {escape(path)}</span>"
+        for fn in self._save_callbacks:
+            fn(path)
+        return path
+
+    def to_code(self) -> str:
+        """``pipeline.to_code()``: Python source building the same ``v2.Compose``."""
+        with self._state_lock:
+            return self.pipeline.to_code()
+
+    def render(self) -> dict[str, Any]:
+        """Render the grid now from the current state and return ``last_render``.
+
+        Synchronous: the work runs on the shared render thread (after any render already
+        running there) and this call waits for it. Errors are shown in the banner; the previous
+        images stay.
+        """
+        if threading.current_thread() is _RENDER_THREAD[0]:
+            self._render_now()
+        else:
+            _render_pool().submit(self._render_now).result()
+        return self.last_render
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until background rendering is idle; ``False`` on timeout."""
+        return self._idle.wait(timeout)
+
+    def refresh(self) -> None:
+        """Rebuild the controls after editing ``tuner.pipeline`` in code, then render."""
+        with self._state_lock:
+            if len(self._uids) != len(self.pipeline):
+                self._uids = list(range(self._next_uid, self._next_uid + len(self.pipeline)))
+                self._next_uid += len(self.pipeline)
+                self._isolated = None
+        self._build_cards()
+        self._changed()
+
+    def on_change(self, fn: Callable[[Pipeline], None]) -> None:
+        """Call ``fn(pipeline)`` after every accepted edit."""
+        self._change_callbacks.append(fn)
+
+    def on_render(self, fn: Callable[[dict], None]) -> None:
+        """Call ``fn(last_render)`` after every render that set new images."""
+        self._render_callbacks.append(fn)
+
+    def on_save(self, fn: Callable[[Any], None]) -> None:
+        """Call ``fn(path)`` after "Save"."""
+        self._save_callbacks.append(fn)
+
+    # ------------------------------------------------------------------ handlers
+    @guarded
+    def _on_add_click(self, _button: W.Button) -> None:
+        self._try("action", self.add_step, self.add_name.value)
+
+    @guarded
+    def _on_remove_click(self, uid: int) -> None:
+        self._try("action", self.remove_step, self._index(uid))
+
+    @guarded
+    def _on_up_click(self, uid: int) -> None:
+        i = self._index(uid)
+        if i > 0:
+            self._try("action", self.move_step, i, i - 1)
+
+    @guarded
+    def _on_down_click(self, uid: int) -> None:
+        i = self._index(uid)
+        if i < len(self.pipeline) - 1:
+            self._try("action", self.move_step, i, i + 1)
+
+    @guarded
+    def _on_enabled_change(self, uid: int, change: dict) -> None:
+        if self._syncing:
+            return
+        flag = bool(change["new"])
+        with self._state_lock:
+            i = self._index(uid)
+            step = self.pipeline[i]
+        if flag and step.spec.image_only and self.has_geometry:
+            self._errors["action"] = (
+                f"{step.name} is an image-only policy: it cannot move the boxes or masks of "
+                "these samples, so it stays disabled."
+            )
+            self._show_errors()
+            with self._syncing_controls():
+                self.cards[i].enabled.value = False
+            return
+        with self._state_lock:
+            self.pipeline.enable(i, flag)
+            self.cards[i].set_position(i, self.pipeline[i])
+        self._errors.pop("action", None)
+        self._changed()
+
+    @guarded
+    def _on_param_change(self, uid: int, key: str, change: dict) -> None:
+        if self._syncing:
+            return
+        with self._state_lock:
+            try:
+                self._apply_control(uid, key)
+            except ParameterError as e:
+                # Keep the last good value (and preview); the control shows what was entered
+                # until it is fixed.
+                self._errors[("param", uid, key)] = str(e)
+                self._show_errors()
+                return
+            self._errors.pop(("param", uid, key), None)
+            # A refused value may have become valid (magnitude vs num_magnitude_bins).
+            for err in [k for k in self._errors if isinstance(k, tuple) and k[1] == uid]:
+                with contextlib.suppress(ParameterError):
+                    self._apply_control(uid, err[2])
+                    del self._errors[err]
+        self._show_errors()
+        self._changed()
+
+    def _apply_control(self, uid: int, key: str) -> None:
+        i = self._index(uid)
+        card = self.cards[i]
+        if key == "p":
+            value = card.p.value
+        else:
+            value = _widget_value(self.pipeline[i].spec.param(key), card.params[key])
+        self.pipeline.set_param(i, key, value)
+
+    @guarded
+    def _on_only_change(self, uid: int, change: dict) -> None:
+        if self._syncing:
+            return
+        with self._state_lock:
+            if change["new"]:
+                self._isolated = uid
+            elif self._isolated == uid:
+                self._isolated = None
+        with self._syncing_controls():
+            for card in self.cards:
+                card.only.value = card.uid == self._isolated
+        self._changed(pipeline_changed=False)
+
+    @guarded
+    def _on_shuffle_click(self, _button: W.Button) -> None:
+        self.shuffle()
+
+    @guarded
+    def _on_reroll_click(self, _button: W.Button) -> None:
+        self.reroll()
+
+    @guarded
+    def _on_lock_change(self, change: dict) -> None:
+        self.locked = bool(change["new"])
+
+    @guarded
+    def _on_save_click(self, _button: W.Button) -> None:
+        self._try("action", self.save)
+
+    @guarded
+    def _on_code_change(self, change: dict) -> None:
+        self.code.layout.display = None if change["new"] else "none"
+        self._update_code()
+
+    # ------------------------------------------------------------------ internals
+    def _try(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except ParameterError as e:
+            self._errors[key] = str(e)
+            self._show_errors()
+        else:
+            if self._errors.pop(key, None) is not None:
+                self._show_errors()
+
+    def _index(self, uid: int) -> int:
+        return self._uids.index(uid)
+
+    @contextlib.contextmanager
+    def _syncing_controls(self):
+        old, self._syncing = self._syncing, True
+        try:
+            yield
+        finally:
+            self._syncing = old
+
+    def _show_errors(self) -> None:
+        live_params = {("param", uid) for uid in self._uids}
+        for key in [k for k in self._errors if isinstance(k, tuple)]:
+            if key[:2] not in live_params:
+                del self._errors[key]
+        if self._errors:
+            self.error.show(" · ".join(dict.fromkeys(self._errors.values())))
+        else:
+            self.error.clear()
+
+    def _build_cards(self) -> None:
+        """(Re)build the step cards from the pipeline; handlers find steps by their id."""
+        with self._state_lock:
+            old = self.cards
+            cards = []
+            for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
+                card = _StepCard(uid, i, step)
+                card.only.value = uid == self._isolated
+                card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
+                card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
+                card.up.on_click(lambda _b, u=uid: self._on_up_click(u))
+                card.down.on_click(lambda _b, u=uid: self._on_down_click(u))
+                card.remove.on_click(lambda _b, u=uid: self._on_remove_click(u))
+                card.up.disabled = i == 0
+                card.down.disabled = i == len(self.pipeline) - 1
+                card.p.observe(lambda ch, u=uid: self._on_param_change(u, "p", ch), "value")
+                for key, w in card.params.items():
+                    w.observe(lambda ch, u=uid, k=key: self._on_param_change(u, k, ch), "value")
+                cards.append(card)
+            self.cards = cards
+            self.steps_box.children = cards or [
+                W.HTML("<i>No steps yet: add one from the menu above.</i>")
+            ]
+        for card in old:
+            _close_tree(card)
+        self._show_errors()
+
+    def _changed(self, pipeline_changed: bool = True) -> None:
+        """A control changed the preview state: new seed if unlocked, notify, render."""
+        if self._errors.pop("action", None) is not None:  # a refusal notice lasts one edit
+            self._show_errors()
+        if not self.locked:
+            with self._state_lock:
+                self.seed = int(self._rng.integers(0, 2**31))
+            self._update_seed_label()
+        if pipeline_changed:
+            self._update_code()
+            for fn in self._change_callbacks:
+                fn(self.pipeline)
+        self._request_render()
+
+    def _update_seed_label(self) -> None:
+        self.seed_label.value = f"<span>seed <code>{self.seed}</code></span>"
+
+    def _update_code(self) -> None:
+        if not self.code_toggle.value:
+            return
+        try:
+            text = self.to_code()
+        except ParameterError as e:
+            text = f"# cannot export: {e}"
+        self.code.value = f'<pre style="font-size:12px;margin:4px 0">{escape(text)}</pre>'
+
+    def _request_render(self, sync: bool = False) -> None:
+        """Ask for a render of the latest state (coalesced on the render thread)."""
+        with self._state_lock:
+            self._generation += 1
+            if not sync and self.live:
+                if self._pending:
+                    return  # the queued or running drain renders the latest state
+                self._pending = True
+                self._idle.clear()
+                _render_pool().submit(self._drain)
+                return
+        self.render()
+
+    def _drain(self) -> None:
+        """On the render thread: render until the latest generation has been rendered."""
+        while True:
+            with self._state_lock:
+                if self._rendered_generation >= self._generation:
+                    self._pending = False
+                    self._idle.set()
+                    return
+            self._render_now()
+
+    def _source(self, key: Any) -> _Source:
+        src = self._sources.get(key)
+        if src is not None:
+            return src
+        cached = self._cache.get(key)
+        if cached is None:
+            row = self.catalog.row(key)
+            label = row.get("label")
+            caption = key if label in (None, "", "nan") else f"{key} · {label}"
+            cached = _Source(self.catalog.image(key), caption)
+            self._cache[key] = cached
+            while len(self._cache) > 64:
+                self._cache.popitem(last=False)
+        return cached
+
+    def _working(self, key: Any, reduce: bool) -> tuple[Any, tuple[bytes, str]]:
+        """The sample the pipeline runs on (reduced or not) and its encoded original.
+
+        With the tensor backend, images are kept as contiguous uint8 tensors (the pipeline gives
+        the same pixels for a PIL image and its tensor), so a draw does not convert each time.
+        """
+        ckey = ("work", key, reduce, self.size, self.backend)
+        hit = self._cache.get(ckey)
+        if hit is None:
+            src = self._source(key)
+            work = downscale(src.sample, self.size) if reduce else src.sample
+            if self.backend == "tensor" and isinstance(work, dict):
+                work = {**work, "image": _as_tensor(work["image"])}
+            elif self.backend == "tensor":
+                work = _as_tensor(work)
+            hit = (work, self._encode(work, src))
+            self._cache[ckey] = hit
+        self._cache.move_to_end(ckey)
+        return hit
+
+    def _encode(self, out: Any, src: _Source) -> tuple[bytes, str]:
+        if not isinstance(out, dict):
+            return _thumb(_to_pil(out), self.size)
+        im = out["image"]
+        longest = max(F.get_size(im))
+        width = max(1, round(longest / self.size)) + 1
+        if "masks" in out:
+            im = mask_outline(im, out["masks"])
+        if "boxes" in out:
+            labels = out.get("labels")
+            names = None
+            if labels is not None and src.classes is not None:
+                names = [src.classes[int(i)] for i in labels]
+            im = draw_boxes(im, out["boxes"], names, width=width)
+        return _thumb(_to_pil(im), self.size)
+
+    @guarded
+    def _render_now(self) -> None:
+        with self._state_lock:
+            generation = self._generation
+            keys = list(self.rows_keys)
+            seed = self.seed
+            if self._isolated is not None and self._isolated in self._uids:
+                i = self._uids.index(self._isolated)
+                pipe, step_keys = self.pipeline.only(i), [self._isolated]
+            else:
+                pipe, step_keys = self.pipeline, list(self._uids)
+            replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
+            reduce = not pipe.pixel_scale_steps
+        self._rendered_generation = max(self._rendered_generation, generation)
+        t0 = time.perf_counter()
+        seeds = variant_seeds(seed, len(keys) * self.n_draws)
+        cells: list[list[tuple[bytes, str]]] = []
+        memos: dict[Any, dict] = {}
+        shape = None
+        try:
+            for r, key in enumerate(keys):
+                work, original = self._working(key, reduce)
+                src = self._source(key)
+                if shape is None:
+                    shape = tuple(F.get_size(work["image"] if isinstance(work, dict) else work))
+                row = [original]
+                for k in range(self.n_draws):
+                    cell_seed = seeds[r * self.n_draws + k]
+                    memo = self._memos.get((key, reduce, cell_seed), {})
+                    memos[(key, reduce, cell_seed)] = memo
+                    out = replay(work, cell_seed, memo=memo)
+                    row.append(self._encode(out, src))
+                cells.append(row)
+        except ParameterError as e:
+            self._errors["render"] = f"preview: {e}"
+            self._show_errors()
+            return
+        self._memos = memos  # only this render's cells: memory stays rows x draws x steps
+        with contextlib.ExitStack() as stack:
+            for r, row in enumerate(cells):
+                for img, (data, fmt) in zip(self.images[r], row, strict=True):
+                    if img.value != data or img.format != fmt:
+                        stack.enter_context(img.hold_sync())
+                        img.format = fmt
+                        img.value = data
+                caption = escape(self._source(keys[r]).caption)
+                self.captions[r].value = (
+                    f'<div title="{caption}" style="font-size:11px;overflow:hidden;'
+                    f'text-overflow:ellipsis;white-space:nowrap">{caption}</div>'
+                )
+        ms = (time.perf_counter() - t0) * 1000
+        self.render_count += 1
+        self.last_render = {
+            "ms": ms,
+            "reduced": reduce,
+            "shape": shape,
+            "generation": generation,
+            "seed": seed,
+        }
+        how = (
+            f"working copy ≤ {self.size} px"
+            if reduce
+            else "full resolution: "
+            + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
+            + " work in pixels"
+        )
+        self.timing.value = (
+            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
+        )
+        if self._errors.pop("render", None) is not None:
+            self._show_errors()
+        for fn in self._render_callbacks:
+            fn(self.last_render)
