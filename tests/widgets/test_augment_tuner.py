@@ -350,3 +350,11 @@ def test_a_preview_cell_is_the_core_replay_with_the_documented_seed(backend):
         if not isinstance(out, PIL.Image.Image):
             out = v2.functional.to_pil_image(out)
         assert t.preview_bytes[0][1 + k] == _thumb(out, 128)[0]
+
+
+def test_close_releases_every_widget(small_catalog):
+    t = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
+    widgets = [t.images[0][0], t.cards[0].p, t.add_button, t.grid]
+    t.close()
+    assert all(w.comm is None for w in [t, *widgets])
+    t.render()  # a render after closing does not fail

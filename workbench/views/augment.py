@@ -724,6 +724,12 @@ class AugmentTuner(W.VBox):
         self._build_cards()
         self._changed()
 
+    def close(self) -> None:
+        """Close the view and every widget in it (a queued render then updates nothing)."""
+        for child in self.children:
+            _close_tree(child)
+        super().close()
+
     def on_change(self, fn: Callable[[Pipeline], None]) -> None:
         """Call ``fn(pipeline)`` after every accepted edit."""
         self._change_callbacks.append(fn)
