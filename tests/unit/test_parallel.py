@@ -40,3 +40,11 @@ def test_parallel_scan_equals_serial_scan(tmp_path):
     pooled = Catalog.from_folder(tmp_path, workers=2, progress=False).df
     pd.testing.assert_frame_equal(serial, pooled)
     assert (serial["status"] == "ok").sum() == 150
+
+
+def test_a_dask_client_executor_runs_the_same_map():
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:  # fmt: skip
+        got = pmap(abs, list(range(-100, 100)), executor=client.get_executor(), progress=False)
+    assert got == [abs(i) for i in range(-100, 100)]
