@@ -27,17 +27,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,73 +71,6 @@ def _load_harness() -> Any:
 
 
 H = _load_harness()
-
-
-@contextmanager
-def jupyter_lab(base: Path) -> Iterator[Any]:
-    """Start JupyterLab like the harness's ``jupyter_lab`` fixture; stop it on exit."""
-    root = base / "notebooks"
-    shutil.copytree(H.NOTEBOOKS_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    workspace = base / "workspace"
-    settings = base / "lab-settings"
-    dirs = {name: base / name for name in ("config", "data", "runtime", "lab-workspaces")}
-    for path in (workspace, settings, *dirs.values()):
-        path.mkdir(parents=True, exist_ok=True)
-    for rel, content in H.LAB_SETTINGS.items():
-        target = settings / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(content, indent=2))
-
-    env = os.environ.copy()
-    env.update(
-        WORKBENCH_WORKSPACE=str(workspace),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["lab-workspaces"]),
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JUPYTER_PATH", None)
-    env.pop("JUPYTER_CONFIG_PATH", None)
-
-    port = H._free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = base / "jupyter-lab.log"
-    cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-        f"--port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=",
-        "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",
-        f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-    ]  # fmt: skip
-    with log.open("wb") as log_fh:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group, pgid == pid
-        )
-    lab = H.JupyterLab(url=url, root=root, workspace=workspace, log=log, pid=proc.pid)
-    try:
-        deadline = time.monotonic() + H.SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited during start-up:\n{lab.log_tail()}")
-            try:
-                lab.api("/api/status", timeout=2)
-                break
-            except (OSError, ValueError, urllib.error.URLError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start:\n{lab.log_tail()}") from None
-                time.sleep(0.25)
-        yield lab
-    finally:
-        lab.shutdown_kernels()
-        H._stop_server(proc)
 
 
 def _run_notebook(page: Any, lab: Any, name: str) -> None:
@@ -283,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="wb-screenshots-") as tmp,
-        jupyter_lab(Path(tmp)) as lab,
+        H.start_lab(Path(tmp)) as lab,
         sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(

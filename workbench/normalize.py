@@ -47,6 +47,7 @@ from sklearn.base import BaseEstimator
 
 from workbench import io as wb_io
 from workbench.errors import ParameterError
+from workbench.fsutil import atomic_write
 from workbench.parallel import pmap
 
 __all__ = ["Moments", "Normalizer", "image_moments"]
@@ -745,10 +746,10 @@ class Normalizer(BaseEstimator):
         return norm
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The fitted normalizer as JSON text; also written to ``path`` if given."""
+        """The fitted normalizer as JSON text; also written (atomically) to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            atomic_write(path, text + "\n")
         return text
 
     @classmethod

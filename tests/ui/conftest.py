@@ -241,21 +241,16 @@ def _stop_server(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
                 os.kill(k, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    """Start a throw-away JupyterLab server for the session.
+@contextlib.contextmanager
+def start_lab(base: Path) -> Iterator[JupyterLab]:
+    """Start a throw-away JupyterLab under ``base`` (copy of notebooks/, fresh workspace and
+    Jupyter dirs, 127.0.0.1, no token); stop it and its kernels by PID on exit.
 
-    Parameters
-    ----------
-    tmp_path_factory
-        Pytest's session temp dir factory.
-
-    Yields
+    Raises
     ------
-    JupyterLab
-        The running server (``.url``, ``.root``, ``.workspace``, ``.log``, ``.pid``).
+    RuntimeError
+        If the server exits or does not answer during start-up (with the log's tail).
     """
-    base = tmp_path_factory.mktemp("jupyter_lab")
     root = base / "notebooks"
     if NOTEBOOKS_DIR.is_dir():
         shutil.copytree(NOTEBOOKS_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -279,7 +274,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
         JUPYTER_CONFIG_DIR=str(dirs["config"]),
         JUPYTER_DATA_DIR=str(dirs["data"]),
         JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        # The project is not installed into the venv: let kernels import ``workbench``.
+        # Kernels import this checkout's ``workbench`` even where it is not installed.
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
         PYTHONUNBUFFERED="1",
     )
@@ -321,7 +316,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
             if proc.poll() is not None:
-                pytest.fail(
+                raise RuntimeError(
                     f"JupyterLab exited with code {proc.returncode} during start-up.\n"
                     f"--- {log} ---\n{_tail(log)}"
                 )
@@ -330,18 +325,31 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
                 break
             except (OSError, ValueError, urllib.error.URLError):
                 if time.monotonic() > deadline:
-                    pytest.fail(
+                    raise RuntimeError(
                         f"JupyterLab did not answer {url}/api/status within "
                         f"{SERVER_START_TIMEOUT:.0f}s.\n--- {log} ---\n{_tail(log)}"
-                    )
+                    ) from None
                 time.sleep(0.25)
         specs = lab.api("/api/kernelspecs")
         if "python3" not in specs.get("kernelspecs", {}):
-            pytest.fail(f"kernelspec python3 not found: {sorted(specs['kernelspecs'])}")
+            raise RuntimeError(f"kernelspec python3 not found: {sorted(specs['kernelspecs'])}")
         yield lab
     finally:
         lab.shutdown_kernels()
         _stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """A throw-away JupyterLab server for the session (see :func:`start_lab`).
+
+    Yields
+    ------
+    JupyterLab
+        The running server (``.url``, ``.root``, ``.workspace``, ``.log``, ``.pid``).
+    """
+    with start_lab(tmp_path_factory.mktemp("jupyter_lab")) as lab:
+        yield lab
 
 
 # --------------------------------------------------------------------------- browser
