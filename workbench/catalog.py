@@ -31,6 +31,8 @@ COLUMNS = (
     "hash", "format", "status", "error",
 )  # fmt: skip
 _SCANNED = COLUMNS[4:]
+#: Added after the scanned columns by a scan with ``perceptual_hash=True``.
+PERCEPTUAL_COLUMNS = ("phash", "dhash")
 _INT_COLUMNS = ("width", "height", "channels", "bits")
 
 
@@ -41,11 +43,19 @@ def scan_paths(
     workers: int | None = None,
     progress: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    perceptual_hash: bool = False,
 ) -> pd.DataFrame:
-    """Decode every file once and return the scanned columns (``width`` … ``error``) in order."""
-    fn = functools.partial(scan_file, max_pixels=max_pixels)
+    """Decode every file once and return the scanned columns (``width`` … ``error``) in order.
+
+    ``perceptual_hash=True`` adds ``phash`` and ``dhash`` (int64 bit patterns, 0 for bad files)
+    from the same decode, so a near-duplicate check afterwards decodes nothing.
+    """
+    fn = functools.partial(scan_file, max_pixels=max_pixels, perceptual_hash=perceptual_hash)
     rows = pmap(fn, paths, executor=executor, workers=workers, progress=progress, desc="scan")
-    df = pd.DataFrame.from_records(rows, columns=list(_SCANNED))
+    columns = [*_SCANNED, *PERCEPTUAL_COLUMNS] if perceptual_hash else list(_SCANNED)
+    df = pd.DataFrame.from_records(rows, columns=columns)
+    for c in PERCEPTUAL_COLUMNS if perceptual_hash else ():
+        df[c] = df[c].astype("int64")
     for c in _INT_COLUMNS:
         df[c] = df[c].astype("int32")
     df["bytes"] = df["bytes"].astype("int64")
@@ -140,6 +150,7 @@ class Catalog:
         workers: int | None = None,
         progress: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        perceptual_hash: bool = False,
     ) -> Catalog:
         """Scan a folder of images (flat, nested, or ImageFolder ``root/<class>/<file>``).
 
@@ -162,6 +173,9 @@ class Catalog:
             Passed to :func:`workbench.parallel.pmap`.
         max_pixels
             Decompression-bomb guard, see :func:`workbench.io.decode`.
+        perceptual_hash
+            Also store each image's pHash and dHash (columns ``phash``, ``dhash``) from the
+            same decode: a later near-duplicate check then reads no file again.
         """
         root = Path(root).expanduser()
         if not root.is_dir():
@@ -183,7 +197,7 @@ class Catalog:
         if labels == "folder" or (labels == "auto" and ids and all(n is not None for n in nested)):
             label_col = nested
         df = pd.DataFrame({"id": ids, "path": files, "label": label_col})
-        cat = cls._scanned(df, root, executor, workers, progress, max_pixels)
+        cat = cls._scanned(df, root, executor, workers, progress, max_pixels, perceptual_hash)
         cat.df.attrs["skipped_files"] = skipped
         return cat
 
@@ -232,6 +246,7 @@ class Catalog:
         workers: int | None = None,
         progress: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        perceptual_hash: bool = False,
     ) -> Catalog:
         """Build from a table with one row per image.
 
@@ -241,6 +256,7 @@ class Catalog:
         ``label_column`` and a ``split`` column are taken as given; every other column is kept
         as metadata (a name that clashes with a scanned column gets the prefix ``manifest_``).
         Files that do not exist become rows with ``status == "missing"``.
+        ``perceptual_hash`` as in :meth:`from_folder`.
         """
         if path_column not in df.columns:
             raise ManifestError(
@@ -277,13 +293,13 @@ class Catalog:
         out["label"] = df[label_column].to_numpy() if label_column in df.columns else None
         if "split" in df.columns:
             out["split"] = df["split"].to_numpy()
-        taken = set(COLUMNS) | {path_column, label_column}
+        taken = set(COLUMNS) | set(PERCEPTUAL_COLUMNS) | {path_column, label_column}
         for c in df.columns:
             if c in (path_column, label_column, "split"):
                 continue
             name = f"manifest_{c}" if c in taken else c
             out[name] = df[c].to_numpy()
-        return cls._scanned(out, root_s, executor, workers, progress, max_pixels)
+        return cls._scanned(out, root_s, executor, workers, progress, max_pixels, perceptual_hash)
 
     @classmethod
     def from_torchvision(
@@ -325,6 +341,7 @@ class Catalog:
         workers: int | None,
         progress: bool,
         max_pixels: int | None,
+        perceptual_hash: bool = False,
     ) -> Catalog:
         scanned = scan_paths(
             df["path"].tolist(),
@@ -332,6 +349,7 @@ class Catalog:
             workers=workers,
             progress=progress,
             max_pixels=max_pixels,
+            perceptual_hash=perceptual_hash,
         )
         if "split" not in df.columns:
             df["split"] = None

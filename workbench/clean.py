@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.catalog import PERCEPTUAL_COLUMNS
 from workbench.errors import ParameterError, WorkbenchError
 from workbench.fsutil import atomic_open
 from workbench.parallel import pmap
@@ -89,7 +90,6 @@ _FEATURE_DTYPES = {
     "phash": "int64", "dhash": "int64", "sharpness": "float64", "p10": "float64",
     "p90": "float64", "entropy": "float64", "channel_diff": "float64", "sketch": object,
 }  # fmt: skip
-_WORK_SIDE = 256
 
 # ---------------------------------------------------------------------------- features
 
@@ -100,27 +100,20 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     ``hashes_only`` computes just the perceptual hashes (all a duplicate search needs); the
     other fields are then missing and filled in by a later full run.
     """
-    import imagehash
     from PIL import Image
 
     from workbench.errors import DecodeError
-    from workbench.hashindex import hash_to_uint64
+    from workbench.hashindex import perceptual_hashes, working_copy
     from workbench.io import decode
 
     try:
         im = decode(path)
     except DecodeError:
         return None
-    factor = max(im.size) // _WORK_SIDE
-    if factor > 1:  # a box-reduced working copy: same verdicts, a fraction of the cost
-        im = im.reduce(factor)
+    im = working_copy(im)
     gray = im.convert("L") if im.mode != "L" else im
-    small = gray.reduce(max(1, max(gray.size) // 64))  # hashes see 32 px: 64 px is plenty
-    out: dict[str, Any] = {
-        # int64 bit patterns: parquet has no uint64 that every reader agrees on
-        "phash": np.uint64(hash_to_uint64(imagehash.phash(small))).view(np.int64).item(),
-        "dhash": np.uint64(hash_to_uint64(imagehash.dhash(small))).view(np.int64).item(),
-    }
+    phash, dhash = perceptual_hashes(gray, reduced=True)
+    out: dict[str, Any] = {"phash": phash, "dhash": dhash}
     if hashes_only:
         return out
     a = np.asarray(gray)
@@ -175,7 +168,8 @@ def compute_features(
     ``hashes_only`` skips everything but the perceptual hashes for images not cached yet.
     """
     ok = catalog.df[catalog.df["status"] == "ok"]
-    wanted = ok.drop_duplicates("hash")[["hash", "path"]]
+    wanted = ok.drop_duplicates("hash")
+    wanted = wanted[[c for c in ("hash", "path", *PERCEPTUAL_COLUMNS) if c in wanted.columns]]
     cache_path = workspace.path / "cache" / "features.parquet" if workspace is not None else None
     cached = pd.DataFrame()
     if cache_path is not None and cache_path.exists():
@@ -191,22 +185,28 @@ def compute_features(
         cached = cached[~cached.index.isin(todo["hash"])]
     else:
         todo = wanted
-    items = [(h, p, hashes_only) for h, p in zip(todo["hash"], todo["path"], strict=True)]
-    rows = pmap(
-        _features_row, items, executor=executor, workers=workers, progress=progress, desc="features"
-    )
-    fresh = pd.DataFrame.from_records(
-        [{"hash": h, **f} for h, f in rows if f is not None],
-        columns=["hash", "phash", "dhash", "sharpness", "p10", "p90", "entropy",
-                 "channel_diff", "sketch"],
-    ).set_index("hash")  # fmt: skip
+    if hashes_only and set(PERCEPTUAL_COLUMNS) <= set(todo.columns):
+        # hashed by the scan (Catalog.from_folder(perceptual_hash=True)): nothing to decode
+        fresh = todo.set_index("hash").reindex(columns=list(_FEATURE_DTYPES))
+        decoded = 0
+    else:
+        items = [(h, p, hashes_only) for h, p in zip(todo["hash"], todo["path"], strict=True)]
+        rows = pmap(
+            _features_row, items, executor=executor, workers=workers, progress=progress,
+            desc="features",
+        )  # fmt: skip
+        fresh = pd.DataFrame.from_records(
+            [{"hash": h, **f} for h, f in rows if f is not None],
+            columns=["hash", *_FEATURE_DTYPES],
+        ).set_index("hash")
+        decoded = len(items)
     feats = pd.concat([cached, fresh]) if len(cached) else fresh
     feats = feats.astype(_FEATURE_DTYPES)
     if cache_path is not None and len(fresh):
         out = feats.reset_index()
         with atomic_open(cache_path) as f:
             out.to_parquet(f, index=False)
-    return feats, len(items)
+    return feats, decoded
 
 
 # ---------------------------------------------------------------------------- groups

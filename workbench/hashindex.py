@@ -39,7 +39,14 @@ import numpy as np
 
 from workbench.errors import ParameterError
 
-__all__ = ["HammingIndex", "PairResult", "hash_to_uint64", "hashes_to_uint64"]
+__all__ = [
+    "HammingIndex",
+    "PairResult",
+    "hash_to_uint64",
+    "hashes_to_uint64",
+    "perceptual_hashes",
+    "working_copy",
+]
 
 _BITS = 64
 #: Candidates handled per vectorised step; bounds the temporaries to roughly 100 MB.
@@ -242,6 +249,36 @@ def hash_to_uint64(h: Any) -> np.uint64:
 def hashes_to_uint64(hashes: Any) -> np.ndarray:
     """Many hashes (see :func:`hash_to_uint64`) as a uint64 array."""
     return np.asarray([hash_to_uint64(h) for h in hashes], dtype=np.uint64)
+
+
+#: Longest side of the box-reduced copy the quality checks and the hashes look at.
+WORK_SIDE = 256
+
+
+def working_copy(im: Any) -> Any:
+    """A decoded image box-reduced to about :data:`WORK_SIDE` px: same verdicts, less work."""
+    factor = max(im.size) // WORK_SIDE
+    return im.reduce(factor) if factor > 1 else im
+
+
+def perceptual_hashes(im: Any, *, reduced: bool = False) -> tuple[int, int]:
+    """``imagehash`` pHash and dHash (64 bits each) of a decoded image, as int64 bit patterns.
+
+    ``im`` is a Pillow image as :func:`workbench.io.decode` returns it; ``reduced=True`` says it
+    is already the gray :func:`working_copy`. Catalog scans (``perceptual_hash=True``) and the
+    near-duplicate check both call this, so their hashes are identical. int64 because parquet has
+    no uint64 that every reader agrees on; ``np.int64(v).view(np.uint64)`` gives the bits back.
+    """
+    import imagehash
+
+    if not reduced:
+        im = working_copy(im)
+        im = im.convert("L") if im.mode != "L" else im
+    small = im.reduce(max(1, max(im.size) // 64))  # the hashes see 32 px: 64 px is plenty
+    return (
+        int(hash_to_uint64(imagehash.phash(small)).view(np.int64)),
+        int(hash_to_uint64(imagehash.dhash(small)).view(np.int64)),
+    )
 
 
 def _expand(counts: np.ndarray, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

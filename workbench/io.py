@@ -67,6 +67,8 @@ class Probe:
     format: str
     hash: str
     bytes: int
+    phash: int | None = None
+    dhash: int | None = None
 
 
 def _check_regular_file(path: str) -> int:
@@ -164,8 +166,16 @@ def _pixel_hash(im: Image.Image) -> str:
     return h.hexdigest()
 
 
-def probe(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Probe:
+def probe(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    perceptual_hash: bool = False,
+) -> Probe:
     """Read a file's pixels once and return its metadata and a content hash.
+
+    ``perceptual_hash=True`` also computes the pHash and dHash of the decoded image
+    (:func:`workbench.hashindex.perceptual_hashes`) from the same decode.
 
     Raises
     ------
@@ -176,6 +186,11 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     fmt = im.format or ""
     mode = im.mode
     im = _oriented(im)
+    hashes: tuple[int | None, int | None] = (None, None)
+    if perceptual_hash:
+        from workbench.hashindex import perceptual_hashes
+
+        hashes = perceptual_hashes(normalize_mode(im))  # exactly what decode() gives
     if im.mode == "P":  # palette indices mean nothing on their own; hash the colours
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     return Probe(
@@ -187,26 +202,33 @@ def probe(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
         format=fmt,
         hash=_pixel_hash(im),
         bytes=size,
+        phash=hashes[0],
+        dhash=hashes[1],
     )
 
 
-def scan_file(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple:
+def scan_file(
+    path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS, perceptual_hash: bool = False
+) -> tuple:
     """One catalog row's scanned fields; never raises for a bad file (the error is in the row).
 
-    Returns ``(width, height, mode, channels, bits, bytes, hash, format, status, error)``.
+    Returns ``(width, height, mode, channels, bits, bytes, hash, format, status, error)``, and
+    ``phash, dhash`` after them with ``perceptual_hash=True`` (0, 0 for a bad file).
     """
     try:
-        p = probe(path, max_pixels=max_pixels)
+        p = probe(path, max_pixels=max_pixels, perceptual_hash=perceptual_hash)
     except Exception as e:
         try:
             size = os.path.getsize(path)
         except OSError:
             size = 0
         if isinstance(e, DecodeError):
-            return (0, 0, "", 0, 0, size, "", "", e.status, str(e))
-        # a decoder bug must cost one row, not the scan
-        return (0, 0, "", 0, 0, size, "", "", "corrupt", f"{type(e).__name__}: {e}")
-    return (p.width, p.height, p.mode, p.channels, p.bits, p.bytes, p.hash, p.format, "ok", "")
+            row: tuple = (0, 0, "", 0, 0, size, "", "", e.status, str(e))
+        else:  # a decoder bug must cost one row, not the scan
+            row = (0, 0, "", 0, 0, size, "", "", "corrupt", f"{type(e).__name__}: {e}")
+        return (*row, 0, 0) if perceptual_hash else row
+    row = (p.width, p.height, p.mode, p.channels, p.bits, p.bytes, p.hash, p.format, "ok", "")
+    return (*row, p.phash, p.dhash) if perceptual_hash else row
 
 
 def normalize_mode(

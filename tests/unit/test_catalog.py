@@ -52,6 +52,29 @@ def test_scan_of_bad_corpus_never_aborts(corpus):
     assert cat.thumbnail("bad/truncated.jpg").format == "png"  # placeholder, no exception
 
 
+def test_perceptual_hashes_in_the_scan_equal_the_checks_own(corpus, tmp_path):
+    """One decode gives the same pHash/dHash the near-duplicate check computes on its own."""
+    from workbench.clean import image_features
+
+    root, expect = corpus
+    plain = Catalog.from_folder(root, progress=False)
+    cat = Catalog.from_folder(root, progress=False, perceptual_hash=True, workers=2)
+    pd.testing.assert_frame_equal(cat.df[list(COLUMNS)], plain.df)
+    assert cat.df["phash"].dtype == cat.df["dhash"].dtype == np.int64
+    ok = cat.df[cat.df["status"] == "ok"]
+    assert len(ok) >= 8  # palette, 16-bit, CMYK, EXIF-rotated, unicode names ...
+    for path, ph, dh in ok[["path", "phash", "dhash"]].itertuples(index=False):
+        f = image_features(path, hashes_only=True)
+        assert (f["phash"], f["dhash"]) == (ph, dh), path
+    bad = cat.df[cat.df["status"] != "ok"]
+    assert (bad[["phash", "dhash"]] == 0).all().all()
+    ws = Workspace(tmp_path / "ws")
+    ws.save_catalog(cat)
+    pd.testing.assert_frame_equal(
+        ws.load_catalog().df[["phash", "dhash"]], cat.df[["phash", "dhash"]]
+    )
+
+
 def test_one_worker_pool_and_foreign_executor_agree(corpus):
     root, _ = corpus
     a = Catalog.from_folder(root, progress=False, workers=1).df

@@ -135,6 +135,17 @@ def test_duplicate_only_run_computes_hashes_then_a_full_run_completes(planted, t
     assert fast.groups("near_duplicate") == full.groups("near_duplicate")
 
 
+def test_scan_hashes_make_a_duplicate_check_decode_nothing(planted):
+    plain = Catalog.from_folder(planted, progress=False)
+    hashed = Catalog.from_folder(planted, progress=False, perceptual_hash=True)
+    dups = ["exact_duplicate", "near_duplicate"]
+    a, b = check(plain, checks=dups, progress=False), check(hashed, checks=dups, progress=False)
+    assert a.computed == plain.ok.df["hash"].nunique() and b.computed == 0
+    assert a.groups("near_duplicate") == b.groups("near_duplicate")
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert check(hashed, progress=False).computed == a.computed  # other checks still decode
+
+
 def test_threshold_moves_flags_and_groups_live(planted):
     rep = check(Catalog.from_folder(planted, progress=False), progress=False)
     n = len(rep.flagged("near_duplicate"))
