@@ -461,12 +461,18 @@ def test_catalog_16bit(tmp_path):
     assert_close(norm, two_pass(images, 65535))
 
 
-def test_catalog_mixed_modes_names_the_file(tmp_path):
-    images = [
-        np.zeros((4, 4, 3), np.uint8),
-        np.ones((4, 4, 3), np.uint8),
-        np.ones((4, 4), np.uint8),
-    ]
+@pytest.mark.parametrize(
+    "first, odd",
+    [
+        (np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.uint8)),
+        (np.zeros((4, 4), np.uint8), np.ones((4, 4, 3), np.uint8)),
+        (np.zeros((4, 4), np.uint16), np.ones((4, 4), np.uint8)),
+        (np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint16)),
+    ],
+    ids=["rgb-then-gray", "gray-then-rgb", "16bit-then-8bit", "8bit-then-16bit"],
+)
+def test_catalog_mixed_modes_names_the_file(tmp_path, first, odd):
+    images = [first, first + 1, odd]  # the first image is counted apart from the later ones
     catalog = write_catalog(tmp_path, images, extra_bad=False)
     with pytest.raises(ParameterError, match=r"img_0002\.png.*convert"):
         Normalizer().fit(catalog, workers=1, progress=False)
