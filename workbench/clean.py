@@ -507,10 +507,9 @@ def _near_pairs(content: pd.DataFrame, radius: int, chain_above: int = 64) -> pd
     ).view(np.uint64)
     uk, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
-    members = pd.Series(np.arange(len(h))).groupby(inverse).agg(list).to_list()
-    for k, m in enumerate(members):
-        if len(m) > chain_above:
-            members[k] = [first[k]]
+    counts = np.bincount(inverse, minlength=len(uk))
+    same_key = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    members = [m if len(m) <= chain_above else [first[k]] for k, m in enumerate(same_key)]
     half = radius // 2
     found = [HammingIndex(uk[:, c]).pairs(half, max_pairs=None).pairs for c in (0, 1)]
     cand = (
@@ -527,8 +526,8 @@ def _near_pairs(content: pd.DataFrame, radius: int, chain_above: int = 64) -> pd
                 a.append(x)
                 b.append(y)
                 d.append(int(dk))
-    for k in np.flatnonzero(np.bincount(inverse) > 1):  # same key, other pixels
-        m = np.flatnonzero(inverse == k)
+    for k in np.flatnonzero(counts > 1):  # same key, other pixels
+        m = same_key[k]
         if len(m) > chain_above:
             pairs_k = [(m[0], y) for y in m[1:]]
         else:
