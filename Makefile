@@ -55,10 +55,11 @@ test-ui: setup browser
 
 test: lint test-unit test-widgets test-notebooks test-ui
 
-# imagededup is only the near-duplicate peer of bench_clean.py, so it is installed here only.
+# imagededup and cleanvision are only the peers of bench_clean.py and bench_checks.py: installed here only.
 bench: setup
 	$(PIP) install -q imagededup==0.3.3.post2
-	cd benchmarks && for b in bench_scan bench_clean bench_augment bench_label; do \
+	$(PIP) install -q cleanvision==0.3.7
+	cd benchmarks && for b in bench_scan bench_clean bench_checks bench_augment bench_label; do \
 	  ../$(PY) $$b.py || exit 1; done
 
 clean:

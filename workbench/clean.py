@@ -1,8 +1,9 @@
 """Data-quality checks: a tidy table of issues, duplicate groups with a suggested keeper.
 
 One decode per image computes every per-image feature (perceptual hashes, sharpness, brightness
-percentiles, entropy, channel difference, a 16×16 gray sketch); features are cached in the
-Workspace keyed by content hash, so a re-run after adding files only decodes the new ones.
+percentiles, gray standard deviation, channel difference, a 16×16 gray sketch); features are
+cached in the Workspace keyed by content hash, so a re-run after adding files only decodes the
+new ones.
 
 Issue types, scores and default thresholds (a sample is flagged when ``score >= threshold``)
 ------------------------------------------------------------------------------------------
@@ -14,11 +15,14 @@ issue                  score in [0, 1]                                          
 ``near_duplicate``     1 − d/128, d = Hamming distance of pHash + dHash (64 bits       1 − 20/128
                        each) to the nearest sample with other pixels (rows only for    (1 − 6/128
                        d ≤ ``search_radius``; exact twins share their group)           if tiny)
-``blurry``             s_ref / (s_ref + s), s = variance of the Laplacian, s_ref the   0.8
-                       dataset's median (0.8 = four times less sharp than typical)
-``dark``               1 − p90(luma)/255: even the bright parts are dark               0.85
-``bright``             p10(luma)/255: even the dark parts are bright                   0.9
-``low_information``    1 − H/8, H = entropy of the gray histogram in bits              0.95
+``blurry``             min over s of s_ref / (s_ref + s), for s = variance of the      0.8
+                       Laplacian and s = that divided by the gray variance (contrast-
+                       free), s_ref = the dataset's median of each (0.8 = four times
+                       less sharp than typical on both: low contrast alone is not blur)
+``dark``               1 − p90(luma)/255: even the bright parts are dark               0.8
+``bright``             p10(luma)/255: even the dark parts are bright                   0.8
+``low_information``    1 − min(1, σ/64), σ = standard deviation of the gray levels     0.96
+                       (0.96: σ ≤ 2.56 levels, a flat field with at most faint noise)
 ``grayscale_in_color`` 1 − min(1, mean |R−G|, |G−B| / 2), colour files only           0.75
                        (a case cleanvision misses: an RGB file that holds a gray image)
 ``odd_size``           min(1, |log2(area / median area)| / 4)                          0.5 (4×)
@@ -75,20 +79,20 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "exact_duplicate": 1.0,
     "near_duplicate": 1 - DEFAULT_RADIUS / HASH_BITS,
     "blurry": 0.8,
-    "dark": 0.85,
-    "bright": 0.9,
-    "low_information": 0.95,
+    "dark": 0.8,
+    "bright": 0.8,
+    "low_information": 0.96,
     "grayscale_in_color": 0.75,
     "odd_size": 0.5,
     "odd_aspect_ratio": 0.5,
     "outlier": 0.5,
 }
 DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate")
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # part of the cache file name: a new version starts a new cache
 _SKETCH = 16
 _FEATURE_DTYPES = {
     "phash": "int64", "dhash": "int64", "sharpness": "float64", "p10": "float64",
-    "p90": "float64", "entropy": "float64", "channel_diff": "float64", "sketch": object,
+    "p90": "float64", "gray_std": "float64", "channel_diff": "float64", "sketch": object,
 }  # fmt: skip
 
 # ---------------------------------------------------------------------------- features
@@ -119,7 +123,6 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     a = np.asarray(gray)
     hist = np.asarray(gray.histogram(), dtype=np.float64)
     cdf = np.cumsum(hist) / hist.sum()
-    p = hist[hist > 0] / hist.sum()
     chan = math.nan
     if im.mode == "RGB":  # a global property: a 64-px copy answers it
         c = np.asarray(im.reduce(max(1, max(im.size) // 64)), dtype=np.int16)
@@ -127,11 +130,13 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
             (np.abs(c[..., 0] - c[..., 1]).mean() + np.abs(c[..., 1] - c[..., 2]).mean()) / 2
         )
     sketch = np.asarray(gray.resize((_SKETCH, _SKETCH), Image.Resampling.BOX), dtype=np.uint8)
+    levels = np.arange(256)
+    mean = float(hist @ levels / hist.sum())
     out.update(
         sharpness=_laplacian_variance(a),
+        gray_std=float(np.sqrt(max(0.0, hist @ (levels - mean) ** 2 / hist.sum()))),
         p10=float(np.searchsorted(cdf, 0.10)),
         p90=float(np.searchsorted(cdf, 0.90)),
-        entropy=float(-(p * np.log2(p)).sum()),
         channel_diff=chan,
         sketch=sketch.tobytes(),
     )
@@ -164,19 +169,20 @@ def compute_features(
 ) -> tuple[pd.DataFrame, int]:
     """Per-image features indexed by content hash, and how many images had to be decoded.
 
-    With a ``workspace``, features are cached in ``cache/features.parquet`` by content hash.
+    With a ``workspace``, features are cached by content hash in
+    ``cache/features-v<FEATURES_VERSION>.parquet``.
     ``hashes_only`` skips everything but the perceptual hashes for images not cached yet.
     """
     ok = catalog.df[catalog.df["status"] == "ok"]
     wanted = ok.drop_duplicates("hash")
     wanted = wanted[[c for c in ("hash", "path", *PERCEPTUAL_COLUMNS) if c in wanted.columns]]
-    cache_path = workspace.path / "cache" / "features.parquet" if workspace is not None else None
+    cache_path = None
+    if workspace is not None:
+        cache_path = workspace.path / "cache" / f"features-v{FEATURES_VERSION}.parquet"
     cached = pd.DataFrame()
     if cache_path is not None and cache_path.exists():
         try:
             cached = pd.read_parquet(cache_path).set_index("hash")
-            if cached.attrs.get("version", FEATURES_VERSION) != FEATURES_VERSION:
-                cached = pd.DataFrame()
         except Exception:  # a damaged cache is only a slower run
             cached = pd.DataFrame()
     if len(cached):
@@ -450,11 +456,12 @@ def check(
 
     if len(okd):
         s = fd["sharpness"].to_numpy()
-        s_ref = max(float(np.median(s)), 1e-9)
-        add("blurry", ids, s_ref / (s_ref + s))
+        s_rel = s / np.maximum(fd["gray_std"].to_numpy() / 255.0, 1e-6) ** 2  # contrast-free
+        blur = [r / (r + x) for x in (s, s_rel) for r in [max(float(np.median(x)), 1e-9)]]
+        add("blurry", ids, np.minimum(*blur))
         add("dark", ids, 1.0 - fd["p90"].to_numpy() / 255.0)
         add("bright", ids, fd["p10"].to_numpy() / 255.0)
-        add("low_information", ids, 1.0 - fd["entropy"].to_numpy() / 8.0)
+        add("low_information", ids, 1.0 - np.minimum(1.0, fd["gray_std"].to_numpy() / 64.0))
         colour = fd["channel_diff"].notna().to_numpy()
         add("grayscale_in_color", ids[colour],
             1.0 - np.minimum(1.0, fd["channel_diff"].to_numpy()[colour] / 2.0))  # fmt: skip
