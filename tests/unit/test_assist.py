@@ -25,6 +25,7 @@ from workbench.assist import (
     Assistant,
     Embedder,
     WeightsError,
+    default_classifier,
     ensure_weights,
     order,
     uncertainty,
@@ -249,6 +250,84 @@ def test_assistant_edge_cases():
         Assistant().predict_proba(X)
     with pytest.raises(ParameterError, match="1-D"):
         Assistant().fit(X, ["a"] * 3)
+
+
+def _biased_labels(rng: np.random.Generator):
+    """Labels whose statistics mislead a scaler fit on them, as an uncertainty order's can.
+
+    Feature 0 separates the classes everywhere. Feature 1 is noise with std 1 over all samples,
+    but on the labelled ones it is nearly constant (+-1e-4) and happens to match the class, so
+    standardising with the labels' std turns it into the strongest feature.
+    """
+    n = 2000
+    cls = rng.integers(0, 2, n)
+    X = np.column_stack([np.where(cls == 1, 1.5, -1.5) + rng.normal(size=n), rng.normal(size=n)])
+    y = np.array(["a", "b"])[cls]
+    lab = np.concatenate([rng.choice(np.flatnonzero(cls == c), 20, replace=False) for c in (0, 1)])
+    X_lab = X[lab].copy()
+    X_lab[:, 1] = np.where(cls[lab] == 1, 1e-4, -1e-4) * (1 + 0.1 * rng.random(len(lab)))
+    return X, y, X_lab, y[lab]
+
+
+def test_scale_on_uses_the_pool_statistics_not_the_labels():
+    X, y, X_lab, y_lab = _biased_labels(np.random.default_rng(4))
+    pool = np.vstack([X, X_lab])  # every sample, labelled or not
+    labels_scaled = Assistant(cv=None).fit(X_lab, y_lab)
+    pool_scaled = Assistant(scale_on=pool, cv=None).fit(X_lab, y_lab)
+    # scaled on the labels, the noise feature decides: confident and wrong about half the time
+    assert labels_scaled.score(X, y) < 0.7
+    assert pool_scaled.score(X, y) > 0.85  # feature 0 alone: 0.93 at best
+    Z = pool_scaled.classifier_[0].transform(X[:5])
+    np.testing.assert_allclose(Z, (X[:5] - pool.mean(0)) / pool.std(0), rtol=1e-10)
+    # the statistics do not move with what gets labelled
+    other = Assistant(scale_on=pool, cv=None).fit(X[:100], y[:100])
+    np.testing.assert_allclose(other.classifier_[0].transform(X[:5]), Z, rtol=1e-10)
+    # default_classifier gives the same pipeline, cross-validation uses it too
+    direct = default_classifier(0, scale_on=pool).fit(X_lab, y_lab)
+    np.testing.assert_allclose(direct.predict_proba(X[:20]), pool_scaled.predict_proba(X[:20]))
+    assert 0.85 < Assistant(scale_on=pool, cv=3).fit(X_lab, y_lab).cv_accuracy_ <= 1.0
+
+
+def test_scale_on_statistics_chunked_float32_and_pickled():
+    rng = np.random.default_rng(5)
+    pool = (rng.normal(size=(9000, 3)) * [1.0, 1e3, 0.0] + [5.0, -2e3, 7.0]).astype(np.float32)
+    y = np.where(pool[:50, 0] > 5.0, "hi", "lo")
+    a = Assistant(scale_on=pool, cv=None).fit(pool[:50], y)
+    scaler = a.classifier_[0]
+    ref = pool.astype(np.float64)
+    np.testing.assert_allclose(scaler.kw_args["mean"], ref.mean(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(scaler.kw_args["scale"][:2], ref.std(0)[:2], rtol=1e-9)
+    assert scaler.kw_args["scale"][2] == 1.0  # a constant feature is left unscaled
+    b = pickle.loads(pickle.dumps(a))
+    assert b.scale_on.shape == pool.shape
+    np.testing.assert_allclose(b.predict_proba(pool[:5]), a.predict_proba(pool[:5]))
+    assert b.fit(pool[:60], np.where(pool[:60, 0] > 5.0, "hi", "lo")).n_labels_ == 60
+    # a new array means new statistics
+    a.scale_on = pool * 2
+    a.fit(pool[:50], y)
+    np.testing.assert_allclose(a.classifier_[0].kw_args["mean"], 2 * ref.mean(0), rtol=1e-6)
+
+
+def test_scale_on_rejects_bad_input():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20, 4))
+    y = ["a", "b"] * 10
+    with pytest.raises(ParameterError, match="default classifier only"):
+        Assistant(LogisticRegression(), scale_on=X).fit(X, y)
+    with pytest.raises(ParameterError, match="3 features but X has 4"):
+        Assistant(scale_on=X[:, :3]).fit(X, y)
+    with pytest.raises(ParameterError, match="2-D"):
+        Assistant(scale_on=X[:, 0]).fit(X, y)
+    with pytest.raises(ParameterError, match="2-D"):
+        Assistant(scale_on=np.array([["x", "y"], ["z", "w"]])).fit(X, y)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ParameterError, match="NaN"):
+        Assistant(scale_on=bad).fit(X, y)
+    with pytest.raises(ParameterError, match="3 features"):  # checked with one class too
+        Assistant(scale_on=X[:, :3]).fit(X, ["a"] * 20)
+    with pytest.raises(ParameterError, match="at least 2 rows"):
+        default_classifier(scale_on=X[:1])
 
 
 _gate = threading.Event()

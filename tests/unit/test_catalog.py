@@ -56,7 +56,7 @@ def test_perceptual_hashes_in_the_scan_equal_the_checks_own(corpus, tmp_path):
     """One decode gives the same pHash/dHash the near-duplicate check computes on its own."""
     from workbench.clean import image_features
 
-    root, expect = corpus
+    root, _ = corpus
     plain = Catalog.from_folder(root, progress=False)
     cat = Catalog.from_folder(root, progress=False, perceptual_hash=True, workers=2)
     pd.testing.assert_frame_equal(cat.df[list(COLUMNS)], plain.df)
