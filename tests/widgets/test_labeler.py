@@ -270,6 +270,7 @@ def test_assistant_suggestions_accept_and_background_refit(cat, store, truth, em
         cat, store, annotator="ana", assistant=assistant, embeddings=embeddings, refit_every=3
     )
     assert lab.suggestions == [] and "waiting for labels" in lab.assistant_label.value
+    np.testing.assert_array_equal(assistant.scale_on, embeddings)  # scaled on every sample
     with pytest.raises(LabelError, match="no suggestion"):
         lab.accept()
     order = [
@@ -300,6 +301,14 @@ def test_assistant_suggestions_accept_and_background_refit(cat, store, truth, em
     assert len(labels(store)) == 9
     lab.wait()
     assert assistant.n_labels_ == 9  # refit after every 3 labels, in the background
+
+
+def test_own_classifier_keeps_its_own_scaling(cat, store, embeddings):
+    from sklearn.linear_model import LogisticRegression
+
+    assistant = Assistant(LogisticRegression(), cv=None)
+    Labeler(cat, store, annotator="ana", assistant=assistant, embeddings=embeddings).close()
+    assert assistant.scale_on is None
 
 
 def test_active_order_puts_uncertain_items_next(cat, store, truth, embeddings):

@@ -372,7 +372,8 @@ class Labeler(_SampleQueue, W.VBox):
         assistant has been fitted an active order starts as a seeded shuffle.
     assistant
         A :class:`workbench.assist.Assistant` (single-label only). Its top-3 suggestions show
-        beside the image; it is refit in the background every ``refit_every`` labels.
+        beside the image; it is refit in the background every ``refit_every`` labels. A default
+        Assistant without ``scale_on`` gets ``scale_on=embeddings`` here.
     embeddings
         ``(len(catalog), d)`` features of the catalog's rows, in ``catalog.ids`` order
         (:meth:`workbench.assist.Embedder.embed`). Needed with ``assistant``.
@@ -485,6 +486,9 @@ class Labeler(_SampleQueue, W.VBox):
                 f"embeddings must have one row per catalog sample ({len(self.catalog.df)}, d), "
                 f"got shape {X.shape}"
             )
+        a = self.assistant
+        if getattr(a, "classifier", 0) is None and getattr(a, "scale_on", 0) is None:
+            a.scale_on = X  # scale on every sample, not the biased labelled set (see Assistant)
         return X
 
     def _build_widgets(self, pinned: Sequence[str] | None) -> None:
