@@ -54,8 +54,8 @@ def scan_paths(
     rows = pmap(fn, paths, executor=executor, workers=workers, progress=progress, desc="scan")
     columns = [*_SCANNED, *PERCEPTUAL_COLUMNS] if perceptual_hash else list(_SCANNED)
     df = pd.DataFrame.from_records(rows, columns=columns)
-    for c in PERCEPTUAL_COLUMNS if perceptual_hash else ():
-        df[c] = df[c].astype("int64")
+    if perceptual_hash:
+        df[list(PERCEPTUAL_COLUMNS)] = df[list(PERCEPTUAL_COLUMNS)].astype("int64")
     for c in _INT_COLUMNS:
         df[c] = df[c].astype("int32")
     df["bytes"] = df["bytes"].astype("int64")

@@ -109,6 +109,7 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     from workbench.errors import DecodeError
     from workbench.hashindex import perceptual_hashes, working_copy
     from workbench.io import decode
+    from workbench.normalize import Moments
 
     try:
         im = decode(path)
@@ -121,8 +122,8 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     if hashes_only:
         return out
     a = np.asarray(gray)
-    hist = np.asarray(gray.histogram(), dtype=np.float64)
-    cdf = np.cumsum(hist) / hist.sum()
+    counts = gray.histogram()
+    cdf = np.cumsum(counts) / a.size
     chan = math.nan
     if im.mode == "RGB":  # a global property: a 64-px copy answers it
         c = np.asarray(im.reduce(max(1, max(im.size) // 64)), dtype=np.int16)
@@ -130,11 +131,9 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
             (np.abs(c[..., 0] - c[..., 1]).mean() + np.abs(c[..., 1] - c[..., 2]).mean()) / 2
         )
     sketch = np.asarray(gray.resize((_SKETCH, _SKETCH), Image.Resampling.BOX), dtype=np.uint8)
-    levels = np.arange(256)
-    mean = float(hist @ levels / hist.sum())
     out.update(
         sharpness=_laplacian_variance(a),
-        gray_std=float(np.sqrt(max(0.0, hist @ (levels - mean) ** 2 / hist.sum()))),
+        gray_std=float(Moments.from_counts(counts).std()[0]),
         p10=float(np.searchsorted(cdf, 0.10)),
         p90=float(np.searchsorted(cdf, 0.90)),
         channel_diff=chan,

@@ -486,8 +486,10 @@ class Labeler(_SampleQueue, W.VBox):
                 f"embeddings must have one row per catalog sample ({len(self.catalog.df)}, d), "
                 f"got shape {X.shape}"
             )
+        from workbench.assist import Assistant
+
         a = self.assistant
-        if getattr(a, "classifier", 0) is None and getattr(a, "scale_on", 0) is None:
+        if isinstance(a, Assistant) and a.classifier is None and a.scale_on is None:
             a.scale_on = X  # scale on every sample, not the biased labelled set (see Assistant)
         return X
 
