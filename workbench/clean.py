@@ -71,7 +71,7 @@ DEFAULT_RADIUS = 20
 #: Images whose longer side is under ``SMALL_SIDE`` px carry fewer bits than the hashes (pHash
 #: works on a 32×32 grid): silhouettes of different animals collide at radius 20. For datasets
 #: whose median image is that small, the default radius is ``SMALL_RADIUS`` (measured on the
-#: benchmark set's 28-px silhouettes: precision 0.99 at radius 6 against 0.41 at 20).
+#: benchmark set's 28-px silhouettes: precision 0.998 at radius 6 against 0.52 at 20).
 SMALL_SIDE = 64
 SMALL_RADIUS = 6
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -88,8 +88,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "outlier": 0.5,
 }
 DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate")
-FEATURES_VERSION = 2  # part of the cache file name: a new version starts a new cache
+FEATURES_VERSION = 3  # part of the cache file name: a new version starts a new cache
 _SKETCH = 16
+WORK_SIDE = 256  # longest side of the box-reduced copy the per-image checks look at
 _FEATURE_DTYPES = {
     "phash": "int64", "dhash": "int64", "sharpness": "float64", "p10": "float64",
     "p90": "float64", "gray_std": "float64", "channel_diff": "float64", "sketch": object,
@@ -107,7 +108,7 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     from PIL import Image
 
     from workbench.errors import DecodeError
-    from workbench.hashindex import perceptual_hashes, working_copy
+    from workbench.hashindex import perceptual_hashes
     from workbench.io import decode
     from workbench.normalize import Moments
 
@@ -115,12 +116,13 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
         im = decode(path)
     except DecodeError:
         return None
-    im = working_copy(im)
-    gray = im.convert("L") if im.mode != "L" else im
-    phash, dhash = perceptual_hashes(gray, reduced=True)
+    phash, dhash = perceptual_hashes(im)  # the scan's hashes are these
     out: dict[str, Any] = {"phash": phash, "dhash": dhash}
     if hashes_only:
         return out
+    factor = max(im.size) // WORK_SIDE  # a box-reduced copy: same verdicts, less work
+    im = im.reduce(factor) if factor > 1 else im
+    gray = im.convert("L") if im.mode != "L" else im
     a = np.asarray(gray)
     counts = gray.histogram()
     cdf = np.cumsum(counts) / a.size
@@ -325,22 +327,26 @@ def _radius(threshold: float) -> int:
 
 
 def _near_groups(
-    ids: pd.Series, pairs: pd.DataFrame, radius: int, samples: pd.DataFrame
-) -> tuple[list[str | None], list[bool]]:
-    """Group per id (components of content pairs within ``radius``) and the suggested keeper:
-    largest area, then first id."""
+    ids: Any, pairs: pd.DataFrame, radius: int, samples: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group per id (components of content pairs within ``radius``; ``None`` outside any) and
+    the suggested keeper: largest area, then first id."""
     close = pairs[pairs["distance"] <= radius]
-    info = samples.set_index("id").reindex(ids.to_numpy())
-    hashes = info["hash"].drop_duplicates().tolist()
-    comp = pd.Series(_components(hashes, close["a"], close["b"]), index=hashes)
-    label = info["hash"].map(comp).to_numpy()
-    frame = pd.DataFrame({"id": ids.to_numpy(), "c": label, "area": info["area"].to_numpy()})
-    frame = frame[frame["c"] >= 0]
-    best = frame.sort_values(["c", "area", "id"], ascending=[True, False, True])
-    keepers = set(best.drop_duplicates("c")["id"])
-    names = {c: f"n{k}" for k, c in enumerate(sorted(frame["c"].unique()))}
-    group = dict(zip(frame["id"], frame["c"].map(names), strict=True))
-    return [group.get(i) for i in ids], [i in keepers for i in ids]
+    ids = np.asarray(ids, dtype=object)
+    info = samples.set_index("id").reindex(ids)
+    h = info["hash"].to_numpy(object)
+    hashes = pd.unique(h)
+    label = _components(hashes, close["a"], close["b"])[pd.Index(hashes).get_indexer(h)]
+    inside = np.flatnonzero(label >= 0)
+    _, rank = np.unique(label[inside], return_inverse=True)
+    group = np.full(len(ids), None, dtype=object)
+    group[inside] = np.char.add("n", rank.astype(str)).astype(object)
+    best = pd.DataFrame({"c": label[inside], "a": info["area"].to_numpy()[inside],
+                         "id": ids[inside], "at": inside})  # fmt: skip
+    best = best.sort_values(["c", "a", "id"], ascending=[True, False, True])
+    keeper = np.zeros(len(ids), dtype=bool)
+    keeper[best.drop_duplicates("c")["at"].to_numpy()] = True
+    return group, keeper
 
 
 def check(
@@ -448,10 +454,11 @@ def check(
             [pairs[["a", "distance"]], pairs[["b", "distance"]].set_axis(["a", "distance"], axis=1)]
         )
         dmin = dmin.groupby("a")["distance"].min()
-        near = okd[okd["hash"].isin(dmin.index)]
-        groups, keepers = _near_groups(near["id"], pairs, _radius(th["near_duplicate"]), samples)
-        score = 1.0 - near["hash"].map(dmin).to_numpy(float) / HASH_BITS
-        add("near_duplicate", near["id"], score, groups, keepers)
+        at = pd.Index(dmin.index.to_numpy(object)).get_indexer(okd["hash"].to_numpy(object))
+        near_ids = ids[at >= 0]
+        groups, keepers = _near_groups(near_ids, pairs, _radius(th["near_duplicate"]), samples)
+        score = 1.0 - dmin.to_numpy(float)[at[at >= 0]] / HASH_BITS
+        add("near_duplicate", near_ids, score, groups, keepers)
 
     if len(okd):
         s = fd["sharpness"].to_numpy()
@@ -511,41 +518,46 @@ def _near_pairs(content: pd.DataFrame, radius: int, chain_above: int = 64) -> pd
     keys = np.stack(
         [content["phash"].to_numpy(np.int64), content["dhash"].to_numpy(np.int64)], axis=1
     ).view(np.uint64)
-    uk, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    counts = np.bincount(inverse, minlength=len(uk))
-    same_key = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
-    members = [m if len(m) <= chain_above else [first[k]] for k, m in enumerate(same_key)]
-    half = radius // 2
-    found = [HammingIndex(uk[:, c]).pairs(half, max_pairs=None).pairs for c in (0, 1)]
-    cand = (
-        np.unique(np.concatenate(found), axis=0) if sum(map(len, found)) else np.zeros((0, 2), int)
+    _, first, inverse = np.unique(
+        np.ascontiguousarray(keys).view("V16").ravel(), return_index=True, return_inverse=True
     )
-    dist = np.bitwise_count(uk[cand[:, 0]] ^ uk[cand[:, 1]]).sum(axis=1)
-    keep = dist <= radius
-    a: list[int] = []
-    b: list[int] = []
-    d: list[int] = []
-    for (ka, kb), dk in zip(cand[keep], dist[keep], strict=True):
-        for x in members[ka]:
-            for y in members[kb]:
-                a.append(x)
-                b.append(y)
-                d.append(int(dk))
-    for k in np.flatnonzero(counts > 1):  # same key, other pixels
-        m = same_key[k]
-        if len(m) > chain_above:
-            pairs_k = [(m[0], y) for y in m[1:]]
-        else:
-            pairs_k = [(x, y) for i, x in enumerate(m) for y in m[i + 1 :]]
-        for x, y in pairs_k:
-            a.append(x)
-            b.append(y)
-            d.append(0)
-    return pd.DataFrame(
-        {"a": h[np.asarray(a, dtype=int)], "b": h[np.asarray(b, dtype=int)],
-         "distance": np.asarray(d, dtype=np.int16)}
-    )  # fmt: skip
+    uk = keys[first]
+    counts = np.bincount(inverse.ravel(), minlength=len(uk))
+    order = np.argsort(inverse.ravel(), kind="stable")  # members of key k: order[start[k]:...]
+    start = np.cumsum(counts) - counts
+    capped = np.where(counts > chain_above, 1, counts)  # a big key joins pairs by its first
+    # pHash + dHash <= radius needs pHash <= radius // 2 or dHash <= the rest minus one.
+    found = [
+        HammingIndex(uk[:, c]).pairs(r, max_pairs=None).pairs
+        for c, r in enumerate((radius // 2, radius - radius // 2 - 1))
+        if r >= 0
+    ]
+    code = np.unique(np.concatenate([f[:, 0].astype(np.int64) * len(uk) + f[:, 1] for f in found]))
+    ka, kb = code // len(uk), code % len(uk)
+    dist = np.bitwise_count(uk[ka] ^ uk[kb]).sum(axis=1, dtype=np.int64)
+    ka, kb, dist = ka[dist <= radius], kb[dist <= radius], dist[dist <= radius]
+    a, b, rep = _product(start[ka], capped[ka], start[kb], capped[kb])
+    pairs = [(order[a], order[b], dist[rep])]
+    multi = np.flatnonzero(counts > 1)  # same key, other pixels
+    small, big = multi[counts[multi] <= chain_above], multi[counts[multi] > chain_above]
+    a, b, _ = _product(start[small], counts[small], start[small], counts[small])
+    pairs.append((order[a[a < b]], order[b[a < b]], np.zeros(int((a < b).sum()), np.int64)))
+    for k in big:
+        m = order[start[k] : start[k] + counts[k]]
+        pairs.append((np.full(len(m) - 1, m[0]), m[1:], np.zeros(len(m) - 1, np.int64)))
+    a, b, d = (np.concatenate(v) for v in zip(*pairs, strict=True))
+    return pd.DataFrame({"a": h[a], "b": h[b], "distance": d.astype(np.int16)})
+
+
+def _product(
+    start_a: np.ndarray, n_a: np.ndarray, start_b: np.ndarray, n_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (i, j) with i in ``start_a[p] + range(n_a[p])`` and j likewise for b, over all p
+    at once; returns i, j and p per pair."""
+    sizes = n_a * n_b
+    rep = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return start_a[rep] + local // n_b[rep], start_b[rep] + local % n_b[rep], rep
 
 
 def near_duplicate_pairs(report: IssueReport, radius: int | None = None) -> pd.DataFrame:

@@ -157,7 +157,7 @@ def _pixel_hash(im: Image.Image) -> str:
     # Image.tobytes() without its chunking and join: the raw encoder in one call, same bytes.
     encoder = Image._getencoder(im.mode, "raw", im.mode)
     encoder.setimage(im.im, (0, 0, *im.size))
-    size = max(65536, len(im.getbands()) * 4 * im.width * im.height + 1024)
+    size = max(65536, len(im.getbands()) * im.width * im.height + 16)  # 8-bit modes: one call
     while True:
         _, status, data = encoder.encode(size)
         h.update(data)
@@ -186,13 +186,14 @@ def probe(
     fmt = im.format or ""
     mode = im.mode
     im = _oriented(im)
+    # Palette indices mean nothing on their own: hash the colours.
+    colours = im.convert("RGBA" if "transparency" in im.info else "RGB") if mode == "P" else im
+    content = _pixel_hash(colours)  # first, while the decoded pixels are in the CPU cache
     hashes: tuple[int | None, int | None] = (None, None)
     if perceptual_hash:
         from workbench.hashindex import perceptual_hashes
 
         hashes = perceptual_hashes(normalize_mode(im))  # exactly what decode() gives
-    if im.mode == "P":  # palette indices mean nothing on their own; hash the colours
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     return Probe(
         width=im.width,
         height=im.height,
@@ -200,7 +201,7 @@ def probe(
         channels=_channels(mode),
         bits=_BITS.get(mode, 8),
         format=fmt,
-        hash=_pixel_hash(im),
+        hash=content,
         bytes=size,
         phash=hashes[0],
         dhash=hashes[1],
