@@ -1044,20 +1044,21 @@ def order(
 
     Notes
     -----
-    On the animals sample (``benchmarks/bench_label.py``: 10 classes, 10 seed labels, refits
-    every 10 labels, 96-px mobilenet_v2 embeddings) use ``"margin"`` with an
-    ``Assistant(scale_on=all embeddings)``: it reached 90 % of the all-labels accuracy with 0.54x
-    (3 seeds), 0.55x (5 seeds) and ~0.58x (10 seeds) the labels of random order, within ~160-220
-    labels on every seed. With the default ``Assistant()`` (scaled on the labels) margin needed
-    0.71x / 0.67x / ~0.9x and some seeds stalled for hundreds of labels (see
-    :func:`default_classifier`). ``"least_confidence"`` (0.91x) and ``"entropy"`` (1.06x) were
-    no better than random: early on they pick odd images that are unsure among many classes;
-    ``diversity=0.5`` helped them (0.73x, 0.96x) but not margin (0.59x). Other batch rules on top
-    of margin were no better than plain margin in the same runs: cluster-margin (k-means
-    clusters, round-robin over the ``3 x batch`` lowest margins) 0.58-0.61x and k-center blends
-    0.59x (10 seeds; plain margin 0.58x); BADGE 0.67x, sampling in proportion to a power of the
-    margin 0.58x, density- or neighbourhood-weighted margin 0.70x or worse, a typical-point cold
-    start (TypiClust) 0.57x, logit margin 0.66x (5 seeds; plain margin 0.52x).
+    On the animals sample (``benchmarks/bench_label.py``: 10 classes, 10 seed labels, refits every
+    10 labels, 96-px mobilenet_v2 embeddings) use ``"margin"`` with an ``Assistant(scale_on=all
+    embeddings)``: it reached 90 % of the all-labels accuracy with 0.54x (3 seeds), 0.55x (5 seeds)
+    and ~0.58x (10 seeds) the labels of random order, within ~160-220 labels on every seed; with
+    native 224-px embeddings (10 seeds) 0.53x (121 labels against 230; 94-141 per seed),
+    least_confidence 0.65x, entropy 0.77x. At 96 px with the default ``Assistant()`` (scaled on the
+    labels) margin needed 0.71x / 0.67x / ~0.9x and some seeds stalled for hundreds of labels (see
+    :func:`default_classifier`). ``"least_confidence"`` (0.91x) and ``"entropy"`` (1.06x) were no
+    better than random: early on they pick odd images that are unsure among many classes;
+    ``diversity=0.5`` helped them (0.73x, 0.96x) but not margin (0.59x). Other batch rules on top of
+    margin were no better than plain margin in the same runs: cluster-margin (k-means clusters,
+    round-robin over the ``3 x batch`` lowest margins) 0.58-0.61x and k-center blends 0.59x (10
+    seeds; plain margin 0.58x); BADGE 0.67x, sampling in proportion to a power of the margin 0.58x,
+    density- or neighbourhood-weighted margin 0.70x or worse, a typical-point cold start (TypiClust)
+    0.57x, logit margin 0.66x (5 seeds; plain margin 0.52x).
     """
     p = _check_probs(probs)
     n = len(p)
