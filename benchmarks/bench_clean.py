@@ -221,8 +221,11 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3) -> None:
     # second of one with an unlucky second of the other).
     runs = []
     for k in range(max(5, repeats)):
-        pair = [bare(False), fit(1)] if k % 2 == 0 else [fit(1), bare(False)][::-1]
-        runs.append((*pair, bare(True), fit(2)))
+        if k % 2 == 0:
+            b, f = bare(False), fit(1)
+        else:
+            f, b = fit(1), bare(False)
+        runs.append((b, f, bare(True), fit(2)))
     med = statistics.median
     cpu = [b[1] / f[1] for b, f, _, _ in runs]  # bare over fit, CPU seconds, per pair
     b_c, a_c, one_c = (med(r[k][1] for r in runs) for k in range(3))

@@ -268,15 +268,10 @@ def _lanczos(n_in: int, n_out: int) -> np.ndarray:
 
 
 @functools.cache
-def _hash_matrix(n: int) -> np.ndarray:
-    """``(16, n)``: rows 0-7 take ``n`` samples to pHash's 8 lowest DCT terms of 32 Lanczos
-    samples, rows 8-15 to dHash's 8 (9 on the right side: row 16 of the transpose)."""
-    return np.vstack([_DCT_ROWS @ _lanczos(n, 32), _lanczos(n, 8)])
-
-
-@functools.cache
-def _hash_matrix_right(n: int) -> np.ndarray:
-    return np.hstack([(_DCT_ROWS @ _lanczos(n, 32)).T, _lanczos(n, 9).T])
+def _hash_rows(n: int, dhash_side: int) -> np.ndarray:
+    """``(8 + dhash_side, n)``: takes ``n`` samples to pHash's 8 lowest DCT terms of 32 Lanczos
+    samples (rows 0-7) and to dHash's ``dhash_side`` Lanczos samples (the rest)."""
+    return np.vstack([_DCT_ROWS @ _lanczos(n, 32), _lanczos(n, dhash_side)])
 
 
 def _bits(b: np.ndarray) -> int:
@@ -297,7 +292,7 @@ def perceptual_hashes(im: Any) -> tuple[int, int]:
     gray = im.convert("L") if im.mode != "L" else im
     k = max(im.size) // 64
     a = np.asarray(gray.reduce(k) if k > 1 else gray, dtype=np.float64)
-    t = _hash_matrix(a.shape[0]) @ a @ _hash_matrix_right(a.shape[1])  # both hashes at once
+    t = _hash_rows(a.shape[0], 8) @ a @ _hash_rows(a.shape[1], 9).T  # both hashes at once
     c = t[:8, :8].ravel()  # pHash: 8×8 lowest DCT terms
     mid = np.partition(c, (31, 32))
     g = np.rint(t[8:, 8:])  # dHash: 9×8 gray, rounded as imagehash compares 8-bit pixels

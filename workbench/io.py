@@ -193,7 +193,7 @@ def probe(
     if perceptual_hash:
         from workbench.hashindex import perceptual_hashes
 
-        hashes = perceptual_hashes(normalize_mode(im))  # exactly what decode() gives
+        hashes = perceptual_hashes(normalize_mode(colours))  # exactly what decode() gives
     return Probe(
         width=im.width,
         height=im.height,
