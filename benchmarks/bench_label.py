@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_label.py [--part active|interaction|store|all]
         [--workspace DIR] [--image-size 0] [--seeds 3] [--scale-on labels|pool|both]
+        [--propagation 0.5]
         [--items 200] [--think 0.05] [--events 2000]
 
 Active learning (``--part active``): on the animals sample (10,000 silhouettes, 10 classes) with
@@ -14,8 +15,9 @@ accuracy after 50, 100, 200, 400, 800 labels; the labels each order needs to rea
 accuracy with all 8,000 pool labels (interpolated between refits); the ratio to random.
 Target: an uncertainty order needs <= 50 % of random's labels. Two tables: the default
 ``Assistant()`` (features standardised with the labelled samples' mean and std) and
-``Assistant(scale_on=pool embeddings)`` (standardised with the mean and std of all 8,000 pool
-images, whatever is labelled); each order's ratio is to random order with the same Assistant.
+``Assistant(scale_on=pool embeddings, propagation=0.5)`` (standardised with the mean and std of
+all 8,000 pool images, whatever is labelled, and blended with label propagation over their k-NN
+graph); each order's ratio is to random order with the same Assistant.
 
 Embeddings are ``Embedder()``'s defaults (mobilenet_v2 at its native 224 px; ``--image-size 96``
 is 5x faster to embed and needs more labels), from the workspace cache (computed once; pass
@@ -64,13 +66,14 @@ def run_order(
     seed: int,
     sizes: list[int],
     scale_on: np.ndarray | None = None,
+    propagation: float = 0.0,
 ) -> np.ndarray:
     """Held-out accuracy after each entry of ``sizes`` labels, labeling in this order."""
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     labeled = [int(rng.choice(np.flatnonzero(y == c))) for c in classes]  # 1 per class
     unlabeled = np.setdiff1d(np.arange(len(y)), labeled)
-    model = Assistant(scale_on=scale_on, cv=None, random_state=seed)
+    model = Assistant(scale_on=scale_on, propagation=propagation, cv=None, random_state=seed)
     acc = []
     for target in sizes:
         if target > len(labeled):
@@ -147,12 +150,18 @@ def _active_learning(args: argparse.Namespace, ws: Workspace) -> None:
     sizes = schedule(len(np.unique(y)), args.max_labels)
     blocks = {
         "labels": ("Assistant(): standardised with the labelled samples' mean and std", None),
-        "pool": ("Assistant(scale_on=X_pool): standardised with the pool's mean and std", X_pool),
+        "pool": (
+            f"Assistant(scale_on=X_pool, propagation={args.propagation:g}): standardised with the "
+            "pool's mean and std, blended with label propagation over the pool's k-NN graph",
+            X_pool,
+        ),
     }
     for key in ("labels", "pool") if args.scale_on == "both" else (args.scale_on,):
         title, scale_on = blocks[key]
+        propagation = 0.0 if scale_on is None else args.propagation
         if scale_on is not None:
-            full = Assistant(scale_on=scale_on, cv=None).fit(X_pool, y_pool)
+            full = Assistant(scale_on=scale_on, propagation=propagation, cv=None)
+            full.fit(X_pool, y_pool)
         full_acc = full.score(X_test, y_test)
         target = 0.9 * full_acc
         print(
@@ -175,6 +184,7 @@ def _active_learning(args: argparse.Namespace, ws: Workspace) -> None:
                             seed,
                             sizes,
                             scale_on=scale_on,
+                            propagation=propagation,
                         )
                         for seed in range(args.seeds)
                     ]
@@ -527,6 +537,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--test", type=int, default=2000, help="held-out samples")
     ap.add_argument("--max-labels", type=int, default=800)
     ap.add_argument("--diversity", type=float, default=0.5)
+    ap.add_argument(
+        "--propagation", type=float, default=0.5, help="Assistant(propagation=...) with scale_on"
+    )
     ap.add_argument(
         "--scale-on",
         choices=["labels", "pool", "both"],

@@ -36,6 +36,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+import xxhash
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from workbench.errors import ParameterError, WorkbenchError
@@ -63,6 +65,7 @@ __all__ = [
     "STRATEGIES",
     "Assistant",
     "Embedder",
+    "GraphBlend",
     "WeightsError",
     "ensure_weights",
     "order",
@@ -646,7 +649,9 @@ def _scale_stats(scale_on: Any) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def default_classifier(random_state: int | None = 0, *, scale_on: Any = None) -> Any:
+def default_classifier(
+    random_state: int | None = 0, *, scale_on: Any = None, propagation: float = 0.0
+) -> Any:
     """Standardised multinomial logistic regression (the :class:`Assistant` default).
 
     Parameters
@@ -665,6 +670,13 @@ def default_classifier(random_state: int | None = 0, *, scale_on: Any = None) ->
         1/20,000 of its std over all images; 70 % of the wrong held-out predictions had a
         standardised value above 20 (median of their largest: ~4,500), 69 % of them went to one
         class, and accuracy stayed at 0.78 from 200 to 440 labels (random order: 0.87 at 400).
+    propagation
+        0: the logistic regression alone. A weight in (0, 1) (needs ``scale_on``): a
+        :class:`GraphBlend` of it with label propagation over a 10-nearest-neighbour graph of the
+        ``scale_on`` rows, so each label also speaks for the images around it. Building the graph
+        compares every pair of rows once (seconds for 10,000 embeddings; quadratic in their
+        number). On the animals sample (224 px, 20 seeds) ``0.5`` cut the labels to 90 % of the
+        all-labels accuracy from 121 to ~94 in margin order and from 230 to ~209 in random order.
 
     Notes
     -----
@@ -677,7 +689,44 @@ def default_classifier(random_state: int | None = 0, *, scale_on: Any = None) ->
     labels are noise: float rounding alone in the scaling statistics moved a 5-seed margin
     result by 10 labels.
     """
-    return _logistic(random_state, None if scale_on is None else _scale_stats(scale_on))
+    _check_propagation(propagation, scale_on)
+    if scale_on is None:
+        return _logistic(random_state, None)
+    stats = _scale_stats(scale_on)
+    return _blend(_logistic(random_state, stats), scale_on, stats, propagation)
+
+
+def _check_propagation(weight: float, scale_on: Any) -> None:
+    if not (isinstance(weight, (int, float)) and 0.0 <= weight < 1.0):
+        raise ParameterError(f"propagation must be a weight in [0, 1), got {weight!r}")
+    if weight and scale_on is None:
+        raise ParameterError(
+            "propagation spreads labels over a graph of every sample to label: pass their "
+            "embeddings as scale_on=..."
+        )
+
+
+def _blend(clf: Any, scale_on: Any, stats: tuple[np.ndarray, np.ndarray], weight: float) -> Any:
+    return GraphBlend(clf, _graph(scale_on, stats), weight) if weight else clf
+
+
+_GRAPHS: dict[int, tuple[Any, _KnnGraph]] = {}
+
+
+def _graph(scale_on: Any, stats: tuple[np.ndarray, np.ndarray]) -> _KnnGraph:
+    """One graph per ``scale_on`` array (by identity, as its statistics): it takes seconds."""
+    hit = _GRAPHS.get(id(scale_on))
+    if hit is not None and hit[0]() is scale_on:
+        return hit[1]
+    graph = _KnnGraph(scale_on, stats)
+    try:
+        ref = weakref.ref(scale_on)
+    except TypeError:  # a list: no weak reference, no cache
+        return graph
+    for key in [k for k, (r, _) in _GRAPHS.items() if r() is None][:] + list(_GRAPHS)[:-3]:
+        _GRAPHS.pop(key, None)  # the dead ones, and all but the 3 newest
+    _GRAPHS[id(scale_on)] = (ref, graph)
+    return graph
 
 
 def _logistic(random_state: int | None, stats: tuple[np.ndarray, np.ndarray] | None) -> Any:
@@ -694,6 +743,129 @@ def _logistic(random_state: int | None, stats: tuple[np.ndarray, np.ndarray] | N
         scaler,
         LogisticRegression(C=3.0, max_iter=500, random_state=random_state),
     )
+
+
+class _KnnGraph:
+    """k-NN graph of fixed embeddings, for label propagation (Zhou et al. 2004, "Learning with
+    local and global consistency"): rows standardised with ``stats``, L2-normalised, joined to
+    their ``k`` nearest neighbours by Gaussian weights, symmetrically normalised.
+
+    Rows given later are matched to nodes by their exact bytes (an embedding of a node reads the
+    node); any other row reads the weighted mean of its ``k`` nearest nodes, memoised by bytes.
+    """
+
+    def __init__(self, rows: Any, stats: tuple[np.ndarray, np.ndarray], k: int = 10):
+        import scipy.sparse as sp
+        from sklearn.neighbors import NearestNeighbors
+
+        X = np.asarray(rows, dtype=np.float64)
+        self.k = min(k, len(X) - 1)
+        self.stats = stats
+        self.nodes = {_row_key(r): i for i, r in enumerate(X)}
+        Z = self._embed(X)
+        self.index = NearestNeighbors(n_neighbors=self.k + 1).fit(Z)
+        dist, idx = self.index.kneighbors(Z)
+        dist, idx = dist[:, 1:], idx[:, 1:]  # without the row itself
+        self.sigma2 = float(np.median(dist) ** 2) or 1.0
+        n = len(X)
+        w = np.exp(-(dist.ravel() ** 2) / self.sigma2)
+        W = sp.csr_matrix((w, (np.repeat(np.arange(n), self.k), idx.ravel())), shape=(n, n))
+        W = W.maximum(W.T)
+        d = 1.0 / np.sqrt(np.maximum(np.asarray(W.sum(axis=1)).ravel(), 1e-12))
+        self.S = sp.diags(d) @ W @ sp.diags(d)
+        self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_memo")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _memo={}, _lock=threading.Lock())
+
+    def __deepcopy__(self, memo: dict) -> _KnnGraph:
+        return self  # read-only after construction: clones of a GraphBlend share one graph
+
+    def __len__(self) -> int:
+        return self.S.shape[0]
+
+    def _embed(self, X: np.ndarray) -> np.ndarray:
+        Z = _standardise(X, *self.stats)
+        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+    def _neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, k)`` node indices and weights (rows sum to 1) per row; a node: itself, weight 1."""
+        idx = np.zeros((len(X), self.k), dtype=np.int64)
+        wts = np.zeros((len(X), self.k))
+        keys = [_row_key(r) for r in X]
+        todo = []
+        for i, key in enumerate(keys):
+            node = self.nodes.get(key)
+            if node is not None:
+                idx[i, 0], wts[i, 0] = node, 1.0
+            elif key in self._memo:
+                idx[i], wts[i] = self._memo[key]
+            else:
+                todo.append(i)
+        if todo:
+            dist, nb = self.index.kneighbors(self._embed(X[todo]), n_neighbors=self.k)
+            w = np.exp(-(dist**2) / self.sigma2) + 1e-300
+            w /= w.sum(axis=1, keepdims=True)
+            with self._lock:
+                if len(self._memo) > 200_000:
+                    self._memo.clear()
+                for j, i in enumerate(todo):
+                    idx[i], wts[i] = nb[j], w[j]
+                    self._memo[keys[i]] = (nb[j], w[j])
+        return idx, wts
+
+    def propagate(self, X: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float = 0.99):
+        """``(nodes, n_classes)`` class distributions spread from the labelled rows ``X``."""
+        idx, wts = self._neighbours(X)
+        Y = np.zeros((len(self), n_classes))
+        np.add.at(Y, (idx.ravel(), np.repeat(codes, self.k)), wts.ravel())
+        F = Y.copy()
+        for _ in range(40):  # alpha^40 = 0.67: enough for the labels to reach a few hops out
+            F = alpha * (self.S @ F) + (1 - alpha) * Y
+        F = np.maximum(F, 1e-12)
+        return F / F.sum(axis=1, keepdims=True)
+
+    def read(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+        idx, wts = self._neighbours(X)
+        return np.einsum("nk,nkc->nc", wts, F[idx])
+
+
+def _row_key(row: np.ndarray) -> bytes:
+    return xxhash.xxh3_128_digest(np.ascontiguousarray(row, dtype=np.float64).tobytes())
+
+
+class GraphBlend(ClassifierMixin, BaseEstimator):
+    """A classifier's probabilities blended with label propagation over a k-NN graph.
+
+    ``(1 - weight) * classifier + weight * propagation``: the graph (of every sample to label)
+    carries each label to the images around it, so a few labels already cover the clusters
+    they sit in. Built by :func:`default_classifier` with ``propagation=weight``.
+    """
+
+    def __init__(self, classifier: Any = None, graph: Any = None, weight: float = 0.5):
+        self.classifier = classifier
+        self.graph = graph
+        self.weight = weight
+
+    def fit(self, X: Any, y: Any) -> GraphBlend:
+        X = np.asarray(X, dtype=np.float64)
+        self.classifier_ = clone(self.classifier).fit(X, y)
+        self.classes_ = self.classifier_.classes_
+        codes = np.searchsorted(self.classes_, np.asarray(y))
+        self.F_ = self.graph.propagate(X, codes, len(self.classes_))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        p = self.classifier_.predict_proba(X)
+        return (1 - self.weight) * p + self.weight * self.graph.read(X, self.F_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def _cv_accuracy(classifier: Any, X: np.ndarray, y: np.ndarray, cv: int, seed: int | None) -> float:
@@ -737,6 +909,10 @@ class Assistant(ClassifierMixin, BaseEstimator):
         without it). Only for the default classifier. Kept by reference (not
         copied; pickled with the Assistant); its mean and std are computed at the first fit, so
         assign a new array rather than changing this one in place.
+    propagation
+        Weight of label propagation over a k-NN graph of the ``scale_on`` rows, blended with
+        the default classifier (0 = off; see :func:`default_classifier` and :class:`GraphBlend`).
+        The graph is built once per ``scale_on`` array, at the first fit.
     cv
         Folds for :attr:`cv_accuracy_` (fewer when classes are small; ``None`` or 0 skips it).
     random_state
@@ -766,11 +942,13 @@ class Assistant(ClassifierMixin, BaseEstimator):
         classifier: Any = None,
         *,
         scale_on: Any = None,
+        propagation: float = 0.0,
         cv: int | None = 5,
         random_state: int = 0,
     ):
         self.classifier = classifier
         self.scale_on = scale_on
+        self.propagation = propagation
         self.cv = cv
         self.random_state = random_state
         self._state()
@@ -784,10 +962,12 @@ class Assistant(ClassifierMixin, BaseEstimator):
             d["_executor"] = None
             d["_lock"] = threading.Lock()
         d.setdefault("scale_on", None)  # pickled before the parameter existed
+        d.setdefault("propagation", 0.0)
         return d
 
     def _base(self, n_features: int) -> Any:
         """The (unfitted) classifier a fit clones: the user's or :func:`default_classifier`."""
+        _check_propagation(self.propagation, self.scale_on)
         if self.scale_on is None:
             return (
                 self.classifier
@@ -800,17 +980,22 @@ class Assistant(ClassifierMixin, BaseEstimator):
                 "own scaling, e.g. default_classifier(scale_on=...) is a pipeline to copy"
             )
         state = self._state()
+        settings = (self.propagation, self.random_state)
         cached = state.get("_scale_cache")
-        if cached is None or cached[0] is not self.scale_on:  # once per array (it is not copied)
-            cached = (self.scale_on, _scale_stats(self.scale_on))
+        # Once per array (it is not copied) and setting: the graph takes seconds to build.
+        if cached is None or cached[0] is not self.scale_on or cached[1] != settings:
+            cached = [self.scale_on, settings, _scale_stats(self.scale_on), None]
             state["_scale_cache"] = cached
-        stats = cached[1]
+        stats = cached[2]
         if len(stats[0]) != n_features:
             raise ParameterError(
                 f"scale_on has {len(stats[0])} features but X has {n_features}; pass embeddings "
                 f"of the same model and image size"
             )
-        return _logistic(self.random_state, stats)
+        if cached[3] is None:
+            clf = _logistic(self.random_state, stats)
+            cached[3] = _blend(clf, self.scale_on, stats, self.propagation)
+        return cached[3]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
