@@ -761,7 +761,7 @@ class _KnnGraph:
         X = np.asarray(rows, dtype=np.float64)
         self.k = min(k, len(X) - 1)
         self.stats = stats
-        self.nodes = {_row_key(r): i for i, r in enumerate(X)}
+        self.nodes = {key: i for i, key in enumerate(_row_keys(X))}
         Z = self._embed(X)
         self.index = NearestNeighbors(n_neighbors=self.k + 1).fit(Z)
         dist, idx = self.index.kneighbors(Z)
@@ -796,7 +796,7 @@ class _KnnGraph:
         """``(n, k)`` node indices and weights (rows sum to 1) per row; a node: itself, weight 1."""
         idx = np.zeros((len(X), self.k), dtype=np.int64)
         wts = np.zeros((len(X), self.k))
-        keys = [_row_key(r) for r in X]
+        keys = _row_keys(X)
         todo = []
         for i, key in enumerate(keys):
             node = self.nodes.get(key)
@@ -834,8 +834,12 @@ class _KnnGraph:
         return np.einsum("nk,nkc->nc", wts, F[idx])
 
 
-def _row_key(row: np.ndarray) -> bytes:
-    return xxhash.xxh3_128_digest(np.ascontiguousarray(row, dtype=np.float64).tobytes())
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """A 128-bit digest of each row's float64 bytes (equal rows, equal keys)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    step = X.shape[1] * 8
+    buf = memoryview(X).cast("B")
+    return [xxhash.xxh3_128_digest(buf[i : i + step]) for i in range(0, len(buf), step)]
 
 
 class GraphBlend(ClassifierMixin, BaseEstimator):
