@@ -695,8 +695,7 @@ def default_classifier(
     _check_propagation(propagation, scale_on)
     if scale_on is None:
         return _logistic(random_state, None)
-    stats = _scale_stats(scale_on)
-    return _blend(_logistic(random_state, stats), scale_on, stats, propagation)
+    return _scaled_classifier(random_state, scale_on, _scale_stats(scale_on), propagation)
 
 
 def _check_propagation(weight: float, scale_on: Any) -> None:
@@ -709,7 +708,10 @@ def _check_propagation(weight: float, scale_on: Any) -> None:
         )
 
 
-def _blend(clf: Any, scale_on: Any, stats: tuple[np.ndarray, np.ndarray], weight: float) -> Any:
+def _scaled_classifier(
+    random_state: int | None, scale_on: Any, stats: tuple[np.ndarray, np.ndarray], weight: float
+) -> Any:
+    clf = _logistic(random_state, stats)
     return GraphBlend(clf, _graph(scale_on, stats), weight) if weight else clf
 
 
@@ -726,8 +728,8 @@ def _graph(scale_on: Any, stats: tuple[np.ndarray, np.ndarray]) -> _KnnGraph:
         ref = weakref.ref(scale_on)
     except TypeError:  # a list: no weak reference, no cache
         return graph
-    for key in [k for k, (r, _) in _GRAPHS.items() if r() is None] + list(_GRAPHS)[:-3]:
-        _GRAPHS.pop(key, None)  # the dead ones, and all but the 3 newest
+    for key in [k for k, (r, _) in _GRAPHS.items() if r() is None] + list(_GRAPHS)[:-2]:
+        _GRAPHS.pop(key, None)  # the dead ones, and all but the 2 newest: 3 with this one
     _GRAPHS[id(scale_on)] = (ref, graph)
     return graph
 
@@ -803,10 +805,9 @@ class _KnnGraph:
         todo = []
         for i, key in enumerate(keys):
             node = self.nodes.get(key)
-            hit = None if node is not None else self._memo.get(key)
             if node is not None:
                 idx[i, 0], wts[i, 0] = node, 1.0
-            elif hit is not None:
+            elif (hit := self._memo.get(key)) is not None:
                 idx[i], wts[i] = hit
             else:
                 todo.append(i)
@@ -1001,8 +1002,9 @@ class Assistant(ClassifierMixin, BaseEstimator):
                 f"of the same model and image size"
             )
         if cached[3] is None:
-            clf = _logistic(self.random_state, stats)
-            cached[3] = _blend(clf, self.scale_on, stats, self.propagation)
+            cached[3] = _scaled_classifier(
+                self.random_state, self.scale_on, stats, self.propagation
+            )
         return cached[3]
 
     def __getstate__(self) -> dict[str, Any]:
