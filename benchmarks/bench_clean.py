@@ -19,10 +19,10 @@ import argparse
 import io
 import itertools
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -190,7 +190,7 @@ def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> Non
         )
 
 
-def normalizer_throughput(n: int = 5000, repeats: int = 3) -> None:
+def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) -> None:
     try:
         from workbench.normalize import Normalizer
     except ImportError:
@@ -198,53 +198,67 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3) -> None:
         return
     from bench_scan import make_jpegs  # same generated folder as the scan benchmark
 
+    from workbench.io import decode
+
     root = Path(tempfile.gettempdir()) / "wb-bench-scan"
     paths = make_jpegs(root, n)
     table = pd.DataFrame({"path": [str(p) for p in paths]})
     cat = Catalog.from_dataframe(table, root=root, progress=False)  # the loop's files, no others
-    from workbench.io import decode
+    part = np.arange(len(cat.df)) // chunk
+    parts = [cat.filter(pd.Series(part == k, index=cat.df.index)) for k in range(part.max() + 1)]
 
-    def bare(to_array: bool) -> tuple[float, float]:
-        w, c = time.perf_counter(), time.process_time()
-        for p in paths:
+    def cpu(fn: Any) -> float:
+        c = time.process_time()
+        fn()
+        return time.process_time() - c
+
+    def bare(sub: Catalog, to_array: bool = False) -> None:
+        for p in sub.df["path"]:
             im = decode(p)
             if to_array:
                 np.asarray(im)
-        return time.perf_counter() - w, time.process_time() - c
 
-    def fit(workers: int) -> tuple[float, float]:
-        w, c = time.perf_counter(), time.process_time()
-        Normalizer().fit(cat, workers=workers, progress=False)
-        return time.perf_counter() - w, time.process_time() - c
+    def fit(sub: Catalog, workers: int = 1) -> None:
+        Normalizer().fit(sub, workers=workers, progress=False)
 
-    # The machine is shared and its speed drifts by 20-30 % from one second to the next, so
-    # the decode loop and the fit run back to back, in alternating order, and each pair gives
-    # one ratio; the median ratio is reported (a best-of over each side would pair a lucky
-    # second of one with an unlucky second of the other).
-    runs = []
-    for k in range(max(5, repeats)):
-        if k % 2 == 0:
-            b, f = bare(False), fit(1)
-        else:
-            f, b = fit(1), bare(False)
-        runs.append((b, f, bare(True), fit(2)))
-    med = statistics.median
-    cpu = [b[1] / f[1] for b, f, _, _ in runs]  # bare over fit, CPU seconds, per pair
-    b_c, one_c, a_c = (med(r[k][1] for r in runs) for k in range(3))  # as in runs' tuples
-    one_w, two_w = med(r[1][0] for r in runs), med(r[3][0] for r in runs)
-    print(f"\n## 3. Normalizer over {n} JPEGs 256x256 ({len(runs)} paired runs, medians)")
-    print("| what                                       | images/s | ratio to bare |")
-    print("|--------------------------------------------|---------:|--------------:|")
-    print(f"| bare decode loop (workbench.io.decode), CPU | {n / b_c:7.0f} |          1.00 |")
-    print(f"| decode + np.asarray (what stats code does) | {n / a_c:8.0f} | {b_c / a_c:13.2f} |")
-    print(f"| Normalizer.fit, 1 worker, CPU              | {n / one_c:8.0f} | {med(cpu):13.2f} |")
+    # The machine is shared and its speed drifts by 20-30 % within seconds, so the decode loop
+    # and the fit run back to back over each chunk of `chunk` files, in alternating order, and a
+    # round's ratio is the sum over the chunks; the median round is reported.
+    rounds = []
+    for r in range(repeats):
+        b = a = f = 0.0
+        for k, sub in enumerate(parts):
+            if (k + r) % 2:
+                b += cpu(lambda s=sub: bare(s))
+                f += cpu(lambda s=sub: fit(s))
+            else:
+                f += cpu(lambda s=sub: fit(s))
+                b += cpu(lambda s=sub: bare(s))
+            a += cpu(lambda s=sub: bare(s, to_array=True))
+        w = time.perf_counter()
+        bare(cat)
+        bare_w = time.perf_counter() - w
+        w = time.perf_counter()
+        fit(cat, 1)
+        one_w = time.perf_counter() - w
+        w = time.perf_counter()
+        fit(cat, 2)
+        two_w = time.perf_counter() - w
+        rounds.append((b, f, a, bare_w, one_w, two_w))
+    ratios = [b / f for b, f, *_ in rounds]
+    b, f, a, bare_w, one_w, two_w = sorted(rounds, key=lambda t: t[0] / t[1])[len(rounds) // 2]
+    us = 1e6 / n
+    print(f"\n## 3. Normalizer over {n} JPEGs 256x256 (median of {repeats} rounds)")
+    print("| what                                        | images/s | ratio to bare |")
+    print("|---------------------------------------------|---------:|--------------:|")
+    print(f"| bare decode loop (workbench.io.decode), CPU | {n / b:8.0f} |          1.00 |")
+    print(f"| decode + np.asarray (what stats code does)  | {n / a:8.0f} | {b / a:13.2f} |")
+    print(f"| Normalizer.fit, 1 worker, CPU               | {n / f:8.0f} | {b / f:13.2f} |")
+    two = f"| Normalizer.fit, 2 workers, wall             | {n / two_w:8.0f} |"
+    print(f"{two} {bare_w / two_w:13.2f} |")
     print(
-        f"| Normalizer.fit, 2 workers, wall            | {n / two_w:8.0f} "
-        f"| {med(r[0][0] / r[3][0] for r in runs):13.2f} |"
-    )
-    print(
-        f"1-worker ratio per pair: {min(cpu):.2f} .. {max(cpu):.2f}, median {med(cpu):.2f} "
-        f"(wall: {med(b[0] / f[0] for b, f, _, _ in runs):.2f}). "
+        f"1-worker CPU ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}; per image: "
+        f"decode {b * us:.0f} us, fit {f * us:.0f} us (statistics {(f - b) * us:.0f} us). "
         f"2-worker speed-up over 1 worker (wall): {one_w / two_w:.2f}x"
     )
 

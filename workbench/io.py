@@ -271,6 +271,7 @@ def decode(
     keep_16bit: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     background: tuple[int, int, int] = (255, 255, 255),
+    orient: bool = True,
 ) -> Image.Image:
     """Decode an image file to a Pillow image in one of the documented modes.
 
@@ -284,13 +285,20 @@ def decode(
         Refuse images with more pixels than this (decompression-bomb guard); ``None`` disables.
     background
         Colour that transparent pixels are composited onto.
+    orient
+        Apply the EXIF orientation (default). ``False`` keeps the stored pixel order, for code
+        that only needs the pixel values (statistics): a camera JPEG rotated by EXIF then
+        decodes about 2x faster, because Pillow's 90-degree transpose costs about as much
+        as the decode.
 
     Raises
     ------
     DecodeError
         If the file is missing, empty, not an image, truncated or too large.
     """
-    im = _oriented(_open(os.fspath(path), max_pixels))
+    im = _open(os.fspath(path), max_pixels)
+    if orient:
+        im = _oriented(im)
     return normalize_mode(im, keep_16bit=keep_16bit, background=background)
 
 

@@ -14,8 +14,10 @@ deviations ``M2`` -- in float64 with an exact two-pass computation inside the bl
 of blocks, images and chunks of a catalog are merged with the pairwise formula of Chan, Golub
 and LeVeque (1979), which is exact in exact arithmetic and numerically stable in floating point,
 so chunks can be computed anywhere (a local process pool, a Dask cluster) and merged in any
-grouping. For a Catalog, workers decode the files themselves (``workbench.io.decode`` with
-``keep_16bit=True``) and send back one small :class:`Moments` per chunk.
+grouping. 8-bit images are reduced to exact integer sums ``Σx`` and ``Σx²`` per channel instead
+(OpenCV's SIMD ``meanStdDev`` over Pillow's pixel memory, no copy), summed over a chunk and turned
+into moments once. For a Catalog, workers decode the files themselves (``workbench.io.decode``
+with ``keep_16bit=True``) and send back one small :class:`Moments` per chunk.
 
 Rules
 -----
@@ -149,7 +151,7 @@ class Moments:
     def from_image(cls, image: Any, *, where: str = "the image") -> Moments:
         """Moments of one image: a PIL image or an HW / HWC uint8, uint16 or float array."""
         if isinstance(image, Image.Image) and image.mode in ("L", "RGB"):
-            return cls._from_histogram(image)
+            return cls._from_8bit(image)
         pixels, scale = _pixels(image, where=where)
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         if channels == 0:
@@ -160,10 +162,10 @@ class Moments:
         return cls.from_values(flat, scale)
 
     @classmethod
-    def _from_histogram(cls, image: Image.Image) -> Moments:
-        """Exact moments of an 8-bit PIL image from Pillow's per-channel histogram, computed
-        in C without copying the pixels: 3x cheaper than any numpy pass over them."""
-        return cls.from_counts(np.asarray(image.histogram(), dtype=np.int64))
+    def _from_8bit(cls, image: Image.Image) -> Moments:
+        """Exact moments of an 8-bit PIL image from integer sums computed in C without copying
+        the pixels (:func:`_sums8`): 3x cheaper than any numpy pass over them."""
+        return cls.from_sums(*_sums8(image), 255.0)
 
     @classmethod
     def from_counts(cls, counts: np.ndarray) -> Moments:
@@ -176,24 +178,31 @@ class Moments:
         v = np.arange(256, dtype=np.int64)
         if n > _MAX_COUNTED:
             raise ParameterError(f"{n:,} values per channel: too many to sum exactly in 64 bits")
-        s1, s2 = h @ v, h @ (v * v)  # exact: n * 255**2 < 2**63
-        mean = np.array([int(a) / n for a in s1])
-        m2 = np.array([(n * int(b) - int(a) ** 2) / n for a, b in zip(s1, s2, strict=True)])
-        return cls(n, mean, m2, 255.0)
+        return cls.from_sums(n, h @ v, h @ (v * v), 255.0)  # exact: n * 255**2 < 2**63
+
+    @classmethod
+    def from_sums(
+        cls, n: int, s1: Iterable[int], s2: Iterable[int], scale: float | None
+    ) -> Moments:
+        """Exact moments from integer sums ``s1 = Σx`` and ``s2 = Σx²`` per channel over ``n``
+        values: no rounding until the final division, ``M2 = (n * s2 - s1**2) / n`` in Python
+        integers."""
+        if n == 0:
+            return cls.empty()
+        pairs = [(int(a), int(b)) for a, b in zip(s1, s2, strict=True)]
+        mean = np.array([a / n for a, _ in pairs])
+        m2 = np.array([(n * b - a * a) / n for a, b in pairs])
+        return cls(n, mean, m2, scale)
 
     @classmethod
     def _from_integers(cls, flat: np.ndarray, scale: float | None) -> Moments:
-        """Exact moments of 8/16-bit pixels from integer sums, no rounding until the final
-        division: ``M2 = (n * S2 - S1**2) / n`` in Python integers. 1.5x faster than the
-        float two-pass, which matters because it runs once per pixel of the dataset."""
+        """Exact moments of 8/16-bit pixels from integer sums (:meth:`from_sums`). 1.5x faster
+        than the float two-pass, which matters because it runs once per pixel of the dataset."""
         rows = np.ascontiguousarray(flat.T)  # one contiguous row per channel
-        n = rows.shape[1]
         square = np.uint16 if rows.dtype == np.uint8 else np.uint32  # x**2 fits exactly
         s1 = rows.sum(axis=1, dtype=np.uint64)
         s2 = np.square(rows, dtype=square).sum(axis=1, dtype=np.uint64)  # < 2**64 for n < 2**32
-        mean = np.array([int(a) / n for a in s1])
-        m2 = np.array([(n * int(b) - int(a) ** 2) / n for a, b in zip(s1, s2, strict=True)])
-        return cls(n, mean, m2, scale)
+        return cls.from_sums(rows.shape[1], s1, s2, scale)
 
     @property
     def channels(self) -> int:
@@ -316,22 +325,54 @@ def _merge_checked(total: Moments, part: Moments, where: str) -> Moments:
     return total.merge(part)
 
 
+def _sums8(image: Image.Image) -> tuple[int, np.ndarray, np.ndarray]:
+    """Exact ``(n, Σx, Σx²)`` per channel of an 8-bit ``L`` or ``RGB`` Pillow image.
+
+    OpenCV's ``meanStdDev`` (SIMD, integer accumulators) over a zero-copy Arrow view of Pillow's
+    pixel memory: about 40 us for a freshly decoded 256 px RGB JPEG, against 75-90 us for
+    Pillow's histogram and its conversion to numpy. Its float mean and std give the integer sums
+    back exactly after rounding (error below 0.1 up to 2**30 pixels). Images whose rows are not
+    one block of memory (over 16 MB), or a Pillow without Arrow export, take the histogram.
+    """
+    n = image.width * image.height
+    try:
+        import cv2
+        import pyarrow as pa
+
+        if not 0 < n <= 1 << 30:
+            raise ValueError(n)
+        step = 1 if image.mode == "L" else 4  # RGB rows are stored as RGBX
+        view = np.frombuffer(pa.array(image).buffers()[-1], np.uint8, count=n * step)
+        mean, std = cv2.meanStdDev(view.reshape(image.height, image.width, step))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        h = np.asarray(image.histogram(), dtype=np.int64).reshape(-1, 256)
+        v = np.arange(256, dtype=np.int64)
+        return n, h @ v, h @ (v * v)
+    mean, std = mean.ravel()[: len(image.mode)], std.ravel()[: len(image.mode)]
+    s1 = np.rint(mean * n).astype(np.int64)
+    return n, s1, np.rint((std * std + mean * mean) * n).astype(np.int64)
+
+
 def _moments_of_files(paths: Sequence[str]) -> Moments:
     """Worker: decode each file (``workbench.io.decode``) and merge the moments of its pixels.
 
     Module-level so that process pools and clusters can pickle it; returns one small result.
     """
-    total, counts, mode = Moments.empty(), None, None
+    total, mode = Moments.empty(), None
+    n, s1, s2 = 0, 0, 0
     for path in paths:
-        image = wb_io.decode(path, keep_16bit=True)
-        if image.mode == mode:  # 8-bit like the first image: only add up its histogram
-            counts += np.asarray(image.histogram(), dtype=np.int64)
+        image = wb_io.decode(path, keep_16bit=True, orient=False)  # moments ignore pixel order
+        if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
+            k, a, b = _sums8(image)
+            n, s1, s2 = n + k, s1 + a, s2 + b
             continue
         total = _merge_checked(total, Moments.from_image(image, where=path), where=path)
         if mode is None and image.mode in ("L", "RGB"):
-            mode, counts = image.mode, np.zeros(256 * len(image.mode), dtype=np.int64)
-    # Summed integer counts are exact; their moments are computed once per chunk, not per image.
-    return total if counts is None else total.merge(Moments.from_counts(counts))
+            mode = image.mode
+    if n > _MAX_COUNTED:
+        raise ParameterError(f"{n:,} values per channel: too many to sum exactly in 64 bits")
+    # Summed integers are exact; their moments are computed once per chunk, not per image.
+    return total.merge(Moments.from_sums(n, s1, s2, 255.0))
 
 
 def _is_catalog(data: Any) -> bool:
@@ -407,7 +448,8 @@ class Normalizer(BaseEstimator):
             One of
 
             * a workbench ``Catalog``: every sample whose ``status`` is ``"ok"``, decoded with
-              ``workbench.io.decode(path, keep_16bit=True)`` by the workers;
+              ``workbench.io.decode(path, keep_16bit=True)`` by the workers (without the
+              EXIF rotation, which moves pixels but cannot change their moments);
             * an iterable of images (PIL images, HW or HWC uint8 / uint16 / float arrays), or an
               ``(N, H, W, C)`` array; consumed one image at a time, in this process;
             * a pandas DataFrame of numeric columns: per-column mean / std, as scikit-learn's
@@ -505,8 +547,9 @@ class Normalizer(BaseEstimator):
         root = Path(catalog.root)
         paths = [str(p if Path(p).is_absolute() else root / p) for p in table.loc[ids, "path"]]
         # Enough chunks for the pool to balance and to show progress, few enough that the
-        # results (one Moments each) stay tiny for a million images.
-        size = max(1, min(_MAX_CHUNK, len(paths) // 128))
+        # results (one Moments each) stay tiny for a million images; at least 16 images each
+        # when that still leaves 8 chunks (a chunk costs about 60 us, a 256 px JPEG 400 us).
+        size = max(1, min(_MAX_CHUNK, max(len(paths) // 128, min(16, len(paths) // 8))))
         chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
         parts = pmap(
             _moments_of_files,

@@ -129,6 +129,54 @@ def test_blocks_inside_one_image(monkeypatch):
     assert_close(Normalizer().fit(images, progress=False), expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize(
+    "shape, fill",
+    [
+        ((1, 1), "random"),
+        ((3, 7), "random"),
+        ((256, 256), "random"),
+        ((1100, 1500), "random"),
+        ((1100, 1500), 255),  # the largest sums: any overflow or rounding shows
+        ((1100, 1500), "near_constant"),  # std close to 0: the cancellation case
+        ((2000, 3000), "random"),  # 24 MB as RGBX: rows in several blocks, histogram fallback
+    ],
+)
+def test_integer_sums_of_8bit_images_are_exact(mode, shape, fill):
+    """``Σx`` and ``Σx²`` per channel, read back from OpenCV's float mean and std, equal
+    numpy's int64 sums exactly."""
+    rng = np.random.default_rng(shape[0] + len(mode))
+    c = len(mode)
+    if fill == "random":
+        a = rng.integers(0, 256, size=(*shape, c), dtype=np.uint8)
+    elif fill == "near_constant":
+        a = np.full((*shape, c), 200, np.uint8)
+        a[0, 0] = 201
+    else:
+        a = np.full((*shape, c), fill, np.uint8)
+    image = Image.fromarray(a[..., 0] if c == 1 else a, mode)
+    n, s1, s2 = normalize._sums8(image)
+    flat = a.reshape(-1, c).astype(np.int64)
+    assert n == flat.shape[0]
+    assert [int(v) for v in s1] == flat.sum(axis=0).tolist()
+    assert [int(v) for v in s2] == (flat * flat).sum(axis=0).tolist()
+
+
+def test_integer_sums_do_not_use_the_histogram(monkeypatch):
+    """The fast path is taken for an ordinary image (Pillow's histogram is never called)."""
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 48, 3), np.uint8))
+    expected = normalize._sums8(image)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the histogram was computed")
+
+    monkeypatch.setattr(Image.Image, "histogram", fail)
+    got = normalize._sums8(image)
+    assert got[0] == expected[0]
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[2], expected[2])
+
+
 def test_accuracy_with_large_offset():
     """A 16-bit channel near the top of the range with a tiny spread: no cancellation."""
     rng = np.random.default_rng(2)
@@ -459,6 +507,26 @@ def test_catalog_16bit(tmp_path):
     norm = Normalizer().fit(catalog, workers=1, progress=False)
     assert norm.scale_ == 65535.0
     assert_close(norm, two_pass(images, 65535))
+
+
+def test_catalog_exif_rotated_files(tmp_path):
+    """The workers skip the EXIF rotation (it only moves pixels): the moments are still those of
+    the oriented images that decode() gives, and a rotated file really is stored rotated."""
+    from workbench.io import decode
+
+    rng = np.random.default_rng(15)
+    images = random_images(rng, 4, 3, np.uint8)
+    catalog = write_catalog(tmp_path, images, extra_bad=False)
+    for k, name in enumerate(catalog.df["id"]):
+        exif = Image.Exif()
+        exif[0x0112] = 6 + (k % 2) * 2  # orientation 6 or 8: a 90-degree turn
+        Image.fromarray(images[k]).save(tmp_path / name, exif=exif)
+    oriented = [np.asarray(decode(tmp_path / name)) for name in catalog.df["id"]]
+    stored = np.asarray(decode(tmp_path / catalog.df["id"][0], orient=False))
+    np.testing.assert_array_equal(stored, images[0])
+    assert not np.array_equal(oriented[0], stored)
+    norm = Normalizer().fit(catalog, workers=1, progress=False)
+    assert_close(norm, two_pass(oriented, 255))
 
 
 @pytest.mark.parametrize(
