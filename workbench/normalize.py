@@ -325,7 +325,7 @@ def _merge_checked(total: Moments, part: Moments, where: str) -> Moments:
     return total.merge(part)
 
 
-def _sums8(image: Image.Image) -> tuple[int, np.ndarray, np.ndarray]:
+def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     """Exact ``(n, Σx, Σx²)`` per channel of an 8-bit ``L`` or ``RGB`` Pillow image.
 
     OpenCV's ``meanStdDev`` (SIMD, integer accumulators) over a zero-copy Arrow view of Pillow's
@@ -334,23 +334,24 @@ def _sums8(image: Image.Image) -> tuple[int, np.ndarray, np.ndarray]:
     back exactly after rounding (error below 0.1 up to 2**30 pixels). Images whose rows are not
     one block of memory (over 16 MB), or a Pillow without Arrow export, take the histogram.
     """
-    n = image.width * image.height
+    n, c = image.width * image.height, len(image.mode)
     try:
         import cv2
         import pyarrow as pa
 
         if not 0 < n <= 1 << 30:
             raise ValueError(n)
-        step = 1 if image.mode == "L" else 4  # RGB rows are stored as RGBX
+        step = 1 if c == 1 else 4  # RGB rows are stored as RGBX
         view = np.frombuffer(pa.array(image).buffers()[-1], np.uint8, count=n * step)
         mean, std = cv2.meanStdDev(view.reshape(image.height, image.width, step))
     except (ImportError, AttributeError, TypeError, ValueError):
         h = np.asarray(image.histogram(), dtype=np.int64).reshape(-1, 256)
         v = np.arange(256, dtype=np.int64)
-        return n, h @ v, h @ (v * v)
-    mean, std = mean.ravel()[: len(image.mode)], std.ravel()[: len(image.mode)]
-    s1 = np.rint(mean * n).astype(np.int64)
-    return n, s1, np.rint((std * std + mean * mean) * n).astype(np.int64)
+        return n, (h @ v).tolist(), (h @ (v * v)).tolist()
+    # Python floats are the same doubles as numpy's; Python ints never overflow when summed.
+    mean, std = mean.ravel().tolist()[:c], std.ravel().tolist()[:c]
+    s2 = [round((s * s + m * m) * n) for m, s in zip(mean, std, strict=True)]
+    return n, [round(m * n) for m in mean], s2
 
 
 def _moments_of_files(paths: Sequence[str]) -> Moments:
@@ -358,19 +359,16 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
 
     Module-level so that process pools and clusters can pickle it; returns one small result.
     """
-    total, mode = Moments.empty(), None
-    n, s1, s2 = 0, 0, 0
+    total, mode, n, s1, s2 = Moments.empty(), None, 0, [], []
     for path in paths:
         image = wb_io.decode(path, keep_16bit=True, orient=False)  # moments ignore pixel order
         if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
             k, a, b = _sums8(image)
-            n, s1, s2 = n + k, s1 + a, s2 + b
+            n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]
             continue
         total = _merge_checked(total, Moments.from_image(image, where=path), where=path)
         if mode is None and image.mode in ("L", "RGB"):
-            mode = image.mode
-    if n > _MAX_COUNTED:
-        raise ParameterError(f"{n:,} values per channel: too many to sum exactly in 64 bits")
+            mode, s1, s2 = image.mode, [0] * len(image.mode), [0] * len(image.mode)
     # Summed integers are exact; their moments are computed once per chunk, not per image.
     return total.merge(Moments.from_sums(n, s1, s2, 255.0))
 
