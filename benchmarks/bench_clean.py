@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import itertools
 import os
@@ -207,10 +208,12 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) ->
     part = np.arange(len(cat.df)) // chunk
     parts = [cat.filter(pd.Series(part == k, index=cat.df.index)) for k in range(part.max() + 1)]
 
-    def cpu(fn: Any) -> float:
-        c = time.process_time()
-        fn()
-        return time.process_time() - c
+    def clock(timer: Any, fn: Any, *args: Any) -> float:
+        t = timer()
+        fn(*args)
+        return timer() - t
+
+    cpu, wall = (functools.partial(clock, t) for t in (time.process_time, time.perf_counter))
 
     def bare(sub: Catalog, to_array: bool = False) -> None:
         for p in sub.df["path"]:
@@ -224,27 +227,19 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) ->
     # The machine is shared and its speed drifts by 20-30 % within seconds, so the decode loop
     # and the fit run back to back over each chunk of `chunk` files, in alternating order, and a
     # round's ratio is the sum over the chunks; the median round is reported.
+    fit(parts[0])  # imports (OpenCV, pyarrow) before the clocks start, as the decode loop's are
     rounds = []
     for r in range(repeats):
         b = a = f = 0.0
         for k, sub in enumerate(parts):
             if (k + r) % 2:
-                b += cpu(lambda s=sub: bare(s))
-                f += cpu(lambda s=sub: fit(s))
+                b += cpu(bare, sub)
+                f += cpu(fit, sub)
             else:
-                f += cpu(lambda s=sub: fit(s))
-                b += cpu(lambda s=sub: bare(s))
-            a += cpu(lambda s=sub: bare(s, to_array=True))
-        w = time.perf_counter()
-        bare(cat)
-        bare_w = time.perf_counter() - w
-        w = time.perf_counter()
-        fit(cat, 1)
-        one_w = time.perf_counter() - w
-        w = time.perf_counter()
-        fit(cat, 2)
-        two_w = time.perf_counter() - w
-        rounds.append((b, f, a, bare_w, one_w, two_w))
+                f += cpu(fit, sub)
+                b += cpu(bare, sub)
+            a += cpu(bare, sub, True)
+        rounds.append((b, f, a, wall(bare, cat), wall(fit, cat, 1), wall(fit, cat, 2)))
     ratios = [b / f for b, f, *_ in rounds]
     b, f, a, bare_w, one_w, two_w = sorted(rounds, key=lambda t: t[0] / t[1])[len(rounds) // 2]
     us = 1e6 / n
