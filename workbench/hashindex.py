@@ -274,10 +274,6 @@ def _hash_rows(n: int, dhash_side: int) -> np.ndarray:
     return np.vstack([_DCT_ROWS @ _lanczos(n, 32), _lanczos(n, dhash_side)])
 
 
-def _bits(b: np.ndarray) -> int:
-    return int(np.packbits(b.ravel()).view(">i8")[0])
-
-
 def perceptual_hashes(im: Any) -> tuple[int, int]:
     """pHash and dHash (64 bits each) of a decoded image, as int64 bit patterns.
 
@@ -291,12 +287,17 @@ def perceptual_hashes(im: Any) -> tuple[int, int]:
     """
     gray = im.convert("L") if im.mode != "L" else im
     k = max(im.size) // 64
-    a = np.asarray(gray.reduce(k) if k > 1 else gray, dtype=np.float64)
+    # uint8 first: asarray(image, dtype=float64) takes a slow path (28 us against 8 us + cast)
+    a = np.asarray(gray.reduce(k) if k > 1 else gray).astype(np.float64)
     t = _hash_rows(a.shape[0], 8) @ a @ _hash_rows(a.shape[1], 9).T  # both hashes at once
     c = t[:8, :8].ravel()  # pHash: 8×8 lowest DCT terms
     mid = np.partition(c, (31, 32))
     g = np.rint(t[8:, 8:])  # dHash: 9×8 gray, rounded as imagehash compares 8-bit pixels
-    return _bits(c > (mid[31] + mid[32]) / 2), _bits(g[:, 1:] > g[:, :-1])
+    bits = np.empty((2, 64), dtype=bool)
+    np.greater(c, (mid[31] + mid[32]) / 2, out=bits[0])
+    np.greater(g[:, 1:], g[:, :-1], out=bits[1].reshape(8, 8))
+    phash, dhash = np.packbits(bits).view(">i8").tolist()  # first bit most significant
+    return phash, dhash
 
 
 def _expand(counts: np.ndarray, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
