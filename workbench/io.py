@@ -242,10 +242,13 @@ def normalize_mode(
     if mode == "1":
         return im.convert("L")
     if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(im).astype(np.int64)
-        a = np.clip(a, 0, 65535).astype(np.uint16)
+        if mode == "I;16" and keep_16bit:
+            return im  # already native little-endian uint16: no copy (a third of a 16-bit decode)
+        a = np.asarray(im)
+        if a.dtype != np.dtype("<u2"):  # I (int32), big-endian I;16B: clip to 16 bits
+            a = np.clip(a.astype(np.int64), 0, 65535).astype("<u2")
         if keep_16bit:
-            return Image.fromarray(a.astype("<u2"))
+            return Image.fromarray(a)
         return Image.fromarray((a >> 8).astype(np.uint8))
     if mode == "F":
         if keep_16bit:

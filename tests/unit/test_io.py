@@ -82,6 +82,24 @@ def test_transparency_is_composited_on_white():
     assert normalize_mode(im, background=(0, 0, 0)).getpixel((0, 0)) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_16bit_and_int_modes(mode):
+    """16-bit data stays exact with keep_16bit (clipped to 0..65535 for 32-bit ``I``) and is
+    reduced by its high byte otherwise, whatever the byte order."""
+    values = np.array([[0, 1, 255, 256], [1234, 40000, 65535, 65535]], dtype=np.int64)
+    if mode == "I":
+        values[0, 0], values[1, 3] = -5, 70000  # out of the 16-bit range: clipped
+    dtype = {"I;16": "<u2", "I;16B": ">u2", "I": "<i4"}[mode]
+    im = Image.frombytes(mode, (4, 2), values.astype(dtype).tobytes())
+    expected = np.clip(values, 0, 65535)
+    kept = normalize_mode(im, keep_16bit=True)
+    assert kept.mode == "I;16"
+    np.testing.assert_array_equal(np.asarray(kept), expected)
+    reduced = normalize_mode(im)
+    assert reduced.mode == "L"
+    np.testing.assert_array_equal(np.asarray(reduced), expected >> 8)
+
+
 def test_pixel_limit_is_configurable(tmp_path):
     p = tmp_path / "big.png"
     p.write_bytes(encode(Image.new("L", (100, 100)), "PNG"))
