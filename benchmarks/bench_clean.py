@@ -10,7 +10,8 @@
    decode per image each (our scan with ``perceptual_hash=True``); the two-pass path (plain
    scan, then a check that decodes again) is timed too.
 2. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
-3. Normalizer: one streaming pass vs a bare decode loop over the same files; 2 workers.
+3. Normalizer: one streaming pass vs a bare decode loop over the same files (8-bit JPEGs, then
+   16-bit PNGs); 2 workers.
 """
 
 from __future__ import annotations
@@ -191,7 +192,25 @@ def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> Non
         )
 
 
-def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) -> None:
+def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
+    """``n`` 16-bit gray PNGs (microscope-like: a smooth field plus noise), written once."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(16)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    paths = [root / f"s{k:05d}.png" for k in range(n)]
+    for k, p in enumerate(paths):
+        if not p.exists():
+            field = 2000 + 6000 * np.exp(-((xx - k % 7 / 7) ** 2 + (yy - 0.5) ** 2) * 8)
+            noise = rng.normal(0, 300, (side, side))
+            Image.fromarray(np.clip(field + noise, 0, 65535).astype(np.uint16)).save(p)
+    return paths
+
+
+def normalizer_throughput(
+    n: int = 5000, repeats: int = 3, chunk: int = 1000, sixteen: bool = False
+) -> None:
+    """Normalizer.fit against the decode loop over the same files: 256 px 8-bit JPEGs, or
+    512 px 16-bit gray PNGs with ``sixteen``."""
     try:
         from workbench.normalize import Normalizer
     except ImportError:
@@ -201,8 +220,12 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) ->
 
     from workbench.io import decode
 
-    root = Path(tempfile.gettempdir()) / "wb-bench-scan"
-    paths = make_jpegs(root, n)
+    if sixteen:
+        root = Path(tempfile.gettempdir()) / "wb-bench-png16"
+        paths, what = make_png16(root, n), "16-bit gray PNGs 512x512"
+    else:
+        root = Path(tempfile.gettempdir()) / "wb-bench-scan"
+        paths, what = make_jpegs(root, n), "JPEGs 256x256"
     table = pd.DataFrame({"path": [str(p) for p in paths]})
     cat = Catalog.from_dataframe(table, root=root, progress=False)  # the loop's files, no others
     part = np.arange(len(cat.df)) // chunk
@@ -217,7 +240,7 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) ->
 
     def bare(sub: Catalog, to_array: bool = False) -> None:
         for p in sub.df["path"]:
-            im = decode(p)
+            im = decode(p, keep_16bit=sixteen)  # as the fit decodes
             if to_array:
                 np.asarray(im)
 
@@ -243,7 +266,7 @@ def normalizer_throughput(n: int = 5000, repeats: int = 3, chunk: int = 1000) ->
     ratios = [b / f for b, f, *_ in rounds]
     b, f, a, bare_w, one_w, two_w = sorted(rounds, key=lambda t: t[0] / t[1])[len(rounds) // 2]
     us = 1e6 / n
-    print(f"\n## 3. Normalizer over {n} JPEGs 256x256 (median of {repeats} rounds)")
+    print(f"\n## 3. Normalizer over {n} {what} (median of {repeats} rounds)")
     print("| what                                        | images/s | ratio to bare |")
     print("|---------------------------------------------|---------:|--------------:|")
     print(f"| bare decode loop (workbench.io.decode), CPU | {n / b:8.0f} |          1.00 |")
@@ -268,6 +291,7 @@ def main() -> None:
     quality_and_speed(args.bases, args.workers, args.repeats)
     index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
     normalizer_throughput(repeats=args.repeats)
+    normalizer_throughput(400, args.repeats, chunk=100, sixteen=True)
 
 
 if __name__ == "__main__":

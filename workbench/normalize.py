@@ -50,12 +50,14 @@ from sklearn.base import BaseEstimator
 from workbench import io as wb_io
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_write
-from workbench.parallel import pmap
+from workbench.parallel import MIN_PARALLEL_ITEMS, pmap
 
 __all__ = ["Moments", "Normalizer", "image_moments"]
 
 #: Pixels reduced at once inside one image; bounds the float64 temporaries (24 MB for RGB).
 _BLOCK_PIXELS = 1 << 20
+#: 8/16-bit values summed at once in float64: 2**16 * 65535**2 < 2**53, so the sums are exact.
+_EXACT_BLOCK = 1 << 16
 #: Rows of a DataFrame reduced at once.
 _BLOCK_ROWS = 1 << 16
 #: Most images per chunk sent to a worker.
@@ -196,13 +198,21 @@ class Moments:
 
     @classmethod
     def _from_integers(cls, flat: np.ndarray, scale: float | None) -> Moments:
-        """Exact moments of 8/16-bit pixels from integer sums (:meth:`from_sums`). 1.5x faster
-        than the float two-pass, which matters because it runs once per pixel of the dataset."""
+        """Exact moments of 8/16-bit pixels from integer sums (:meth:`from_sums`), taken over
+        float64 blocks of 65,536 values: every partial sum is an integer below 2**53, so the
+        float sum and dot product are exact in any order. One reused 512 kB buffer instead of
+        a squared copy of the image: 5x faster on 16-bit images than squaring in uint32."""
         rows = np.ascontiguousarray(flat.T)  # one contiguous row per channel
-        square = np.uint16 if rows.dtype == np.uint8 else np.uint32  # x**2 fits exactly
-        s1 = rows.sum(axis=1, dtype=np.uint64)
-        s2 = np.square(rows, dtype=square).sum(axis=1, dtype=np.uint64)  # < 2**64 for n < 2**32
-        return cls.from_sums(rows.shape[1], s1, s2, scale)
+        n = rows.shape[1]
+        buf = np.empty(min(n, _EXACT_BLOCK))
+        s1, s2 = [0] * len(rows), [0] * len(rows)
+        for c, row in enumerate(rows):
+            for i in range(0, n, _EXACT_BLOCK):
+                block = buf[: min(_EXACT_BLOCK, n - i)]
+                np.copyto(block, row[i : i + len(block)])
+                s1[c] += int(block.sum())
+                s2[c] += int(np.einsum("i,i->", block, block))  # no BLAS threads
+        return cls.from_sums(n, s1, s2, scale)
 
     @property
     def channels(self) -> int:
@@ -276,7 +286,8 @@ def _pixels(image: Any, *, where: str, max_ndim: int = 3) -> tuple[np.ndarray, f
                 f"{where} has Pillow mode {image.mode!r}; convert it to 'L', 'RGB' or 'I;16' "
                 "first (image.convert(...)), or decode it with workbench.io.decode"
             )
-        a = np.asarray(image)
+        a = _view(image) if image.mode == "I;16" else None
+        a = np.asarray(image) if a is None else a
     else:
         if isinstance(image, (str, bytes, os.PathLike)):
             raise ParameterError(
@@ -325,6 +336,26 @@ def _merge_checked(total: Moments, part: Moments, where: str) -> Moments:
     return total.merge(part)
 
 
+def _view(image: Image.Image) -> np.ndarray | None:
+    """A read-only numpy view of the pixel memory of an ``L``, ``RGB`` (stored as RGBX, so
+    ``(H, W, 4)``) or ``I;16`` Pillow image, through Pillow's Arrow export: no copy, where
+    ``np.asarray`` copies. ``None`` when the rows are not one block of memory (over 16 MB), or
+    for a Pillow without Arrow export."""
+    layout = {"L": (np.uint8, 1), "RGB": (np.uint8, 4), "I;16": (np.dtype("<u2"), 1)}
+    if image.mode not in layout:
+        return None
+    dtype, step = layout[image.mode]
+    try:
+        import pyarrow as pa
+
+        buffer = pa.array(image).buffers()[-1]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    h, w = image.height, image.width
+    view = np.frombuffer(buffer, dtype, count=h * w * step)
+    return view.reshape(h, w, step) if step > 1 else view.reshape(h, w)
+
+
 def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     """Exact ``(n, Σx, Σx²)`` per channel of an 8-bit ``L`` or ``RGB`` Pillow image.
 
@@ -335,16 +366,14 @@ def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     one block of memory (over 16 MB), or a Pillow without Arrow export, take the histogram.
     """
     n, c = image.width * image.height, len(image.mode)
+    view = _view(image) if 0 < n <= 1 << 30 else None
     try:
         import cv2
-        import pyarrow as pa
 
-        if not 0 < n <= 1 << 30:
-            raise ValueError(n)
-        step = 1 if c == 1 else 4  # RGB rows are stored as RGBX
-        view = np.frombuffer(pa.array(image).buffers()[-1], np.uint8, count=n * step)
-        mean, std = cv2.meanStdDev(view.reshape(image.height, image.width, step))
-    except (ImportError, AttributeError, TypeError, ValueError):
+        if view is None:
+            raise ValueError("no view of the pixels")
+        mean, std = cv2.meanStdDev(view)
+    except (ImportError, ValueError):
         h = np.asarray(image.histogram(), dtype=np.int64).reshape(-1, 256)
         v = np.arange(256, dtype=np.int64)
         return n, (h @ v).tolist(), (h @ (v * v)).tolist()
@@ -371,6 +400,14 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
             mode, s1, s2 = image.mode, [0] * len(image.mode), [0] * len(image.mode)
     # Summed integers are exact; their moments are computed once per chunk, not per image.
     return total.merge(Moments.from_sums(n, s1, s2, 255.0))
+
+
+def _chunk_size(n: int) -> int:
+    """Images per worker task for ``n`` images: enough chunks for the pool to balance and to
+    show progress, and at least ``MIN_PARALLEL_ITEMS`` of them from that many images on (fewer
+    would make ``pmap`` run in-process); up to 16 images each below that (a chunk costs about
+    60 us, a 256 px JPEG 400 us); few enough that the results stay tiny for a million images."""
+    return max(1, min(_MAX_CHUNK, max(n // 128, min(16, n // MIN_PARALLEL_ITEMS))))
 
 
 def _is_catalog(data: Any) -> bool:
@@ -544,10 +581,7 @@ class Normalizer(BaseEstimator):
             )
         root = Path(catalog.root)
         paths = [str(p if Path(p).is_absolute() else root / p) for p in table.loc[ids, "path"]]
-        # Enough chunks for the pool to balance and to show progress, few enough that the
-        # results (one Moments each) stay tiny for a million images; at least 16 images each
-        # when that still leaves 8 chunks (a chunk costs about 60 us, a 256 px JPEG 400 us).
-        size = max(1, min(_MAX_CHUNK, max(len(paths) // 128, min(16, len(paths) // 8))))
+        size = _chunk_size(len(paths))
         chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
         parts = pmap(
             _moments_of_files,

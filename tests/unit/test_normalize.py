@@ -162,6 +162,35 @@ def test_integer_sums_of_8bit_images_are_exact(mode, shape, fill):
     assert [int(v) for v in s2] == (flat * flat).sum(axis=0).tolist()
 
 
+@pytest.mark.parametrize(
+    "dtype, shape, fill",
+    [
+        (np.uint16, (300, 700), "random"),  # 210,000 values: four float64 blocks
+        (np.uint16, (300, 700), 65535),  # the largest squares
+        (np.uint16, (40, 50, 3), "random"),
+        (np.uint8, (300, 700, 4), "random"),
+        (np.uint8, (1, 1), 255),
+    ],
+)
+@pytest.mark.parametrize("as_pil", [False, True])
+def test_integer_moments_are_exact(dtype, shape, fill, as_pil):
+    """16-bit (and 8-bit array) moments come from exact integer sums: equal, bit for bit, to
+    the same formula over numpy's int64 sums."""
+    if as_pil and len(shape) == 3 and dtype == np.uint16:
+        pytest.skip("Pillow has no multi-channel 16-bit mode")
+    rng = np.random.default_rng(sum(shape))
+    top = np.iinfo(dtype).max
+    a = np.full(shape, fill, dtype) if fill != "random" else rng.integers(0, top + 1, shape, dtype)
+    image = Image.fromarray(a) if as_pil else a
+    m = Moments.from_image(image)
+    flat = a.reshape(a.shape[0] * a.shape[1], -1).astype(np.int64)
+    n = flat.shape[0]
+    expected = Moments.from_sums(n, flat.sum(axis=0), (flat * flat).sum(axis=0), float(top))
+    assert m.n == n and m.scale == expected.scale
+    np.testing.assert_array_equal(m.mean, expected.mean)
+    np.testing.assert_array_equal(m.m2, expected.m2)
+
+
 def test_integer_sums_do_not_use_the_histogram(monkeypatch):
     """The fast path is taken for an ordinary image (Pillow's histogram is never called)."""
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 48, 3), np.uint8))
@@ -550,6 +579,19 @@ def test_catalog_without_readable_images(tmp_path):
     catalog = FakeCatalog(tmp_path, [("a.png", str(tmp_path / "a.png"), "missing")])
     with pytest.raises(ParameterError, match="no readable images"):
         Normalizer().fit(catalog, progress=False)
+
+
+def test_chunks_are_many_enough_for_the_pool():
+    """From MIN_PARALLEL_ITEMS images on there are at least that many chunks, so a catalog fit
+    with workers > 1 really runs in the pool; and no chunk is empty or over the cap."""
+    from workbench.parallel import MIN_PARALLEL_ITEMS
+
+    for n in [*range(1, 3000), 10_000, 123_457, 1_000_000]:
+        size = normalize._chunk_size(n)
+        assert 1 <= size <= normalize._MAX_CHUNK
+        if n >= MIN_PARALLEL_ITEMS:
+            assert -(-n // size) >= MIN_PARALLEL_ITEMS, n
+    assert normalize._chunk_size(5000) > 16  # large catalogs: big chunks, little overhead
 
 
 def test_catalog_process_pool_matches_serial(tmp_path):
