@@ -336,15 +336,18 @@ def _merge_checked(total: Moments, part: Moments, where: str) -> Moments:
     return total.merge(part)
 
 
+#: Pillow mode -> (numpy dtype, values per pixel) of its pixel memory; RGB is stored as RGBX.
+_VIEW_LAYOUT = {"L": (np.uint8, 1), "RGB": (np.uint8, 4), "I;16": (np.dtype("<u2"), 1)}
+
+
 def _view(image: Image.Image) -> np.ndarray | None:
     """A read-only numpy view of the pixel memory of an ``L``, ``RGB`` (stored as RGBX, so
     ``(H, W, 4)``) or ``I;16`` Pillow image, through Pillow's Arrow export: no copy, where
     ``np.asarray`` copies. ``None`` when the rows are not one block of memory (over 16 MB), or
     for a Pillow without Arrow export."""
-    layout = {"L": (np.uint8, 1), "RGB": (np.uint8, 4), "I;16": (np.dtype("<u2"), 1)}
-    if image.mode not in layout:
+    if image.mode not in _VIEW_LAYOUT:
         return None
-    dtype, step = layout[image.mode]
+    dtype, step = _VIEW_LAYOUT[image.mode]
     try:
         import pyarrow as pa
 
@@ -367,16 +370,13 @@ def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     """
     n, c = image.width * image.height, len(image.mode)
     view = _view(image) if 0 < n <= 1 << 30 else None
-    try:
-        import cv2
-
-        if view is None:
-            raise ValueError("no view of the pixels")
-        mean, std = cv2.meanStdDev(view)
-    except (ImportError, ValueError):
+    if view is None:
         h = np.asarray(image.histogram(), dtype=np.int64).reshape(-1, 256)
         v = np.arange(256, dtype=np.int64)
         return n, (h @ v).tolist(), (h @ (v * v)).tolist()
+    import cv2  # here, not at the top: only fitting needs it (0.1 s to import)
+
+    mean, std = cv2.meanStdDev(view)
     # Python floats are the same doubles as numpy's; Python ints never overflow when summed.
     mean, std = mean.ravel().tolist()[:c], std.ravel().tolist()[:c]
     s2 = [round((s * s + m * m) * n) for m, s in zip(mean, std, strict=True)]
