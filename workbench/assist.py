@@ -50,7 +50,7 @@ import pandas as pd
 import xxhash
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from workbench.errors import ParameterError, WorkbenchError
+from workbench.errors import ParameterError, WeightsError
 from workbench.fsutil import atomic_open
 from workbench.io import decode
 
@@ -73,10 +73,6 @@ __all__ = [
     "resolve_weights",
     "uncertainty",
 ]
-
-
-class WeightsError(WorkbenchError):
-    """Pretrained weights are not available on this machine (and are never downloaded)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,5 +27,13 @@ class WorkspaceError(WorkbenchError):
     """A workspace folder is missing an artifact or holds one that cannot be read."""
 
 
-class ParameterError(WorkbenchError):
-    """A parameter is outside the range it must be in."""
+class ParameterError(WorkbenchError, ValueError):
+    """A parameter is outside the range it must be in (a ``ValueError``, as in scikit-learn)."""
+
+
+class LabelError(WorkbenchError):
+    """A label, class, import or export the store cannot accept; the store is left unchanged."""
+
+
+class WeightsError(WorkbenchError):
+    """Pretrained weights are not available on this machine (and are never downloaded)."""

@@ -192,13 +192,20 @@ class Preprocessor:
         return json.dumps({"steps": self.steps}, sort_keys=True)
 
     @classmethod
+    def from_dict(cls, data: Any) -> Preprocessor:
+        try:
+            steps = data["steps"]
+        except (KeyError, TypeError) as e:
+            raise ParameterError(f"not a preprocessing spec: {e}") from None
+        return cls(steps)
+
+    @classmethod
     def from_json(cls, text: str) -> Preprocessor:
         try:
             data = json.loads(text)
-            steps = data["steps"]
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
             raise ParameterError(f"not a preprocessing spec: {e}") from None
-        return cls(steps)
+        return cls.from_dict(data)
 
     def save(self, workspace: Workspace) -> Path:
         """Write ``preprocess.json`` to the workspace."""

@@ -28,6 +28,43 @@ from workbench.thumbs import ThumbnailCache
 
 FORMAT_VERSION = 1
 
+#: Every artifact a workspace holds: kind -> path relative to the workspace folder. No other
+#: module spells a workspace file name; they ask ``workspace.file(kind)``.
+LAYOUT: dict[str, str] = {
+    "meta": "workspace.json",
+    "catalog": "catalog.parquet",
+    "images": "images",
+    "thumbs": "cache/thumbs",
+    "features": "cache/features-v3.parquet",
+    "decisions": "decisions.db",
+    "issues": "issues.csv",
+    "normalizer": "normalizer.json",
+    "preprocess": "preprocess.json",
+    "pipeline": "pipeline.json",
+    "augmented": "augmented",
+    "labels": "labels.db",
+    "embeddings": "models",
+    "models": "models",
+    "runs": "runs",
+    "exports": "exports",
+    "reports": "reports",
+}
+_FOLDERS = ("images", "thumbs", "models", "reports")
+
+#: Objects saved as JSON through ``to_dict()`` / ``from_dict()``: kind -> (module, class).
+_JSON_KINDS: dict[str, tuple[str, str]] = {
+    "normalizer": ("workbench.normalize", "Normalizer"),
+    "preprocess": ("workbench.preprocess", "Preprocessor"),
+    "pipeline": ("workbench.augment", "Pipeline"),
+}
+
+
+def _json_class(kind: str) -> type:
+    import importlib
+
+    module, name = _JSON_KINDS[kind]
+    return getattr(importlib.import_module(module), name)
+
 
 class Workspace:
     """A folder holding every artifact of one dataset.
@@ -47,35 +84,44 @@ class Workspace:
                 raise WorkspaceError(f"workspace {str(self.path)!r} does not exist")
             if self.path.exists():
                 raise WorkspaceError(f"{str(self.path)!r} exists and is not a folder")
-        for sub in ("images", "cache/thumbs", "models", "reports"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
-        self.thumbs = ThumbnailCache(self.path / "cache" / "thumbs")
+        for kind in _FOLDERS:
+            self.file(kind).mkdir(parents=True, exist_ok=True)
+        self.thumbs = ThumbnailCache(self.file("thumbs"))
         self._meta = self._read_meta()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
 
-    # ------------------------------------------------------------------ folders
+    # ------------------------------------------------------------------ layout
+    def file(self, kind: str) -> Path:
+        """The path of one artifact (see :data:`LAYOUT`); it may not exist yet."""
+        try:
+            return self.path / LAYOUT[kind]
+        except KeyError:
+            raise WorkspaceError(
+                f"a workspace holds no {kind!r}; known kinds: {', '.join(LAYOUT)}"
+            ) from None
+
     @property
     def images_dir(self) -> Path:
         """Where sample datasets are materialised."""
-        return self.path / "images"
+        return self.file("images")
 
     @property
     def models_dir(self) -> Path:
-        return self.path / "models"
+        return self.file("models")
 
     @property
     def reports_dir(self) -> Path:
-        return self.path / "reports"
+        return self.file("reports")
 
     @property
     def catalog_path(self) -> Path:
-        return self.path / "catalog.parquet"
+        return self.file("catalog")
 
     # ------------------------------------------------------------------ metadata
     def _read_meta(self) -> dict[str, Any]:
-        p = self.path / "workspace.json"
+        p = self.file("meta")
         if not p.exists():
             return {"version": FORMAT_VERSION}
         try:
@@ -89,7 +135,7 @@ class Workspace:
         return meta
 
     def _write_meta(self) -> None:
-        atomic_write(self.path / "workspace.json", json.dumps(self._meta, indent=2, sort_keys=True))
+        atomic_write(self.file("meta"), json.dumps(self._meta, indent=2, sort_keys=True))
 
     def save_json(self, name: str, obj: Any) -> Path:
         """Write ``obj`` as JSON to ``<workspace>/<name>`` atomically and return the path."""
@@ -106,6 +152,37 @@ class Workspace:
             raise WorkspaceError(f"{name} is not in workspace {str(self.path)!r} yet") from None
         except ValueError as e:
             raise WorkspaceError(f"{p} is not valid JSON: {e}") from None
+
+    # ------------------------------------------------------------------ artifacts
+    def save(self, obj: Any) -> Path:
+        """Save a Catalog, Normalizer, Preprocessor or Pipeline in its place; atomic.
+
+        Returns the path written. The kind follows from the object's type.
+        """
+        if isinstance(obj, Catalog):
+            return self.save_catalog(obj)
+        for kind in _JSON_KINDS:
+            if isinstance(obj, _json_class(kind)):
+                return self.save_json(LAYOUT[kind], obj.to_dict())
+        raise WorkspaceError(
+            f"a workspace cannot save a {type(obj).__name__}; it saves a Catalog, "
+            + ", ".join(name for _, name in _JSON_KINDS.values())
+        )
+
+    def load(self, kind: str) -> Any:
+        """Load what :meth:`save` wrote: ``"catalog"``, ``"normalizer"``, ``"preprocess"`` or
+        ``"pipeline"``; :class:`WorkspaceError` if it was never saved."""
+        if kind == "catalog":
+            return self.load_catalog()
+        if kind not in _JSON_KINDS:
+            raise WorkspaceError(
+                f"a workspace cannot load {kind!r}; it loads catalog, {', '.join(_JSON_KINDS)}"
+            )
+        return _json_class(kind).from_dict(self.load_json(LAYOUT[kind]))
+
+    def has(self, kind: str) -> bool:
+        """Whether the artifact ``kind`` exists on disk."""
+        return self.has_catalog if kind == "catalog" else self.file(kind).exists()
 
     # ------------------------------------------------------------------ catalog
     def attach(self, catalog: Catalog) -> Catalog:

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision import tv_tensors
 
-import workbench.augment as aug
+import workbench.augment.pipeline as aug
 from workbench import Catalog, Workspace
 from workbench.augment import (
     MANIFEST_COLUMNS,

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.errors import LabelError
 from workbench.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -136,10 +136,6 @@ HISTORY_COLUMNS = [
     "event", "kind", "id", "annotator", "round", "task", "value", "source", "ts", "seconds",
     "hash", "target", "extra",
 ]  # fmt: skip
-
-
-class LabelError(WorkbenchError):
-    """A label, class, import or export the store cannot accept; the store is left unchanged."""
 
 
 # ---------------------------------------------------------------------------------- validation

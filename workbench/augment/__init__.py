@@ -1,0 +1,40 @@
+"""Augmentation: a torchvision v2 pipeline x' = f(x; p) with a parameter registry, seeded replay,
+JSON and code export, preview drawing and offline expansion."""
+
+from workbench.augment.pipeline import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    REGISTRY,
+    ParamSpec,
+    Pipeline,
+    Replay,
+    Step,
+    TransformSpec,
+    copy_seed,
+    downscale,
+    draw_boxes,
+    expand,
+    mask_outline,
+    pipeline_fingerprint,
+    step_seed,
+    variant_seeds,
+)
+
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_COLUMNS",
+    "REGISTRY",
+    "ParamSpec",
+    "Pipeline",
+    "Replay",
+    "Step",
+    "TransformSpec",
+    "copy_seed",
+    "downscale",
+    "draw_boxes",
+    "expand",
+    "mask_outline",
+    "pipeline_fingerprint",
+    "step_seed",
+    "variant_seeds",
+]
