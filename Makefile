@@ -32,10 +32,20 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Install Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Opens notebook 01 directly; the address with its token is printed last, once the server answers.
 lab: data
-	@echo "JupyterLab on 127.0.0.1:$(LAB_PORT): open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address it prints"
+	@$(VENV)/bin/jupyter trust notebooks/*.ipynb >/dev/null
+	@TOKEN=$$($(PY) -c "import secrets; print(secrets.token_hex(24))"); \
+	URL="http://127.0.0.1:$(LAB_PORT)/lab/tree/01_acquire.ipynb?token=$$TOKEN"; \
 	WORKBENCH_WORKSPACE=$(abspath $(WORKSPACE)) $(VENV)/bin/jupyter lab --ip=127.0.0.1 \
-	  --port=$(LAB_PORT) --no-browser $(ROOT_FLAG) --ServerApp.root_dir=notebooks
+	  --port=$(LAB_PORT) --ServerApp.port_retries=0 --no-browser $(ROOT_FLAG) \
+	  --ServerApp.root_dir=notebooks --IdentityProvider.token=$$TOKEN \
+	  --LabApp.default_url=/lab/tree/01_acquire.ipynb 2>&1 | grep -v "?token=" & \
+	for i in $$(seq 120); do \
+	  $(PY) -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(LAB_PORT)/api/status?token=$$TOKEN', timeout=1)" 2>/dev/null && break; \
+	  sleep 0.5; done; \
+	printf '\nJupyterLab is ready. Open this address in your browser (Ctrl+C stops it):\n\n    %s\n\n' "$$URL"; \
+	wait
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -47,8 +57,10 @@ test-unit: setup
 test-widgets: setup
 	$(PY) -m pytest tests/widgets -q
 
+# In order, against a fresh temporary workspace (never the one `make lab` uses).
 test-notebooks: setup
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
+	WORKBENCH_WORKSPACE=$$(mktemp -d -t wb-notebooks-XXXXXX) \
+	  $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
 
 test-ui: setup browser
 	$(PY) -m pytest tests/ui -q
