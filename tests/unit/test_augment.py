@@ -118,6 +118,23 @@ def test_json_round_trip_gives_identical_outputs(name: str) -> None:
         assert torch.equal(back.apply(IMG, seed), pipe.apply(IMG, seed))
 
 
+def test_json_and_dict_round_trips_keep_disabled_steps_disabled() -> None:
+    pipe = (
+        Pipeline()
+        .add("RandomHorizontalFlip", p=1.0)
+        .add("ColorJitter", brightness=0.9, enabled=False)
+        .add("RandomInvert", p=1.0, enabled=False)
+    )
+    for back in (Pipeline.from_json(pipe.to_json()), Pipeline.from_dict(pipe.to_dict())):
+        assert [s.enabled for s in back] == [True, False, False]
+        assert back == pipe
+        assert torch.equal(back.apply(IMG, 0), F.horizontal_flip(IMG))  # only the flip runs
+    # a step written without "enabled" (hand-written JSON) is enabled
+    data = pipe.to_dict()
+    del data["steps"][1]["enabled"]
+    assert [s.enabled for s in Pipeline.from_dict(data)] == [True, True, False]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_to_code_builds_the_same_transform(name: str) -> None:
     pipe = small(name)
