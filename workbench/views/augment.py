@@ -624,7 +624,7 @@ class AugmentTuner(W.VBox):
     def remove_step(self, i: int) -> None:
         """Remove step ``i``."""
         with self._state_lock:
-            i = self.pipeline._index(i, "remove")
+            i = self.pipeline.check_index(i, "remove")
             self.pipeline.remove(i)
             uid = self._uids.pop(i)
             if self._isolated == uid:
@@ -635,7 +635,7 @@ class AugmentTuner(W.VBox):
     def move_step(self, i: int, j: int) -> None:
         """Move step ``i`` to index ``j``."""
         with self._state_lock:
-            i, j = self.pipeline._index(i, "move"), self.pipeline._index(j, "move")
+            i, j = self.pipeline.check_index(i, "move"), self.pipeline.check_index(j, "move")
             self.pipeline.move(i, j)
             self._uids.insert(j, self._uids.pop(i))
         self._build_cards()
