@@ -21,6 +21,7 @@ from workbench.augment import (
     ParamSpec,
     Pipeline,
     Step,
+    convert_sample,
     draw_boxes,
     mask_outline,
     variant_seeds,
@@ -116,6 +117,23 @@ def test_json_round_trip_gives_identical_outputs(name: str) -> None:
     assert back.to_json() == text
     for seed in range(3):
         assert torch.equal(back.apply(IMG, seed), pipe.apply(IMG, seed))
+
+
+def test_json_and_dict_round_trips_keep_disabled_steps_disabled() -> None:
+    pipe = (
+        Pipeline()
+        .add("RandomHorizontalFlip", p=1.0)
+        .add("ColorJitter", brightness=0.9, enabled=False)
+        .add("RandomInvert", p=1.0, enabled=False)
+    )
+    for back in (Pipeline.from_json(pipe.to_json()), Pipeline.from_dict(pipe.to_dict())):
+        assert [s.enabled for s in back] == [True, False, False]
+        assert back == pipe
+        assert torch.equal(back.apply(IMG, 0), F.horizontal_flip(IMG))  # only the flip runs
+    # a step written without "enabled" (hand-written JSON) is enabled
+    data = pipe.to_dict()
+    del data["steps"][1]["enabled"]
+    assert [s.enabled for s in Pipeline.from_dict(data)] == [True, True, False]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -639,3 +657,26 @@ def test_mask_outline_draws_only_the_boundary() -> None:
     assert np.array_equal(np.asarray(mask_outline(IMG, torch.zeros(H, W))), base)
     with pytest.raises(ParameterError):
         mask_outline(IMG, torch.zeros(5, 5))
+
+
+def test_check_index_counts_from_the_end_and_names_the_action() -> None:
+    pipe = Pipeline().add("RandomHorizontalFlip").add("ColorJitter").add("RandomInvert")
+    assert [pipe.check_index(i) for i in (0, 2, -1, -3)] == [0, 2, 2, 0]
+    for bad in (3, -4, True, 1.0, "1"):
+        with pytest.raises(ParameterError, match=r"Pipeline\.remove: no step at index"):
+            pipe.check_index(bad, "remove")
+
+
+def test_convert_sample_is_the_conversion_apply_uses() -> None:
+    pil = F.to_pil_image(IMG)
+    tensor = convert_sample(pil, "tensor")
+    assert tensor.is_contiguous() and torch.equal(tensor, IMG)
+    # per-pixel noise fills in memory order: a converted copy replays like the PIL image itself
+    noise = Pipeline().add("GaussianNoise", sigma=0.2)
+    assert torch.equal(noise.apply(tensor, 3), convert_sample(noise.apply(pil, 3), "tensor"))
+    back = convert_sample(tv_tensors.Image(tensor), "pil")
+    assert isinstance(back, PIL.Image.Image) and np.array_equal(np.asarray(back), np.asarray(pil))
+    assert convert_sample(pil, "pil") is pil and convert_sample(IMG, "tensor") is IMG
+    sample = {"image": pil, "caption": "x"}
+    out = convert_sample(sample, "tensor")
+    assert out["caption"] == "x" and torch.equal(out["image"], IMG) and sample["image"] is pil

@@ -21,8 +21,10 @@ from corpus import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 
-import workbench.augment.pipeline as aug
+import workbench.augment.expansion as expansion
+import workbench.augment.replay as replay
 from workbench import Catalog, Workspace
 from workbench.augment import (
     MANIFEST_COLUMNS,
@@ -64,7 +66,7 @@ def sources(tmp_path_factory) -> Catalog:
 
 
 def _manifest(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / aug.MANIFEST)
+    return pd.read_csv(out / expansion.MANIFEST)
 
 
 def _stats(out: Path) -> dict[str, tuple[int, int]]:
@@ -78,13 +80,13 @@ def _stats(out: Path) -> dict[str, tuple[int, int]]:
 def count_writes(monkeypatch):
     """Count calls of the per-file worker (expand runs it in-process for small inputs)."""
     calls: list[str] = []
-    real = aug._expand_one
+    real = expansion._expand_one
 
     def counting(pipeline_json, backend, task):
         calls.append(task[1])
         return real(pipeline_json, backend, task)
 
-    monkeypatch.setattr(aug, "_expand_one", counting)
+    monkeypatch.setattr(expansion, "_expand_one", counting)
     return calls
 
 
@@ -189,7 +191,7 @@ def test_rerun_writes_only_the_deleted_and_damaged_files(sources, tmp_path, coun
 
 def test_interrupted_run_leaves_no_partial_files_and_resumes(sources, tmp_path, monkeypatch):
     out = tmp_path / "aug"
-    real = aug._expand_one
+    real = expansion._expand_one
     calls: list[str] = []
 
     def interrupted(pipeline_json, backend, task):
@@ -198,7 +200,7 @@ def test_interrupted_run_leaves_no_partial_files_and_resumes(sources, tmp_path, 
         calls.append(task[1])
         return real(pipeline_json, backend, task)
 
-    monkeypatch.setattr(aug, "_expand_one", interrupted)
+    monkeypatch.setattr(expansion, "_expand_one", interrupted)
     with pytest.raises(KeyboardInterrupt):
         expand(sources, _pipe(), copies=2, out=out, batch_size=3, progress=False)
     # two batches of 3 were checkpointed; the 7th file exists but is not listed yet
@@ -213,7 +215,7 @@ def test_interrupted_run_leaves_no_partial_files_and_resumes(sources, tmp_path, 
         resumed.append(task[1])
         return real(pipeline_json, backend, task)
 
-    monkeypatch.setattr(aug, "_expand_one", counting)
+    monkeypatch.setattr(expansion, "_expand_one", counting)
     result = expand(sources, _pipe(), copies=2, out=out, batch_size=3, progress=False)
     assert len(resumed) == 18 - 6 and not {str(out / p) for p in listed} & set(resumed)
     assert all(_stats(out)[p] == stats[p] for p in listed)
@@ -332,7 +334,7 @@ def test_workspace_output_and_bad_arguments(sources, tmp_path):
     st.integers(1, 3),
 )
 def test_output_names_are_unique_and_stay_inside(ids, copies):
-    names = [n for row in aug._output_names(ids, copies) for n in row]
+    names = [n for row in expansion._output_names(ids, copies) for n in row]
     assert len(set(names)) == len(names) == len(ids) * copies
     for n in names:
         assert not n.startswith("/") and ".." not in n.split("/") and n.endswith(".png")
@@ -354,7 +356,7 @@ def test_pil_backend_replays_torchvisions_pil_path(name):
                 torch.manual_seed(seed)
                 ref = pipe.to_torchvision()(image)
             if not isinstance(ref, PIL.Image.Image):  # a float step returns a tensor
-                ref = aug.F.to_pil_image(ref.as_subclass(torch.Tensor))
+                ref = F.to_pil_image(ref.as_subclass(torch.Tensor))
             assert isinstance(out, PIL.Image.Image) and out.mode == ref.mode
             assert np.array_equal(np.asarray(out), np.asarray(ref))
     with pytest.raises(ParameterError, match="backend"):
@@ -391,8 +393,8 @@ def test_step_memo_recomputes_from_the_first_changed_step_only(monkeypatch):
     assert len(memo["outs"]) == 3
     pipe.set_param(1, "contrast", (0.2, 0.3))
     runs: list[str] = []
-    real = aug.step_seed
-    monkeypatch.setattr(aug, "step_seed", lambda s, k: runs.append(k) or real(s, k))
+    real = replay.step_seed
+    monkeypatch.setattr(replay, "step_seed", lambda s, k: runs.append(k) or real(s, k))
     again = pipe.replayer(step_keys=[0, 1, 2])(img, 9, memo=memo)
     assert runs == [1, 2]  # the rotation came from the memo
     assert torch.equal(again, pipe.apply(img, 9, step_keys=[0, 1, 2]))

@@ -339,7 +339,7 @@ def test_online_use_with_to_torch(small_catalog):
 @pytest.mark.parametrize("backend", ["pil", "tensor"])
 def test_a_preview_cell_is_the_core_replay_with_the_documented_seed(backend):
     from workbench.augment import variant_seeds
-    from workbench.views.augment import _thumb
+    from workbench.views._augment_preview import _thumb
 
     photo = _photo(120, 80)  # smaller than size: no working copy, the draw is the replay
     t = AugmentTuner(samples=[photo], pipeline=_pipe(), rows=1, draws=3, size=128, seed=5,

@@ -7,13 +7,13 @@ sample image, the original and ``draws`` seeded draws.
 
 Staying live
 ------------
-Every control change bumps a generation counter and asks for a render. Renders run on one
-background thread, one at a time: a change that arrives while a render is running only marks the
-state dirty, and when the render finishes the thread renders again *from the latest state*. So a
-fast slider drag costs one render per render time, never a queue of stale ones, and the kernel
-stays responsive (the handler returns at once). :meth:`AugmentTuner.render` renders synchronously
-(tests, scripts); :meth:`AugmentTuner.wait` waits for the background thread; ``live=False``
-renders inside every handler instead.
+Every control change asks for a render on the tuner's render thread
+(:class:`workbench.background.Latest`): renders run one at a time, and a request still waiting
+when a newer one arrives is dropped, so the next render is always *from the latest state*. A fast
+slider drag costs one render per render time, never a queue of stale ones, and the kernel stays
+responsive (the handler returns at once). :meth:`AugmentTuner.render` renders synchronously
+(tests, scripts); :meth:`AugmentTuner.wait` waits for the render thread; ``live=False`` renders
+inside every handler instead.
 
 Reduced-resolution previews
 ---------------------------
@@ -39,218 +39,30 @@ pipeline. "Reroll" picks a new seed; unlocked, every change picks one.
 from __future__ import annotations
 
 import contextlib
-import io
-import math
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import PIL.Image
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
-from workbench.augment import (
-    REGISTRY,
-    ParamSpec,
-    Pipeline,
-    Replay,
-    downscale,
-    draw_boxes,
-    mask_outline,
-    variant_seeds,
-)
+from workbench.augment import REGISTRY, Pipeline, Replay, variant_seeds
+from workbench.background import Latest
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
+from workbench.views._augment_cards import _close_tree, _size_text, _StepCard, _widget_value
+from workbench.views._augment_preview import _PreviewGrid, _Samples
 from workbench.views._common import ErrorBanner, guarded
 
 __all__ = ["AugmentTuner"]
 
 _PANEL_WIDTH = "390px"
-_CONTROL_WIDTH = "360px"
-_DESC = {"description_width": "120px"}
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def _decimals(step: float | None) -> int:
-    if not step or step >= 1:
-        return 0
-    return max(0, -math.floor(math.log10(step) + 1e-9))
-
-
-def _size_text(value: Any) -> str:
-    return ", ".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
-
-
-def _parse_size(text: str) -> Any:
-    parts = [p for p in re.split(r"[\s,x×()\[\]]+", text.strip()) if p]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        numbers = []
-    if len(numbers) == 1:
-        return numbers[0]
-    if len(numbers) == 2:
-        return tuple(numbers)
-    return text  # the pipeline refuses it with a message that names the step
-
-
-def _param_widget(spec: ParamSpec, value: Any) -> W.Widget:
-    """The control for one registry parameter (class ``wb-param wb-param-<name>``)."""
-    common: dict[str, Any] = {
-        "description": spec.name,
-        "tooltip": spec.doc,
-        "style": _DESC,
-        "layout": W.Layout(width=_CONTROL_WIDTH),
-    }
-    fmt = f".{_decimals(spec.step)}f"
-    kind = spec.kind
-    if kind == "float":
-        w: W.Widget = W.FloatSlider(
-            value=value, min=spec.min, max=spec.max, step=spec.step, readout_format=fmt, **common
-        )
-    elif kind == "int":
-        w = W.IntSlider(value=value, min=spec.min, max=spec.max, step=spec.step or 1, **common)
-    elif kind == "range" and spec.integer:
-        w = W.IntRangeSlider(
-            value=tuple(value), min=spec.min, max=spec.max, step=spec.step or 1, **common
-        )
-    elif kind == "range":
-        w = W.FloatRangeSlider(
-            value=tuple(value),
-            min=spec.min,
-            max=spec.max,
-            step=spec.step,
-            readout_format=fmt,
-            **common,
-        )
-    elif kind == "choice":
-        w = W.Dropdown(options=list(spec.choices), value=value, **common)
-    elif kind == "bool":
-        w = W.Checkbox(value=bool(value), indent=True, **common)
-    else:  # size: an int or (height, width), typed
-        w = W.Text(value=_size_text(value), continuous_update=False, **common)
-        w.placeholder = "224  or  224, 224"
-    w.add_class("wb-param")
-    w.add_class(f"wb-param-{spec.name}")
-    return w
-
-
-def _widget_value(spec: ParamSpec, widget: W.Widget) -> Any:
-    if spec.kind == "size":
-        return _parse_size(widget.value)
-    if spec.kind == "range":
-        return tuple(widget.value)
-    return widget.value
-
-
-def _close_tree(widget: W.Widget) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
-
-
-def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
-    """Encode a preview cell: tiny images enlarged crisply as PNG, others fitted as JPEG."""
-    if im.mode not in ("L", "RGB"):
-        im = im.convert("RGB")
-    longest = max(im.width, im.height)
-    buf = io.BytesIO()
-    if longest * 2 <= size:  # silhouettes, digits: keep the pixels visible
-        f = size // longest
-        im.resize((im.width * f, im.height * f), PIL.Image.Resampling.NEAREST).save(
-            buf, "PNG", compress_level=1
-        )
-        return buf.getvalue(), "png"
-    if longest > size:
-        scale = size / longest
-        fit = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(fit, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
-    im.save(buf, "JPEG", quality=85)
-    return buf.getvalue(), "jpeg"
-
-
-def _to_pil(image: Any) -> PIL.Image.Image:
-    if isinstance(image, PIL.Image.Image):
-        return image
-    return F.to_pil_image(image.as_subclass(torch.Tensor))
-
-
-def _as_tensor(image: Any) -> torch.Tensor:
-    if isinstance(image, PIL.Image.Image):
-        return F.pil_to_tensor(image).contiguous()
-    return image
-
-
-class _Source:
-    """One preview sample: the pixels (PIL image or dict with boxes/masks) and a caption."""
-
-    def __init__(self, sample: Any, caption: str, classes: list[str] | None = None) -> None:
-        self.sample = sample
-        self.caption = caption
-        self.classes = classes  # names of label indices, for drawing boxes
-
-    @property
-    def has_geometry(self) -> bool:
-        return isinstance(self.sample, dict) and ("boxes" in self.sample or "masks" in self.sample)
-
-
-def _prepare_sample(raw: Any, index: int) -> _Source:
-    """Normalise a user sample (a PIL image, a tensor, or a dict with image/boxes/labels)."""
-    if not isinstance(raw, dict):
-        raw = {"image": raw}
-    if "image" not in raw:
-        raise ParameterError(f"samples[{index}]: a dict sample needs an 'image' key")
-    image = raw["image"]
-    if isinstance(image, PIL.Image.Image) and image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
-    if isinstance(image, PIL.Image.Image):
-        h, w = image.height, image.width
-    elif isinstance(image, torch.Tensor) and image.ndim == 3:
-        h, w = image.shape[-2:]
-    else:
-        raise ParameterError(
-            f"samples[{index}]['image']: expected a PIL image or a uint8 (C, H, W) tensor, "
-            f"got {type(image).__name__}"
-        )
-    sample: dict[str, Any] = {"image": image}
-    classes: list[str] | None = None
-    if raw.get("boxes") is not None:
-        boxes = raw["boxes"]
-        if not isinstance(boxes, tv_tensors.BoundingBoxes):
-            boxes = tv_tensors.BoundingBoxes(
-                torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                format="XYXY",
-                canvas_size=(h, w),
-            )
-        sample["boxes"] = boxes
-        labels = raw.get("labels")
-        if labels is None:
-            labels = ["box"] * len(boxes)
-        names = [str(x.item() if isinstance(x, torch.Tensor) else x) for x in labels]
-        if len(names) != len(boxes):
-            raise ParameterError(
-                f"samples[{index}]: {len(names)} labels for {len(boxes)} boxes; give one per box"
-            )
-        classes = sorted(set(names))
-        sample["labels"] = torch.tensor([classes.index(n) for n in names], dtype=torch.int64)
-    if raw.get("masks") is not None:
-        sample["masks"] = raw["masks"]
-    caption = str(raw.get("caption", f"sample {index}"))
-    return _Source(sample if len(sample) > 1 else image, caption, classes)
-
-
-_RENDER_THREAD: list[threading.Thread | None] = [None]
-_RENDER_POOL: list[ThreadPoolExecutor | None] = [None]
-_POOL_LOCK = threading.Lock()
+# Set on the render threads of every tuner: render() there runs inline (no waiting on itself).
+_ON_RENDER_THREAD = threading.local()
+# What the future of a render request resolves to when a newer request replaced it.
+_SUPERSEDED = object()
 
 
 def _init_render_thread() -> None:
@@ -258,77 +70,7 @@ def _init_render_thread() -> None:
     # Preview tensors are small; splitting each op over cores that other work is using costs
     # far more than it saves (5-20x slower on a busy 2-core machine, measured).
     torch.set_num_threads(1)
-    _RENDER_THREAD[0] = threading.current_thread()
-
-
-def _render_pool() -> ThreadPoolExecutor:
-    """The one thread every tuner renders on (FIFO: renders never overlap)."""
-    with _POOL_LOCK:
-        if _RENDER_POOL[0] is None:
-            _RENDER_POOL[0] = ThreadPoolExecutor(
-                max_workers=1,
-                thread_name_prefix="wb-augment-render",
-                initializer=_init_render_thread,
-            )
-        return _RENDER_POOL[0]
-
-
-class _StepCard(W.VBox):
-    """The controls of one step: header buttons, its parameters and its probability."""
-
-    def __init__(self, uid: int, index: int, step: Any) -> None:
-        self.uid = uid
-        spec = step.spec
-        self.title = W.HTML(layout=W.Layout(flex="1 1 auto", min_width="0")).add_class(
-            "wb-step-title"
-        )
-        self.enabled = W.Checkbox(
-            value=step.enabled, description="on", indent=False, layout=W.Layout(width="48px")
-        ).add_class("wb-enabled")
-        small = W.Layout(width="30px", padding="0")
-        self.up = W.Button(description="↑", tooltip="move up", layout=small).add_class("wb-up")
-        self.down = W.Button(description="↓", tooltip="move down", layout=small).add_class(
-            "wb-down"
-        )
-        self.remove = W.Button(description="✕", tooltip="remove", layout=small).add_class(
-            "wb-remove"
-        )
-        self.only = W.ToggleButton(
-            description="only", tooltip="show only this step", layout=W.Layout(width="52px")
-        ).add_class("wb-only")
-        self.params: dict[str, W.Widget] = {
-            ps.name: _param_widget(ps, step.params[ps.name]) for ps in spec.params
-        }
-        self.p = W.FloatSlider(
-            value=step.p,
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            description="p (apply)",
-            tooltip="probability that the step is applied",
-            readout_format=".2f",
-            style=_DESC,
-            layout=W.Layout(width=_CONTROL_WIDTH),
-        )
-        for c in ("wb-param", "wb-param-p", "wb-p"):
-            self.p.add_class(c)
-        header = W.HBox(
-            [self.title, self.enabled, self.up, self.down, self.only, self.remove],
-            layout=W.Layout(align_items="center"),
-        )
-        super().__init__(
-            [header, *self.params.values(), self.p],
-            layout=W.Layout(border="1px solid #ddd", padding="2px 4px", margin="2px 0"),
-        )
-        self.add_class("wb-step")
-        self.set_position(index, step)
-
-    def set_position(self, index: int, step: Any) -> None:
-        self.title.value = (
-            f'<div title="{escape(step.spec.doc)}" style="white-space:nowrap;overflow:hidden;'
-            f'text-overflow:ellipsis"><b>{index}.</b> {escape(step.name)}</div>'
-        )
-        self.layout.opacity = "1" if step.enabled else "0.55"
+    _ON_RENDER_THREAD.active = True
 
 
 # ------------------------------------------------------------------------------------ the view
@@ -342,10 +84,10 @@ class AugmentTuner(W.VBox):
     catalog : Catalog, optional
         Where preview rows come from (readable samples only). Not needed with ``samples``.
     pipeline : Pipeline, optional
-        Edited in place and kept as ``tuner.pipeline``. Default: the workspace's
-        ``pipeline.json`` if there is one, else an empty pipeline.
+        Edited in place and kept as ``tuner.pipeline``. Default: the pipeline saved in the
+        workspace if there is one, else an empty pipeline.
     workspace : Workspace, optional
-        "Save" writes ``pipeline.json`` there.
+        "Save" saves the pipeline there (``workspace.save(pipeline)``).
     rows : int
         Sample images shown (K rows).
     draws : int
@@ -380,9 +122,17 @@ class AugmentTuner(W.VBox):
         The current preview seed.
     last_render : dict
         ``ms``, ``reduced`` (whether the working copy was used), ``shape`` of the first working
-        sample, ``generation``; empty before the first render.
+        sample, ``generation`` (the number of render requests so far when it started), ``seed``;
+        empty before the first render.
     render_count : int
         Renders done so far.
+
+    Notes
+    -----
+    One concept, the editing session over one pipeline (its editing API, one handler per
+    control, the render), so one class past the usual size. Its self-contained parts live
+    apart: the step card in ``_augment_cards``; samples, working copies and the grid in
+    ``_augment_preview``.
     """
 
     def __init__(
@@ -401,6 +151,11 @@ class AugmentTuner(W.VBox):
         locked: bool = True,
         backend: str = "pil",
     ) -> None:
+        # First: close() (also run when a half-built view is collected) stops the render thread.
+        self._closed = False
+        self._renderer = Latest(
+            "wb-augment-render", superseded=_SUPERSEDED, initializer=_init_render_thread
+        )
         for name, v, lo in (("rows", rows, 1), ("draws", draws, 1), ("size", size, 16)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ParameterError(f"AugmentTuner: {name} must be an int >= {lo}, got {v!r}")
@@ -432,46 +187,20 @@ class AugmentTuner(W.VBox):
         self._save_callbacks: list[Callable[[Any], None]] = []
         self.last_render: dict[str, Any] = {}
         self.render_count = 0
-        # _state_lock guards the pipeline, step ids, seed and rows. Renders all run on one
-        # shared thread (see _render_pool), so they never overlap.
+        # _state_lock guards the pipeline, step ids, seed and rows. Renders run one at a time on
+        # this tuner's render thread; _generation counts render requests (stamped on each render).
         self._state_lock = threading.RLock()
         self._generation = 0
-        self._rendered_generation = -1
-        self._pending = False
-        self._idle = threading.Event()
-        self._idle.set()
-        self._cache: OrderedDict[Any, Any] = OrderedDict()
         # Per preview cell, the output after each step (Replay memo): moving a slider of step j
         # recomputes steps j.. only.
         self._memos: dict[Any, dict] = {}
 
         # sources
-        self._sources: dict[Any, _Source] = {}
-        if samples is not None:
-            prepared = [_prepare_sample(s, i) for i, s in enumerate(samples)]
-            if not prepared:
-                raise ParameterError("AugmentTuner: samples is empty")
-            self._sources = dict(enumerate(prepared))
-            self._pool: list[Any] = list(self._sources)
-            self.rows_keys: list[Any] = self._pool[:rows]
-        else:
-            ok = catalog.df[catalog.df["status"] == "ok"]["id"].astype(str).tolist()
-            if ids is not None:
-                unknown = [i for i in ids if i not in set(ok)]
-                if unknown:
-                    raise ParameterError(
-                        f"AugmentTuner: ids {unknown[:3]} are not readable samples of the catalog"
-                    )
-                self._pool = list(ids)
-                self.rows_keys = self._pool[:rows]
-            else:
-                self._pool = ok
-                if not ok:
-                    raise ParameterError("AugmentTuner: the catalog has no readable samples")
-                pick = self._rng.choice(len(ok), size=min(rows, len(ok)), replace=False)
-                self.rows_keys = [ok[i] for i in sorted(pick)]
+        self._samples = _Samples(catalog, samples, ids)
+        self._pool: list[Any] = self._samples.pool
+        self.rows_keys: list[Any] = self._samples.first_rows(rows, self._rng)
         self.n_rows = len(self.rows_keys)
-        self.has_geometry = any(s.has_geometry for s in self._sources.values())
+        self.has_geometry = self._samples.has_geometry
 
         # left: steps
         self.error = ErrorBanner()
@@ -504,33 +233,11 @@ class AugmentTuner(W.VBox):
         ).add_class("wb-lock")
         self.seed_label = W.HTML().add_class("wb-seed")
         self.timing = W.HTML().add_class("wb-timing")
-        header = [W.HTML("<b>original</b>")] + [
-            W.HTML(f"<b>draw {k + 1}</b>") for k in range(draws)
-        ]
-        self.images: list[list[W.Image]] = []
-        self.captions: list[W.HTML] = []
-        cells: list[W.Widget] = list(header)
-        for _ in range(self.n_rows):
-            row = []
-            for k in range(1 + draws):
-                img = W.Image(format="png", layout=W.Layout(max_width="100%"))
-                img.add_class("wb-preview-image")
-                img.add_class("wb-original" if k == 0 else "wb-draw")
-                row.append(img)
-            caption = W.HTML().add_class("wb-caption")
-            self.images.append(row)
-            self.captions.append(caption)
-            cells += [W.VBox([row[0], caption]), *row[1:]]
-        self.grid = W.GridBox(
-            cells,
-            layout=W.Layout(
-                grid_template_columns=f"repeat({1 + draws}, minmax(0, {size}px))",
-                grid_gap="4px",
-                align_items="flex-start",
-            ),
-        ).add_class("wb-grid")
+        self.grid = _PreviewGrid(self.n_rows, draws, size)
+        self.images: list[list[W.Image]] = self.grid.images
+        self.captions: list[W.HTML] = self.grid.captions
         self.save_button = W.Button(
-            description="Save", icon="save", tooltip="write pipeline.json to the workspace"
+            description="Save", icon="save", tooltip="save the pipeline to the workspace"
         ).add_class("wb-save")
         self.save_button.disabled = workspace is None
         self.code_toggle = W.ToggleButton(description="Show code", icon="code").add_class(
@@ -585,8 +292,8 @@ class AugmentTuner(W.VBox):
 
     @staticmethod
     def _initial_pipeline(workspace: Any) -> Pipeline:
-        if workspace is not None and (workspace.path / "pipeline.json").exists():
-            return Pipeline.from_dict(workspace.load_json("pipeline.json"))
+        if workspace is not None and workspace.has("pipeline"):
+            return workspace.load("pipeline")
         return Pipeline()
 
     # ------------------------------------------------------------------ public API
@@ -604,7 +311,7 @@ class AugmentTuner(W.VBox):
     @property
     def preview_bytes(self) -> list[list[bytes]]:
         """Encoded bytes of every cell, row by row (original first)."""
-        return [[img.value for img in row] for row in self.images]
+        return self.grid.preview_bytes
 
     def add_step(self, name: str, **params: Any) -> None:
         """Append a registry step (``p=`` sets its probability); refused inline in the view."""
@@ -624,7 +331,7 @@ class AugmentTuner(W.VBox):
     def remove_step(self, i: int) -> None:
         """Remove step ``i``."""
         with self._state_lock:
-            i = self.pipeline._index(i, "remove")
+            i = self.pipeline.check_index(i, "remove")
             self.pipeline.remove(i)
             uid = self._uids.pop(i)
             if self._isolated == uid:
@@ -635,7 +342,7 @@ class AugmentTuner(W.VBox):
     def move_step(self, i: int, j: int) -> None:
         """Move step ``i`` to index ``j``."""
         with self._state_lock:
-            i, j = self.pipeline._index(i, "move"), self.pipeline._index(j, "move")
+            i, j = self.pipeline.check_index(i, "move"), self.pipeline.check_index(j, "move")
             self.pipeline.move(i, j)
             self._uids.insert(j, self._uids.pop(i))
         self._build_cards()
@@ -680,13 +387,12 @@ class AugmentTuner(W.VBox):
         self._request_render()
 
     def save(self) -> Any:
-        """Write ``pipeline.json`` to the workspace and return its path."""
+        """Save the pipeline to the workspace (``workspace.save``) and return the path written."""
         if self.workspace is None:
             raise ParameterError("no workspace: pass workspace= to the tuner to save")
         with self._state_lock:
             self.pipeline.validate()
-            data = self.pipeline.to_dict()
-        path = self.workspace.save_json("pipeline.json", data)
+            path = self.workspace.save(self.pipeline)
         self.status.value = f"<span>saved {escape(path)}</span>"
         for fn in self._save_callbacks:
             fn(path)
@@ -700,19 +406,21 @@ class AugmentTuner(W.VBox):
     def render(self) -> dict[str, Any]:
         """Render the grid now from the current state and return ``last_render``.
 
-        Synchronous: the work runs on the shared render thread (after any render already
-        running there) and this call waits for it. Errors are shown in the banner; the previous
-        images stay.
+        Synchronous: the work runs on the render thread (after any render already running
+        there) and this call waits for it. Errors are shown in the banner; the previous images
+        stay. A closed tuner renders nothing.
         """
-        if threading.current_thread() is _RENDER_THREAD[0]:
+        if self._closed:
+            return self.last_render
+        if getattr(_ON_RENDER_THREAD, "active", False):
             self._render_now()
-        else:
-            _render_pool().submit(self._render_now).result()
+        elif self._renderer.submit(self._render_now).result() is _SUPERSEDED:
+            self._renderer.wait()  # a newer request renders the latest state: wait for it
         return self.last_render
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Wait until background rendering is idle; ``False`` on timeout."""
-        return self._idle.wait(timeout)
+        return self._renderer.wait(timeout)
 
     def refresh(self) -> None:
         """Rebuild the controls after editing ``tuner.pipeline`` in code, then render."""
@@ -725,7 +433,9 @@ class AugmentTuner(W.VBox):
         self._changed()
 
     def close(self) -> None:
-        """Close the view and every widget in it (a queued render then updates nothing)."""
+        """Close the view, its render thread and every widget in it."""
+        self._closed = True
+        self._renderer.close()
         for child in self.children:
             _close_tree(child)
         super().close()
@@ -749,17 +459,17 @@ class AugmentTuner(W.VBox):
 
     @guarded
     def _on_remove_click(self, uid: int) -> None:
-        self._try("action", self.remove_step, self._index(uid))
+        self._try("action", self.remove_step, self._index_of(uid))
 
     @guarded
     def _on_up_click(self, uid: int) -> None:
-        i = self._index(uid)
+        i = self._index_of(uid)
         if i > 0:
             self._try("action", self.move_step, i, i - 1)
 
     @guarded
     def _on_down_click(self, uid: int) -> None:
-        i = self._index(uid)
+        i = self._index_of(uid)
         if i < len(self.pipeline) - 1:
             self._try("action", self.move_step, i, i + 1)
 
@@ -769,7 +479,7 @@ class AugmentTuner(W.VBox):
             return
         flag = bool(change["new"])
         with self._state_lock:
-            i = self._index(uid)
+            i = self._index_of(uid)
             step = self.pipeline[i]
         if flag and step.spec.image_only and self.has_geometry:
             self._errors["action"] = (
@@ -809,7 +519,7 @@ class AugmentTuner(W.VBox):
         self._changed()
 
     def _apply_control(self, uid: int, key: str) -> None:
-        i = self._index(uid)
+        i = self._index_of(uid)
         card = self.cards[i]
         if key == "p":
             value = card.p.value
@@ -863,7 +573,7 @@ class AugmentTuner(W.VBox):
             if self._errors.pop(key, None) is not None:
                 self._show_errors()
 
-    def _index(self, uid: int) -> int:
+    def _index_of(self, uid: int) -> int:
         return self._uids.index(uid)
 
     @contextlib.contextmanager
@@ -938,78 +648,15 @@ class AugmentTuner(W.VBox):
         self.code.value = f'<pre style="font-size:12px;margin:4px 0">{escape(text)}</pre>'
 
     def _request_render(self, sync: bool = False) -> None:
-        """Ask for a render of the latest state (coalesced on the render thread)."""
+        """Ask for a render of the latest state (a waiting request is replaced by this one)."""
         with self._state_lock:
             self._generation += 1
-            if not sync and self.live:
-                if self._pending:
-                    return  # the queued or running drain renders the latest state
-                self._pending = True
-                self._idle.clear()
-                _render_pool().submit(self._drain)
-                return
-        self.render()
-
-    def _drain(self) -> None:
-        """On the render thread: render until the latest generation has been rendered."""
-        while True:
-            with self._state_lock:
-                if self._rendered_generation >= self._generation:
-                    self._pending = False
-                    self._idle.set()
-                    return
-            self._render_now()
-
-    def _source(self, key: Any) -> _Source:
-        src = self._sources.get(key)
-        if src is not None:
-            return src
-        cached = self._cache.get(key)
-        if cached is None:
-            row = self.catalog.row(key)
-            label = row.get("label")
-            caption = key if label in (None, "", "nan") else f"{key} · {label}"
-            cached = _Source(self.catalog.image(key), caption)
-            self._cache[key] = cached
-            while len(self._cache) > 64:
-                self._cache.popitem(last=False)
-        return cached
-
-    def _working(self, key: Any, reduce: bool) -> tuple[Any, tuple[bytes, str]]:
-        """The sample the pipeline runs on (reduced or not) and its encoded original.
-
-        With the tensor backend, images are kept as contiguous uint8 tensors (the pipeline gives
-        the same pixels for a PIL image and its tensor), so a draw does not convert each time.
-        """
-        ckey = ("work", key, reduce, self.size, self.backend)
-        hit = self._cache.get(ckey)
-        if hit is None:
-            src = self._source(key)
-            work = downscale(src.sample, self.size) if reduce else src.sample
-            if self.backend == "tensor" and isinstance(work, dict):
-                work = {**work, "image": _as_tensor(work["image"])}
-            elif self.backend == "tensor":
-                work = _as_tensor(work)
-            hit = (work, self._encode(work, src))
-            self._cache[ckey] = hit
-        self._cache.move_to_end(ckey)
-        return hit
-
-    def _encode(self, out: Any, src: _Source) -> tuple[bytes, str]:
-        if not isinstance(out, dict):
-            return _thumb(_to_pil(out), self.size)
-        im = out["image"]
-        longest = max(F.get_size(im))
-        width = max(1, round(longest / self.size)) + 1
-        if "masks" in out:
-            im = mask_outline(im, out["masks"])
-        if "boxes" in out:
-            labels = out.get("labels")
-            names = None
-            if labels is not None and src.classes is not None:
-                names = [src.classes[int(i)] for i in labels]
-            im = draw_boxes(im, out["boxes"], names, width=width)
-        return _thumb(_to_pil(im), self.size)
+        if self._closed:
+            return
+        if sync or not self.live:
+            self.render()
+        else:
+            self._renderer.submit(self._render_now)
 
     @guarded
     def _render_now(self) -> None:
@@ -1024,43 +671,18 @@ class AugmentTuner(W.VBox):
                 pipe, step_keys = self.pipeline, list(self._uids)
             replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
             reduce = not pipe.pixel_scale_steps
-        self._rendered_generation = max(self._rendered_generation, generation)
         t0 = time.perf_counter()
         seeds = variant_seeds(seed, len(keys) * self.n_draws)
-        cells: list[list[tuple[bytes, str]]] = []
-        memos: dict[Any, dict] = {}
-        shape = None
         try:
-            for r, key in enumerate(keys):
-                work, original = self._working(key, reduce)
-                src = self._source(key)
-                if shape is None:
-                    shape = tuple(F.get_size(work["image"] if isinstance(work, dict) else work))
-                row = [original]
-                for k in range(self.n_draws):
-                    cell_seed = seeds[r * self.n_draws + k]
-                    memo = self._memos.get((key, reduce, cell_seed), {})
-                    memos[(key, reduce, cell_seed)] = memo
-                    out = replay(work, cell_seed, memo=memo)
-                    row.append(self._encode(out, src))
-                cells.append(row)
+            cells, shape, memos = self._samples.cells(
+                keys, replay, seeds, self.n_draws, reduce, self.size, self.backend, self._memos
+            )
         except ParameterError as e:
             self._errors["render"] = f"preview: {e}"
             self._show_errors()
             return
         self._memos = memos  # only this render's cells: memory stays rows x draws x steps
-        with contextlib.ExitStack() as stack:
-            for r, row in enumerate(cells):
-                for img, (data, fmt) in zip(self.images[r], row, strict=True):
-                    if img.value != data or img.format != fmt:
-                        stack.enter_context(img.hold_sync())
-                        img.format = fmt
-                        img.value = data
-                caption = escape(self._source(keys[r]).caption)
-                self.captions[r].value = (
-                    f'<div title="{caption}" style="font-size:11px;overflow:hidden;'
-                    f'text-overflow:ellipsis;white-space:nowrap">{caption}</div>'
-                )
+        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
         ms = (time.perf_counter() - t0) * 1000
         self.render_count += 1
         self.last_render = {

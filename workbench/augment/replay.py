@@ -1,0 +1,367 @@
+"""Seeded replay: apply a pipeline with its random draws fixed by a seed, exactly and repeatably.
+
+torchvision v2 draws every random number in ``make_params`` from torch's default CPU generator
+(torchvision 0.29 does not use Python's ``random`` or numpy's; checked in its source).
+:class:`Replay` seeds that generator inside ``torch.random.fork_rng`` and also saves, seeds and
+restores Python's ``random`` state, so a replay is exact and the caller's streams are untouched.
+
+Guarantees: the same pipeline, sample and seed give the same output in any thread or process;
+replays in several threads at once do not interleave their draws (a process-wide lock, renewed in
+a forked child); per-step streams (:func:`step_seed`) make each step's draw independent of the
+other steps; seeds of variants (:func:`variant_seeds`) do not overlap between neighbouring seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import PIL.Image
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from workbench.augment._params import Backend, _check_backend, _check_seed
+from workbench.augment.codegen import _image_only_names, _instantiate, _pipeline_nodes
+from workbench.augment.preview import convert_sample
+from workbench.errors import ParameterError
+
+if TYPE_CHECKING:
+    from workbench.augment.pipeline import Pipeline
+
+__all__ = ["Replay", "step_seed", "variant_seeds"]
+
+
+class Replay:
+    """:meth:`Pipeline.apply` with the transforms built once (see :meth:`Pipeline.replayer`).
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        Copied; later edits of it do not change this object.
+    step_keys : sequence of int, optional
+        One key per step for per-step random streams (see :meth:`Pipeline.apply`).
+    backend : {"tensor", "pil"}
+        How PIL images are transformed (see :meth:`Pipeline.apply`).
+
+    Notes
+    -----
+    The pipeline is validated on first use (so a bad seed or sample is reported first, as by
+    :meth:`Pipeline.apply`). Calls from several threads are safe: the seeded section holds a
+    process-wide lock, since torchvision draws from torch's one default generator.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        step_keys: Sequence[int] | None = None,
+        backend: Backend = "tensor",
+    ) -> None:
+        self.backend = _check_backend(backend)
+        # A plain deep copy: steps edited by hand are reported by validate() on first use,
+        # with the same messages as Pipeline.apply.
+        self.pipeline = copy.copy(pipeline)
+        self.pipeline.steps = copy.deepcopy(pipeline.steps)
+        if step_keys is not None:
+            keys = list(step_keys)
+            if len(keys) != len(self.pipeline) or not all(
+                isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0
+                for k in keys
+            ):
+                raise ParameterError(
+                    f"step_keys: expected one non-negative int per step ({len(self.pipeline)}), "
+                    f"got {step_keys!r}"
+                )
+            step_keys = [int(k) for k in keys]
+        self.step_keys: list[int] | None = step_keys
+        self._modules: dict[bool, list[tuple[str, Any, Any]]] = {}
+
+    def _build(self, boxes: bool) -> list[tuple[str, Any, Any]]:
+        """``(label, module, signature)`` per node; the signature of a step node with a key is
+        ``(key, name, params, p)``, which fixes its output given its input (per-step stream)."""
+        built = self._modules.get(boxes)
+        if built is None:
+            pipe = self.pipeline
+            labelled = _pipeline_nodes(pipe, boxes)  # validates
+            sigs: list[Any] = [
+                None
+                if self.step_keys is None
+                else (self.step_keys[i], s.name, json.dumps(s.to_dict()["params"]), s.p)
+                for i, s in enumerate(pipe.steps)
+                if s.enabled
+            ]
+            sigs += [None] * (len(labelled) - len(sigs))  # box clean-up: no randomness
+            built = [
+                (label, _instantiate(node), sig)
+                for (label, node), sig in zip(labelled, sigs, strict=True)
+            ]
+            self._modules[boxes] = built
+        return built
+
+    def __call__(self, sample: Any, seed: int, *, memo: dict[str, Any] | None = None) -> Any:
+        """Apply to ``sample`` with draws fixed by ``seed`` (see :meth:`Pipeline.apply`).
+
+        Parameters
+        ----------
+        memo : dict, optional
+            Only with ``step_keys``. A dict the caller keeps for one ``(sample, seed)`` pair
+            across calls (e.g. one preview cell while a slider moves): the output after each
+            step is stored in it, and a later call whose first steps have the same key, name,
+            parameters and ``p`` starts from the stored output instead of recomputing them.
+            Exact, because each step draws from its own stream. It is reset when the sample
+            object or the seed differ.
+        """
+        seed = _check_seed(seed)
+        data, restore = _to_internal(sample, self.backend)
+        geo = isinstance(data, dict) and any(k in data for k in ("boxes", "masks"))
+        if geo and self.pipeline.image_only:
+            raise ParameterError(
+                "the pipeline has image-only steps "
+                f"({_image_only_names(self.pipeline)}) that cannot move "
+                "boxes or masks; disable them or apply the pipeline to the image alone"
+            )
+        has_boxes = isinstance(data, dict) and "boxes" in data
+        modules = self._build(has_boxes)
+        start = 0
+        if memo is not None:
+            if self.step_keys is None:
+                raise ParameterError("memo= needs per-step streams: pass step_keys")
+            if memo.get("sample") is not sample or memo.get("seed") != (seed, has_boxes):
+                memo.clear()
+                memo.update(sample=sample, seed=(seed, has_boxes), sigs=[], outs=[])
+            sigs, outs = memo["sigs"], memo["outs"]
+            while (
+                start < min(len(sigs), len(modules))
+                and modules[start][2] is not None
+                and sigs[start] == modules[start][2]
+            ):
+                start += 1
+            del sigs[start:], outs[start:]
+            if start:
+                data = outs[start - 1]
+        with _seeded(seed), warnings.catch_warnings():
+            # RandomErasing warns that it passes boxes and masks through: that is intended.
+            warnings.filterwarnings("ignore", message=r".*currently passing through inputs")
+            # JPEG goes through torchvision.io.encode_jpeg, deprecated in torchvision 0.29.
+            warnings.filterwarnings(
+                "ignore", message=r"The image decoding and encoding", category=DeprecationWarning
+            )
+            for label, module, sig in modules[start:]:
+                if sig is not None:
+                    _reseed(step_seed(seed, sig[0]))
+                try:
+                    if isinstance(module, v2.SanitizeBoundingBoxes):
+                        data = _sanitize(module, data)
+                    else:
+                        data = module(data)
+                except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+                    raise ParameterError(f"{label} failed on this sample: {exc}") from exc
+                if memo is not None and sig is not None:
+                    memo["sigs"].append(sig)
+                    memo["outs"].append(dict(data) if isinstance(data, dict) else data)
+        return restore(data)
+
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def step_seed(seed: int, key: int) -> int:
+    """Seed of the step with ``key`` in a per-step replay with ``seed`` (``< 2**63``).
+
+    SplitMix64 of SplitMix64(seed) xor key: neighbouring seeds or keys give unrelated streams,
+    and it costs a microsecond (``SeedSequence`` costs 200 per call, too much per step and draw).
+    """
+    return _splitmix64(_splitmix64(int(seed)) ^ (int(key) & _M64)) >> 1
+
+
+def variant_seeds(seed: int, n: int) -> list[int]:
+    """The ``n`` per-variant seeds :meth:`Pipeline.draws` uses for ``seed``."""
+    seed = _check_seed(seed)
+    if n == 0:
+        return []
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
+
+
+# torchvision draws from torch's one default generator: two threads replaying at once would
+# interleave their draws. A fork while another thread holds the lock must not leave the child
+# with a lock nobody will release.
+_RNG_LOCK = threading.RLock()
+
+
+def _new_rng_lock() -> None:
+    global _RNG_LOCK
+    _RNG_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_rng_lock)
+
+
+# Set while an outer _rng_guard() in this thread owns the RNG state (and the lock).
+_RNG_GUARD = threading.local()
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    if getattr(_RNG_GUARD, "active", False):  # the guard saves and restores, once
+        with _RNG_LOCK:
+            _reseed(seed)
+            yield
+        return
+    with _RNG_LOCK:
+        py_state = random.getstate()
+        # devices=[]: CPU generator only. torch.manual_seed would also (lazily) reseed every CUDA
+        # generator, which fork_rng(devices=[]) would not restore.
+        with torch.random.fork_rng(devices=[]):
+            _reseed(seed)
+            try:
+                yield
+            finally:
+                random.setstate(py_state)
+
+
+@contextmanager
+def _rng_guard() -> Iterator[None]:
+    """Save torch's and Python's RNG states once around many seeded replays in this thread.
+
+    Saving and restoring them costs ~0.1 ms per replay, as much as augmenting a small image.
+    Each replay still holds the lock while it runs (other threads may replay in between).
+    """
+    if getattr(_RNG_GUARD, "active", False):
+        yield
+        return
+    with _RNG_LOCK:
+        py_state, torch_state = random.getstate(), torch.get_rng_state()
+    _RNG_GUARD.active = True
+    try:
+        yield
+    finally:
+        _RNG_GUARD.active = False
+        with _RNG_LOCK:
+            torch.set_rng_state(torch_state)
+            random.setstate(py_state)
+
+
+def _reseed(seed: int) -> None:
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+
+
+def _image_in(
+    image: Any, where: str, backend: Backend = "tensor"
+) -> tuple[Any, Callable[[Any], Any]]:
+    if isinstance(image, PIL.Image.Image):
+        if image.mode not in ("L", "RGB"):
+            raise ParameterError(
+                f"{where}: PIL mode {image.mode!r} is not supported; convert to 'RGB' or 'L' "
+                "(workbench.io.decode does this)"
+            )
+        if backend == "pil":  # torchvision's own PIL path; a float step hands back a tensor
+            return image, _pil_out
+        return tv_tensors.Image(convert_sample(image, "tensor")), _pil_out
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise ParameterError(
+                f"{where}: expected a uint8 (C, H, W) tensor with 1 or 3 channels, got dtype "
+                f"{image.dtype} and shape {tuple(image.shape)}; convert floats with "
+                "v2.ToDtype(torch.uint8, scale=True)"
+            )
+        if isinstance(image, tv_tensors.Image):
+            return tv_tensors.Image(image.contiguous()), lambda x: x
+        return tv_tensors.Image(image.contiguous()), lambda x: x.as_subclass(torch.Tensor)
+    raise ParameterError(
+        f"{where}: expected a PIL image, a uint8 tensor or a dict with 'image', got "
+        f"{type(image).__name__}"
+    )
+
+
+def _pil_out(x: Any) -> PIL.Image.Image:
+    return convert_sample(x, "pil")
+
+
+def _to_internal(sample: Any, backend: Backend = "tensor") -> tuple[Any, Callable[[Any], Any]]:
+    if not isinstance(sample, Mapping):
+        return _image_in(sample, "sample", backend)
+    if "image" not in sample:
+        raise ParameterError("sample: a dict sample needs an 'image' key")
+    image, restore_image = _image_in(sample["image"], "sample['image']", backend)
+    h, w = (image.height, image.width) if isinstance(image, PIL.Image.Image) else image.shape[-2:]
+    data = {k: v for k, v in sample.items() if v is not None}
+    data["image"] = image
+    plain_masks = False
+    if "boxes" in data:
+        boxes = data["boxes"]
+        if not isinstance(boxes, tv_tensors.BoundingBoxes):
+            raise ParameterError(
+                "sample['boxes']: expected tv_tensors.BoundingBoxes (it carries the format and "
+                f"canvas size), got {type(boxes).__name__}"
+            )
+        if tuple(boxes.canvas_size) != (h, w):
+            raise ParameterError(
+                f"sample['boxes']: canvas_size {tuple(boxes.canvas_size)} does not match the "
+                f"image size {(h, w)}"
+            )
+        labels = data.get("labels")
+        if labels is not None and not (
+            isinstance(labels, torch.Tensor) and labels.ndim >= 1 and len(labels) == len(boxes)
+        ):
+            raise ParameterError(
+                "sample['labels']: with boxes, labels must be a tensor with one entry per box "
+                f"(boxes that leave the image are dropped with their labels); got {labels!r}"
+            )
+    if "masks" in data:
+        masks = data["masks"]
+        if not isinstance(masks, torch.Tensor) or masks.ndim not in (2, 3):
+            raise ParameterError("sample['masks']: expected an (H, W) or (N, H, W) tensor")
+        if tuple(masks.shape[-2:]) != (h, w):
+            raise ParameterError(
+                f"sample['masks']: size {tuple(masks.shape[-2:])} does not match the image {(h, w)}"
+            )
+        plain_masks = not isinstance(masks, tv_tensors.Mask)
+        data["masks"] = tv_tensors.Mask(masks)
+
+    def restore(out: dict[str, Any]) -> dict[str, Any]:
+        result = dict(out)
+        result["image"] = restore_image(out["image"])
+        if plain_masks:
+            result["masks"] = out["masks"].as_subclass(torch.Tensor)
+        for key, value in sample.items():
+            if value is None:
+                result[key] = None
+        return {k: result[k] for k in sample}
+
+    return data, restore
+
+
+def _sanitize(module: v2.SanitizeBoundingBoxes, data: Any) -> Any:
+    # SanitizeBoundingBoxes indexes *every* Mask with the kept-box mask and silently passes it
+    # through when the shapes do not fit; a semantic (H, W) mask with H == N boxes would be cut.
+    # Only instance masks (N, H, W) with N == number of boxes go through it.
+    if not isinstance(data, dict):
+        return module(data)
+    if "labels" not in data:
+        module = v2.SanitizeBoundingBoxes(labels_getter=None)
+    if "masks" not in data:
+        return module(data)
+    masks = data["masks"]
+    n = data["boxes"].shape[0]
+    if masks.ndim == 3 and masks.shape[0] == n:
+        return module(data)
+    rest = module({k: v for k, v in data.items() if k != "masks"})
+    return {**rest, "masks": masks}

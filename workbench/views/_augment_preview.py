@@ -1,0 +1,318 @@
+"""The augment tuner's preview: its samples, their working copies and the grid of cells.
+
+:class:`_Samples` holds user samples or catalog rows and caches the last 64 sources and working
+copies (so a slider drag decodes and downscales nothing); it converts with
+:func:`workbench.augment.convert_sample`, the conversion ``Pipeline.apply`` itself uses, so a
+preview cell is exactly the core's replay. Boxes and masks are drawn on the cells with the core's
+``draw_boxes`` and ``mask_outline``. :class:`_PreviewGrid` shows the encoded cells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import PIL.Image
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from workbench.augment import Replay, convert_sample, downscale, draw_boxes, mask_outline
+from workbench.errors import ParameterError
+from workbench.thumbs import escape
+
+
+def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
+    """Encode a preview cell: tiny images enlarged crisply as PNG, others fitted as JPEG."""
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    longest = max(im.width, im.height)
+    buf = io.BytesIO()
+    if longest * 2 <= size:  # silhouettes, digits: keep the pixels visible
+        f = size // longest
+        im.resize((im.width * f, im.height * f), PIL.Image.Resampling.NEAREST).save(
+            buf, "PNG", compress_level=1
+        )
+        return buf.getvalue(), "png"
+    if longest > size:
+        scale = size / longest
+        fit = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(fit, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue(), "jpeg"
+
+
+class _Source:
+    """One preview sample: the pixels (PIL image or dict with boxes/masks) and a caption."""
+
+    def __init__(self, sample: Any, caption: str, classes: list[str] | None = None) -> None:
+        self.sample = sample
+        self.caption = caption
+        self.classes = classes  # names of label indices, for drawing boxes
+
+    def first_rows(self, rows: int, rng: np.random.Generator) -> list[Any]:
+        """The keys of the first ``rows`` rows: the first samples or ids, else a random pick."""
+        if not self._random:
+            return self.pool[:rows]
+        pick = rng.choice(len(self.pool), size=min(rows, len(self.pool)), replace=False)
+        return [self.pool[i] for i in sorted(pick)]
+
+    @property
+    def has_geometry(self) -> bool:
+        return isinstance(self.sample, dict) and ("boxes" in self.sample or "masks" in self.sample)
+
+
+def _prepare_sample(raw: Any, index: int) -> _Source:
+    """Normalise a user sample (a PIL image, a tensor, or a dict with image/boxes/labels)."""
+    if not isinstance(raw, dict):
+        raw = {"image": raw}
+    if "image" not in raw:
+        raise ParameterError(f"samples[{index}]: a dict sample needs an 'image' key")
+    image = raw["image"]
+    if isinstance(image, PIL.Image.Image) and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if isinstance(image, PIL.Image.Image):
+        h, w = image.height, image.width
+    elif isinstance(image, torch.Tensor) and image.ndim == 3:
+        h, w = image.shape[-2:]
+    else:
+        raise ParameterError(
+            f"samples[{index}]['image']: expected a PIL image or a uint8 (C, H, W) tensor, "
+            f"got {type(image).__name__}"
+        )
+    sample: dict[str, Any] = {"image": image}
+    classes: list[str] | None = None
+    if raw.get("boxes") is not None:
+        boxes = raw["boxes"]
+        if not isinstance(boxes, tv_tensors.BoundingBoxes):
+            boxes = tv_tensors.BoundingBoxes(
+                torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                format="XYXY",
+                canvas_size=(h, w),
+            )
+        sample["boxes"] = boxes
+        labels = raw.get("labels")
+        if labels is None:
+            labels = ["box"] * len(boxes)
+        names = [str(x.item() if isinstance(x, torch.Tensor) else x) for x in labels]
+        if len(names) != len(boxes):
+            raise ParameterError(
+                f"samples[{index}]: {len(names)} labels for {len(boxes)} boxes; give one per box"
+            )
+        classes = sorted(set(names))
+        sample["labels"] = torch.tensor([classes.index(n) for n in names], dtype=torch.int64)
+    if raw.get("masks") is not None:
+        sample["masks"] = raw["masks"]
+    caption = str(raw.get("caption", f"sample {index}"))
+    return _Source(sample if len(sample) > 1 else image, caption, classes)
+
+
+class _Samples:
+    """The preview sources by key (sample index or catalog id), their working copies and cells.
+
+    Parameters
+    ----------
+    catalog : Catalog or None
+        Where catalog ids are read from (decoded on first use, then cached).
+    samples : sequence, optional
+        User samples (see :func:`_prepare_sample`), keyed by their index; never evicted.
+    ids : sequence of str, optional
+        Catalog ids to preview; default every readable sample of the catalog.
+
+    Attributes
+    ----------
+    pool : list
+        The keys rows are picked from.
+    """
+
+    def __init__(
+        self, catalog: Any, samples: Sequence[Any] | None, ids: Sequence[str] | None
+    ) -> None:
+        self.catalog = catalog
+        self.samples: dict[Any, _Source] = {}
+        self._random = samples is None and ids is None
+        if samples is not None:
+            prepared = [_prepare_sample(s, i) for i, s in enumerate(samples)]
+            if not prepared:
+                raise ParameterError("AugmentTuner: samples is empty")
+            self.samples = dict(enumerate(prepared))
+            self.pool: list[Any] = list(self.samples)
+        else:
+            ok = catalog.df[catalog.df["status"] == "ok"]["id"].astype(str).tolist()
+            if ids is not None:
+                unknown = [i for i in ids if i not in set(ok)]
+                if unknown:
+                    raise ParameterError(
+                        f"AugmentTuner: ids {unknown[:3]} are not readable samples of the catalog"
+                    )
+                self.pool = list(ids)
+            else:
+                self.pool = ok
+                if not ok:
+                    raise ParameterError("AugmentTuner: the catalog has no readable samples")
+        # Catalog sources and working copies, least recently used first (at most 64 sources).
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
+
+    def first_rows(self, rows: int, rng: np.random.Generator) -> list[Any]:
+        """The keys of the first ``rows`` rows: the first samples or ids, else a random pick."""
+        if not self._random:
+            return self.pool[:rows]
+        pick = rng.choice(len(self.pool), size=min(rows, len(self.pool)), replace=False)
+        return [self.pool[i] for i in sorted(pick)]
+
+    @property
+    def has_geometry(self) -> bool:
+        """Whether a user sample has boxes or masks."""
+        return any(s.has_geometry for s in self.samples.values())
+
+    def source(self, key: Any) -> _Source:
+        """The sample and caption of ``key``."""
+        src = self.samples.get(key)
+        if src is not None:
+            return src
+        cached = self._cache.get(key)
+        if cached is None:
+            row = self.catalog.row(key)
+            label = row.get("label")
+            caption = key if label in (None, "", "nan") else f"{key} · {label}"
+            cached = _Source(self.catalog.image(key), caption)
+            self._cache[key] = cached
+            while len(self._cache) > 64:
+                self._cache.popitem(last=False)
+        return cached
+
+    def working(
+        self, key: Any, reduce: bool, size: int, backend: str
+    ) -> tuple[Any, tuple[bytes, str]]:
+        """The sample the pipeline runs on (reduced to ``size`` or not) and its encoded original.
+
+        With the tensor backend, images are kept as contiguous uint8 tensors (the pipeline gives
+        the same pixels for a PIL image and its tensor), so a draw does not convert each time.
+        """
+        ckey = ("work", key, reduce, size, backend)
+        hit = self._cache.get(ckey)
+        if hit is None:
+            src = self.source(key)
+            work = downscale(src.sample, size) if reduce else src.sample
+            if backend == "tensor":
+                work = convert_sample(work, "tensor")
+            hit = (work, self.encode(work, src, size))
+            self._cache[ckey] = hit
+        self._cache.move_to_end(ckey)
+        return hit
+
+    def cells(
+        self,
+        keys: Sequence[Any],
+        replay: Replay,
+        seeds: Sequence[int],
+        draws: int,
+        reduce: bool,
+        size: int,
+        backend: str,
+        memos: dict[Any, dict],
+    ) -> tuple[list[list[tuple[bytes, str]]], tuple[int, ...] | None, dict[Any, dict]]:
+        """The encoded cells of one render, the first working sample's shape and the memos.
+
+        Row ``r`` is the original of ``keys[r]`` and its draws ``k``, replayed with seed
+        ``seeds[r * draws + k]``. ``memos`` holds the previous render's per-cell replay memos
+        (reused where the cell is the same); the dict returned holds this render's only.
+        """
+        cells: list[list[tuple[bytes, str]]] = []
+        new_memos: dict[Any, dict] = {}
+        shape = None
+        for r, key in enumerate(keys):
+            work, original = self.working(key, reduce, size, backend)
+            src = self.source(key)
+            if shape is None:
+                shape = tuple(F.get_size(work["image"] if isinstance(work, dict) else work))
+            row = [original]
+            for k in range(draws):
+                cell_seed = seeds[r * draws + k]
+                memo = memos.get((key, reduce, cell_seed), {})
+                new_memos[(key, reduce, cell_seed)] = memo
+                out = replay(work, cell_seed, memo=memo)
+                row.append(self.encode(out, src, size))
+            cells.append(row)
+        return cells, shape, new_memos
+
+    def encode(self, out: Any, src: _Source, size: int) -> tuple[bytes, str]:
+        """One preview cell: ``out`` (a draw or the original) with its boxes and masks drawn."""
+        if not isinstance(out, dict):
+            return _thumb(convert_sample(out, "pil"), size)
+        im = out["image"]
+        longest = max(F.get_size(im))
+        width = max(1, round(longest / size)) + 1
+        if "masks" in out:
+            im = mask_outline(im, out["masks"])
+        if "boxes" in out:
+            labels = out.get("labels")
+            names = None
+            if labels is not None and src.classes is not None:
+                names = [src.classes[int(i)] for i in labels]
+            im = draw_boxes(im, out["boxes"], names, width=width)
+        return _thumb(convert_sample(im, "pil"), size)
+
+
+class _PreviewGrid(W.GridBox):
+    """The preview grid: a header row, then per sample the original (captioned) and its draws.
+
+    Cells are ``W.Image`` widgets with classes ``wb-preview-image`` and ``wb-original`` or
+    ``wb-draw``; captions are ``wb-caption``. The grid itself is ``wb-grid``.
+    """
+
+    def __init__(self, rows: int, draws: int, size: int) -> None:
+        header = [W.HTML("<b>original</b>")] + [
+            W.HTML(f"<b>draw {k + 1}</b>") for k in range(draws)
+        ]
+        self.images: list[list[W.Image]] = []
+        self.captions: list[W.HTML] = []
+        cells: list[W.Widget] = list(header)
+        for _ in range(rows):
+            row = []
+            for k in range(1 + draws):
+                img = W.Image(format="png", layout=W.Layout(max_width="100%"))
+                img.add_class("wb-preview-image")
+                img.add_class("wb-original" if k == 0 else "wb-draw")
+                row.append(img)
+            caption = W.HTML().add_class("wb-caption")
+            self.images.append(row)
+            self.captions.append(caption)
+            cells += [W.VBox([row[0], caption]), *row[1:]]
+        super().__init__(
+            cells,
+            layout=W.Layout(
+                grid_template_columns=f"repeat({1 + draws}, minmax(0, {size}px))",
+                grid_gap="4px",
+                align_items="flex-start",
+            ),
+        )
+        self.add_class("wb-grid")
+
+    @property
+    def preview_bytes(self) -> list[list[bytes]]:
+        """Encoded bytes of every cell, row by row (original first)."""
+        return [[img.value for img in row] for row in self.images]
+
+    def show(self, cells: list[list[tuple[bytes, str]]], captions: list[str]) -> None:
+        """Set the encoded ``(bytes, format)`` cells and the captions (escaped here).
+
+        Only cells that changed are sent, each as one message.
+        """
+        with contextlib.ExitStack() as stack:
+            for r, row in enumerate(cells):
+                for img, (data, fmt) in zip(self.images[r], row, strict=True):
+                    if img.value != data or img.format != fmt:
+                        stack.enter_context(img.hold_sync())
+                        img.format = fmt
+                        img.value = data
+                caption = escape(captions[r])
+                self.captions[r].value = (
+                    f'<div title="{caption}" style="font-size:11px;overflow:hidden;'
+                    f'text-overflow:ellipsis;white-space:nowrap">{caption}</div>'
+                )
