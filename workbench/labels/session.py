@@ -83,6 +83,54 @@ def clip_boxes(boxes: Iterable[Sequence[Any]], size: tuple[int, int]) -> list[li
     return out
 
 
+class _Prefetcher:
+    """Runs ``render(sample_id)`` ahead on one background thread; results are taken once."""
+
+    def __init__(self, render: Callable[[str], Any] | None, n: int) -> None:
+        self.render = render
+        self.n = max(0, int(n)) if render is not None else 0
+        self._lock = threading.Lock()
+        self._futures: OrderedDict[str, Future] = OrderedDict()
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="wb-label-prefetch") if self.n else None
+        )
+
+    def ahead(self, ids: list[str]) -> None:
+        """Start rendering ``ids`` (the items coming next) unless already started."""
+        if self._pool is None:
+            return
+        with self._lock:
+            for sid in ids:
+                if sid not in self._futures:
+                    self._futures[sid] = self._pool.submit(self.render, sid)
+            while len(self._futures) > 4 * self.n:  # items the order moved away from
+                self._futures.popitem(last=False)
+
+    def take(self, sample_id: str) -> Any:
+        """The rendering of ``sample_id``: the prefetched one when there is one, else run now."""
+        if self.render is None:
+            raise ParameterError("this session has no render function")
+        with self._lock:
+            fut = self._futures.pop(sample_id, None)
+        if fut is not None:
+            with contextlib.suppress(Exception):  # a failed prefetch: render it here instead
+                return fut.result()
+        return self.render(sample_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._futures)
+
+    def wait(self, timeout: float) -> None:
+        with self._lock:
+            futures = list(self._futures.values())
+        futures_wait(futures, timeout=timeout)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class LabelingSession:
     """The queue of one annotator over a catalog: order, resume, submit, skip, undo, progress.
 
@@ -142,9 +190,10 @@ class LabelingSession:
 
     Notes
     -----
-    This class is about 400 lines because the queue, the decisions and the assistant that
-    reorders the queue share one lock and one position; split apart, each half would have to
-    reach into the other's state.
+    One concept in about 600 lines: a position in a queue that two parties move, the annotator
+    (go, submit, skip, undo) and the assistant's background re-ranking. Both work under one
+    lock on one queue and one set of decisions; split apart, each half would reach into the
+    other's state. Rendering ahead, which only reads the queue, is a helper of its own.
     """
 
     def __init__(
@@ -179,7 +228,9 @@ class LabelingSession:
         if order in ACTIVE_ORDERS and assistant is None:
             raise ParameterError(f"order={order!r} needs an assistant and embeddings")
         if assistant is not None and kind != "single":
-            raise ParameterError("the assistant suggests single labels: use task='single'")
+            raise ParameterError(
+                "the assistant suggests single labels: use kind='single' (Labeler: task='single')"
+            )
         if not isinstance(refit_every, int) or refit_every < 1:
             raise ParameterError(f"refit_every must be a positive integer, got {refit_every!r}")
         self.catalog = catalog
@@ -192,8 +243,9 @@ class LabelingSession:
         self.task = task
         self.seed = seed
         self.refit_every = refit_every
+        self._prefetch = _Prefetcher(render, prefetch)
         self.render = render
-        self.prefetch = max(0, int(prefetch)) if render is not None else 0
+        self.prefetch = self._prefetch.n
         ok = catalog.df["status"] == "ok"
         #: Samples that can be shown, in catalog order (unreadable files are left out).
         self.ids: list[str] = catalog.df.loc[ok, "id"].astype(str).tolist()
@@ -221,10 +273,6 @@ class LabelingSession:
         self._since_refit = 0
         self._closed = False
         self._refits = Latest("wb-label-assistant")
-        self._prefetched: OrderedDict[str, Future] = OrderedDict()
-        self._pool: ThreadPoolExecutor | None = None
-        if self.prefetch:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="wb-label-prefetch")
         self._embeddings = self._check_embeddings(embeddings)
         self._load_decisions()
         self._set_queue(self._initial_queue())
@@ -553,30 +601,17 @@ class LabelingSession:
     # ------------------------------------------------------------------ prefetch
     def rendered(self, sample_id: str) -> Any:
         """``render(sample_id)``: taken from the prefetch when it is there, else run now."""
-        if self.render is None:
-            raise ParameterError("this session has no render function")
-        with self.lock:
-            fut = self._prefetched.pop(sample_id, None)
-        if fut is not None:
-            with contextlib.suppress(Exception):  # a failed prefetch: render it here instead
-                return fut.result()
-        return self.render(sample_id)
+        return self._prefetch.take(sample_id)
 
     @property
     def prefetched(self) -> list[str]:
         """Ids rendered (or being rendered) ahead, oldest request first."""
-        with self.lock:
-            return list(self._prefetched)
+        return self._prefetch.ids()
 
     def _prefetch_ahead(self) -> None:
-        if not self.prefetch or self._pool is None or self._closed:
-            return
-        with self.lock:
-            for sid in self.upcoming(self.prefetch):
-                if sid not in self._prefetched:
-                    self._prefetched[sid] = self._pool.submit(self.render, sid)
-            while len(self._prefetched) > 4 * self.prefetch:  # items the order moved away from
-                self._prefetched.popitem(last=False)
+        if self.prefetch and not self._closed:
+            with self.lock:
+                self._prefetch.ahead(self.upcoming(self.prefetch))
 
     # ------------------------------------------------------------------ assistant
     @property
@@ -694,9 +729,7 @@ class LabelingSession:
         while True:
             if not self._refits.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"the assistant was still fitting after {timeout} s")
-            with self.lock:
-                fetches = list(self._prefetched.values())
-            futures_wait(fetches, timeout=max(0.0, deadline - time.monotonic()))
+            self._prefetch.wait(max(0.0, deadline - time.monotonic()))
             if not self._refits.busy:
                 return
 
@@ -704,8 +737,7 @@ class LabelingSession:
         """Stop the background threads (a refit in progress finishes, unseen)."""
         self._closed = True
         self._refits.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._prefetch.close()
 
 
 def _from_store(store: LabelStore, name: str, task: str, kind: str) -> dict[str, Any]:
