@@ -1,4 +1,9 @@
-"""Small pieces every view shares: the inline error banner, the guard around handlers, HTML."""
+"""Small pieces every view shares: the inline error banner, the guards around methods, HTML.
+
+Two guards, for two kinds of caller: :func:`guarded` wraps handlers the front end calls (an error
+shows in the view and goes no further: ipywidgets would swallow it), :func:`reports_inline` wraps
+public methods a script or notebook calls (the error shows in the view *and* raises to the caller).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,25 @@ def guarded(method: F) -> F:
             self.error.show(f"Unexpected error ({type(e).__name__}): {e}")
             return None
         return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def reports_inline(method: F) -> F:
+    """Run a public view method; a :class:`WorkbenchError` shows in the view's banner, then raises.
+
+    The person looking at the view sees why nothing happened; the script that called the method
+    gets the exception. Other exceptions (bugs) pass through untouched; a :func:`guarded` handler
+    further up shows them.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except WorkbenchError as e:
+            self.error.show(str(e))
+            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,8 +6,11 @@ boxes ``[x, y, w, h, class]`` in *original-image* pixels (the catalog's ``width`
 ``height``): :meth:`BoxLabeler.to_original` and :meth:`BoxLabeler.to_display` convert, and
 every value read from or written to the store passes through them.
 
-Same guarantees as :class:`~workbench.views.labeler.Labeler`: a submit is committed before the
-next image shows, re-creating the view resumes where the annotator left off, undo goes back.
+The view is a VBox over one :class:`~workbench.labels.session.LabelingSession` of kind
+``"boxes"`` (``boxer.session``), so it has the same guarantees as
+:class:`~workbench.views.labeler.Labeler`: a submit is committed before the next image shows,
+re-creating the view resumes where the annotator left off, undo goes back. Clipping drawn boxes
+to the image is the core's :func:`~workbench.labels.session.clip_boxes`.
 
 Keyboard. Inside the image (click it first), the widget's own keys: 1-9, 0 choose the class of
 new boxes; Tab cycles through boxes; Delete removes the selected box; W A S D move it, Q E R F
@@ -19,28 +22,27 @@ Backspace undoes, ← → browse.
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
-from ipyevents import Event
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
 from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
+from workbench.labels.session import LabelingSession, clip_boxes
 from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded
-from workbench.views.labeler import _done_tile, _SampleQueue
+from workbench.views._common import ErrorBanner, guarded, reports_inline
+from workbench.views._labeling import LabelingView, done_tile, session_attribute
 
 __all__ = ["BoxLabeler"]
 
 _DIGITS = "1234567890"
 
 
-class BoxLabeler(_SampleQueue, W.VBox):
+class BoxLabeler(LabelingView):
     """Label objects with boxes, one image at a time.
 
     Parameters
@@ -66,6 +68,9 @@ class BoxLabeler(_SampleQueue, W.VBox):
 
     Attributes
     ----------
+    session : LabelingSession
+        The queue and decisions this view draws (``store``, ``queue``, ``current`` ... read
+        through to it).
     bbox : jupyter_bbox_widget.BBoxWidget
         The drawing widget (class ``wb-bbox``); its ``bboxes`` are in display pixels.
     scale : tuple of float
@@ -87,29 +92,20 @@ class BoxLabeler(_SampleQueue, W.VBox):
         if not isinstance(display_size, int) or display_size < 16:
             raise ParameterError(f"display_size must be an integer >= 16, got {display_size!r}")
         self.display_size = display_size
-        if isinstance(pre_annotations, str):
-            pre_annotations = _from_store(store, pre_annotations, store_task)
-        self.pre_annotations = dict(pre_annotations or {})
         self.scale = (1.0, 1.0)
         self._size = (1, 1)
         self.error = ErrorBanner()
-        self._setup_queue(
-            catalog, store, annotator=annotator, round=round, store_task=store_task, seed=0
+        self.session = LabelingSession(
+            catalog,
+            store,
+            annotator=annotator,
+            kind="boxes",
+            classes=classes,
+            pre_annotations=pre_annotations,
+            round=round,
+            task=store_task,
         )
-        unknown = [i for i in self.pre_annotations if i not in self.catalog]
-        if unknown:
-            raise ParameterError(f"pre_annotations name samples not in the catalog: {unknown[:5]}")
-        if classes is not None:
-            store.add_classes(list(classes))
-        self.classes: list[str] = list(classes) if classes is not None else store.classes
-        if not self.classes:
-            raise ParameterError("no box classes: pass classes=[...] or add them to the store")
-        self._sizes = {
-            str(i): (int(w), int(h))
-            for i, w, h in zip(
-                catalog.df["id"], catalog.df["width"], catalog.df["height"], strict=True
-            )
-        }
+        self.classes: list[str] = self.session.classes
 
         self.bbox = BBoxWidget(classes=self.classes, label=self.classes[0], hide_buttons=False)
         self.bbox.add_class("wb-bbox")
@@ -130,11 +126,7 @@ class BoxLabeler(_SampleQueue, W.VBox):
             self.class_buttons[name] = b
         self.class_buttons[self.classes[0]].button_style = "info"  # the widget's first class
 
-        def button(text: str, cls: str, handler: Callable[[W.Button], None]) -> W.Button:
-            b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-            b.on_click(handler)
-            return b
-
+        button = self._button
         self.prev_button = button("◀ Back", "wb-prev", self._on_prev_click)
         self.undo_button = button("Undo (⌫)", "wb-undo", self._on_undo_click)
         self.next_button = button("Forward ▶", "wb-next", self._on_next_click)
@@ -154,13 +146,12 @@ class BoxLabeler(_SampleQueue, W.VBox):
         self.add_class("wb-boxlabeler")
         # Keys over the tools only: over the image the widget reads its own keys, and an
         # ipyevents listener there would swallow them.
-        self._keys = Event(
-            source=self.tools, watched_events=["keydown"], prevent_default_action=True
-        )
-        self._keys.on_dom_event(self._on_key)
-        self._set_queue(list(self.ids))
-        self._resume()
+        self._listen_keys(self.tools)
         self._show()
+
+    pre_annotations: dict[str, list] = session_attribute(
+        "pre_annotations", "Boxes shown on images not labeled yet, by sample id."
+    )
 
     # ------------------------------------------------------------------ coordinates
     def to_display(self, boxes: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -179,18 +170,17 @@ class BoxLabeler(_SampleQueue, W.VBox):
         original pixels: corners ordered, clipped to the image, empty boxes dropped, values
         rounded to 1/1000 pixel."""
         sx, sy = self.scale
-        width, height = self._size
-        out = []
-        for b in bboxes:
-            x0, y0 = float(b["x"]) * sx, float(b["y"]) * sy
-            x1, y1 = x0 + float(b["width"]) * sx, y0 + float(b["height"]) * sy
-            x0, x1 = sorted((min(max(x0, 0.0), width), min(max(x1, 0.0), width)))
-            y0, y1 = sorted((min(max(y0, 0.0), height), min(max(y1, 0.0), height)))
-            if x1 - x0 < 1e-3 or y1 - y0 < 1e-3:
-                continue  # a click without a drag
-            box = [round(v, 3) + 0.0 for v in (x0, y0, x1 - x0, y1 - y0)]
-            out.append([*box, str(b.get("label", ""))])
-        return out
+        drawn = (
+            [
+                float(b["x"]) * sx,
+                float(b["y"]) * sy,
+                float(b["width"]) * sx,
+                float(b["height"]) * sy,
+                b.get("label", ""),
+            ]
+            for b in bboxes
+        )
+        return clip_boxes(drawn, self._size)
 
     @property
     def boxes(self) -> list[list[Any]]:
@@ -207,15 +197,15 @@ class BoxLabeler(_SampleQueue, W.VBox):
         name = cls if cls is not None else self.bbox.label or self.classes[0]
         self.bbox.bboxes = [*self.bbox.bboxes, *self.to_display([[x, y, w, h, name]])]
 
+    @reports_inline
     def select_class(self, name: str) -> None:
         """Choose the class that new boxes get (what the digit keys do)."""
         if name not in self.classes:
-            err = LabelError(f"unknown class {name!r}; the box classes are {self.classes}")
-            self.error.show(str(err))
-            raise err
+            raise LabelError(f"unknown class {name!r}; the box classes are {self.classes}")
         self.bbox.label = name
 
     # ------------------------------------------------------------------ decisions
+    @reports_inline
     def submit(self, value: Sequence[Sequence[Any]] | None = None) -> int:
         """Store boxes for the current image and move on.
 
@@ -229,20 +219,15 @@ class BoxLabeler(_SampleQueue, W.VBox):
         -------
         int
             The event id; committed before the next image shows.
-        """
-        with self._lock:
-            boxes = self.boxes if value is None else [list(b) for b in value]
-            for b in boxes:
-                if len(b) != 5 or b[4] not in self.classes:
-                    err = LabelError(
-                        f"box {b!r} needs one of the classes {self.classes} as its 5th value"
-                    )
-                    self.error.show(str(err))
-                    raise err
-            return self._commit(boxes)
 
-    def _stored_value(self, value: Any) -> Any:
-        return [[float(v) for v in b[:4]] + [b[4]] for b in value]
+        Raises
+        ------
+        LabelError
+            A box without one of :attr:`classes`, or one that leaves its image (boxes given
+            here are checked, not clipped). The message also shows in the view.
+        """
+        with self.session.lock:
+            return self._commit(self.boxes if value is None else value)
 
     # ------------------------------------------------------------------ handlers
     @guarded
@@ -264,79 +249,43 @@ class BoxLabeler(_SampleQueue, W.VBox):
             if b.button_style != style:
                 b.button_style = style
 
-    @guarded
-    def _on_prev_click(self, _b: W.Button) -> None:
-        self.prev()
-
-    @guarded
-    def _on_next_click(self, _b: W.Button) -> None:
-        self.next()
-
-    @guarded
-    def _on_undo_click(self, _b: W.Button) -> None:
-        self.undo()
-
-    @guarded
-    def _on_key(self, event: dict) -> None:
-        kind = event.get("event", event.get("type"))
-        if kind != "keydown" or event.get("ctrlKey") or event.get("metaKey"):
-            return
-        key = str(event.get("key") or "")
-        if key == "ArrowRight":
-            self.next()
-        elif key == "ArrowLeft":
-            self.prev()
-        elif event.get("repeat"):
-            return
-        elif key and key in _DIGITS:
-            k = _DIGITS.index(key)
-            if k < len(self.classes):
-                self.select_class(self.classes[k])
-        elif key == "Enter":
-            self.submit()
-        elif key.lower() == "s":
-            self.skip()
-        elif key == "Backspace":
-            self.undo()
-
-    def close(self) -> None:
-        keys = self.__dict__.get("_keys")
-        if keys is not None:
-            keys.close()
-        super().close()
+    def _on_view_key(self, key: str, code: str, event: dict) -> bool:
+        if len(key) != 1 or key not in _DIGITS:
+            return False
+        k = _DIGITS.index(key)
+        if k < len(self.classes):
+            self.select_class(self.classes[k])
+        return True
 
     # ------------------------------------------------------------------ rendering
     def _show(self) -> None:
-        sid = self.current
+        s = self.session
+        sid = s.current
         if sid is None:
-            thumb = _done_tile(self.display_size, "All done")
+            thumb = done_tile(self.display_size, "All done")
             self._size, self.scale = (1, 1), (1.0, 1.0)
             boxes: list = []
         else:
             thumb = self.catalog.thumbnail(sid, self.display_size)
             dw, dh = Image.open(io.BytesIO(thumb.data)).size  # reads the header only
-            w, h = self._sizes[sid]
+            w, h = s.original_size(sid)
             self._size = (w, h)
             self.scale = (w / dw, h / dh) if dw and dh else (1.0, 1.0)
-            if sid in self._values:
-                boxes = self._values[sid] or []
-            elif sid in self._done:
-                boxes = []  # skipped
-            else:
-                boxes = list(self.pre_annotations.get(sid, []))
+            boxes = s.start_value(sid) or []  # stored, else pre-annotated; skipped: none
         with self.bbox.hold_sync():
             self.bbox.image_bytes = thumb.data
             self.bbox.bboxes = self.to_display(boxes)
             self.bbox.selected_index = -1
-        self._shown_at = time.monotonic()
+        s.mark_shown()
         if sid is None:
             self.info.value = "<b>Every image is done.</b>"
         else:
             w, h = self._size
             state = ""
-            if sid in self._values:
+            status = s.status(sid)
+            if status == "labeled":
                 state = f" · {len(boxes)} box(es) stored"
-            elif sid in self._done:
+            elif status == "skipped":
                 state = " · <i>skipped</i>"
             elif sid in self.pre_annotations:
                 state = f" · {len(boxes)} pre-annotated box(es)"
@@ -344,14 +293,3 @@ class BoxLabeler(_SampleQueue, W.VBox):
                 f'<span style="margin-left:12px"><b>{escape(sid)}</b> · {w}×{h} px{state}</span>'
             )
         self.progress_label.value = self._progress_html()
-
-
-def _from_store(store: LabelStore, name: str, task: str) -> dict[str, list]:
-    """Boxes by ``name`` in the store: its current labels, else its latest suggestions."""
-    sug = store.suggestions(model=name, task=task)
-    out = {i: v for i, v in zip(sug["id"], sug["value"], strict=True) if isinstance(v, list)}
-    cur = store.current(annotator=name, task=task)
-    out.update((i, v) for i, v in zip(cur["id"], cur["value"], strict=True) if isinstance(v, list))
-    if not out:
-        raise ParameterError(f"the store holds no boxes (task {task!r}) by {name!r} to start from")
-    return out

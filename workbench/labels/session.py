@@ -1,0 +1,753 @@
+"""LabelingSession: one annotator working through a catalog, every decision going to a LabelStore.
+
+The session is the labeling views' core (``labeler.session``) and works the same from a plain
+script. It owns the queue of samples and where the annotator is in it; the views only draw it.
+What it guarantees:
+
+- A label, skip or undo is committed to the store (durable on return, see
+  :meth:`LabelStore.label`) *before* the session moves on, and ``on_submit`` / ``on_skip`` /
+  ``on_undo`` callbacks run after the commit and before the move.
+- A new session over the same store (after a kernel restart, say) resumes where this annotator
+  left off (:meth:`LabelStore.last_position`), skipping what is already done; moving on wraps
+  round to items passed over, and :attr:`current` is ``None`` only when every item is done.
+- With an :class:`~workbench.assist.Assistant` and embeddings, the assistant is refit in the
+  background as labels arrive (never delaying a submit). Refit requests made while one runs are
+  merged into one more refit on the labels of that moment; with an active-learning order the
+  queue *ahead* of the current item is then re-ranked in place: nothing done, shown or passed
+  moves, and no sample is lost or repeated.
+- With a ``render`` function, the next ``prefetch`` items are rendered ahead on a background
+  thread, so showing the next item costs a look-up, not a decode.
+- Boxes drawn by hand are clipped to their image by :func:`clip_boxes`; a box value given
+  explicitly is checked (by the session for its class, by the store for its geometry), never
+  silently changed.
+
+Example
+-------
+>>> session = LabelingSession(catalog, store, annotator="ana")  # doctest: +SKIP
+>>> while session.current is not None:  # doctest: +SKIP
+...     session.submit(my_label_for(session.current))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from typing import TYPE_CHECKING, Any
+
+from workbench.background import Latest
+from workbench.catalog import Catalog
+from workbench.errors import LabelError, ParameterError
+from workbench.labels import LabelStore
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["ACTIVE_ORDERS", "KINDS", "ORDERS", "LabelingSession", "clip_boxes"]
+
+#: Orders that need no model; the active-learning ones are :data:`ACTIVE_ORDERS`.
+ORDERS = ("catalog", "random")
+ACTIVE_ORDERS = ("least_confidence", "margin", "entropy")
+#: What a value is: one class name, a set of class names, or boxes ``[x, y, w, h, class]``.
+KINDS = ("single", "multi", "boxes")
+_MAX_SECONDS = 600.0  # time on an item beyond this is a coffee break, not labeling effort
+log = logging.getLogger("workbench.labels")
+
+
+def clip_boxes(boxes: Iterable[Sequence[Any]], size: tuple[int, int]) -> list[list[Any]]:
+    """Boxes as drawn -> boxes the store accepts, in the same (original-image) pixels.
+
+    Each ``[x, y, w, h, class]`` may have a negative width or height (dragged up or left) and
+    may stick out of the image. Corners are ordered, clipped to the ``(width, height)`` image,
+    boxes left empty (a click without a drag) dropped, values rounded to 1/1000 pixel and the
+    class made text.
+    """
+    width, height = size
+    out = []
+    for b in boxes:
+        x0, y0 = float(b[0]), float(b[1])
+        x1, y1 = x0 + float(b[2]), y0 + float(b[3])
+        x0, x1 = sorted((min(max(x0, 0.0), width), min(max(x1, 0.0), width)))
+        y0, y1 = sorted((min(max(y0, 0.0), height), min(max(y1, 0.0), height)))
+        if x1 - x0 < 1e-3 or y1 - y0 < 1e-3:
+            continue  # a click without a drag
+        box = [round(v, 3) + 0.0 for v in (x0, y0, x1 - x0, y1 - y0)]
+        out.append([*box, str(b[4])])
+    return out
+
+
+class _Prefetcher:
+    """Runs ``render(sample_id)`` ahead on one background thread; results are taken once."""
+
+    def __init__(self, render: Callable[[str], Any] | None, n: int) -> None:
+        self.render = render
+        self.n = max(0, int(n)) if render is not None else 0
+        self._lock = threading.Lock()
+        self._futures: OrderedDict[str, Future] = OrderedDict()
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="wb-label-prefetch") if self.n else None
+        )
+
+    def ahead(self, ids: list[str]) -> None:
+        """Start rendering ``ids`` (the items coming next) unless already started."""
+        if self._pool is None:
+            return
+        with self._lock:
+            for sid in ids:
+                if sid not in self._futures:
+                    self._futures[sid] = self._pool.submit(self.render, sid)
+            while len(self._futures) > 4 * self.n:  # items the order moved away from
+                self._futures.popitem(last=False)
+
+    def take(self, sample_id: str) -> Any:
+        """The rendering of ``sample_id``: the prefetched one when there is one, else run now."""
+        if self.render is None:
+            raise ParameterError("this session has no render function")
+        with self._lock:
+            fut = self._futures.pop(sample_id, None)
+        if fut is not None:
+            with contextlib.suppress(Exception):  # a failed prefetch: render it here instead
+                return fut.result()
+        return self.render(sample_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._futures)
+
+    def wait(self, timeout: float) -> None:
+        with self._lock:
+            futures = list(self._futures.values())
+        futures_wait(futures, timeout=timeout)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class LabelingSession:
+    """The queue of one annotator over a catalog: order, resume, submit, skip, undo, progress.
+
+    Parameters
+    ----------
+    catalog
+        The samples to label (unreadable ones are left out).
+    store
+        Where decisions go. Its ``catalog`` (if any) validates sample ids.
+    annotator
+        Who is labeling; progress, resume and undo are per annotator.
+    kind
+        ``"single"`` (one class name per sample), ``"multi"`` (a list of class names, a set:
+        ``[]`` is a valid answer) or ``"boxes"`` (``[[x, y, w, h, class], ...]`` in
+        original-image pixels; ``[]``: nothing to box).
+    order
+        ``"catalog"``, ``"random"`` (seeded shuffle) or an active-learning strategy of
+        :func:`workbench.assist.order` (``"least_confidence"``, ``"margin"``, ``"entropy"``:
+        most uncertain first; needs ``assistant`` and ``embeddings``). Until the assistant has
+        been fitted an active order starts as a seeded shuffle.
+    assistant
+        A :class:`workbench.assist.Assistant` (``kind="single"`` only), refit in the background
+        every ``refit_every`` labels. A default Assistant without ``scale_on`` gets
+        ``scale_on=embeddings`` here.
+    embeddings
+        ``(len(catalog), d)`` features of the catalog's rows, in ``catalog.ids`` order. Needed
+        with ``assistant``.
+    classes
+        The classes offered (added to the store if missing); a box must have one of them.
+        Default: the store's classes, or (single and multi) the catalog's when the store has
+        none.
+    pre_annotations
+        Values to start from on samples this annotator has not decided yet (their own label
+        wins once there is one): ``{sample id: value}``, or the name of an annotator or model in
+        the store whose current labels (an import, a detector's :meth:`~LabelStore.suggest`
+        events) to start from.
+    render, prefetch
+        ``render(sample_id)`` (e.g. a thumbnail) is run ahead for the next ``prefetch`` items
+        on a background thread; :meth:`rendered` returns it.
+    refit_every
+        Refit the assistant after this many new labels.
+    round, task
+        The store's ``round`` and ``task`` the labels go to.
+    seed
+        Seed of the ``"random"`` order and of tie-breaking in active orders.
+
+    Attributes
+    ----------
+    queue : list of str
+        The sample ids in the order they are offered.
+    position : int
+        Index of :attr:`current` in :attr:`queue` (``len(queue)`` once every item is done).
+    lock : threading.RLock
+        Held while the session changes and while its callbacks run.
+    refit_error : Exception or None
+        Why the latest background refit failed (``None`` after a refit that worked).
+
+    Notes
+    -----
+    One concept in about 600 lines: a position in a queue that two parties move, the annotator
+    (go, submit, skip, undo) and the assistant's background re-ranking. Both work under one
+    lock on one queue and one set of decisions; split apart, each half would reach into the
+    other's state. Rendering ahead, which only reads the queue, is a helper of its own.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: LabelStore,
+        *,
+        annotator: str,
+        kind: str = "single",
+        order: str = "catalog",
+        assistant: Any = None,
+        embeddings: np.ndarray | None = None,
+        classes: Sequence[str] | None = None,
+        pre_annotations: Mapping[str, Any] | str | None = None,
+        render: Callable[[str], Any] | None = None,
+        prefetch: int = 0,
+        refit_every: int = 10,
+        round: int = 0,
+        task: str = "class",
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(catalog, Catalog):
+            raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")
+        if not isinstance(store, LabelStore):
+            raise ParameterError(f"store must be a LabelStore, got {type(store)}")
+        if not isinstance(annotator, str) or not annotator:
+            raise ParameterError(f"annotator must be a non-empty name, got {annotator!r}")
+        if kind not in KINDS:
+            raise ParameterError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        if order not in (*ORDERS, *ACTIVE_ORDERS):
+            raise ParameterError(f"order must be one of {[*ORDERS, *ACTIVE_ORDERS]}, got {order!r}")
+        if order in ACTIVE_ORDERS and assistant is None:
+            raise ParameterError(f"order={order!r} needs an assistant and embeddings")
+        if assistant is not None and kind != "single":
+            raise ParameterError(
+                "the assistant suggests single labels: use kind='single' (Labeler: task='single')"
+            )
+        if not isinstance(refit_every, int) or refit_every < 1:
+            raise ParameterError(f"refit_every must be a positive integer, got {refit_every!r}")
+        self.catalog = catalog
+        self.store = store
+        self.annotator = annotator
+        self.kind = kind
+        self.order = order
+        self.assistant = assistant
+        self.round = round
+        self.task = task
+        self.seed = seed
+        self.refit_every = refit_every
+        self._prefetch = _Prefetcher(render, prefetch)
+        self.render = render
+        self.prefetch = self._prefetch.n
+        ok = catalog.df["status"] == "ok"
+        #: Samples that can be shown, in catalog order (unreadable files are left out).
+        self.ids: list[str] = catalog.df.loc[ok, "id"].astype(str).tolist()
+        if not self.ids:
+            raise ParameterError("the catalog has no readable samples to label")
+        self.classes = self._setup_classes(classes)
+        self._class_rank = {c: k for k, c in enumerate(store.classes)}
+        if isinstance(pre_annotations, str):
+            pre_annotations = _from_store(store, pre_annotations, task, kind)
+        self.pre_annotations: dict[str, Any] = dict(pre_annotations or {})
+        unknown = [i for i in self.pre_annotations if i not in catalog]
+        if unknown:
+            raise ParameterError(f"pre_annotations name samples not in the catalog: {unknown[:5]}")
+        #: catalog row of each sample id (the row of its embedding)
+        self.rows: dict[str, int] = {s: k for k, s in enumerate(catalog.df["id"].astype(str))}
+
+        self.lock = threading.RLock()
+        self.refit_error: Exception | None = None
+        self._callbacks: dict[str, list[Callable[..., None]]] = {
+            "submit": [], "skip": [], "undo": [], "assistant": [],
+        }  # fmt: skip
+        self._durations: deque[float] = deque(maxlen=20)
+        self._session = 0
+        self._shown_at = time.monotonic()
+        self._since_refit = 0
+        self._closed = False
+        self._refits = Latest("wb-label-assistant")
+        self._embeddings = self._check_embeddings(embeddings)
+        self._load_decisions()
+        self._set_queue(self._initial_queue())
+        self._resume()
+        self._prefetch_ahead()
+
+    def __repr__(self) -> str:
+        p = self.progress
+        return (
+            f"LabelingSession(annotator={self.annotator!r}, kind={self.kind!r}, "
+            f"order={self.order!r}, done={p['done']}/{p['total']})"
+        )
+
+    # ------------------------------------------------------------------ construction
+    def _setup_classes(self, classes: Sequence[str] | None) -> list[str]:
+        store = self.store
+        if classes is not None:
+            store.add_classes(list(classes))
+        if not store.classes and self.kind != "boxes" and self.catalog.classes:
+            store.add_classes(self.catalog.classes)  # image-level classes: not box classes
+        out = list(classes) if classes else store.classes
+        if not out:
+            what = "box classes" if self.kind == "boxes" else "classes"
+            raise ParameterError(f"no {what}: pass classes=[...] or add them to the store")
+        return out
+
+    def _check_embeddings(self, embeddings: Any) -> np.ndarray | None:
+        if self.assistant is None:
+            return None
+        import numpy as np
+
+        if embeddings is None:
+            raise ParameterError(
+                "an assistant needs embeddings: Embedder().embed(catalog, cache=workspace)"
+            )
+        X = np.asarray(embeddings)
+        if X.ndim != 2 or len(X) != len(self.catalog.df):
+            raise ParameterError(
+                f"embeddings must have one row per catalog sample ({len(self.catalog.df)}, d), "
+                f"got shape {X.shape}"
+            )
+        from workbench.assist import Assistant
+
+        a = self.assistant
+        if isinstance(a, Assistant) and a.classifier is None and a.scale_on is None:
+            a.scale_on = X  # scale on every sample, not the biased labelled set (see Assistant)
+        return X
+
+    def _initial_queue(self) -> list[str]:
+        ids = list(self.ids)
+        if self.order == "random":
+            random.Random(self.seed).shuffle(ids)
+            return ids
+        if self.order == "catalog":
+            return ids
+        # Active order: what is done first (browsable backwards), then the rest by uncertainty.
+        done = [i for i in ids if i in self._done]
+        todo = [i for i in ids if i not in self._done]
+        X, y = self.training_set()
+        if len(y) and not self.assistant_ready:
+            self.assistant.fit(X, y)  # once, so the first order already means something
+        return done + self._rank(todo)
+
+    # ------------------------------------------------------------------ store state
+    def _load_decisions(self) -> None:
+        """This annotator's decisions from the store: what is done, and the current values."""
+        who, rnd, task = self.annotator, self.round, self.task
+        self._done = self.store.labeled_ids(who, round=rnd, task=task, include_skipped=True)
+        cur = self.store.current(annotator=who, round=rnd, task=task)
+        self._values: dict[str, Any] = dict(zip(cur["id"], cur["value"], strict=True))
+
+    def _set_queue(self, queue: list[str]) -> None:
+        self.queue = queue
+        self._queue_set = set(queue)
+        self._n_done = len(self._done & self._queue_set)
+
+    def _resume(self) -> None:
+        """Start at this annotator's last position, then at the first item not done yet."""
+        last = self.store.last_position(self.annotator, round=self.round, task=self.task)
+        start = self.queue.index(last) if last in self._queue_set else 0
+        self.position = start
+        if self.queue[start] in self._done:
+            self._advance()
+
+    # ------------------------------------------------------------------ navigation
+    @property
+    def current(self) -> str | None:
+        """The sample id to label now; ``None`` once every item is done."""
+        return self.queue[self.position] if self.position < len(self.queue) else None
+
+    def go(self, where: int | str) -> None:
+        """Move to queue position ``where`` (clipped), or to the sample with that id."""
+        with self.lock:
+            if isinstance(where, str):
+                if where not in self._queue_set:
+                    raise ParameterError(f"{where!r} is not one of the samples in this view")
+                self.position = self.queue.index(where)
+            else:
+                self.position = min(max(0, int(where)), len(self.queue) - 1)
+            self._moved()
+
+    def next(self) -> None:
+        """Browse forward one item (done or not)."""
+        self.go(self.position + 1)
+
+    def prev(self) -> None:
+        """Browse back one item."""
+        self.go(self.position - 1)
+
+    def upcoming(self, n: int) -> list[str]:
+        """The next ``n`` items the session will move to after the current one (not done)."""
+        out: list[str] = []
+        for sid in self.queue[self.position + 1 :]:
+            if len(out) >= n:
+                break
+            if sid not in self._done:
+                out.append(sid)
+        return out
+
+    def _advance(self) -> None:
+        """Move to the next item not done (wrapping round); past the end when all are done."""
+        n = len(self.queue)
+        for k in range(1, n + 1):
+            j = (self.position + k) % n
+            if self.queue[j] not in self._done:
+                self.position = j
+                return
+        self.position = n
+
+    def _moved(self) -> None:
+        self._shown_at = time.monotonic()
+        self._prefetch_ahead()
+
+    def mark_shown(self) -> None:
+        """The current item is in front of the annotator now: its labeling time starts here.
+
+        Moving already starts the clock; a view calls this once the item is drawn.
+        """
+        self._shown_at = time.monotonic()
+
+    # ------------------------------------------------------------------ decisions
+    def _require_current(self) -> str:
+        sid = self.current
+        if sid is None:
+            raise LabelError("every item is done; use prev() or go(i) to revisit one")
+        return sid
+
+    def _seconds(self) -> float:
+        return min(time.monotonic() - self._shown_at, _MAX_SECONDS)
+
+    def _check_value(self, value: Any) -> Any:
+        """The value in the form the store takes, or a :class:`LabelError` naming what is wrong."""
+        if self.kind == "single":
+            if not isinstance(value, str):
+                raise LabelError(f"single-label labeling takes one class name, got {value!r}")
+            return value
+        if self.kind == "multi":
+            return [value] if isinstance(value, str) else list(value)
+        boxes = [list(b) for b in value]
+        for b in boxes:
+            if len(b) != 5 or b[4] not in self.classes:
+                raise LabelError(
+                    f"box {b!r} needs one of the classes {self.classes} as its 5th value"
+                )
+        return boxes
+
+    def _stored_value(self, value: Any) -> Any:
+        """The value as the store gives it back (a multi-label set comes in class order)."""
+        if self.kind == "multi":
+            last = len(self._class_rank)
+            return sorted(dict.fromkeys(value), key=lambda c: self._class_rank.get(c, last))
+        if self.kind == "boxes":
+            return [[float(v) for v in b[:4]] + [b[4]] for b in value]
+        return value
+
+    def submit(self, value: Any, *, source: str = "human") -> int:
+        """Label the current item, then move on to the next one not done.
+
+        Parameters
+        ----------
+        value
+            A class name (``kind="single"``), a list of class names (``"multi"``; a single
+            name is taken as a list of one) or ``[[x, y, w, h, class], ...]`` (``"boxes"``).
+        source
+            ``"human"``, or ``"model"`` for an accepted suggestion.
+
+        Returns
+        -------
+        int
+            The label's event id; the label is committed before this returns.
+
+        Raises
+        ------
+        LabelError
+            Unknown class, malformed value, or nothing left to label; nothing is recorded.
+        """
+        with self.lock:
+            value = self._check_value(value)
+            sid = self._require_current()
+            seconds = self._seconds()
+            event = self.store.label(
+                sid,
+                value,
+                annotator=self.annotator,
+                round=self.round,
+                task=self.task,
+                seconds=seconds,
+                source=source,
+            )
+            # Committed: from here on the label survives anything that happens to the caller.
+            self._record(sid, seconds)
+            self._values[sid] = self._stored_value(value)
+            for fn in self._callbacks["submit"]:
+                fn(sid, self._values[sid])
+            self._after_label()
+            self._advance()
+            self._moved()
+            return event
+
+    def skip(self) -> int:
+        """Pass on the current item (recorded as a ``skip``: done, no label); move on.
+
+        Returns the event id.
+        """
+        with self.lock:
+            sid = self._require_current()
+            seconds = self._seconds()
+            event = self.store.skip(
+                sid, annotator=self.annotator, round=self.round, task=self.task, seconds=seconds
+            )
+            self._record(sid, seconds)
+            self._values.pop(sid, None)
+            for fn in self._callbacks["skip"]:
+                fn(sid)
+            self._advance()
+            self._moved()
+            return event
+
+    def undo(self) -> str | None:
+        """Cancel this annotator's latest label or skip and move back to that item.
+
+        Calling it again cancels the decision before, and so on. Returns the sample id whose
+        decision was undone, or ``None`` when there was nothing to undo.
+        """
+        with self.lock:
+            event = self.store.undo(annotator=self.annotator, round=self.round, task=self.task)
+            if event is None:
+                return None
+            sid = self.store.last_position(self.annotator, round=self.round, task=self.task)
+            self._load_decisions()  # the undone item may show an older label, or none
+            self._n_done = len(self._done & self._queue_set)
+            if self.assistant is not None and not self._closed:
+                self.refit()
+            if sid in self._queue_set:
+                self.position = self.queue.index(sid)
+            for fn in self._callbacks["undo"]:
+                fn(sid)
+            self._moved()
+            return sid
+
+    def _record(self, sid: str, seconds: float) -> None:
+        if sid not in self._done:
+            self._done.add(sid)
+            self._n_done += sid in self._queue_set
+        self._durations.append(seconds)
+        self._session += 1
+
+    # ------------------------------------------------------------------ callbacks
+    def on_submit(self, fn: Callable[[str, Any], None]) -> None:
+        """Call ``fn(sample_id, value)`` after each label is committed, before moving on."""
+        self._callbacks["submit"].append(fn)
+
+    def on_skip(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(sample_id)`` after each skip is committed."""
+        self._callbacks["skip"].append(fn)
+
+    def on_undo(self, fn: Callable[[str | None], None]) -> None:
+        """Call ``fn(sample_id)`` after an undo, with the sample whose decision was undone."""
+        self._callbacks["undo"].append(fn)
+
+    def on_assistant(self, fn: Callable[[Exception | None], None]) -> None:
+        """Call ``fn(error)`` after each background refit, on its thread with :attr:`lock` held.
+
+        ``error`` is ``None`` when the new model is in use (its suggestions, and with an active
+        order the queue ahead, changed), else the exception that stopped the refit (labeling
+        goes on with the previous model). Without such a callback a failure is logged.
+        """
+        self._callbacks["assistant"].append(fn)
+
+    # ------------------------------------------------------------------ progress
+    def value_of(self, sample_id: str) -> Any:
+        """This annotator's current label of a sample (``None`` if unlabeled or skipped)."""
+        return self._values.get(sample_id)
+
+    def status(self, sample_id: str) -> str:
+        """``"labeled"``, ``"skipped"`` or ``"todo"`` for this annotator."""
+        if sample_id in self._values:
+            return "labeled"
+        return "skipped" if sample_id in self._done else "todo"
+
+    def start_value(self, sample_id: str) -> Any:
+        """What to show for editing: this annotator's label, else a pre-annotation, else None."""
+        if sample_id in self._values:
+            return self._values[sample_id]
+        if sample_id in self._done:
+            return None  # skipped: the annotator saw the pre-annotation and passed
+        return self.pre_annotations.get(sample_id)
+
+    def original_size(self, sample_id: str) -> tuple[int, int]:
+        """``(width, height)`` of a sample's image in original pixels (the catalog's)."""
+        row = self.catalog.df.iloc[self.rows[sample_id]]
+        return int(row["width"]), int(row["height"])
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """``done`` and ``total`` (items of this session), ``session`` (decisions since it
+        started) and ``per_minute`` (from the time spent on the last 20 items, or None)."""
+        spent = sum(self._durations)
+        return {
+            "done": self._n_done,
+            "total": len(self.queue),
+            "session": self._session,
+            "per_minute": 60.0 * len(self._durations) / spent if spent > 0 else None,
+        }
+
+    # ------------------------------------------------------------------ prefetch
+    def rendered(self, sample_id: str) -> Any:
+        """``render(sample_id)``: taken from the prefetch when it is there, else run now."""
+        return self._prefetch.take(sample_id)
+
+    @property
+    def prefetched(self) -> list[str]:
+        """Ids rendered (or being rendered) ahead, oldest request first."""
+        return self._prefetch.ids()
+
+    def _prefetch_ahead(self) -> None:
+        if self.prefetch and not self._closed:
+            with self.lock:
+                self._prefetch.ahead(self.upcoming(self.prefetch))
+
+    # ------------------------------------------------------------------ assistant
+    @property
+    def assistant_ready(self) -> bool:
+        """Whether the assistant has a model to suggest and rank with."""
+        a = self.assistant
+        if a is None:
+            return False
+        ready = getattr(a, "__sklearn_is_fitted__", None)
+        return bool(ready()) if ready is not None else hasattr(a, "classes_")
+
+    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)``: embeddings and class names of this annotator's single-class labels."""
+        import numpy as np
+
+        if self._embeddings is None:
+            raise ParameterError("this session has no assistant and embeddings")
+        with self.lock:
+            pairs = [(self.rows[s], v) for s, v in self._values.items() if s in self.rows]
+        pairs = [(r, v) for r, v in pairs if isinstance(v, str)]
+        rows = np.fromiter((r for r, _ in pairs), np.int64, len(pairs))
+        y = np.array([v for _, v in pairs], dtype=object)
+        return self._embeddings[rows], y
+
+    def suggest(self, sample_id: str | None = None, k: int = 3) -> list[tuple[str, float]]:
+        """The assistant's top ``k`` ``(class, probability)`` for a sample (default: current).
+
+        Empty without an assistant, before its first fit, or when every item is done.
+        """
+        sid = self.current if sample_id is None else sample_id
+        if sid is None or not self.assistant_ready:
+            return []
+        top = self.assistant.suggest(self._embeddings[[self.rows[sid]]], k=k)[0]
+        return [(str(c), float(p)) for c, p in top]
+
+    def _rank(self, todo: list[str]) -> list[str]:
+        """``todo`` in the active-learning order (a seeded shuffle before the first fit)."""
+        if not todo:
+            return []
+        if not self.assistant_ready:
+            todo = list(todo)
+            random.Random(self.seed).shuffle(todo)
+            return todo
+        from workbench.assist import order
+
+        rows = [self.rows[s] for s in todo]
+        probs = self.assistant.predict_proba(self._embeddings[rows])
+        return [todo[k] for k in order(probs, self.order, seed=self.seed)]
+
+    def _after_label(self) -> None:
+        if self.assistant is None or self._closed:
+            return
+        self._since_refit += 1
+        first = not self.assistant_ready and not self._refits.busy
+        if first or self._since_refit >= self.refit_every:
+            self.refit()
+
+    def refit(self) -> None:
+        """Refit the assistant on this annotator's labels, on a background thread.
+
+        Requests that arrive while a refit runs are merged into one more refit afterwards, on
+        the labels of that moment. When it finishes, with an active order the queue ahead is
+        re-ranked, and ``on_assistant`` callbacks run.
+        """
+        if self.assistant is None:
+            raise ParameterError("this session has no assistant")
+        with self.lock:
+            self._since_refit = 0
+            self._refits.submit(self._refit_job)
+
+    def _refit_job(self) -> None:
+        if self._closed:
+            return
+        try:
+            X, y = self.training_set()  # the labels now, not those of the request
+            if len(y) == 0:
+                return
+            self.assistant.refit_async(X, y).result()
+            if self.order in ACTIVE_ORDERS:
+                self._merge_ranked()
+            error: Exception | None = None
+        except Exception as e:  # never let a failed fit go unseen, nor stop labeling
+            error = e
+        with self.lock:
+            if self._closed:
+                return
+            self.refit_error = error
+            if error is not None and not self._callbacks["assistant"]:
+                log.warning("assistant refit failed: %s", error)
+            for fn in self._callbacks["assistant"]:
+                fn(error)
+        self._prefetch_ahead()
+
+    def _merge_ranked(self) -> None:
+        """Re-rank the items ahead; merge into the queue as it is *now* (it may have moved)."""
+        with self.lock:
+            tail = self.queue[self.position + 1 :]
+        todo = [s for s in tail if s not in self._done]
+        ranked = {s: k for k, s in enumerate(self._rank(todo))}  # slow: outside the lock
+        with self.lock:  # the queue may have moved on meanwhile: merge, do not overwrite
+            head = self.queue[: self.position + 1]
+            tail = self.queue[self.position + 1 :]
+            ahead = sorted(
+                (s for s in tail if s not in self._done), key=lambda s: ranked.get(s, math.inf)
+            )
+            self.queue = head + ahead + [s for s in tail if s in self._done]
+
+    # ------------------------------------------------------------------ lifetime
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until background refits, reorders and prefetches have finished.
+
+        For scripts and tests; labeling never needs to wait.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._refits.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the assistant was still fitting after {timeout} s")
+            self._prefetch.wait(max(0.0, deadline - time.monotonic()))
+            if not self._refits.busy:
+                return
+
+    def close(self) -> None:
+        """Stop the background threads (a refit in progress finishes, unseen)."""
+        self._closed = True
+        self._refits.close()
+        self._prefetch.close()
+
+
+def _from_store(store: LabelStore, name: str, task: str, kind: str) -> dict[str, Any]:
+    """Values by ``name`` in the store: its current labels, else its latest suggestions."""
+    wanted = (lambda v: isinstance(v, list)) if kind != "single" else (lambda v: v is not None)
+    sug = store.suggestions(model=name, task=task)
+    out = {i: v for i, v in zip(sug["id"], sug["value"], strict=True) if wanted(v)}
+    cur = store.current(annotator=name, task=task)
+    out.update((i, v) for i, v in zip(cur["id"], cur["value"], strict=True) if wanted(v))
+    if not out:
+        what = "boxes" if kind == "boxes" else "labels"
+        raise ParameterError(f"the store holds no {what} (task {task!r}) by {name!r} to start from")
+    return out

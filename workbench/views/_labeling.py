@@ -1,0 +1,233 @@
+"""What the labeling views share: one LabelingSession, navigation, keys, progress, the done tile.
+
+A labeling view is a VBox over one :class:`~workbench.labels.session.LabelingSession`
+(``view.session``); the session decides, the view draws. Every method that changes the session
+holds ``session.lock`` until the view has been redrawn, so a background refit never sees (or
+draws) a half-updated view. ``view.store``, ``view.catalog``, ``view.queue`` and the other
+session attributes read through to the session.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+from ipyevents import Event
+
+from workbench.catalog import Catalog
+from workbench.labels import LabelStore
+from workbench.labels.session import LabelingSession
+from workbench.thumbs import Thumb
+from workbench.views._common import ErrorBanner, guarded, reports_inline
+
+__all__ = ["LabelingView", "done_tile", "session_attribute"]
+
+
+def done_tile(size: int, text: str) -> Thumb:
+    """A light tile with a line of text: shown when there is nothing left to label."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (size, max(48, size // 3)), (240, 246, 240))
+    ImageDraw.Draw(im).text((12, im.height // 2 - 6), text, fill=(40, 110, 40))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return Thumb(buf.getvalue(), "png")
+
+
+def session_attribute(name: str, doc: str) -> property:
+    """A read-only view attribute that reads ``view.session.<name>``."""
+    return property(lambda self: getattr(self.session, name), doc=doc)
+
+
+class LabelingView(W.VBox):
+    """Base of :class:`~workbench.views.labeler.Labeler` and
+    :class:`~workbench.views.boxes.BoxLabeler`.
+
+    Subclasses set ``session``, ``error`` (an :class:`ErrorBanner`), ``info`` and
+    ``progress_label`` (HTML), build their widgets, call :meth:`_listen_keys` and implement
+    :meth:`_show` (draw ``session.current``) and ``submit``.
+    """
+
+    session: LabelingSession
+    error: ErrorBanner
+    info: W.HTML
+    progress_label: W.HTML
+    #: Whether keys pressed with Alt are left to the browser.
+    _alt_ignored = False
+
+    catalog: Catalog = session_attribute("catalog", "The samples (``session.catalog``).")
+    store: LabelStore = session_attribute("store", "Where decisions go (``session.store``).")
+    annotator: str = session_attribute("annotator", "Who is labeling.")
+    round: int = session_attribute("round", "The store's round the labels go to.")
+    store_task: str = session_attribute("task", "The store's task the labels go to.")
+    seed: int = session_attribute("seed", "Seed of the random and active orders.")
+    ids: list[str] = session_attribute("ids", "Samples that can be shown, in catalog order.")
+    queue: list[str] = session_attribute("queue", "The sample ids in the order offered.")
+    current: str | None = session_attribute("current", "The sample shown (None: all done).")
+    position: int = session_attribute("position", "Index of the current item in the queue.")
+    index: int = session_attribute("position", "Index of the current item in the queue.")
+    progress: dict[str, Any] = session_attribute("progress", "See LabelingSession.progress.")
+
+    # ------------------------------------------------------------------ session pass-through
+    def value_of(self, sample_id: str) -> Any:
+        """This annotator's current label of a sample (``None`` if unlabeled or skipped)."""
+        return self.session.value_of(sample_id)
+
+    def on_submit(self, fn: Callable[[str, Any], None]) -> None:
+        """Call ``fn(sample_id, value)`` after each label is committed, before the view moves."""
+        self.session.on_submit(fn)
+
+    def on_skip(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(sample_id)`` after each skip is committed."""
+        self.session.on_skip(fn)
+
+    def on_undo(self, fn: Callable[[str | None], None]) -> None:
+        """Call ``fn(sample_id)`` after an undo, with the sample whose decision was undone."""
+        self.session.on_undo(fn)
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until background refits, reorders and prefetches have finished.
+
+        For scripts and tests; labeling never needs to wait.
+        """
+        self.session.wait(timeout)
+
+    # ------------------------------------------------------------------ navigation
+    def go(self, where: int | str) -> None:
+        """Show the item at queue position ``where`` (clipped), or the sample with that id."""
+        with self.session.lock:
+            self.session.go(where)
+            self._show()
+
+    def next(self) -> None:
+        """Browse forward one item (done or not)."""
+        with self.session.lock:
+            self.go(self.session.position + 1)
+
+    def prev(self) -> None:
+        """Browse back one item."""
+        with self.session.lock:
+            self.go(self.session.position - 1)
+
+    # ------------------------------------------------------------------ decisions
+    def _commit(self, value: Any, *, source: str = "human") -> int:
+        """Label the current item through the session (committed), then show the next one."""
+        with self.session.lock:
+            event = self.session.submit(value, source=source)
+            self.error.clear()
+            self._show()
+            return event
+
+    @reports_inline
+    def skip(self) -> int:
+        """Pass on the current item (recorded as a ``skip``: done, no label); move on.
+
+        Returns the event id.
+        """
+        with self.session.lock:
+            event = self.session.skip()
+            self.error.clear()
+            self._show()
+            return event
+
+    @reports_inline
+    def undo(self) -> str | None:
+        """Cancel this annotator's latest label or skip and show that item again.
+
+        Calling it again cancels the decision before, and so on. Returns the sample id whose
+        decision was undone, or ``None`` when there was nothing to undo.
+        """
+        with self.session.lock:
+            sid = self.session.undo()
+            if sid is None:
+                self.error.show("nothing to undo")
+                return None
+            self.error.clear()
+            self._show()
+            return sid
+
+    # ------------------------------------------------------------------ drawing
+    def _progress_html(self) -> str:
+        p = self.session.progress
+        rate = "–" if p["per_minute"] is None else f"{p['per_minute']:.1f}"
+        pct = 100.0 * p["done"] / p["total"] if p["total"] else 100.0
+        return (
+            f'<span class="wb-progress-text"><b>{p["done"]:,}</b> / {p["total"]:,} done '
+            f"({pct:.0f} %) · {p['session']:,} this session · {rate} per minute</span>"
+        )
+
+    @staticmethod
+    def _button(text: str, cls: str, handler: Callable[[W.Button], None]) -> W.Button:
+        b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
+        b.on_click(handler)
+        return b
+
+    def _show(self) -> None:  # pragma: no cover - implemented by the views
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ keys
+    def _listen_keys(self, source: W.Widget) -> None:
+        """Read keys while the pointer is over ``source``."""
+        self._keys = Event(source=source, watched_events=["keydown"], prevent_default_action=True)
+        self._keys.on_dom_event(self._on_key)
+
+    @guarded
+    def _on_key(self, event: dict) -> None:
+        kind = event.get("event", event.get("type"))
+        if kind != "keydown" or event.get("ctrlKey") or event.get("metaKey"):
+            return
+        if event.get("altKey") and self._alt_ignored:
+            return
+        key = str(event.get("key") or "")
+        code = str(event.get("code") or "")
+        if key == "ArrowRight":
+            self.next()
+            return
+        if key == "ArrowLeft":
+            self.prev()
+            return
+        # A held-down key must not label a run of images; the view's own keys come first.
+        if event.get("repeat") or self._on_view_key(key, code, event):
+            return
+        if key == "Backspace":
+            self.undo()
+        elif key == "Enter":
+            self._on_enter()
+        elif len(key) == 1 and key.lower() == "s":
+            self.skip()
+
+    def _on_view_key(self, key: str, code: str, event: dict) -> bool:
+        """Keys of one view (class keys, ...); ``True`` when the key was handled."""
+        return False
+
+    def _on_enter(self) -> None:
+        self.submit()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ handlers
+    @guarded
+    def _on_prev_click(self, _b: W.Button) -> None:
+        self.prev()
+
+    @guarded
+    def _on_next_click(self, _b: W.Button) -> None:
+        self.next()
+
+    @guarded
+    def _on_skip_click(self, _b: W.Button) -> None:
+        self.skip()
+
+    @guarded
+    def _on_undo_click(self, _b: W.Button) -> None:
+        self.undo()
+
+    def close(self) -> None:
+        """Stop the session's background threads and close the widgets."""
+        session = self.__dict__.get("session")
+        if session is not None:
+            session.close()
+        keys = self.__dict__.get("_keys")
+        if keys is not None:
+            keys.close()
+        super().close()
