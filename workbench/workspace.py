@@ -43,7 +43,7 @@ LAYOUT: dict[str, str] = {
     "pipeline": "pipeline.json",
     "augmented": "augmented",
     "labels": "labels.db",
-    "embeddings": "models",
+    "embeddings": "models/embeddings",
     "models": "models",
     "runs": "runs",
     "exports": "exports",
