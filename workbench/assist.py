@@ -30,7 +30,7 @@ import numbers
 import threading
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from workbench.background import Latest
 from workbench.embed import Embedder
 from workbench.errors import ParameterError, WeightsError
 from workbench.models import (
@@ -295,7 +296,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
         if "_lock" not in d:  # after unpickling: the lock and the worker thread are not pickled
             d.setdefault("_fitted", None)
             d.setdefault("_requested", 0)
-            d["_executor"] = None
+            d["_worker"] = None
             d["_lock"] = threading.Lock()
         d.setdefault("scale_on", None)  # pickled before the parameter existed
         d.setdefault("propagation", 0.0)
@@ -336,7 +337,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for k in ("_lock", "_executor", "_scale_cache"):
+        for k in ("_lock", "_worker", "_scale_cache"):
             state.pop(k, None)
         return state
 
@@ -422,9 +423,10 @@ class Assistant(ClassifierMixin, BaseEstimator):
     def refit_async(self, X: Any, y: Any) -> Future:
         """Refit on a background thread; the labeler keeps using the previous model meanwhile.
 
-        One worker thread runs the fits in order. A request that is overtaken by a newer one
-        before it starts is skipped, and a fit never replaces a newer one, so the model in use
-        is always the newest that completed. ``X`` and ``y`` are copied now.
+        One worker thread (:class:`workbench.background.Latest`) runs the fits in order. A
+        request that is overtaken by a newer one (or by a blocking :meth:`fit`) before it starts
+        is skipped, and a fit never replaces a newer one, so the model in use is always the
+        newest that completed. ``X`` and ``y`` are copied now.
 
         Returns
         -------
@@ -436,23 +438,28 @@ class Assistant(ClassifierMixin, BaseEstimator):
         generation = self._next_generation()
         state = self._state()
         with state["_lock"]:
-            if state["_executor"] is None:
-                state["_executor"] = ThreadPoolExecutor(1, thread_name_prefix="wb-assist-refit")
-            executor = state["_executor"]
-        return executor.submit(self._refit_job, X, y, generation)
+            if state["_worker"] is None:
+                state["_worker"] = Latest("wb-assist-refit", superseded=False)
+            worker = state["_worker"]
+        return worker.submit(self._refit_job, X, y, generation)
 
     def _refit_job(self, X: np.ndarray, y: np.ndarray, generation: int) -> bool:
+        # Latest skips a request overtaken by a newer refit_async; a blocking fit() made since
+        # this request is newer too, and its model must not be replaced.
         if generation < self._state()["_requested"]:
-            return False  # superseded while queued: the newer request will do the work
+            return False
         return self._apply(self._fit_state(X, y, generation))
 
     def close(self) -> None:
-        """Stop the background worker (after the fit in progress); a later refit restarts it."""
+        """Stop the background worker after the fit in progress; a later refit restarts it.
+
+        A request still waiting is never run (its future resolves to ``False``).
+        """
         state = self._state()
         with state["_lock"]:
-            executor, state["_executor"] = state["_executor"], None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            worker, state["_worker"] = state["_worker"], None
+        if worker is not None:
+            worker.close(wait=True)
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -308,6 +308,53 @@ def test_refit_async_never_blocks_and_keeps_the_newest_model():
     a.close()
 
 
+def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 5))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    try:
+        running = a.refit_async(X[:40], y[:40])
+        assert _entered.wait(10)
+        queued = a.refit_async(X[:60], y[:60])
+        # a blocking fit asked after both (one class: no solver, so it need not wait for the
+        # running fit's turn): the background fits must not replace it
+        assert a.fit(X, ["pos"] * 80).n_labels_ == 80
+    finally:
+        _gate.set()
+    assert running.result(10) is False  # finished after the blocking fit: discarded
+    assert queued.result(10) is False  # older than the blocking fit: never run
+    assert a.n_labels_ == 80
+    a.close()
+
+
+def test_close_skips_the_waiting_refit_and_a_later_refit_restarts():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 5))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    closer = threading.Thread(target=a.close)
+    try:
+        running = a.refit_async(X[:20], y[:20])
+        assert _entered.wait(10)
+        waiting = a.refit_async(X[:40], y[:40])
+        closer.start()  # returns once the running fit is done
+        assert waiting.result(10) is False
+    finally:
+        _gate.set()
+    closer.join(10)
+    assert running.result(10) is True and a.n_labels_ == 20
+    assert a.refit_async(X, y).result(10) is True and a.n_labels_ == 60
+    a.close()
+    restored = pickle.loads(pickle.dumps(a))  # no lock or worker thread travels with it
+    assert restored.n_labels_ == 60 and restored.refit_async(X[:30], y[:30]).result(10)
+    restored.close()
+
+
 # ------------------------------------------------------------------------------ order
 prob_matrices = st.tuples(st.integers(1, 40), st.integers(2, 7), st.integers(0, 2**32 - 1)).map(
     lambda t: np.random.default_rng(t[2]).dirichlet(np.full(t[1], 0.5), size=t[0])
