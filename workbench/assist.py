@@ -36,7 +36,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
 
 from workbench.background import Latest
 from workbench.embed import Embedder
@@ -84,6 +86,7 @@ class _Fitted:
     n_labels: int
     seconds: float
     generation: int
+    n_features: int | None = None  # None in Assistants pickled before it was recorded
 
 
 _FIT_LOCK = threading.Lock()
@@ -346,8 +349,8 @@ class Assistant(ClassifierMixin, BaseEstimator):
 
     def _current(self) -> _Fitted:
         fitted = self._state()["_fitted"]
-        if fitted is None:
-            raise AttributeError(
+        if fitted is None:  # NotFittedError is an AttributeError too: hasattr() stays False
+            raise NotFittedError(
                 "this Assistant is not fitted yet; call fit(X, y) with the labels so far"
             )
         return fitted
@@ -357,10 +360,20 @@ class Assistant(ClassifierMixin, BaseEstimator):
     cv_accuracy_ = property(lambda self: self._current().cv_accuracy)
     n_labels_ = property(lambda self: self._current().n_labels)
     fit_seconds_ = property(lambda self: self._current().seconds)
+    n_features_in_ = property(lambda self: self._current().n_features)
 
     # ------------------------------------------------------------------ fitting
     @staticmethod
     def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        if y is None:
+            raise ParameterError(
+                "the Assistant requires y to be passed, but the target y is None; pass the labels"
+            )
+        if issparse(X):
+            raise ParameterError("sparse input is not supported; pass dense embeddings")
+        X = np.asarray(X)
+        if X.dtype.kind == "c":
+            raise ParameterError("Complex data not supported; pass real embeddings")
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2:
@@ -369,7 +382,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
             raise ParameterError(f"y must be 1-D with {len(X)} labels, got shape {y.shape}")
         if len(y) == 0:
             raise ParameterError("no labels yet: label at least one sample before fitting")
-        if pd.isna(y).any():
+        if pd.isna(y).any() or (y.dtype.kind == "f" and not np.isfinite(y).all()):
             raise ParameterError("y contains missing labels; pass only labelled samples")
         if not np.isfinite(X).all():
             raise ParameterError("X contains NaN or infinite values")
@@ -389,7 +402,8 @@ class Assistant(ClassifierMixin, BaseEstimator):
                 warnings.simplefilter("ignore", category=UserWarning)
                 clf = clone(base).fit(X, y)
                 cv_acc = _cv_accuracy(base, X, y, self.cv or 0, self.random_state)
-        return _Fitted(clf, classes, cv_acc, len(y), time.perf_counter() - t0, generation)
+        seconds = time.perf_counter() - t0
+        return _Fitted(clf, classes, cv_acc, len(y), seconds, generation, X.shape[1])
 
     def _next_generation(self) -> int:
         state = self._state()

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.base import BaseEstimator
+from scipy.sparse import issparse
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from workbench._moments import (
     _DTYPE_OF_SCALE,
@@ -82,7 +83,7 @@ def _is_catalog(data: Any) -> bool:
 # ---------------------------------------------------------------------------- estimator
 
 
-class Normalizer(BaseEstimator):
+class Normalizer(TransformerMixin, BaseEstimator):
     """Streaming per-channel mean / std of images (or of table columns), scikit-learn style.
 
     Parameters
@@ -264,6 +265,8 @@ class Normalizer(BaseEstimator):
     def _iterable_moments(self, data: Any, progress: bool) -> tuple[Moments, int]:
         if isinstance(data, Image.Image):
             raise ParameterError("fit takes a collection of images; wrap one image in a list")
+        if issparse(data):
+            raise ParameterError("sparse input is not supported; pass a DataFrame for a table")
         if isinstance(data, (str, bytes, os.PathLike)):
             raise ParameterError(
                 "fit takes a Catalog, a list of images or a DataFrame, not a path; build a "

@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 import xxhash
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from workbench.errors import ParameterError
 
 __all__ = ["GraphBlend"]
 
@@ -71,6 +75,9 @@ class _KnnGraph:
 
     def __len__(self) -> int:
         return self.S.shape[0]
+
+    def __repr__(self) -> str:
+        return f"_KnnGraph({len(self)} nodes, k={self.k})"
 
     def _embed(self, X: np.ndarray) -> np.ndarray:
         Z = _standardise(X, *self.stats)
@@ -150,7 +157,18 @@ class GraphBlend(ClassifierMixin, BaseEstimator):
 
     ``(1 - weight) * classifier + weight * propagation``: the graph (of every sample to label)
     carries each label to the images around it, so a few labels already cover the clusters
-    they sit in. Built by :func:`default_classifier` with ``propagation=weight``.
+    they sit in. Built by :func:`workbench.assist.default_classifier` with
+    ``propagation=weight``.
+
+    Parameters
+    ----------
+    classifier
+        A scikit-learn classifier with ``predict_proba`` (cloned at each fit).
+    graph
+        The fixed graph of every sample to label (``propagate`` and ``read``, as the k-NN graph
+        here has them); rows given to ``fit`` and ``predict_proba`` must have its width.
+    weight
+        Share of the propagation in the blend, in [0, 1].
     """
 
     def __init__(self, classifier: Any = None, graph: Any = None, weight: float = 0.5):
@@ -159,6 +177,11 @@ class GraphBlend(ClassifierMixin, BaseEstimator):
         self.weight = weight
 
     def fit(self, X: Any, y: Any) -> GraphBlend:
+        if issparse(X):
+            raise ParameterError("sparse input is not supported; pass dense embeddings")
+        X = np.asarray(X)
+        if X.dtype.kind == "c":
+            raise ParameterError("Complex data not supported; pass real embeddings")
         X = np.asarray(X, dtype=np.float64)
         self.classifier_ = clone(self.classifier).fit(X, y)
         self.classes_ = self.classifier_.classes_
@@ -167,9 +190,11 @@ class GraphBlend(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
         p = self.classifier_.predict_proba(X)
         return (1 - self.weight) * p + self.weight * self.graph.read(X, self.F_)
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
