@@ -1,7 +1,9 @@
 """Streaming moments of pixels: count, mean and sum of squared deviations per channel.
 
 The machinery behind :class:`workbench.normalize.Normalizer` (and the gray statistics of
-:mod:`workbench.clean`); :class:`Moments` and :func:`image_moments` are public through
+:mod:`workbench.clean`): :class:`Moments`, and the reduction of each input the Normalizer fits
+on (:func:`catalog_moments` in worker processes, :func:`iterable_moments`,
+:func:`table_moments`). :class:`Moments` and :func:`image_moments` are public through
 :mod:`workbench.normalize`.
 
 Guarantees
@@ -26,21 +28,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from workbench import io as wb_io
 from workbench.errors import ParameterError
+from workbench.parallel import MIN_PARALLEL_ITEMS, pmap
 
-__all__ = ["Moments", "image_moments"]
+if TYPE_CHECKING:  # pandas is imported where a table is reduced: workers decoding images skip it
+    import pandas as pd
+
+__all__ = ["Moments", "catalog_moments", "image_moments", "iterable_moments", "table_moments"]
 
 #: Pixels reduced at once inside one image; bounds the float64 temporaries (24 MB for RGB).
 _BLOCK_PIXELS = 1 << 20
 #: 8/16-bit values summed at once in float64: 2**16 * 65535**2 < 2**53, so the sums are exact.
 _EXACT_BLOCK = 1 << 16
+#: Rows of a DataFrame reduced at once.
+_BLOCK_ROWS = 1 << 16
+#: Most images per chunk sent to a worker.
+_MAX_CHUNK = 256
 
 _SCALE_OF_DTYPE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _DTYPE_OF_SCALE = {255.0: np.dtype(np.uint8), 65535.0: np.dtype(np.uint16)}
@@ -378,3 +390,116 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
             mode, s1, s2 = image.mode, [0] * len(image.mode), [0] * len(image.mode)
     # Summed integers are exact; their moments are computed once per chunk, not per image.
     return total.merge(Moments.from_sums(n, s1, s2, 255.0))
+
+
+def _chunk_size(n: int) -> int:
+    """Images per worker task for ``n`` images: enough chunks for the pool to balance and to
+    show progress, and at least ``MIN_PARALLEL_ITEMS`` of them from that many images on (fewer
+    would make ``pmap`` run in-process); up to 16 images each below that (a chunk's overhead is
+    small next to decoding its images); few enough that the results stay tiny for a million
+    images."""
+    return max(1, min(_MAX_CHUNK, max(n // 128, min(16, n // MIN_PARALLEL_ITEMS))))
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def table_moments(df: pd.DataFrame) -> Moments:
+    """Moments of the columns of a numeric DataFrame, in blocks of rows."""
+    import pandas as pd
+
+    if df.shape[1] == 0 or df.shape[0] == 0:
+        raise ParameterError(f"the DataFrame is empty (shape {df.shape}); nothing to fit")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise ParameterError(
+            f"non-numeric column(s) {bad[:10]}; select the numeric feature columns first"
+        )
+    total = Moments.empty()
+    for start in range(0, len(df), _BLOCK_ROWS):
+        block = df.iloc[start : start + _BLOCK_ROWS].to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.isfinite(block).all():
+            cols = df.columns[~np.isfinite(block).all(axis=0)].tolist()
+            raise ParameterError(
+                f"column(s) {cols[:10]} contain NaN or infinite values; impute or drop them"
+            )
+        total = total.merge(Moments.from_values(block))
+    return total
+
+
+def catalog_moments(
+    catalog: Any, executor: Executor | None, workers: int | None, progress: bool
+) -> tuple[Moments, int]:
+    """Moments of a Catalog's readable images (decoded by the workers) and their number."""
+    df = catalog.df
+    for col in ("id", "path"):
+        if col not in df.columns:
+            raise ParameterError(f"the catalog table has no {col!r} column")
+    table = df.set_index("id")
+    if "status" in table.columns:
+        table = table[table["status"] == "ok"]
+    ok = set(table.index)
+    ids = [i for i in catalog.ids if i in ok]
+    if not ids:
+        raise ParameterError(
+            "the catalog has no readable images (status 'ok'); nothing to fit. "
+            "Check catalog.df['status'] and catalog.df['error']"
+        )
+    root = Path(catalog.root)
+    paths = [str(p if Path(p).is_absolute() else root / p) for p in table.loc[ids, "path"]]
+    size = _chunk_size(len(paths))
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    parts = pmap(
+        _moments_of_files,
+        chunks,
+        executor=executor,
+        workers=workers,
+        progress=progress,
+        desc="Normalizer.fit",
+    )
+    total = Moments.empty()
+    for k, part in enumerate(parts):
+        first = ids[k * size]
+        where = repr(first) if size == 1 else f"the chunk of images starting at {first!r}"
+        total = _merge_checked(total, part, where=where)
+    return total, len(ids)
+
+
+def iterable_moments(data: Any, progress: bool) -> tuple[Moments, int]:
+    """Moments of images from an iterable (or an NHWC array), in this process, and their number."""
+    from scipy.sparse import issparse  # here: workers that only decode files never need it
+
+    if isinstance(data, Image.Image):
+        raise ParameterError("fit takes a collection of images; wrap one image in a list")
+    if issparse(data):
+        raise ParameterError("sparse input is not supported; pass a DataFrame for a table")
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise ParameterError(
+            "fit takes a Catalog, a list of images or a DataFrame, not a path; build a "
+            "Catalog of the folder first"
+        )
+    if isinstance(data, np.ndarray) and data.ndim != 4:
+        raise ParameterError(
+            f"an array of shape {data.shape} is ambiguous; pass a list of HW / HWC images, "
+            "an (N, H, W, C) array, or a DataFrame for tabular data"
+        )
+    try:
+        iterator = iter(data)
+    except TypeError:
+        raise ParameterError(
+            f"cannot fit on {type(data).__name__}; pass a Catalog, a list of images or a DataFrame"
+        ) from None
+    from tqdm.auto import tqdm
+
+    total = Moments.empty()
+    count = 0
+    length = len(data) if hasattr(data, "__len__") else None
+    with tqdm(total=length, desc="Normalizer.fit", disable=not progress, leave=False) as bar:
+        for image in iterator:
+            where = f"image {count}"
+            total = _merge_checked(total, Moments.from_image(image, where=where), where)
+            count += 1
+            bar.update(1)
+    if count == 0:
+        raise ParameterError("no images to fit on")
+    return total, count

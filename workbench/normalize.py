@@ -38,40 +38,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from workbench._moments import (
     _DTYPE_OF_SCALE,
     _SCALE_OF_DTYPE,
     Moments,
-    _merge_checked,
-    _moments_of_files,
     _pixels,
+    catalog_moments,
     image_moments,
+    iterable_moments,
+    table_moments,
 )
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_write
-from workbench.parallel import MIN_PARALLEL_ITEMS, pmap
 
 __all__ = ["Moments", "Normalizer", "image_moments"]
 
-#: Rows of a DataFrame reduced at once.
-_BLOCK_ROWS = 1 << 16
-#: Most images per chunk sent to a worker.
-_MAX_CHUNK = 256
 _JSON_FORMAT = "workbench.Normalizer"
 _JSON_VERSION = 1
-
-
-def _chunk_size(n: int) -> int:
-    """Images per worker task for ``n`` images: enough chunks for the pool to balance and to
-    show progress, and at least ``MIN_PARALLEL_ITEMS`` of them from that many images on (fewer
-    would make ``pmap`` run in-process); up to 16 images each below that (a chunk's overhead is
-    small next to decoding its images); few enough that the results stay tiny for a million
-    images."""
-    return max(1, min(_MAX_CHUNK, max(n // 128, min(16, n // MIN_PARALLEL_ITEMS))))
 
 
 def _is_catalog(data: Any) -> bool:
@@ -178,13 +163,13 @@ class Normalizer(TransformerMixin, BaseEstimator):
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a failed refit must not leave the previous fit half in place
         if isinstance(data, pd.DataFrame):
-            moments, kind = self._table_moments(data), "table"
+            moments, kind = table_moments(data), "table"
             n_images = None
         elif _is_catalog(data):
-            moments, n_images = self._catalog_moments(data, executor, workers, progress)
+            moments, n_images = catalog_moments(data, executor, workers, progress)
             kind = "image"
         else:
-            moments, n_images = self._iterable_moments(data, progress)
+            moments, n_images = iterable_moments(data, progress)
             kind = "image"
         self._finish(moments, kind, eps)
         if kind == "table":
@@ -206,98 +191,6 @@ class Normalizer(TransformerMixin, BaseEstimator):
         if not (math.isfinite(eps) and eps >= 0):
             raise ParameterError(f"eps must be a finite number >= 0, got {self.eps!r}")
         return eps
-
-    def _table_moments(self, df: pd.DataFrame) -> Moments:
-        if df.shape[1] == 0 or df.shape[0] == 0:
-            raise ParameterError(f"the DataFrame is empty (shape {df.shape}); nothing to fit")
-        bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-        if bad:
-            raise ParameterError(
-                f"non-numeric column(s) {bad[:10]}; select the numeric feature columns first"
-            )
-        total = Moments.empty()
-        for start in range(0, len(df), _BLOCK_ROWS):
-            block = df.iloc[start : start + _BLOCK_ROWS].to_numpy(dtype=np.float64, na_value=np.nan)
-            if not np.isfinite(block).all():
-                cols = df.columns[~np.isfinite(block).all(axis=0)].tolist()
-                raise ParameterError(
-                    f"column(s) {cols[:10]} contain NaN or infinite values; impute or drop them"
-                )
-            total = total.merge(Moments.from_values(block))
-        return total
-
-    def _catalog_moments(
-        self, catalog: Any, executor: Executor | None, workers: int | None, progress: bool
-    ) -> tuple[Moments, int]:
-        df = catalog.df
-        for col in ("id", "path"):
-            if col not in df.columns:
-                raise ParameterError(f"the catalog table has no {col!r} column")
-        table = df.set_index("id")
-        if "status" in table.columns:
-            table = table[table["status"] == "ok"]
-        ok = set(table.index)
-        ids = [i for i in catalog.ids if i in ok]
-        if not ids:
-            raise ParameterError(
-                "the catalog has no readable images (status 'ok'); nothing to fit. "
-                "Check catalog.df['status'] and catalog.df['error']"
-            )
-        root = Path(catalog.root)
-        paths = [str(p if Path(p).is_absolute() else root / p) for p in table.loc[ids, "path"]]
-        size = _chunk_size(len(paths))
-        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-        parts = pmap(
-            _moments_of_files,
-            chunks,
-            executor=executor,
-            workers=workers,
-            progress=progress,
-            desc="Normalizer.fit",
-        )
-        total = Moments.empty()
-        for k, part in enumerate(parts):
-            first = ids[k * size]
-            where = repr(first) if size == 1 else f"the chunk of images starting at {first!r}"
-            total = _merge_checked(total, part, where=where)
-        return total, len(ids)
-
-    def _iterable_moments(self, data: Any, progress: bool) -> tuple[Moments, int]:
-        if isinstance(data, Image.Image):
-            raise ParameterError("fit takes a collection of images; wrap one image in a list")
-        if issparse(data):
-            raise ParameterError("sparse input is not supported; pass a DataFrame for a table")
-        if isinstance(data, (str, bytes, os.PathLike)):
-            raise ParameterError(
-                "fit takes a Catalog, a list of images or a DataFrame, not a path; build a "
-                "Catalog of the folder first"
-            )
-        if isinstance(data, np.ndarray) and data.ndim != 4:
-            raise ParameterError(
-                f"an array of shape {data.shape} is ambiguous; pass a list of HW / HWC images, "
-                "an (N, H, W, C) array, or a DataFrame for tabular data"
-            )
-        try:
-            iterator = iter(data)
-        except TypeError:
-            raise ParameterError(
-                f"cannot fit on {type(data).__name__}; pass a Catalog, a list of images or a "
-                "DataFrame"
-            ) from None
-        from tqdm.auto import tqdm
-
-        total = Moments.empty()
-        count = 0
-        length = len(data) if hasattr(data, "__len__") else None
-        with tqdm(total=length, desc="Normalizer.fit", disable=not progress, leave=False) as bar:
-            for image in iterator:
-                where = f"image {count}"
-                total = _merge_checked(total, Moments.from_image(image, where=where), where)
-                count += 1
-                bar.update(1)
-        if count == 0:
-            raise ParameterError("no images to fit on")
-        return total, count
 
     def _finish(self, moments: Moments, kind: str, eps: float) -> None:
         if moments.n == 0:

@@ -21,7 +21,6 @@ from sklearn.utils.validation import check_is_fitted
 from torchvision.transforms import v2
 
 import workbench._moments as moments
-import workbench.normalize as normalize
 from workbench.errors import ParameterError, WorkbenchError
 from workbench.normalize import Moments, Normalizer, image_moments
 
@@ -588,11 +587,11 @@ def test_chunks_are_many_enough_for_the_pool():
     from workbench.parallel import MIN_PARALLEL_ITEMS
 
     for n in [*range(1, 3000), 10_000, 123_457, 1_000_000]:
-        size = normalize._chunk_size(n)
-        assert 1 <= size <= normalize._MAX_CHUNK
+        size = moments._chunk_size(n)
+        assert 1 <= size <= moments._MAX_CHUNK
         if n >= MIN_PARALLEL_ITEMS:
             assert -(-n // size) >= MIN_PARALLEL_ITEMS, n
-    assert normalize._chunk_size(5000) > 16  # large catalogs: big chunks, little overhead
+    assert moments._chunk_size(5000) > 16  # large catalogs: big chunks, little overhead
 
 
 def test_catalog_process_pool_matches_serial(tmp_path):
