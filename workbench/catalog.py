@@ -23,7 +23,8 @@ from workbench.parallel import pmap
 from workbench.thumbs import Thumb, ThumbnailCache, placeholder
 
 if TYPE_CHECKING:
-    from workbench.torchdata import CatalogDataset
+    # Not workbench.torchdata: it builds on this module, so only to_torch() imports it, lazily.
+    from torch.utils.data import Dataset
 
 #: Columns every catalog has, in order. Other columns (manifest metadata) follow them.
 COLUMNS = (
@@ -488,8 +489,9 @@ class Catalog:
         target: str | None = "label",
         classes: Sequence[str] | None = None,
         keep_16bit: bool = False,
-    ) -> CatalogDataset:
-        """A map-style ``torch.utils.data.Dataset`` over the readable samples.
+    ) -> Dataset:
+        """A map-style ``torch.utils.data.Dataset`` over the readable samples: a
+        :class:`workbench.torchdata.CatalogDataset`.
 
         Items are ``(transform(image), class_index)`` like torchvision's ``ImageFolder``
         (``classes`` sorted, ``class_to_idx``), or just the image when ``target`` is ``None``.

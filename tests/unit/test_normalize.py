@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from torchvision.transforms import v2
 
-import workbench.normalize as normalize
+import workbench._moments as moments
 from workbench.errors import ParameterError, WorkbenchError
 from workbench.normalize import Moments, Normalizer, image_moments
 
@@ -125,7 +125,7 @@ def test_blocks_inside_one_image(monkeypatch):
     rng = np.random.default_rng(5)
     images = random_images(rng, 6, 3, np.uint8)
     expected = two_pass(images, 255)
-    monkeypatch.setattr(normalize, "_BLOCK_PIXELS", 7)
+    monkeypatch.setattr(moments, "_BLOCK_PIXELS", 7)
     assert_close(Normalizer().fit(images, progress=False), expected, rtol=1e-10)
 
 
@@ -155,7 +155,7 @@ def test_integer_sums_of_8bit_images_are_exact(mode, shape, fill):
     else:
         a = np.full((*shape, c), fill, np.uint8)
     image = Image.fromarray(a[..., 0] if c == 1 else a, mode)
-    n, s1, s2 = normalize._sums8(image)
+    n, s1, s2 = moments._sums8(image)
     flat = a.reshape(-1, c).astype(np.int64)
     assert n == flat.shape[0]
     assert [int(v) for v in s1] == flat.sum(axis=0).tolist()
@@ -194,13 +194,13 @@ def test_integer_moments_are_exact(dtype, shape, fill, as_pil):
 def test_integer_sums_do_not_use_the_histogram(monkeypatch):
     """The fast path is taken for an ordinary image (Pillow's histogram is never called)."""
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 48, 3), np.uint8))
-    expected = normalize._sums8(image)
+    expected = moments._sums8(image)
 
     def fail(*args, **kwargs):
         raise AssertionError("the histogram was computed")
 
     monkeypatch.setattr(Image.Image, "histogram", fail)
-    got = normalize._sums8(image)
+    got = moments._sums8(image)
     assert got[0] == expected[0]
     np.testing.assert_array_equal(got[1], expected[1])
     np.testing.assert_array_equal(got[2], expected[2])
@@ -587,11 +587,11 @@ def test_chunks_are_many_enough_for_the_pool():
     from workbench.parallel import MIN_PARALLEL_ITEMS
 
     for n in [*range(1, 3000), 10_000, 123_457, 1_000_000]:
-        size = normalize._chunk_size(n)
-        assert 1 <= size <= normalize._MAX_CHUNK
+        size = moments._chunk_size(n)
+        assert 1 <= size <= moments._MAX_CHUNK
         if n >= MIN_PARALLEL_ITEMS:
             assert -(-n // size) >= MIN_PARALLEL_ITEMS, n
-    assert normalize._chunk_size(5000) > 16  # large catalogs: big chunks, little overhead
+    assert moments._chunk_size(5000) > 16  # large catalogs: big chunks, little overhead
 
 
 def test_catalog_process_pool_matches_serial(tmp_path):
