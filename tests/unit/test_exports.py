@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.datasets import ImageFolder
@@ -148,6 +148,33 @@ def test_coco_classification_loads_in_pycocotools_and_round_trips(tmp_path, cata
     assert b.import_coco(path) == 4
     assert _values(b) == _values(s) and b.classes == s.classes
     assert b.class_codes == s.class_codes  # categories are added in file order
+
+
+def test_coco_image_sizes_are_the_real_width_and_height(tmp_path, catalog):
+    """``images[i]["width"]`` / ``["height"]`` are the decoded file's, never swapped."""
+    s = _store(tmp_path / "s.db", catalog)
+    for k, sid in enumerate(catalog.ids):
+        if k % 2:
+            s.label(sid, "cat", annotator="ana")
+        w, h = _size(catalog, sid)
+        s.label(sid, [[w - 4, h - 4, 4, 4, "dog"]], annotator="ana", task="boxes")
+    for task in ("class", "boxes"):
+        path = s.to_coco(tmp_path / f"{task}.json", task=task)
+        coco = _quiet(COCO, str(path))
+        images = coco.loadImgs(coco.getImgIds())
+        assert len(images) == (5 if task == "class" else 10)
+        assert sum(img["width"] != img["height"] for img in images) >= 4  # swaps would show
+        for img in images:
+            with Image.open(catalog.row(img["file_name"])["path"]) as im:
+                real = ImageOps.exif_transpose(im).size
+            assert (img["width"], img["height"]) == real
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])):
+                x, y, bw, bh = ann["bbox"]
+                assert x + bw <= img["width"] and y + bh <= img["height"]
+                if ann.get("image_level"):
+                    assert ann["bbox"] == [0, 0, *real]
+                else:  # the box sits in the bottom-right corner of the real image
+                    assert (x + bw, y + bh) == real
 
 
 def test_coco_boxes_load_evaluate_to_ap_one_and_round_trip(tmp_path, catalog):
