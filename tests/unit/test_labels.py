@@ -41,7 +41,7 @@ def store(tmp_path):
 
 def test_event_is_committed_durably_and_visible_to_other_connections(store):
     eid = store.label("x", "cat", annotator="ana", seconds=2.5)
-    con = store._connection()
+    con = store._db.connection()
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert not con.in_transaction  # nothing left uncommitted after the call returned
