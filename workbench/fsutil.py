@@ -8,8 +8,9 @@ Guarantees
 - **Safe names.** :func:`safe_names` and :func:`sample_file_names` return names that are valid
   on Linux, macOS and Windows (no ``/ \\ : * ? " < > |``, control characters, device names,
   leading or trailing dots and spaces, at most 100 UTF-8 bytes a part), unique without regard to
-  case (after Unicode NFC), and unchanged where the input already was such a name. A name that
-  had to change carries 8 hex digits of the original's SHA-256, so different inputs stay apart.
+  case (after Unicode NFC), and unchanged where the input already was such a name and no
+  earlier input took it. A name that had to change carries 8 hex digits of the original's
+  SHA-256, so different inputs stay apart.
 - **Contained.** :func:`inside` refuses path parts that could lead outside a root.
 """
 
@@ -252,11 +253,13 @@ def sample_file_names(
     Returns
     -------
     dict
-        ``id -> name``, in the order of ``ids``. Each part is sanitized as by :func:`safe_names`;
-        names are unique without regard to case (and ids that differ only in their extension
-        still get different names once ``suffix`` replaces it); a name that had to change ends
-        in ``~`` and 8 hex digits of its id's SHA-256, before the suffix. The part before the
-        suffix is at most 88 UTF-8 bytes, so a suffix of up to 12 bytes keeps every part
+        ``id -> name``, in the order of ``ids``. Each part is sanitized as by :func:`safe_names`.
+        The *stems* (names before the suffix) are unique without regard to case, so names stay
+        unique whatever ``suffix`` is (``a.jpg`` and ``a.png`` get two names with
+        ``suffix=".png"``) and label files named ``<stem>.txt`` never clash. An id that is
+        already safe keeps its name unless an earlier id took its stem; a name that had to
+        change ends in ``~`` and 8 hex digits of its id's SHA-256, before the suffix. A stem's
+        last part is at most 88 UTF-8 bytes, so a suffix of up to 12 bytes keeps every part
         within 100.
     """
     ids = list(dict.fromkeys(ids))
