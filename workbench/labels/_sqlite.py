@@ -93,7 +93,7 @@ _INSERT = (
 
 
 # ---------------------------------------------------------------------------------- writing rows
-def _params(
+def event_params(
     kind: str,
     *,
     sid: str | None = None,
@@ -126,13 +126,13 @@ def _params(
     )
 
 
-def _insert(con: sqlite3.Connection, kind: str, **fields: Any) -> int:
+def insert(con: sqlite3.Connection, kind: str, **fields: Any) -> int:
     """Append one event; returns its id."""
-    return int(con.execute(_INSERT, _params(kind, **fields)).lastrowid)
+    return int(con.execute(_INSERT, event_params(kind, **fields)).lastrowid)
 
 
-def _insert_many(con: sqlite3.Connection, rows: Sequence[tuple]) -> int:
-    """Append rows made by :func:`_params`; returns how many."""
+def insert_many(con: sqlite3.Connection, rows: Sequence[tuple]) -> int:
+    """Append rows made by :func:`event_params`; returns how many."""
     con.executemany(_INSERT, rows)
     return len(rows)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import LabelError
 from workbench.labels._catalog import CatalogIndex, Info
 from workbench.labels._checks import _round, _seconds, _text
-from workbench.labels._sqlite import _params
+from workbench.labels._sqlite import event_params
 from workbench.labels.schema import _Schema
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def import_events(
             raise LabelError(f"{r.where}: {e}") from None
         fields = {"sid": r.sample_id, "hash": r.hash, "who": r.annotator, "rnd": r.round}
         params.append(
-            _params(
+            event_params(
                 "import",
                 value=stored,
                 source="import",

@@ -57,7 +57,7 @@ from workbench.labels._checks import (
     _short,
     _text,
 )
-from workbench.labels._sqlite import EVENT_KINDS, SOURCES, Database, _insert
+from workbench.labels._sqlite import EVENT_KINDS, SOURCES, Database, insert
 from workbench.labels.batch import (
     ExportBatch,
     ImportRow,
@@ -244,7 +244,7 @@ class LabelStore:
         for name in dict.fromkeys(names):
             if name not in s.codes:
                 _text("class name", name, empty_ok=True)
-                _insert(con, "class_add", value={"name": name, "code": code})
+                insert(con, "class_add", value={"name": name, "code": code})
                 code += 1
         return self._schema(con)
 
@@ -263,7 +263,7 @@ class LabelStore:
             code = s.code(old)
             if new in s.codes:
                 raise LabelError(f"class {new!r} exists already; merge_classes() joins classes")
-            _insert(con, "class_rename", value={"code": code, "old": old, "new": new})
+            insert(con, "class_rename", value={"code": code, "old": old, "new": new})
             return code
 
         return self._db.write(tx)
@@ -284,7 +284,7 @@ class LabelStore:
                 raise LabelError(f"nothing to merge into {into!r}: name other existing classes")
             s = self._add_missing(con, [into])
             value = {"codes": codes, "names": [s.names[c] for c in codes], "into": s.codes[into]}
-            _insert(con, "class_merge", value=value)
+            insert(con, "class_merge", value=value)
             return s.codes[into]
 
         return self._db.write(tx)
@@ -384,7 +384,7 @@ class LabelStore:
             s = self._schema(con)
             stored = None if kind == "skip" else s.store(value, size)
             more = None if extra is None else extra(s)
-            return _insert(con, kind, value=stored, extra=more, **fields)
+            return insert(con, kind, value=stored, extra=more, **fields)
 
         return self._db.write(tx)
 
@@ -408,7 +408,7 @@ class LabelStore:
             row = sql.latest_decision(con, who, rnd, task, sid)
             if row is None:
                 return None
-            return _insert(
+            return insert(
                 con, "undo", sid=row[1], hash=row[2], who=who, rnd=rnd, task=task, target=row[0]
             )
 
@@ -476,7 +476,7 @@ class LabelStore:
             if target is not None:
                 row = sql.event_sample(con, target)
                 _need(row is not None and row[0] == sid, f"event {target} is not on {sid!r}")
-            return _insert(con, "review", **fields)
+            return insert(con, "review", **fields)
 
         return self._db.write(tx)
 
@@ -678,7 +678,7 @@ class LabelStore:
                     "or pass add_classes=True"
                 )
             s = self._add_missing(con, classes)
-            return sql._insert_many(con, import_events(checked, s, origin))
+            return sql.insert_many(con, import_events(checked, s, origin))
 
         return self._db.write(tx)
 
