@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.errors import LabelError
+from workbench.labels._checks import _short
 from workbench.labels.schema import _dumps
 
 T = TypeVar("T")
@@ -155,6 +156,20 @@ def _is_busy(e: sqlite3.Error) -> bool:
         return True
     msg = str(e).lower()
     return "locked" in msg or "busy" in msg
+
+
+def database_path(target: Any) -> Path:
+    """The database file of a Workspace (its ``file("labels")``), of a folder, or ``target``."""
+    if not isinstance(target, (str, os.PathLike)):
+        if hasattr(target, "file"):  # a Workspace: it owns the layout
+            return Path(target.file("labels"))
+        raise LabelError(f"give a Workspace, a folder or a .db file path, not {_short(target)}")
+    p = Path(target).expanduser()
+    if p.is_dir():
+        from workbench.workspace import LAYOUT  # here: the workspace module imports the catalog
+
+        return p / LAYOUT["labels"]
+    return p
 
 
 # ---------------------------------------------------------------------------------- transactions

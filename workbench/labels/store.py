@@ -38,7 +38,6 @@ import numbers
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
@@ -148,7 +147,7 @@ class LabelStore:
         busy_timeout: float = 10.0,
         retry_for: float = 120.0,
     ) -> None:
-        self.path = _db_path(path_or_workspace)
+        self.path = sql.database_path(path_or_workspace)
         self.catalog = catalog
         self._schema_key: tuple | None = None
         self._schema_cache = _Schema()
@@ -690,19 +689,6 @@ class LabelStore:
     to_yolo = yolo.to_yolo
     import_yolo = yolo.import_yolo
     to_imagefolder = imagefolder.to_imagefolder
-
-
-def _db_path(target: Any) -> Path:
-    if not isinstance(target, (str, os.PathLike)):
-        if hasattr(target, "file"):  # a Workspace: it owns the layout
-            return Path(target.file("labels"))
-        raise LabelError(f"give a Workspace, a folder or a .db file path, not {_short(target)}")
-    p = Path(target).expanduser()
-    if p.is_dir():
-        from workbench.workspace import LAYOUT  # here: the workspace module imports the catalog
-
-        return p / LAYOUT["labels"]
-    return p
 
 
 def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
