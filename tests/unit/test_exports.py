@@ -13,13 +13,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.datasets import ImageFolder
 
 from workbench import Catalog
 from workbench.labels import LabelError, LabelStore
+from workbench.labels.batch import ImportRow
 
 FAST = settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -69,6 +70,58 @@ def _quiet(fn, *a, **kw):
 
 def _tree(root):
     return {p.relative_to(root).as_posix() for p in Path(root).rglob("*")}
+
+
+# ------------------------------------------------------------------- the two batch entry points
+def test_import_batch_checks_every_row_and_writes_all_or_nothing(tmp_path, catalog):
+    s = _store(tmp_path / "s.db", catalog)
+    a, b, c = catalog.ids[:3]
+    sizes = []
+
+    def read(size):  # a value that needs the image size (normalised boxes)
+        sizes.append(size)
+        return [[0, 0, size[0], size[1], "dog"]]
+
+    good = [
+        ImportRow(a, "cat", where="r1"),
+        ImportRow(b, annotator="bo", round=2, task="boxes", where="r2", read=read, seconds=1.5),
+    ]
+    for bad, match in [
+        (ImportRow(c, [[0, 0, 1e6, 1, "cat"]], where="r3"), "r3: box"),  # leaves the image
+        (ImportRow("nope.png", "cat", where="r4"), "r4: no sample"),
+        (ImportRow(c, "cat", annotator="", where="r5"), "r5: annotator"),
+        (ImportRow(c, "cat", round=-1, where="r6"), "r6: round"),
+    ]:
+        before = s.events_count()
+        with pytest.raises(LabelError, match=match):
+            s.import_batch(iter([*good, bad]), origin="test")
+        assert s.events_count() == before  # nothing written, not even the good rows
+    with pytest.raises(LabelError, match="classes the store does not have"):
+        s.import_batch([ImportRow(a, "new", where="r7")], add_classes=False)
+    assert s.import_batch(iter(good), origin="test") == 2
+    assert sizes[-1] == _size(catalog, b)
+    h = s.history(kind="import")
+    assert list(h["id"]) == [a, b] and list(h["annotator"]) == ["import", "bo"]
+    assert h["extra"].tolist() == [{"from": "test"}] * 2 and h["seconds"].iloc[1] == 1.5
+    assert h["hash"].tolist() == [catalog.row(a)["hash"], catalog.row(b)["hash"]]
+    assert _values(s, "boxes", "bo") == {b: [[0.0, 0.0, *map(float, _size(catalog, b)), "dog"]]}
+
+
+def test_export_batch_gives_files_sizes_and_skipped(tmp_path, catalog):
+    s = LabelStore(tmp_path / "s.db")  # labels made without a catalog
+    s.add_classes(["cat", "dog"])
+    s.label(catalog.ids[0], "cat", annotator="a")
+    s.label(catalog.ids[0], "dog", annotator="b")  # latest among annotators wins
+    s.label("gone.png", "cat", annotator="a")
+    with pytest.raises(LabelError, match="catalog"):
+        s.export_batch()
+    batch = s.export_batch(catalog)
+    assert batch.classes == {"cat": 0, "dog": 1}
+    assert batch.skipped == [{"id": "gone.png", "reason": "not in catalog"}]
+    (row,) = batch.rows
+    r = catalog.row(catalog.ids[0])
+    assert (row.sample_id, row.value, row.path) == (catalog.ids[0], "dog", r["path"])
+    assert (row.width, row.height) == _size(catalog, catalog.ids[0])
 
 
 # ----------------------------------------------------------------------------------- CSV
@@ -148,6 +201,33 @@ def test_coco_classification_loads_in_pycocotools_and_round_trips(tmp_path, cata
     assert b.import_coco(path) == 4
     assert _values(b) == _values(s) and b.classes == s.classes
     assert b.class_codes == s.class_codes  # categories are added in file order
+
+
+def test_coco_image_sizes_are_the_real_width_and_height(tmp_path, catalog):
+    """``images[i]["width"]`` / ``["height"]`` are the decoded file's, never swapped."""
+    s = _store(tmp_path / "s.db", catalog)
+    for k, sid in enumerate(catalog.ids):
+        if k % 2:
+            s.label(sid, "cat", annotator="ana")
+        w, h = _size(catalog, sid)
+        s.label(sid, [[w - 4, h - 4, 4, 4, "dog"]], annotator="ana", task="boxes")
+    for task in ("class", "boxes"):
+        path = s.to_coco(tmp_path / f"{task}.json", task=task)
+        coco = _quiet(COCO, str(path))
+        images = coco.loadImgs(coco.getImgIds())
+        assert len(images) == (5 if task == "class" else 10)
+        assert sum(img["width"] != img["height"] for img in images) >= 4  # swaps would show
+        for img in images:
+            with Image.open(catalog.row(img["file_name"])["path"]) as im:
+                real = ImageOps.exif_transpose(im).size
+            assert (img["width"], img["height"]) == real
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])):
+                x, y, bw, bh = ann["bbox"]
+                assert x + bw <= img["width"] and y + bh <= img["height"]
+                if ann.get("image_level"):
+                    assert ann["bbox"] == [0, 0, *real]
+                else:  # the box sits in the bottom-right corner of the real image
+                    assert (x + bw, y + bh) == real
 
 
 def test_coco_boxes_load_evaluate_to_ap_one_and_round_trip(tmp_path, catalog):

@@ -1,8 +1,10 @@
 """LabelStore: events, the derived current view, undo/skip, classes, catalog checks, queries."""
 
+import re
 import sqlite3
 import tempfile
 import threading
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 
 from workbench import Catalog, Workspace
 from workbench.errors import WorkbenchError
+from workbench.fsutil import sample_file_names
 from workbench.labels import LabelError, LabelStore, safe_names
 
 FAST = settings(
@@ -41,7 +44,7 @@ def store(tmp_path):
 
 def test_event_is_committed_durably_and_visible_to_other_connections(store):
     eid = store.label("x", "cat", annotator="ana", seconds=2.5)
-    con = store._connection()
+    con = store._db.connection()
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert not con.in_transaction  # nothing left uncommitted after the call returned
@@ -303,6 +306,73 @@ def test_safe_names_are_unique_safe_and_keep_safe_names():
     for v in m.values():
         assert v and v not in (".", "..") and not v.startswith(".") and "/" not in v
         assert v.isprintable() and len(v.encode()) <= 100 and not v.endswith((" ", "."))
+
+
+FORBIDDEN = set('/\\:*?"<>|')
+
+
+DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10))}
+
+
+def _safe_part(p):
+    return (
+        p and p not in (".", "..") and not p.startswith((".", " ")) and not p.endswith((" ", "."))
+        and not set(p) & FORBIDDEN and p.isprintable() and len(p.encode()) <= 100
+        and p.split(".")[0].upper() not in DEVICES
+    )  # fmt: skip
+
+
+def test_sample_file_names_flat_and_nested():
+    ids = ["cat/001.jpg", "cat/001.png", "y.png", "Y.png", "/data/x.png", "a/../b.png", "CON.png",
+           "plain.png", "deep/er/z.JPG"]  # fmt: skip
+    flat = sample_file_names(ids)
+    assert flat["cat/001.jpg"] == "cat__001.jpg" and flat["plain.png"] == "plain.png"
+    assert flat["deep/er/z.JPG"] == "deep__er__z.JPG" and flat["/data/x.png"] == "data__x.png"
+    assert flat["cat/001.png"] == "cat__001~" + flat["cat/001.png"].split("~")[1]  # stem taken
+    nested = sample_file_names(ids, suffix=".png", nested=True)
+    assert nested["cat/001.jpg"] == "cat/001.png" and nested["deep/er/z.JPG"] == "deep/er/z.png"
+    assert nested["/data/x.png"] == "_outside/data/x.png" and nested["plain.png"] == "plain.png"
+    assert nested["cat/001.png"].startswith("cat/001~") and nested["Y.png"].startswith("Y~")
+    assert nested["CON.png"].startswith("_CON~") and nested["a/../b.png"] == "a/b.png"
+    stems = sample_file_names(ids, suffix="", nested=True)
+    assert all(nested[i] == stems[i] + ".png" for i in ids)
+    assert sample_file_names(ids, suffix="") == {i: f[: f.rfind(".")] for i, f in flat.items()}
+
+
+TOKENS = [*"aAb/._-~: \\\x00\n猫é", "e\u0301", "CON", ".png", ".JPG"]
+
+
+@given(
+    ids=st.lists(
+        st.lists(st.sampled_from(TOKENS), max_size=8).map("".join)
+        .filter(lambda i: not i.endswith("/")),  # ids name files, never folders
+        min_size=1, max_size=8,
+    ),
+    suffix=st.sampled_from([None, "", ".png", "_aug12.png"]),
+    nested=st.booleans(),
+)  # fmt: skip
+@FAST
+def test_sample_file_names_are_safe_and_unique(ids, suffix, nested):
+    names = sample_file_names(ids, suffix=suffix, nested=nested)
+    assert list(names) == list(dict.fromkeys(ids))
+
+    def fold(s):
+        return unicodedata.normalize("NFC", s).casefold()
+
+    assert len({fold(n) for n in names.values()}) == len(names)  # unique where case does not count
+    for name in names.values():
+        parts = name.split("/")
+        assert len(parts) == 1 or nested
+        assert all(_safe_part(p) for p in parts), name
+    if nested and suffix is None:  # a safe id keeps its name unless an earlier one took its stem
+        taken = set()
+        for i, name in names.items():
+            stem = re.sub(r"\.[A-Za-z0-9]{1,10}$", "", i)  # stems are unique, for label files
+            parts = [*i.split("/"), stem.rsplit("/", 1)[-1]]
+            safe = all(_safe_part(p) for p in parts) and unicodedata.is_normalized("NFC", i)
+            if safe and fold(stem) not in taken:
+                assert name == i
+            taken.add(fold(re.sub(r"\.[A-Za-z0-9]{1,10}$", "", name)))
 
 
 # ---------------------------------------------------------------- a model of the current view
