@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -38,11 +39,20 @@ PLACE_MODES = ("copy", "symlink", "hardlink")
 def atomic_open(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = True) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it over ``path``.
 
-    ``fsync=True`` also makes the content durable before the rename (skip it for caches).
+    ``fsync=True`` also makes the content durable before the rename (skip it for caches and
+    for files a manifest's byte count checks). Kept lean because per-file costs decide the speed
+    of writing many small images: the temporary name is fixed per process and thread (one open
+    file each), the folder is created only when missing, and the file is readable by others
+    (0644 under the umask).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(folder or ".", exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -13,11 +13,8 @@ inputs; output names never leave the output folder and never collide.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +27,7 @@ from workbench.augment._params import Backend, _check_backend, _check_seed
 from workbench.augment.pipeline import Pipeline
 from workbench.augment.replay import _M64, _RNG_GUARD, Replay, _rng_guard, _splitmix64
 from workbench.errors import ParameterError
+from workbench.fsutil import atomic_open, sample_file_names
 
 __all__ = [
     "MANIFEST",
@@ -128,52 +126,19 @@ def _expand_one(pipeline_json: str, backend: Backend, task: tuple[str, str, int]
 
 
 def _save_png_atomic(image: PIL.Image.Image, dst: str) -> int:
-    """Save as PNG under a temporary name, then rename; return the file size.
+    """Save as PNG atomically; return the file size.
 
-    No reader, and no resumed run, ever sees half a file after a crash of this process. Not
-    fsynced (the manifest's byte count catches a file a power loss truncated). Like
-    ``fsutil.atomic_open`` but leaner, since per-file costs decide the speed for small images:
-    a fixed temporary name per process and thread (no random names), the folder created only
-    when missing, and files readable by others (0644 under the umask).
+    Not fsynced: the manifest's byte count catches a file a power loss truncated.
     """
-    folder, name = os.path.split(dst)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, "PNG")
-            size = f.tell()
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size
+    with atomic_open(dst, fsync=False) as f:
+        image.save(f, "PNG")
+        return f.tell()
 
 
 def _output_names(ids: Sequence[str], copies: int) -> list[list[str]]:
-    """``<id without extension>_aug<k>.png`` per copy; ids that would collide get a hash."""
-    import posixpath
-
-    stems = []
-    for sid in ids:
-        stem = posixpath.splitext(sid.lstrip("/"))[0]
-        parts = [p for p in stem.split("/") if p not in ("", ".", "..")]
-        stems.append("/".join(parts) or "_")
-    seen: dict[str, int] = {}
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
-    names = []
-    for sid, stem in zip(ids, stems, strict=True):
-        if seen[stem] > 1:
-            stem = f"{stem}_{zlib.crc32(sid.encode()):08x}"
-        names.append([f"{stem}_aug{k}.png" for k in range(copies)])
-    return names
+    """``<id without extension>_aug<k>.png`` per copy, on the one sample-id -> file-name scheme."""
+    stems = sample_file_names(ids, suffix="", nested=True)
+    return [[f"{stems[sid]}_aug{k}.png" for k in range(copies)] for sid in ids]
 
 
 def _read_manifest(path: Any) -> dict[str, dict[str, Any]]:
