@@ -231,3 +231,45 @@ def test_pairwise_view_includes_exact_twins(planted):
     pairs = set(zip(p["a"], p["b"], strict=True))
     assert ("exact_copy.png", "img_03.png") in pairs
     assert ("img_07.png", "near_bigger.png") in pairs
+
+
+def _near_rows(rep):
+    t = rep.table[rep.table["issue"] == "near_duplicate"]
+    return t.set_index("id")
+
+
+def test_a_pair_at_exactly_the_threshold_distance_is_flagged_and_grouped(planted):
+    """Flagged means distance <= radius, and so does grouped: at every threshold a flagged
+    near duplicate sits in a group, and a pair at exactly the radius shares one."""
+    cat = Catalog.from_folder(planted, progress=False)
+    rep = check(cat, progress=False, checks=["near_duplicate"])
+    ids_of = rep.samples.groupby("hash")["id"].agg(list)
+    distances = sorted(set(rep.pairs["distance"].astype(int)))
+    assert len(distances) >= 3  # several radii to move through
+    for d in distances:
+        rep.set_threshold("near_duplicate", 1 - d / 128)
+        assert rep.radius == d
+        t = _near_rows(rep)
+        assert (t["flagged"] == t["group"].notna()).all(), d
+        for a, b in rep.pairs.loc[rep.pairs["distance"] == d, ["a", "b"]].itertuples(index=False):
+            x, y = ids_of[a][0], ids_of[b][0]
+            assert t.loc[x, "flagged"] and t.loc[y, "flagged"], (d, x, y)
+            assert t.loc[x, "group"] == t.loc[y, "group"] is not None, (d, x, y)
+        fresh = _near_rows(check(cat, progress=False, checks=["near_duplicate"],
+                                 thresholds={"near_duplicate": 1 - d / 128}))  # fmt: skip
+        pd.testing.assert_series_equal(fresh["flagged"], t["flagged"])
+        assert (fresh["flagged"] == fresh["group"].notna()).all(), d
+
+
+def test_near_pairs_include_a_pair_at_exactly_the_radius():
+    base = np.int64(0x0F0F_0F0F_0F0F_0F0F)
+    for d_p, d_d in [(0, 0), (3, 0), (0, 5), (4, 7), (12, 12)]:
+        ph = np.array([base, base ^ ((1 << d_p) - 1)], dtype=np.int64)
+        dh = np.array([base, base ^ (((1 << d_d) - 1) << 20)], dtype=np.int64)
+        content = pd.DataFrame({"hash": ["h0", "h1"], "phash": ph, "dhash": dh})
+        r = d_p + d_d
+        got = _near_pairs(content, r)
+        pairs = [(*sorted((a, b)), d) for a, b, d in got.itertuples(index=False)]
+        assert pairs == [("h0", "h1", r)], (d_p, d_d)
+        if r:
+            assert len(_near_pairs(content, r - 1)) == 0
