@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from workbench.errors import ParameterError, WorkbenchError
+from workbench.errors import DecodeError, ParameterError, WorkbenchError
 from workbench.fsutil import atomic_open, atomic_write
 from workbench.io import decode
 from workbench.parallel import pmap
@@ -261,7 +261,13 @@ class Preprocessor:
 def _process_one(item: tuple[str, str, str]) -> None:
     src, dst, spec = item
     pre = Preprocessor.from_json(spec)
-    im = decode(src, keep_16bit=pre.needs_16bit)
+    try:
+        im = decode(src, keep_16bit=pre.needs_16bit)
+    except DecodeError as e:  # readable at the scan, so it changed or vanished since
+        raise DecodeError(
+            f"{src}: {e}; the file changed since the catalog was made, re-scan the folder",
+            e.status,
+        ) from None
     result = pre.apply(im)
     with atomic_open(dst, fsync=False) as f:
         result.save(f, "PNG")

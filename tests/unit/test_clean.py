@@ -273,3 +273,53 @@ def test_near_pairs_include_a_pair_at_exactly_the_radius():
         assert pairs == [("h0", "h1", r)], (d_p, d_d)
         if r:
             assert len(_near_pairs(content, r - 1)) == 0
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """A catalog in manifest order (not sorted by id) with a missing file, a corrupt one and one
+    that vanishes after the scan, ahead of most readable rows; returns (catalog, root)."""
+    root = tmp_path_factory.mktemp("messy")
+    names = [f"p{i:02d}.png" for i in range(24)]
+    for i, n in enumerate(names):
+        (root / n).write_bytes(encode(_photo(200 + i, (32, 32)), "PNG"))
+    png = encode(_photo(300, (32, 32)), "PNG")
+    (root / "corrupt.png").write_bytes(png[: len(png) // 3])
+    order = ["p20.png", "nothere.png", "corrupt.png", "p05.png", "p23.png", "p17.png"]
+    order += [n for n in reversed(names) if n not in order]
+    cat = Catalog.from_dataframe(pd.DataFrame({"path": order}), root=root, progress=False)
+    (root / "p17.png").unlink()  # scanned fine, gone now
+    return cat, root
+
+
+def test_outliers_from_user_embeddings_land_on_the_right_ids(messy):
+    """Embeddings come in catalog order, one row per catalog row (unreadable rows included);
+    the check maps them to the samples it scores, whatever the order and gaps."""
+    cat, _ = messy
+    ids = cat.ids
+    assert ids[:3] == ["p20.png", "nothere.png", "corrupt.png"] and ids != sorted(ids)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(0, 1, (len(cat), 8))
+    far = "p09.png"  # after every gap in catalog order: a positional slip moves it
+    emb[ids.index(far)] += 40
+    rep = check(cat, checks=["unreadable", "outlier"], embeddings=emb, progress=False)
+    assert _flagged(rep, "unreadable") == {"nothere.png", "corrupt.png", "p17.png"}
+    out = rep.table[rep.table["issue"] == "outlier"].set_index("id")["score"]
+    assert set(out.index) == set(ids) - {"nothere.png", "corrupt.png", "p17.png"}
+    assert out.idxmax() == far and _flagged(rep, "outlier") == {far}
+    by_size = cat.sort(["bytes", "id"])  # the same samples in another order, embeddings along
+    perm = [ids.index(i) for i in by_size.ids]
+    again = check(by_size, checks=["outlier"], embeddings=emb[perm], progress=False)
+    s = again.table.set_index("id")["score"]
+    pd.testing.assert_series_equal(s.reindex(out.index), out, check_exact=False, rtol=1e-5)
+    with pytest.raises(ParameterError, match="embeddings have"):
+        check(cat, checks=["outlier"], embeddings=emb[:-1], progress=False)
+
+
+def test_a_file_that_vanished_after_the_scan_is_reported_unreadable(messy, tmp_path):
+    cat, _ = messy
+    rep = check(cat, progress=False, workspace=Workspace(tmp_path / "ws"))
+    assert "p17.png" in _flagged(rep, "unreadable")
+    others = rep.table[rep.table["issue"] != "unreadable"]
+    assert "p17.png" not in set(others["id"])  # no scores from pixels it does not have
+    assert "p17.png" in suggested_exclusions(rep)

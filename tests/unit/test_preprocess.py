@@ -94,7 +94,10 @@ def test_run_writes_new_folder_keeps_labels_and_reapplies(folder, tmp_path):
 
 def _bands(widths, colours, height=50) -> Image.Image:
     """Vertical colour bands left to right (``widths`` px each)."""
-    cols = [np.broadcast_to(np.array(c, np.uint8), (height, w, 3)) for w, c in zip(widths, colours)]
+    cols = [
+        np.broadcast_to(np.array(c, np.uint8), (height, w, 3))
+        for w, c in zip(widths, colours, strict=True)
+    ]
     return Image.fromarray(np.concatenate(cols, axis=1))
 
 
@@ -156,3 +159,17 @@ def test_stretch_content_matches_a_numpy_reference(low, high, kind):
     out = Preprocessor().add("stretch", low=low, high=high).apply(im)
     assert out.mode == ("L" if a.ndim == 2 else "RGB")
     np.testing.assert_array_equal(np.asarray(out), expected)
+
+
+def test_a_file_that_vanished_after_the_scan_is_named_in_a_clear_error(folder, tmp_path):
+    import shutil
+
+    from workbench.errors import DecodeError
+
+    root = tmp_path / "data"
+    shutil.copytree(folder, root)
+    cat = Catalog.from_folder(root, progress=False)
+    (root / "b" / "1.jpg").unlink()
+    with pytest.raises(DecodeError, match=r"b/1\.jpg.*re-scan") as e:
+        Preprocessor().add("resize", size=8).run(cat, tmp_path / "out", progress=False, workers=1)
+    assert e.value.status == "missing" and "Traceback" not in str(e.value)
