@@ -34,7 +34,8 @@ class IssueReview(W.VBox):
         The :class:`~workbench.clean.IssueReport` (``review.report``); thresholds moved here
         change it.
     workspace
-        Where exclude / keep decisions are saved (``decisions.csv``); in memory without one.
+        Where exclude / keep decisions are saved (:class:`~workbench.clean.Decisions`); in
+        memory without one.
     page_size
         Samples (or duplicate groups / 3) per page.
     thumb_size
