@@ -93,7 +93,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "outlier": 0.5,
 }
 DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate")
-FEATURES_VERSION = 3  # part of the cache file name: a new version starts a new cache
+#: Version of the feature table; the workspace's ``features`` file name carries it (a test holds
+#: the two together), so a new version starts a new cache instead of misreading an old one.
+FEATURES_VERSION = 3
 _SKETCH = 16
 WORK_SIDE = 256  # longest side of the box-reduced copy the per-image checks look at
 _FEATURE_DTYPES = {
@@ -175,16 +177,14 @@ def compute_features(
 ) -> tuple[pd.DataFrame, int]:
     """Per-image features indexed by content hash, and how many images had to be decoded.
 
-    With a ``workspace``, features are cached by content hash in
-    ``cache/features-v<FEATURES_VERSION>.parquet``.
+    With a ``workspace``, features are cached by content hash in its ``features`` file
+    (``workspace.file("features")``, named for :data:`FEATURES_VERSION`).
     ``hashes_only`` skips everything but the perceptual hashes for images not cached yet.
     """
     ok = catalog.df[catalog.df["status"] == "ok"]
     wanted = ok.drop_duplicates("hash")
     wanted = wanted[[c for c in ("hash", "path", *PERCEPTUAL_COLUMNS) if c in wanted.columns]]
-    cache_path = None
-    if workspace is not None:
-        cache_path = workspace.path / "cache" / f"features-v{FEATURES_VERSION}.parquet"
+    cache_path = workspace.file("features") if workspace is not None else None
     cached = pd.DataFrame()
     if cache_path is not None and cache_path.exists():
         try:

@@ -1,7 +1,7 @@
 """Preprocessing: named, parameterised steps that write a new image folder and catalog.
 
 The originals are never touched. The chosen steps are saved in the Workspace
-(``preprocess.json``) so the same preprocessing can be re-applied to new data.
+(``workspace.save(preprocessor)``) so the same preprocessing can be re-applied to new data.
 
 ==========  ==========================================================================
 step        parameters
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from workbench.errors import DecodeError, ParameterError, WorkbenchError
+from workbench.errors import DecodeError, ParameterError
 from workbench.fsutil import atomic_open, atomic_write
 from workbench.io import decode
 from workbench.parallel import pmap
@@ -208,17 +208,14 @@ class Preprocessor:
         return cls.from_dict(data)
 
     def save(self, workspace: Workspace) -> Path:
-        """Write ``preprocess.json`` to the workspace."""
-        p = workspace.path / "preprocess.json"
-        atomic_write(p, self.to_json())
-        return p
+        """Save the steps in the workspace (``workspace.save(self)``); returns the path."""
+        return workspace.save(self)
 
     @classmethod
     def load(cls, workspace: Workspace) -> Preprocessor:
-        p = workspace.path / "preprocess.json"
-        if not p.exists():
-            raise WorkbenchError(f"no preprocessing saved in {workspace.path}")
-        return cls.from_json(p.read_text(encoding="utf-8"))
+        """The steps saved in the workspace; :class:`~workbench.errors.WorkspaceError` (a
+        :class:`~workbench.errors.WorkbenchError`) if none were saved."""
+        return workspace.load("preprocess")
 
     def run(
         self,
@@ -248,7 +245,9 @@ class Preprocessor:
         items = [(src, str(out / r), spec) for src, r in zip(ok["path"], rel, strict=True)]
         pmap(_process_one, items, executor=executor, workers=workers, progress=progress,
              desc="preprocess")  # fmt: skip
-        atomic_write(out / "preprocess.json", spec)
+        from workbench.workspace import LAYOUT
+
+        atomic_write(out / Path(LAYOUT["preprocess"]).name, spec)  # the recipe beside its output
         import pandas as pd
 
         manifest = pd.DataFrame(

@@ -323,3 +323,14 @@ def test_a_file_that_vanished_after_the_scan_is_reported_unreadable(messy, tmp_p
     others = rep.table[rep.table["issue"] != "unreadable"]
     assert "p17.png" not in set(others["id"])  # no scores from pixels it does not have
     assert "p17.png" in suggested_exclusions(rep)
+
+
+def test_the_features_cache_is_the_workspace_file_named_for_its_version(planted, tmp_path):
+    from workbench.clean import FEATURES_VERSION
+    from workbench.workspace import LAYOUT
+
+    assert LAYOUT["features"].endswith(f"features-v{FEATURES_VERSION}.parquet")
+    ws = Workspace(tmp_path / "ws")
+    check(Catalog.from_folder(planted, progress=False), workspace=ws, progress=False)
+    cached = pd.read_parquet(ws.file("features"))
+    assert len(cached) == Catalog.from_folder(planted, progress=False).ok.df["hash"].nunique()

@@ -173,3 +173,14 @@ def test_a_file_that_vanished_after_the_scan_is_named_in_a_clear_error(folder, t
     with pytest.raises(DecodeError, match=r"b/1\.jpg.*re-scan") as e:
         Preprocessor().add("resize", size=8).run(cat, tmp_path / "out", progress=False, workers=1)
     assert e.value.status == "missing" and "Traceback" not in str(e.value)
+
+
+def test_save_and_load_go_through_the_workspace(tmp_path):
+    from workbench.errors import WorkbenchError
+
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(WorkbenchError, match="not in workspace"):
+        Preprocessor.load(ws)
+    pre = Preprocessor().add("stretch", low=2, high=98).add("resize", size=[8, 8], mode="crop")
+    assert pre.save(ws) == ws.file("preprocess") and ws.has("preprocess")
+    assert Preprocessor.load(ws).to_json() == ws.load("preprocess").to_json() == pre.to_json()
