@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench._validation import check_choice, check_int, check_positive_int, check_probability
 from workbench.catalog import PERCEPTUAL_COLUMNS
 from workbench.errors import ParameterError, WorkbenchError
 from workbench.fsutil import atomic_open
@@ -290,11 +291,9 @@ class IssueReport:
 
     def set_threshold(self, issue: str, value: float) -> None:
         """Move one threshold; flags (and duplicate groups) follow."""
-        if issue not in self.thresholds:
-            raise ParameterError(f"unknown issue {issue!r}; known: {list(self.thresholds)}")
-        if not 0.0 <= float(value) <= 1.0:
-            raise ParameterError(f"threshold for {issue} must be in [0, 1], got {value}")
-        self.thresholds[issue] = float(value)
+        check_choice(issue, "issue", self.thresholds)
+        value = check_probability(value, f"threshold for {issue}")
+        self.thresholds[issue] = value
         rows = self.table["issue"] == issue
         self.table.loc[rows, "flagged"] = self.table.loc[rows, "score"] >= value - 1e-12
         if issue == "near_duplicate":
@@ -399,11 +398,9 @@ def check(
     for c, v in (thresholds or {}).items():
         if c not in th:
             raise ParameterError(f"threshold given for {c!r}, which is not among the checks")
-        if not 0.0 <= float(v) <= 1.0:
-            raise ParameterError(f"threshold for {c} must be in [0, 1], got {v}")
-        th[c] = float(v)
-    if not 0 <= search_radius <= 48:
-        raise ParameterError(f"search_radius must be in 0..48, got {search_radius}")
+        th[c] = check_probability(v, f"threshold for {c}")
+    check_int(search_radius, "search_radius", low=0, high=48)
+    check_positive_int(k, "k")
 
     df = catalog.df
     ok = df[df["status"] == "ok"].reset_index(drop=True)
@@ -714,8 +711,7 @@ class Decisions:
 
         When this returns, the decisions are on disk (they survive a killed process).
         """
-        if action not in ("exclude", "keep"):
-            raise ParameterError(f"action must be 'exclude' or 'keep', got {action!r}")
+        check_choice(action, "action", ("exclude", "keep"))
         ts = time.time()
         rows = [(ts, str(i), action, str(issue), str(note)) for i in ids]
         if not rows:

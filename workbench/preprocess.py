@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from workbench._validation import check_choice, check_int, check_real, is_int
 from workbench.errors import DecodeError, ParameterError
 from workbench.fsutil import atomic_open, atomic_write
 from workbench.io import decode
@@ -59,34 +60,31 @@ def _check(i: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
             f"{where}: unknown parameter(s) {unknown}; known: {sorted(STEPS[name])}"
         )
     p = {**STEPS[name], **params}
+    param = f"{where}: parameter"
     if name == "resize":
         size = p["size"]
-        sizes = [size] if isinstance(size, int) else list(size)
-        if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):
-            raise ParameterError(f"{where}: parameter 'size' must be a positive int or [w, h]")
-        if p["mode"] not in ("keep", "pad", "crop", "stretch"):
-            raise ParameterError(f"{where}: parameter 'mode' must be keep, pad, crop or stretch")
-        if p["resample"] not in _RESAMPLE:
-            raise ParameterError(f"{where}: parameter 'resample' must be one of {list(_RESAMPLE)}")
-        if not 0 <= int(p["fill"]) <= 255:
-            raise ParameterError(f"{where}: parameter 'fill' must be in 0..255")
-    elif name == "convert" and p["mode"] not in ("L", "RGB"):
-        raise ParameterError(f"{where}: parameter 'mode' must be 'L' or 'RGB'")
+        sizes = [size] if is_int(size) else list(size) if isinstance(size, (list, tuple)) else []
+        if len(sizes) not in (1, 2) or not all(is_int(s) and s >= 1 for s in sizes):
+            raise ParameterError(f"{param} 'size' must be a positive int or [w, h], got {size!r}")
+        p["size"] = int(size) if is_int(size) else [int(s) for s in sizes]  # JSON-ready
+        check_choice(p["mode"], f"{param} 'mode'", ("keep", "pad", "crop", "stretch"))
+        check_choice(p["resample"], f"{param} 'resample'", _RESAMPLE)
+        check_int(p["fill"], f"{param} 'fill'", low=0, high=255)
+    elif name == "convert":
+        check_choice(p["mode"], f"{param} 'mode'", ("L", "RGB"))
     elif name == "denoise":
-        if p["method"] not in ("median", "gaussian", "nl_means", "tv"):
-            raise ParameterError(
-                f"{where}: parameter 'method' must be median, gaussian, nl_means or tv"
-            )
-        if not float(p["strength"]) > 0:
-            raise ParameterError(f"{where}: parameter 'strength' must be positive")
-    elif name == "stretch" and not 0 <= float(p["low"]) < float(p["high"]) <= 100:
-        raise ParameterError(f"{where}: need 0 <= low < high <= 100 (percentiles)")
+        check_choice(p["method"], f"{param} 'method'", ("median", "gaussian", "nl_means", "tv"))
+        check_real(p["strength"], f"{param} 'strength'", low=0, low_open=True)
+    elif name == "stretch":
+        low = check_real(p["low"], f"{param} 'low'", low=0, high=100)
+        if not low < check_real(p["high"], f"{param} 'high'", low=0, high=100):
+            raise ParameterError(f"{where}: need 0 <= low < high <= 100 (percentiles)")
     return p
 
 
 def _resize(im: Image.Image, size: Any, mode: str, resample: str, fill: int) -> Image.Image:
     rs = _RESAMPLE[resample]
-    if isinstance(size, int):
+    if is_int(size):
         if mode == "keep":
             scale = size / max(im.size)
             return im.resize(

@@ -334,3 +334,18 @@ def test_the_features_cache_is_the_workspace_file_named_for_its_version(planted,
     check(Catalog.from_folder(planted, progress=False), workspace=ws, progress=False)
     cached = pd.read_parquet(ws.file("features"))
     assert len(cached) == Catalog.from_folder(planted, progress=False).ok.df["hash"].nunique()
+
+
+def test_argument_messages_say_what_is_accepted(planted):
+    cat = Catalog.from_folder(planted, progress=False)
+    rep = check(cat, checks=["dark"], progress=False)
+    with pytest.raises(ParameterError, match=r"^threshold for dark must be a finite number in \["):
+        rep.set_threshold("dark", float("nan"))
+    with pytest.raises(ParameterError, match=r"^issue must be one of 'dark', got 'blurry'"):
+        rep.set_threshold("blurry", 0.5)  # not among this report's checks
+    with pytest.raises(ParameterError, match=r"^search_radius must be an integer from 0 to 48"):
+        check(cat, search_radius=20.5, progress=False)
+    with pytest.raises(ParameterError, match=r"^k must be an integer >= 1, got 0"):
+        check(cat, checks=["outlier"], k=0, progress=False)
+    with pytest.raises(ParameterError, match=r"^threshold for dark must be .*got True"):
+        check(cat, checks=["dark"], thresholds={"dark": True}, progress=False)

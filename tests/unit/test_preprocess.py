@@ -184,3 +184,31 @@ def test_save_and_load_go_through_the_workspace(tmp_path):
     pre = Preprocessor().add("stretch", low=2, high=98).add("resize", size=[8, 8], mode="crop")
     assert pre.save(ws) == ws.file("preprocess") and ws.has("preprocess")
     assert Preprocessor.load(ws).to_json() == ws.load("preprocess").to_json() == pre.to_json()
+
+
+@pytest.mark.parametrize(
+    ("step", "params", "message"),
+    [
+        ("resize", {"size": True}, r"'size' must be a positive int or \[w, h\], got True"),
+        ("resize", {"size": 2.5}, r"'size' must be a positive int or \[w, h\], got 2.5"),
+        ("resize", {"size": [8, 0]}, r"'size' must be a positive int"),
+        ("resize", {"fill": 256}, r"'fill' must be an integer from 0 to 255, got 256"),
+        ("resize", {"fill": 1.5}, r"'fill' must be an integer"),
+        ("resize", {"resample": "cubic"}, r"'resample' must be one of 'lanczos', 'bilinear'"),
+        ("convert", {"mode": "CMYK"}, r"'mode' must be either 'L' or 'RGB', got 'CMYK'"),
+        ("denoise", {"method": "bm3d"}, r"'method' must be one of 'median', 'gaussian'"),
+        ("denoise", {"strength": float("nan")}, r"'strength' must be a finite number > 0"),
+        ("stretch", {"high": 101}, r"'high' must be a finite number in \[0, 100\], got 101"),
+        ("stretch", {"low": "1"}, r"'low' must be a finite number in \[0, 100\], got '1'"),
+    ],
+)
+def test_parameter_messages_say_what_is_accepted(step, params, message):
+    with pytest.raises(ParameterError, match=rf"^step 0 \({step}\): parameter {message}"):
+        Preprocessor().add(step, **params)
+
+
+def test_numpy_sizes_are_taken_as_plain_ints():
+    pre = Preprocessor().add("resize", size=np.int64(16)).add("resize", size=(np.int32(8), 4))
+    assert [s["params"]["size"] for s in pre.steps] == [16, [8, 4]]
+    assert Preprocessor.from_json(pre.to_json()).to_json() == pre.to_json()
+    assert pre.apply(Image.new("RGB", (32, 16))).size == (8, 4)
