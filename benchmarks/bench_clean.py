@@ -1,6 +1,7 @@
 """Near-duplicate quality and speed against imagededup; index scaling; Normalizer throughput.
 
     .venv/bin/python benchmarks/bench_clean.py [--bases 2000] [--skip-1m] [--repeats 3]
+                                               [--sections 1,2,3,4,5]
 
 1. A generated set: ``--bases`` base images (half animal silhouettes, half crops of the bundled
    colour photos), each with 0-3 near copies (JPEG q=60, resize 90 %, brightness ±10 %, 2 %
@@ -12,6 +13,13 @@
 2. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
 3. Normalizer: one streaming pass vs a bare decode loop over the same files (8-bit JPEGs, then
    16-bit PNGs); 2 workers.
+4. Why two hashes, and why a strict radius for tiny images (the figures ``workbench.clean``
+   quotes), on the set of section 1: precision and recall of pHash alone against pHash + dHash
+   by radius, the precision ratio where pHash alone first reaches the pair's recall; then the
+   28-px silhouettes alone at radius 6 (the small-image default) against 20.
+5. Hashing speed (the figure ``workbench.hashindex.perceptual_hashes`` quotes): our pHash +
+   dHash against imagehash's ``phash`` + ``dhash`` on the same decoded images (decoding not
+   timed), 7 interleaved rounds, median and spread.
 """
 
 from __future__ import annotations
@@ -75,6 +83,11 @@ def _near_copy(im: Image.Image, op: int, rng: np.random.Generator) -> Image.Imag
     return im.crop((dx, dy, im.width - dx, im.height - dy))
 
 
+def near_set_folder(n_bases: int) -> Path:
+    """One folder per set size: sets of other sizes must not leave files in it."""
+    return Path(tempfile.gettempdir()) / "wb-bench-clean" / f"near-{n_bases}"
+
+
 def truth_pairs(families: dict[str, str]) -> set[tuple[str, str]]:
     by: dict[str, list[str]] = {}
     for f, fam in families.items():
@@ -116,7 +129,7 @@ def quality_and_speed(n_bases: int, workers: int, repeats: int = 3) -> None:
     import imagehash  # noqa: F401  both tools import before their clocks start (and before
     import scipy.fftpack  # noqa: F401  our pool forks, as imagededup's pool forks after them)
 
-    folder = Path(tempfile.gettempdir()) / "wb-bench-clean" / "near"
+    folder = near_set_folder(n_bases)
     fam = make_near_duplicate_set(folder, n_bases)
     truth = truth_pairs(fam)
     local_pool(workers).submit(int).result()
@@ -190,6 +203,120 @@ def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> Non
             f"{sizes[-1] / sizes[0]:.0f}x hashes "
             f"(all-pairs would be {(sizes[-1] / sizes[0]) ** 2:.0f}x)"
         )
+
+
+def _phash_pairs(cat: Catalog, radius: int) -> set[tuple[str, str]]:
+    """File pairs whose pHash alone is within ``radius`` (pixel twins included)."""
+    ids = cat.df["id"].to_numpy()
+    res = HammingIndex(cat.df["phash"].to_numpy(np.int64)).pairs(radius, max_pairs=None)
+    return {tuple(sorted((ids[a], ids[b]))) for a, b in res.pairs.tolist()}
+
+
+def _within(pairs: set, prefix: str) -> set:
+    return {p for p in pairs if p[0].startswith(prefix) and p[1].startswith(prefix)}
+
+
+def hash_quality(n_bases: int, workers: int) -> None:
+    """Section 4: pHash alone against pHash + dHash; the tiny-image radius."""
+    folder = near_set_folder(n_bases)
+    truth = truth_pairs(make_near_duplicate_set(folder, n_bases))
+    cat = Catalog.from_folder(
+        folder, labels=None, progress=False, workers=workers, perceptual_hash=True
+    )
+    rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False, workers=workers)
+    both = {}
+    for r in (6, 12, 16, 20, 24):
+        p = near_duplicate_pairs(rep, r)
+        both[r] = set(zip(p["a"], p["b"], strict=True))
+    alone = {r: _phash_pairs(cat, r) for r in range(17)}
+    print(f"\n## 4. pHash alone vs pHash + dHash: {len(cat)} images, {len(truth)} true pairs")
+    print("| hashes          | radius | precision | recall |")
+    print("|-----------------|-------:|----------:|-------:|")
+    for name, found in (("pHash alone", alone), ("pHash + dHash", both)):
+        for r, pred in found.items():
+            print(
+                f"| {name:15s} | {r:6d} | {pr(pred, truth)[0]:9.3f} | {pr(pred, truth)[1]:6.3f} |"
+            )
+    for r in (16, 20):
+        p2, r2 = pr(both[r], truth)
+        match = [k for k, pred in alone.items() if pr(pred, truth)[1] >= r2]
+        if not match:
+            print(f"pHash alone never reaches the recall {r2:.3f} of pHash + dHash <= {r}")
+            continue
+        p1, r1 = pr(alone[match[0]], truth)
+        print(
+            f"at the recall of pHash + dHash <= {r} ({r2:.3f}): pHash alone needs radius "
+            f"{match[0]} (recall {r1:.3f}) at precision {p1:.3f} against {p2:.3f}: "
+            f"{p2 / max(p1, 1e-9):.2f}x the precision"
+        )
+    sil = _within(truth, "a")
+    print(f"28-px silhouettes only ({len(sil)} true pairs):")
+    for r in (6, 20):
+        p, rc = pr(_within(both[r], "a"), sil)
+        print(f"  pHash + dHash <= {r:2d}: precision {p:.3f}, recall {rc:.3f}")
+
+
+def hash_speed(n_bases: int, rounds: int = 7, photos: int = 20) -> None:
+    """Section 5: per-image pHash + dHash time, ours against imagehash, same decoded images."""
+    import imagehash
+
+    from workbench.hashindex import perceptual_hashes
+    from workbench.io import decode
+
+    folder = near_set_folder(n_bases)
+    make_near_duplicate_set(folder, n_bases)
+    files = sorted(folder.glob("*.png"))
+    groups = {
+        "28-px silhouettes": [decode(p) for p in files if p.name.startswith("a")],
+        "96-256 px photo crops": [decode(p) for p in files if p.name.startswith("p")],
+    }
+    from sklearn.datasets import load_sample_images
+
+    full = [Image.fromarray(a) for a in load_sample_images().images]
+    groups["640x427 photos"] = [full[k % len(full)] for k in range(photos)]
+
+    def ours(ims: list) -> None:
+        for im in ims:
+            perceptual_hashes(im)
+
+    def theirs(ims: list) -> None:
+        for im in ims:
+            imagehash.phash(im)
+            imagehash.dhash(im)
+
+    def seconds(fn: Any, ims: list) -> float:
+        t = time.perf_counter()
+        fn(ims)
+        return time.perf_counter() - t
+
+    print(f"\n## 5. pHash + dHash per image: workbench vs imagehash {imagehash.__version__}")
+    print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        "| images                |     n | workbench us | imagehash us | ratio, median (min-max) |"
+    )
+    print(
+        "|-----------------------|------:|-------------:|-------------:|------------------------:|"
+    )
+    for name, ims in groups.items():
+        if not ims:
+            continue
+        ours(ims[:5])  # warm-up: caches, imports
+        theirs(ims[:5])
+        a, b = [], []
+        for r in range(rounds):  # interleaved, alternating which goes first
+            for fn, out in ((ours, a), (theirs, b))[:: 1 if r % 2 else -1]:
+                out.append(seconds(fn, ims))
+        ratios = sorted(y / x for x, y in zip(a, b, strict=True))
+        spread = f"{np.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        us = 1e6 / len(ims)
+        print(
+            f"| {name:21s} | {len(ims):5d} | {np.median(a) * us:12.1f} | {np.median(b) * us:12.1f} "
+            f"| {spread:>23s} |"
+        )
+    print(
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{rounds} interleaved rounds, decoding not timed"
+    )
 
 
 def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
@@ -287,11 +414,20 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-1m", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each tool, best kept")
+    ap.add_argument("--sections", default="1,2,3,4,5", help="which sections to run, e.g. 4,5")
     args = ap.parse_args()
-    quality_and_speed(args.bases, args.workers, args.repeats)
-    index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
-    normalizer_throughput(repeats=args.repeats)
-    normalizer_throughput(400, args.repeats, chunk=100, sixteen=True)
+    run = {int(x) for x in args.sections.split(",")}
+    if 1 in run:
+        quality_and_speed(args.bases, args.workers, args.repeats)
+    if 2 in run:
+        index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
+    if 3 in run:
+        normalizer_throughput(repeats=args.repeats)
+        normalizer_throughput(400, args.repeats, chunk=100, sixteen=True)
+    if 4 in run:
+        hash_quality(args.bases, args.workers)
+    if 5 in run:
+        hash_speed(args.bases)
 
 
 if __name__ == "__main__":

@@ -35,24 +35,29 @@ Near-duplicate search is exact and sub-quadratic: if pHash + dHash distance is a
 one of the two is at most ``r // 2``, so candidates come from two multi-index hash searches
 (:class:`workbench.hashindex.HammingIndex`) with radius ``r // 2`` and are verified on both.
 The pair of hashes is what makes it better than pHash alone: on the benchmark set it doubles
-precision at the same recall (``benchmarks/bench_clean.py``). Groups are connected components
-(union-find) of the pairs within the threshold. Each duplicate group has a
-suggested keeper: the largest resolution, then the first id.
+precision at the same recall (section 4 of ``benchmarks/bench_clean.py`` prints both by radius
+and the precision ratio where pHash alone reaches the pair's recall). Groups are connected
+components (union-find) of the pairs within the threshold. Each duplicate group has a suggested
+keeper: the largest resolution, then the first id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from workbench._validation import check_choice, check_int, check_positive_int, check_probability
 from workbench.catalog import PERCEPTUAL_COLUMNS
 from workbench.errors import ParameterError, WorkbenchError
 from workbench.fsutil import atomic_open
@@ -71,7 +76,8 @@ DEFAULT_RADIUS = 20
 #: Images whose longer side is under ``SMALL_SIDE`` px carry fewer bits than the hashes (pHash
 #: works on a 32×32 grid): silhouettes of different animals collide at radius 20. For datasets
 #: whose median image is that small, the default radius is ``SMALL_RADIUS`` (measured on the
-#: benchmark set's 28-px silhouettes: precision 0.998 at radius 6 against 0.52 at 20).
+#: benchmark set's 28-px silhouettes: precision 0.998 at radius 6 against 0.52 at 20; section 4
+#: of ``benchmarks/bench_clean.py`` prints both).
 SMALL_SIDE = 64
 SMALL_RADIUS = 6
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -88,7 +94,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "outlier": 0.5,
 }
 DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate")
-FEATURES_VERSION = 3  # part of the cache file name: a new version starts a new cache
+#: Version of the feature table; the workspace's ``features`` file name carries it (a test holds
+#: the two together), so a new version starts a new cache instead of misreading an old one.
+FEATURES_VERSION = 3
 _SKETCH = 16
 WORK_SIDE = 256  # longest side of the box-reduced copy the per-image checks look at
 _FEATURE_DTYPES = {
@@ -170,16 +178,14 @@ def compute_features(
 ) -> tuple[pd.DataFrame, int]:
     """Per-image features indexed by content hash, and how many images had to be decoded.
 
-    With a ``workspace``, features are cached by content hash in
-    ``cache/features-v<FEATURES_VERSION>.parquet``.
+    With a ``workspace``, features are cached by content hash in its ``features`` file
+    (``workspace.file("features")``, named for :data:`FEATURES_VERSION`).
     ``hashes_only`` skips everything but the perceptual hashes for images not cached yet.
     """
     ok = catalog.df[catalog.df["status"] == "ok"]
     wanted = ok.drop_duplicates("hash")
     wanted = wanted[[c for c in ("hash", "path", *PERCEPTUAL_COLUMNS) if c in wanted.columns]]
-    cache_path = None
-    if workspace is not None:
-        cache_path = workspace.path / "cache" / f"features-v{FEATURES_VERSION}.parquet"
+    cache_path = workspace.file("features") if workspace is not None else None
     cached = pd.DataFrame()
     if cache_path is not None and cache_path.exists():
         try:
@@ -285,11 +291,9 @@ class IssueReport:
 
     def set_threshold(self, issue: str, value: float) -> None:
         """Move one threshold; flags (and duplicate groups) follow."""
-        if issue not in self.thresholds:
-            raise ParameterError(f"unknown issue {issue!r}; known: {list(self.thresholds)}")
-        if not 0.0 <= float(value) <= 1.0:
-            raise ParameterError(f"threshold for {issue} must be in [0, 1], got {value}")
-        self.thresholds[issue] = float(value)
+        check_choice(issue, "issue", self.thresholds)
+        value = check_probability(value, f"threshold for {issue}")
+        self.thresholds[issue] = value
         rows = self.table["issue"] == issue
         self.table.loc[rows, "flagged"] = self.table.loc[rows, "score"] >= value - 1e-12
         if issue == "near_duplicate":
@@ -394,11 +398,9 @@ def check(
     for c, v in (thresholds or {}).items():
         if c not in th:
             raise ParameterError(f"threshold given for {c!r}, which is not among the checks")
-        if not 0.0 <= float(v) <= 1.0:
-            raise ParameterError(f"threshold for {c} must be in [0, 1], got {v}")
-        th[c] = float(v)
-    if not 0 <= search_radius <= 48:
-        raise ParameterError(f"search_radius must be in 0..48, got {search_radius}")
+        th[c] = check_probability(v, f"threshold for {c}")
+    check_int(search_radius, "search_radius", low=0, high=48)
+    check_positive_int(k, "k")
 
     df = catalog.df
     ok = df[df["status"] == "ok"].reset_index(drop=True)
@@ -609,47 +611,119 @@ def _knn_outlier_scores(X: np.ndarray, k: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- decisions
 
 
-class Decisions:
-    """Exclude / keep decisions, saved in the Workspace as an append-only CSV (reversible).
+_DECISIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+    "id TEXT NOT NULL, action TEXT NOT NULL CHECK (action IN ('exclude', 'keep')), "
+    "issue TEXT NOT NULL, note TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS decisions_id ON decisions (id, seq)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions "
+    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions "
+    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
+)
 
-    The latest decision per sample wins; ``keep`` after ``exclude`` restores a sample.
-    Without a workspace the decisions live in memory only.
+
+class Decisions:
+    """Exclude / keep decisions, appended as events to ``decisions.db`` in the Workspace.
+
+    The latest decision per sample wins; ``keep`` after ``exclude`` restores a sample. Without
+    a workspace the decisions live in memory only.
+
+    Guarantees (the label store's): every :meth:`record` is one SQLite transaction in WAL mode
+    with ``synchronous=FULL``, committed before it returns, so a decision you saw taken survives
+    a killed process; a batch of ids is recorded whole or not at all; rows are never updated or
+    deleted; several processes may record into one workspace at once. A workspace from before
+    this store keeps its ``decisions.csv``: it is read in once, in the same transaction that marks
+    it read, and left in place.
     """
 
     COLUMNS = ("ts", "id", "action", "issue", "note")
 
     def __init__(self, workspace: Workspace | None = None) -> None:
-        self.path = workspace.path / "decisions.csv" if workspace is not None else None
-        self._memory = pd.DataFrame(columns=list(self.COLUMNS))  # used without a workspace
+        self.path = workspace.file("decisions") if workspace is not None else None
+        self._memory: list[tuple[float, str, str, str, str]] = []  # used without a workspace
+        self._ready = False
 
-    def _read(self) -> pd.DataFrame:
-        if self.path is None:
-            return self._memory
-        if not self.path.exists():
-            return pd.DataFrame(columns=list(self.COLUMNS))
+    @property
+    def _legacy_csv(self) -> Path | None:
+        """The earlier format's file: the same name, as CSV."""
+        return None if self.path is None else self.path.with_suffix(".csv")
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
+        assert self.path is not None
         try:
-            return pd.read_csv(self.path, dtype=str, keep_default_na=False)
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise WorkbenchError(f"cannot open {self.path} ({e})") from None
+        try:
+            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                raise sqlite3.OperationalError("no WAL mode: keep the workspace on a local disk")
+            con.execute("PRAGMA synchronous = FULL")  # fsync the WAL at every commit
+            con.execute("BEGIN IMMEDIATE" if write or not self._ready else "BEGIN")
+            if not self._ready:
+                for stmt in _DECISIONS_DDL:
+                    con.execute(stmt)
+                self._migrate(con)
+            yield con
+            con.execute("COMMIT")
+            self._ready = True
+        except sqlite3.Error as e:
+            raise WorkbenchError(
+                f"{self.path} cannot be used ({e}); fix or remove it (your decisions are in it)"
+            ) from None
+        finally:
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            con.close()
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        csv = self._legacy_csv
+        if csv is None or not csv.exists():
+            return
+        if con.execute("SELECT 1 FROM meta WHERE key = 'migrated_csv'").fetchone():
+            return
+        try:
+            old = pd.read_csv(csv, dtype=str, keep_default_na=False)
+            rows = [
+                (float(r.ts), r.id, r.action, r.issue, r.note)
+                for r in old[list(self.COLUMNS)].itertuples(index=False)
+            ]
         except Exception as e:
-            raise WorkbenchError(f"{self.path} cannot be read ({e}); fix or remove it") from None
+            raise WorkbenchError(f"{csv} cannot be read ({e}); fix or remove it") from None
+        con.executemany("INSERT INTO decisions (ts, id, action, issue, note) VALUES (?,?,?,?,?)",
+                        rows)  # fmt: skip
+        con.execute("INSERT INTO meta VALUES ('migrated_csv', ?)", (str(len(rows)),))
+
+    def _rows(self) -> list[tuple[float, str, str, str, str]]:
+        if self.path is None:
+            return list(self._memory)
+        if not self.path.exists() and not (self._legacy_csv and self._legacy_csv.exists()):
+            return []
+        with self._connect(write=False) as con:
+            sql = "SELECT ts, id, action, issue, note FROM decisions ORDER BY seq"
+            return con.execute(sql).fetchall()
 
     def record(self, ids: Iterable[str], action: str, *, issue: str = "", note: str = "") -> int:
-        """Append one decision per id; returns how many were recorded."""
-        if action not in ("exclude", "keep"):
-            raise ParameterError(f"action must be 'exclude' or 'keep', got {action!r}")
-        ids = list(ids)
-        if not ids:
+        """Append one decision per id, all in one transaction; returns how many were recorded.
+
+        When this returns, the decisions are on disk (they survive a killed process).
+        """
+        check_choice(action, "action", ("exclude", "keep"))
+        ts = time.time()
+        rows = [(ts, str(i), action, str(issue), str(note)) for i in ids]
+        if not rows:
             return 0
-        new = pd.DataFrame(
-            {"ts": time.time(), "id": ids, "action": action, "issue": issue, "note": note}
-        )
-        old = self._read()
-        both = pd.concat([old, new.astype(str)], ignore_index=True) if len(old) else new.astype(str)
         if self.path is None:
-            self._memory = both
-        else:
-            with atomic_open(self.path, "w") as f:
-                both.to_csv(f, index=False)
-        return len(ids)
+            self._memory += rows
+            return len(rows)
+        with self._connect(write=True) as con:
+            con.executemany(
+                "INSERT INTO decisions (ts, id, action, issue, note) VALUES (?,?,?,?,?)", rows
+            )
+        return len(rows)
 
     def exclude(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> int:
         return self.record(ids, "exclude", issue=issue, note=note)
@@ -658,12 +732,13 @@ class Decisions:
         return self.record(ids, "keep", issue=issue, note=note)
 
     def history(self) -> pd.DataFrame:
-        return self._read()
+        """Every decision in the order taken: ``ts, id, action, issue, note`` (as text)."""
+        rows = [(repr(float(r[0])), *r[1:]) for r in self._rows()]
+        return pd.DataFrame(rows, columns=list(self.COLUMNS), dtype=object)
 
     def current(self) -> dict[str, str]:
         """Latest action per id."""
-        h = self._read()
-        return dict(zip(h["id"], h["action"], strict=True))
+        return {i: a for _, i, a, _, _ in self._rows()}
 
     @property
     def excluded(self) -> set[str]:

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from workbench._validation import check_int, check_positive_int, is_int
 from workbench.errors import ParameterError
 
 __all__ = [
@@ -165,11 +166,7 @@ def _check_masks(sub: _Substring, m: int, radius: int) -> None:
 
 
 def _check_radius(radius: Any) -> int:
-    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)):
-        raise ParameterError(f"radius must be an integer from 0 to 64, got {radius!r}")
-    if not 0 <= radius <= _BITS:
-        raise ParameterError(f"radius must be from 0 to 64 bits, got {radius}")
-    return int(radius)
+    return check_int(radius, "radius", low=0, high=_BITS)
 
 
 def _as_uint64_array(hashes: Any) -> np.ndarray:
@@ -237,7 +234,7 @@ def hash_to_uint64(h: Any) -> np.uint64:
             value = int(h, 16)
         except ValueError:
             raise ParameterError(f"{h!r} is not a hexadecimal hash") from None
-    elif isinstance(h, (int, np.integer)) and not isinstance(h, bool):
+    elif is_int(h):
         value = int(h)
     else:
         raise ParameterError(f"expected an ImageHash, a hex string or an integer, got {type(h)}")
@@ -279,11 +276,13 @@ def perceptual_hashes(im: Any) -> tuple[int, int]:
 
     imagehash's algorithms: pHash is the 8×8 lowest DCT coefficients of a 32×32 Lanczos gray
     copy against their median, dHash compares neighbours in a 9×8 one. Our own resampling
-    (cached float matrices on a box-reduced gray copy of at most 127 px) is 3× faster per image than
-    calling imagehash (``benchmarks/bench_clean.py``); on an image already at hash size the bits
-    equal imagehash's (tests). Catalog scans (``perceptual_hash=True``) and the near-duplicate
-    check both call this on the decoded image, so their hashes are identical. int64 because
-    parquet has no uint64 every reader agrees on; ``np.int64(v).view(np.uint64)`` gives the bits.
+    (cached float matrices on a box-reduced gray copy of at most 127 px) is at least 3× faster per
+    image than calling imagehash, for 28-px to 640-px images (section 5 of
+    ``benchmarks/bench_clean.py`` prints the ratio per image size); on an image already at hash
+    size the bits equal imagehash's (tests). Catalog scans (``perceptual_hash=True``) and the
+    near-duplicate check both call this on the decoded image, so their hashes are identical.
+    int64 because parquet has no uint64 every reader agrees on; ``np.int64(v).view(np.uint64)``
+    gives the bits.
     """
     gray = im.convert("L") if im.mode != "L" else im
     k = max(im.size) // 64
@@ -383,8 +382,7 @@ class HammingIndex:
     """
 
     def __init__(self, hashes: Any, *, block: int = _DEFAULT_BLOCK) -> None:
-        if not isinstance(block, (int, np.integer)) or block < 1:
-            raise ParameterError(f"block must be at least 1, got {block}")
+        check_positive_int(block, "block")
         self.hashes = _as_uint64_array(hashes)
         self.block = int(block)
         self.unique, inverse, self.counts = np.unique(
@@ -497,7 +495,7 @@ class HammingIndex:
         """
         radius = _check_radius(radius)
         m = self.plan(radius) if n_substrings is None else self._check_substrings(n_substrings)
-        limit = math.inf if max_pairs is None else int(max_pairs)
+        limit = math.inf if max_pairs is None else check_int(max_pairs, "max_pairs", low=0)
 
         # Identical hashes: every pair inside a group, distance 0.
         dup = self.counts * (self.counts - 1) // 2
@@ -526,10 +524,7 @@ class HammingIndex:
 
     @staticmethod
     def _check_substrings(n_substrings: Any) -> int:
-        is_int = isinstance(n_substrings, (int, np.integer)) and not isinstance(n_substrings, bool)
-        if is_int and 0 <= n_substrings <= _BITS:
-            return int(n_substrings)
-        raise ParameterError(f"n_substrings must be from 0 to 64, got {n_substrings!r}")
+        return check_int(n_substrings, "n_substrings", low=0, high=_BITS)
 
     @staticmethod
     def _check_limit(n_out: int, limit: float) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from workbench.errors import ParameterError
+from workbench._validation import check_positive_int
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -100,8 +100,10 @@ def pmap(
         The progress bar's label.
     """
     items = list(items)
-    if workers is not None and workers < 1:
-        raise ParameterError(f"workers must be at least 1, got {workers}")
+    if workers is not None:
+        check_positive_int(workers, "workers")
+    if chunksize is not None:
+        check_positive_int(chunksize, "chunksize")
     if not items:
         return []
     n_workers = workers or default_workers()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 #: Hold while building and rendering a figure: matplotlib's text parser is not thread-safe, and
 #: widget handlers and background refreshes can draw at the same time.
 DRAW_LOCK = threading.RLock()
+_SUMMARY_SIZE = (10, 3.5)  # inches: class balance and sizes side by side
 
 
 def _axes(ax: Any, figsize: tuple[float, float]) -> Any:
@@ -54,15 +55,32 @@ def plot_sizes(catalog: Catalog, ax: Any = None) -> Any:
     return ax
 
 
-def plot_summary(catalog: Catalog) -> Any:
-    """Both plots side by side in one figure; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 2]})
+def _draw_summary(fig: Any, catalog: Catalog) -> None:
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     plot_class_balance(catalog, a)
     plot_sizes(catalog, b)
     fig.tight_layout()
+
+
+def plot_summary(catalog: Catalog) -> Any:
+    """Both plots side by side in one pyplot figure (a notebook shows it); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    with DRAW_LOCK:
+        fig = plt.figure(figsize=_SUMMARY_SIZE)
+        _draw_summary(fig, catalog)
     return fig
+
+
+def summary_png(catalog: Catalog, dpi: int = 90) -> bytes:
+    """The figure of :func:`plot_summary` as PNG bytes, drawn without pyplot (no global figure
+    state), so a widget handler or a background thread can draw it."""
+    from matplotlib.figure import Figure
+
+    with DRAW_LOCK:
+        fig = Figure(figsize=_SUMMARY_SIZE)
+        _draw_summary(fig, catalog)
+        return figure_png(fig, dpi)
 
 
 def figure_png(fig: Any, dpi: int = 90) -> bytes:

@@ -1,7 +1,7 @@
 """Preprocessing: named, parameterised steps that write a new image folder and catalog.
 
 The originals are never touched. The chosen steps are saved in the Workspace
-(``preprocess.json``) so the same preprocessing can be re-applied to new data.
+(``workspace.save(preprocessor)``) so the same preprocessing can be re-applied to new data.
 
 ==========  ==========================================================================
 step        parameters
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from workbench.errors import ParameterError, WorkbenchError
+from workbench._validation import check_choice, check_int, check_real, is_int
+from workbench.errors import DecodeError, ParameterError
 from workbench.fsutil import atomic_open, atomic_write
 from workbench.io import decode
 from workbench.parallel import pmap
@@ -59,34 +60,31 @@ def _check(i: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
             f"{where}: unknown parameter(s) {unknown}; known: {sorted(STEPS[name])}"
         )
     p = {**STEPS[name], **params}
+    param = f"{where}: parameter"
     if name == "resize":
         size = p["size"]
-        sizes = [size] if isinstance(size, int) else list(size)
-        if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):
-            raise ParameterError(f"{where}: parameter 'size' must be a positive int or [w, h]")
-        if p["mode"] not in ("keep", "pad", "crop", "stretch"):
-            raise ParameterError(f"{where}: parameter 'mode' must be keep, pad, crop or stretch")
-        if p["resample"] not in _RESAMPLE:
-            raise ParameterError(f"{where}: parameter 'resample' must be one of {list(_RESAMPLE)}")
-        if not 0 <= int(p["fill"]) <= 255:
-            raise ParameterError(f"{where}: parameter 'fill' must be in 0..255")
-    elif name == "convert" and p["mode"] not in ("L", "RGB"):
-        raise ParameterError(f"{where}: parameter 'mode' must be 'L' or 'RGB'")
+        sizes = [size] if is_int(size) else list(size) if isinstance(size, (list, tuple)) else []
+        if len(sizes) not in (1, 2) or not all(is_int(s) and s >= 1 for s in sizes):
+            raise ParameterError(f"{param} 'size' must be a positive int or [w, h], got {size!r}")
+        p["size"] = int(size) if is_int(size) else [int(s) for s in sizes]  # JSON-ready
+        check_choice(p["mode"], f"{param} 'mode'", ("keep", "pad", "crop", "stretch"))
+        check_choice(p["resample"], f"{param} 'resample'", _RESAMPLE)
+        check_int(p["fill"], f"{param} 'fill'", low=0, high=255)
+    elif name == "convert":
+        check_choice(p["mode"], f"{param} 'mode'", ("L", "RGB"))
     elif name == "denoise":
-        if p["method"] not in ("median", "gaussian", "nl_means", "tv"):
-            raise ParameterError(
-                f"{where}: parameter 'method' must be median, gaussian, nl_means or tv"
-            )
-        if not float(p["strength"]) > 0:
-            raise ParameterError(f"{where}: parameter 'strength' must be positive")
-    elif name == "stretch" and not 0 <= float(p["low"]) < float(p["high"]) <= 100:
-        raise ParameterError(f"{where}: need 0 <= low < high <= 100 (percentiles)")
+        check_choice(p["method"], f"{param} 'method'", ("median", "gaussian", "nl_means", "tv"))
+        check_real(p["strength"], f"{param} 'strength'", low=0, low_open=True)
+    elif name == "stretch":
+        low = check_real(p["low"], f"{param} 'low'", low=0, high=100)
+        if not low < check_real(p["high"], f"{param} 'high'", low=0, high=100):
+            raise ParameterError(f"{where}: need 0 <= low < high <= 100 (percentiles)")
     return p
 
 
 def _resize(im: Image.Image, size: Any, mode: str, resample: str, fill: int) -> Image.Image:
     rs = _RESAMPLE[resample]
-    if isinstance(size, int):
+    if is_int(size):
         if mode == "keep":
             scale = size / max(im.size)
             return im.resize(
@@ -208,17 +206,14 @@ class Preprocessor:
         return cls.from_dict(data)
 
     def save(self, workspace: Workspace) -> Path:
-        """Write ``preprocess.json`` to the workspace."""
-        p = workspace.path / "preprocess.json"
-        atomic_write(p, self.to_json())
-        return p
+        """Save the steps in the workspace (``workspace.save(self)``); returns the path."""
+        return workspace.save(self)
 
     @classmethod
     def load(cls, workspace: Workspace) -> Preprocessor:
-        p = workspace.path / "preprocess.json"
-        if not p.exists():
-            raise WorkbenchError(f"no preprocessing saved in {workspace.path}")
-        return cls.from_json(p.read_text(encoding="utf-8"))
+        """The steps saved in the workspace; :class:`~workbench.errors.WorkspaceError` (a
+        :class:`~workbench.errors.WorkbenchError`) if none were saved."""
+        return workspace.load("preprocess")
 
     def run(
         self,
@@ -248,7 +243,9 @@ class Preprocessor:
         items = [(src, str(out / r), spec) for src, r in zip(ok["path"], rel, strict=True)]
         pmap(_process_one, items, executor=executor, workers=workers, progress=progress,
              desc="preprocess")  # fmt: skip
-        atomic_write(out / "preprocess.json", spec)
+        from workbench.workspace import LAYOUT
+
+        atomic_write(out / Path(LAYOUT["preprocess"]).name, spec)  # the recipe beside its output
         import pandas as pd
 
         manifest = pd.DataFrame(
@@ -261,7 +258,13 @@ class Preprocessor:
 def _process_one(item: tuple[str, str, str]) -> None:
     src, dst, spec = item
     pre = Preprocessor.from_json(spec)
-    im = decode(src, keep_16bit=pre.needs_16bit)
+    try:
+        im = decode(src, keep_16bit=pre.needs_16bit)
+    except DecodeError as e:  # readable at the scan, so it changed or vanished since
+        raise DecodeError(
+            f"{src}: {e}; the file changed since the catalog was made, re-scan the folder",
+            e.status,
+        ) from None
     result = pre.apply(im)
     with atomic_open(dst, fsync=False) as f:
         result.save(f, "PNG")

@@ -215,3 +215,23 @@ def test_workspace_errors(tmp_path):
     (ws.path / "workspace.json").write_text("{broken")
     with pytest.raises(WorkspaceError, match="not valid JSON"):
         Workspace(ws.path)
+
+
+def test_summary_figure_two_panels_as_pyplot_figure_and_as_png(classes_root):
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from workbench.plots import plot_summary, summary_png
+
+    cat = Catalog.from_folder(classes_root, progress=False)
+    fig = plot_summary(cat)
+    try:
+        assert plt.fignum_exists(fig.number)  # a pyplot figure: a notebook shows it
+        balance, sizes = fig.axes
+        assert [t.get_text() for t in balance.get_xticklabels()] == cat.classes
+        assert sizes.get_xlabel() == "width (px)"
+    finally:
+        plt.close(fig)
+    png = Image.open(io.BytesIO(summary_png(cat)))
+    assert png.size == (900, 315)  # 10 x 3.5 inches at 90 dpi

@@ -231,3 +231,121 @@ def test_pairwise_view_includes_exact_twins(planted):
     pairs = set(zip(p["a"], p["b"], strict=True))
     assert ("exact_copy.png", "img_03.png") in pairs
     assert ("img_07.png", "near_bigger.png") in pairs
+
+
+def _near_rows(rep):
+    t = rep.table[rep.table["issue"] == "near_duplicate"]
+    return t.set_index("id")
+
+
+def test_a_pair_at_exactly_the_threshold_distance_is_flagged_and_grouped(planted):
+    """Flagged means distance <= radius, and so does grouped: at every threshold a flagged
+    near duplicate sits in a group, and a pair at exactly the radius shares one."""
+    cat = Catalog.from_folder(planted, progress=False)
+    rep = check(cat, progress=False, checks=["near_duplicate"])
+    ids_of = rep.samples.groupby("hash")["id"].agg(list)
+    distances = sorted(set(rep.pairs["distance"].astype(int)))
+    assert len(distances) >= 3  # several radii to move through
+    for d in distances:
+        rep.set_threshold("near_duplicate", 1 - d / 128)
+        assert rep.radius == d
+        t = _near_rows(rep)
+        assert (t["flagged"] == t["group"].notna()).all(), d
+        for a, b in rep.pairs.loc[rep.pairs["distance"] == d, ["a", "b"]].itertuples(index=False):
+            x, y = ids_of[a][0], ids_of[b][0]
+            assert t.loc[x, "flagged"] and t.loc[y, "flagged"], (d, x, y)
+            assert t.loc[x, "group"] == t.loc[y, "group"] is not None, (d, x, y)
+        fresh = _near_rows(check(cat, progress=False, checks=["near_duplicate"],
+                                 thresholds={"near_duplicate": 1 - d / 128}))  # fmt: skip
+        pd.testing.assert_series_equal(fresh["flagged"], t["flagged"])
+        assert (fresh["flagged"] == fresh["group"].notna()).all(), d
+
+
+def test_near_pairs_include_a_pair_at_exactly_the_radius():
+    base = np.int64(0x0F0F_0F0F_0F0F_0F0F)
+    for d_p, d_d in [(0, 0), (3, 0), (0, 5), (4, 7), (12, 12)]:
+        ph = np.array([base, base ^ ((1 << d_p) - 1)], dtype=np.int64)
+        dh = np.array([base, base ^ (((1 << d_d) - 1) << 20)], dtype=np.int64)
+        content = pd.DataFrame({"hash": ["h0", "h1"], "phash": ph, "dhash": dh})
+        r = d_p + d_d
+        got = _near_pairs(content, r)
+        pairs = [(*sorted((a, b)), d) for a, b, d in got.itertuples(index=False)]
+        assert pairs == [("h0", "h1", r)], (d_p, d_d)
+        if r:
+            assert len(_near_pairs(content, r - 1)) == 0
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """A catalog in manifest order (not sorted by id) with a missing file, a corrupt one and one
+    that vanishes after the scan, ahead of most readable rows; returns (catalog, root)."""
+    root = tmp_path_factory.mktemp("messy")
+    names = [f"p{i:02d}.png" for i in range(24)]
+    for i, n in enumerate(names):
+        (root / n).write_bytes(encode(_photo(200 + i, (32, 32)), "PNG"))
+    png = encode(_photo(300, (32, 32)), "PNG")
+    (root / "corrupt.png").write_bytes(png[: len(png) // 3])
+    order = ["p20.png", "nothere.png", "corrupt.png", "p05.png", "p23.png", "p17.png"]
+    order += [n for n in reversed(names) if n not in order]
+    cat = Catalog.from_dataframe(pd.DataFrame({"path": order}), root=root, progress=False)
+    (root / "p17.png").unlink()  # scanned fine, gone now
+    return cat, root
+
+
+def test_outliers_from_user_embeddings_land_on_the_right_ids(messy):
+    """Embeddings come in catalog order, one row per catalog row (unreadable rows included);
+    the check maps them to the samples it scores, whatever the order and gaps."""
+    cat, _ = messy
+    ids = cat.ids
+    assert ids[:3] == ["p20.png", "nothere.png", "corrupt.png"] and ids != sorted(ids)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(0, 1, (len(cat), 8))
+    far = "p09.png"  # after every gap in catalog order: a positional slip moves it
+    emb[ids.index(far)] += 40
+    rep = check(cat, checks=["unreadable", "outlier"], embeddings=emb, progress=False)
+    assert _flagged(rep, "unreadable") == {"nothere.png", "corrupt.png", "p17.png"}
+    out = rep.table[rep.table["issue"] == "outlier"].set_index("id")["score"]
+    assert set(out.index) == set(ids) - {"nothere.png", "corrupt.png", "p17.png"}
+    assert out.idxmax() == far and _flagged(rep, "outlier") == {far}
+    by_size = cat.sort(["bytes", "id"])  # the same samples in another order, embeddings along
+    perm = [ids.index(i) for i in by_size.ids]
+    again = check(by_size, checks=["outlier"], embeddings=emb[perm], progress=False)
+    s = again.table.set_index("id")["score"]
+    pd.testing.assert_series_equal(s.reindex(out.index), out, check_exact=False, rtol=1e-5)
+    with pytest.raises(ParameterError, match="embeddings have"):
+        check(cat, checks=["outlier"], embeddings=emb[:-1], progress=False)
+
+
+def test_a_file_that_vanished_after_the_scan_is_reported_unreadable(messy, tmp_path):
+    cat, _ = messy
+    rep = check(cat, progress=False, workspace=Workspace(tmp_path / "ws"))
+    assert "p17.png" in _flagged(rep, "unreadable")
+    others = rep.table[rep.table["issue"] != "unreadable"]
+    assert "p17.png" not in set(others["id"])  # no scores from pixels it does not have
+    assert "p17.png" in suggested_exclusions(rep)
+
+
+def test_the_features_cache_is_the_workspace_file_named_for_its_version(planted, tmp_path):
+    from workbench.clean import FEATURES_VERSION
+    from workbench.workspace import LAYOUT
+
+    assert LAYOUT["features"].endswith(f"features-v{FEATURES_VERSION}.parquet")
+    ws = Workspace(tmp_path / "ws")
+    check(Catalog.from_folder(planted, progress=False), workspace=ws, progress=False)
+    cached = pd.read_parquet(ws.file("features"))
+    assert len(cached) == Catalog.from_folder(planted, progress=False).ok.df["hash"].nunique()
+
+
+def test_argument_messages_say_what_is_accepted(planted):
+    cat = Catalog.from_folder(planted, progress=False)
+    rep = check(cat, checks=["dark"], progress=False)
+    with pytest.raises(ParameterError, match=r"^threshold for dark must be a finite number in \["):
+        rep.set_threshold("dark", float("nan"))
+    with pytest.raises(ParameterError, match=r"^issue must be one of 'dark', got 'blurry'"):
+        rep.set_threshold("blurry", 0.5)  # not among this report's checks
+    with pytest.raises(ParameterError, match=r"^search_radius must be an integer from 0 to 48"):
+        check(cat, search_radius=20.5, progress=False)
+    with pytest.raises(ParameterError, match=r"^k must be an integer >= 1, got 0"):
+        check(cat, checks=["outlier"], k=0, progress=False)
+    with pytest.raises(ParameterError, match=r"^threshold for dark must be .*got True"):
+        check(cat, checks=["dark"], thresholds={"dark": True}, progress=False)

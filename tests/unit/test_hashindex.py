@@ -343,3 +343,17 @@ def test_bad_substrings():
         index.pairs(3, n_substrings=65)
     with pytest.raises(ParameterError, match="too few"):
         index.pairs(12, n_substrings=1)
+
+
+def test_integer_arguments_refuse_bools_and_fractions_with_the_range():
+    with pytest.raises(ParameterError, match=r"^radius must be an integer from 0 to 64, got 2\.0$"):
+        HammingIndex([1, 2]).pairs(2.0)
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ParameterError, match="block must be an integer >= 1"):
+            HammingIndex([1], block=bad)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ParameterError, match="max_pairs must be an integer >= 0"):
+            HammingIndex([1, 2]).pairs(1, max_pairs=bad)
+    with pytest.raises(ParameterError, match="n_substrings must be an integer from 0 to 64"):
+        HammingIndex([1, 2]).query(1, 1, n_substrings=False)
+    assert HammingIndex([1, 3], block=np.int64(2)).pairs(np.uint8(1)).pairs.tolist() == [[0, 1]]

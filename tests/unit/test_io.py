@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from workbench.errors import DecodeError, WorkbenchError
-from workbench.io import decode, normalize_mode, probe
+from workbench.io import _pixel_hash, decode, normalize_mode, probe
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,78 @@ def test_decode_is_pure_pillow_compatible(tmp_path):
     im.save(buf, "PNG")
     (tmp_path / "x.png").write_bytes(buf.getvalue())
     assert decode(tmp_path / "x.png").tobytes() == im.tobytes()
+
+
+# Stored pixels -> displayed pixels for each EXIF orientation (the TIFF/EXIF specification):
+# 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse,
+# 8 rotate 90 counter-clockwise.
+_ORIENTED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_every_exif_orientation_gives_the_pixels_a_person_sees(tmp_path, orientation, fmt):
+    """Compared pixel for pixel with Pillow's own ``exif_transpose`` and with the specification's
+    transform of the stored pixels, on an image with no symmetry (a size check alone would pass
+    a rotation the wrong way)."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    stored[:5, :8] = (255, 0, 0)  # a marker in one corner: any wrong turn moves it
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / f"o{orientation}.{fmt.lower()}"
+    kw = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+    p.write_bytes(encode(Image.fromarray(stored), fmt, exif=exif.tobytes(), **kw))
+    with Image.open(p) as raw:
+        reference = np.asarray(ImageOps.exif_transpose(raw).convert("RGB"))
+        as_stored = np.asarray(raw.convert("RGB"))
+    got = np.asarray(decode(p))
+    np.testing.assert_array_equal(got, reference)
+    np.testing.assert_array_equal(got, _ORIENTED[orientation](as_stored))
+    np.testing.assert_array_equal(np.asarray(decode(p, orient=False)), as_stored)
+    pr = probe(p)
+    assert (pr.width, pr.height) == (got.shape[1], got.shape[0])
+    assert pr.hash == _pixel_hash(Image.fromarray(got))  # the scan hashes what a person sees
+
+
+def test_float_images_are_stretched_to_8_bit_or_kept(tmp_path):
+    """Mode ``F`` (32-bit float TIFF, e.g. a depth map): min-max stretched to ``L``, NaN as the
+    minimum; kept exactly with ``keep_16bit``; a flat image becomes black, not a division error."""
+    a = np.array([[-2.5, 0.0, 1.0, 7.5], [3.0, np.nan, -1.0, 2.0]], dtype=np.float32)
+    p = tmp_path / "depth.tif"
+    Image.fromarray(a).save(p)
+    pr = probe(p)
+    assert (pr.mode, pr.bits, pr.width, pr.height) == ("F", 32, 4, 2)
+    lo, hi = -2.5, 7.5
+    expected = np.nan_to_num((a.astype(np.float64) - lo) / (hi - lo) * 255.0).round()
+    got = decode(p)
+    assert got.mode == "L"
+    np.testing.assert_array_equal(np.asarray(got), expected.astype(np.uint8))
+    assert np.asarray(got)[0, 0] == 0 and np.asarray(got)[0, 3] == 255
+    kept = decode(p, keep_16bit=True)
+    assert kept.mode == "F"
+    np.testing.assert_array_equal(np.asarray(kept), a)
+    flat = tmp_path / "flat.tif"
+    Image.fromarray(np.full((3, 5), 4.25, np.float32)).save(flat)
+    np.testing.assert_array_equal(np.asarray(decode(flat)), np.zeros((3, 5), np.uint8))
+
+
+def test_a_file_that_vanishes_after_the_scan_is_a_clear_decode_error(tmp_path):
+    p = tmp_path / "gone.png"
+    p.write_bytes(encode(Image.new("RGB", (8, 8), (1, 2, 3)), "PNG"))
+    assert probe(p).width == 8
+    p.unlink()
+    for read in (decode, probe):
+        with pytest.raises(DecodeError, match="not found") as e:
+            read(p)
+        assert e.value.status == "missing" and isinstance(e.value, WorkbenchError)

@@ -48,3 +48,11 @@ def test_a_dask_client_executor_runs_the_same_map():
                             dashboard_address=None) as client:  # fmt: skip
         got = pmap(abs, list(range(-100, 100)), executor=client.get_executor(), progress=False)
     assert got == [abs(i) for i in range(-100, 100)]
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_workers_and_chunksize_must_be_positive_integers(bad):
+    with pytest.raises(ParameterError, match=r"^workers must be an integer >= 1, got"):
+        pmap(abs, [1], workers=bad)
+    with pytest.raises(ParameterError, match=r"^chunksize must be an integer >= 1, got"):
+        pmap(abs, [1], chunksize=bad)

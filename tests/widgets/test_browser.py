@@ -127,3 +127,20 @@ def test_go_is_clamped(small_catalog, bad):
     b = DataBrowser(small_catalog, page_size=12)
     b.go(bad)
     assert b.page == 0
+
+
+def test_the_summary_is_the_core_figure_of_the_filtered_view(small_catalog):
+    from workbench.plots import summary_png
+
+    b = DataBrowser(small_catalog)
+    b.set_query("width > 0")  # a filtered view: the figure follows it
+    b.summary_button.value = True
+    assert b.summary_image.value == summary_png(b.view)
+
+
+@pytest.mark.parametrize(("name", "bad"), [("page_size", 0), ("thumb_size", True)])
+def test_sizes_must_be_positive_integers(small_catalog, name, bad):
+    from workbench.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=rf"^{name} must be an integer >= 1"):
+        DataBrowser(small_catalog, **{name: bad})

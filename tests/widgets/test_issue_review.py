@@ -127,3 +127,18 @@ def test_refuses_a_plain_dataframe(checked):
     with pytest.raises(ParameterError, match="IssueReport"):
         IssueReview(cat, rep.table)
     assert Image.open(io.BytesIO(IssueReview(cat, rep).histogram.value)).size[0] > 200
+
+
+@pytest.mark.parametrize(("name", "bad"), [("page_size", 0), ("thumb_size", 2.5)])
+def test_sizes_must_be_positive_integers(checked, name, bad):
+    cat, rep = checked
+    with pytest.raises(ParameterError, match=rf"^{name} must be an integer >= 1"):
+        IssueReview(cat, rep, **{name: bad})
+
+
+def test_decisions_from_the_view_are_in_the_workspace_store(checked, tmp_path):
+    cat, rep = checked
+    ws = Workspace(tmp_path / "ws")
+    v = IssueReview(cat, rep, workspace=ws)
+    v.exclude(["black.png"])
+    assert ws.has("decisions") and Decisions(ws).history()["issue"].tolist() == [v.issue.value]

@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import ipywidgets as W
 from ipyevents import Event
 
+from workbench._validation import check_positive_int
 from workbench.catalog import Catalog
 from workbench.errors import ParameterError
+from workbench.plots import summary_png
 from workbench.thumbs import escape
 from workbench.views._common import ErrorBanner, guarded, table_html
 
@@ -52,9 +54,10 @@ class DataBrowser(W.VBox):
         columns: Sequence[str] = ("label",),
         sort_by: str | None = None,
     ) -> None:
+        check_positive_int(page_size, "page_size")
         self.catalog = catalog
         self.view = catalog
-        self.thumb_size = thumb_size
+        self.thumb_size = check_positive_int(thumb_size, "thumb_size")
         self.columns = [c for c in columns if c in catalog.df.columns]
         self.page = 0
         self.selected_id: str | None = None
@@ -194,7 +197,9 @@ class DataBrowser(W.VBox):
         self._select_callbacks.append(fn)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pool = getattr(self, "_pool", None)  # absent when the constructor refused its arguments
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         super().close()
 
     # ------------------------------------------------------------------ handlers
@@ -242,25 +247,12 @@ class DataBrowser(W.VBox):
     @guarded
     def _on_summary_toggle(self, change: dict) -> None:
         if change["new"]:
-            self.summary_image.value = self._summary_png()
+            self.summary_image.value = summary_png(self.view)
             self.summary_image.layout.display = None
         else:
             self.summary_image.layout.display = "none"
 
     # ------------------------------------------------------------------ internals
-    def _summary_png(self) -> bytes:
-        from matplotlib.figure import Figure
-
-        from workbench.plots import DRAW_LOCK, figure_png, plot_class_balance, plot_sizes
-
-        with DRAW_LOCK:
-            fig = Figure(figsize=(10, 3.5))
-            a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
-            plot_class_balance(self.view, a)
-            plot_sizes(self.view, b)
-            fig.tight_layout()
-            return figure_png(fig)
-
     def _apply(self) -> None:
         """Recompute the view from query + column filters + sort, then show page 1."""
         self.error.clear()

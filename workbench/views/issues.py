@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import ipywidgets as W
 
+from workbench._validation import check_positive_int
 from workbench.catalog import Catalog
 from workbench.clean import CHECKS, DUPLICATE_CHECKS, HASH_BITS, Decisions, IssueReport
 from workbench.errors import ParameterError
@@ -34,7 +35,8 @@ class IssueReview(W.VBox):
         The :class:`~workbench.clean.IssueReport` (``review.report``); thresholds moved here
         change it.
     workspace
-        Where exclude / keep decisions are saved (``decisions.csv``); in memory without one.
+        Where exclude / keep decisions are saved (:class:`~workbench.clean.Decisions`); in
+        memory without one.
     page_size
         Samples (or duplicate groups / 3) per page.
     thumb_size
@@ -55,8 +57,8 @@ class IssueReview(W.VBox):
         self.catalog = catalog
         self.report = report
         self.decisions = Decisions(workspace)
-        self.page_size = page_size
-        self.thumb_size = thumb_size
+        self.page_size = check_positive_int(page_size, "page_size")
+        self.thumb_size = check_positive_int(thumb_size, "thumb_size")
         self.page = 0
         self._callbacks: list[Callable[[str, list[str]], None]] = []
 

@@ -1,0 +1,151 @@
+"""Decisions: append-only events in the workspace; durable on return; old CSV files read in."""
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench import Workspace
+from workbench.clean import Decisions
+from workbench.errors import ParameterError, WorkbenchError
+
+REPO = Path(__file__).resolve().parents[2]
+
+DECIDER = r"""
+import sys
+from workbench import Workspace
+from workbench.clean import Decisions
+d = Decisions(Workspace(sys.argv[1]))
+i = 0
+while True:
+    action = ("exclude", "keep")[(i // 3) % 2]
+    d.record([f"s{i % 5}", f"t{i}"], action, issue="dark", note=str(i))
+    sys.stdout.write(f"{i}\n")  # acknowledged: record() returned, so the decision is committed
+    sys.stdout.flush()
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("kill_after", [3, 40])
+def test_every_acknowledged_decision_survives_sigkill(tmp_path, kill_after):
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    kill_after += rng.randrange(4)
+    ws = Workspace(tmp_path / "ws")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DECIDER, str(ws.path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    acked = []
+    for line in proc.stdout:
+        acked.append(int(line))
+        if len(acked) >= kill_after:
+            break
+    assert len(acked) >= kill_after, proc.stderr.read().decode()[-2000:]
+    time.sleep(rng.uniform(0, 0.008))  # land the kill anywhere, often inside a commit
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    acked += [int(x) for x in proc.stdout.read().split(b"\n")[:-1]]  # complete lines only
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    con = sqlite3.connect(ws.file("decisions"))
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    after = Decisions(ws)
+    h = after.history()
+    stored = {int(n) for n in h["note"]}
+    lost = sorted(set(acked) - stored)
+    assert not lost, f"seed {seed}: acknowledged decisions lost: {lost[:10]}"
+    assert len(stored) - len(acked) <= 1  # at most the one committed but not yet printed
+    assert (h.groupby("note").size() == 2).all()  # a batch is whole or absent
+    last = max(stored)  # the latest decision per id wins, on reopening too
+    for k in range(5):
+        mine = [j for j in stored if j % 5 == k]
+        if mine:
+            assert after.current()[f"s{k}"] == ("exclude", "keep")[(max(mine) // 3) % 2]
+    assert after.current()[f"t{last}"] == ("exclude", "keep")[(last // 3) % 2]
+    after.exclude(["again"])  # the store opens and takes writes after the crash
+    assert "again" in Decisions(ws).excluded
+
+
+def test_latest_decision_wins_and_reads_back(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    d = Decisions(ws)
+    assert d.history().empty and d.current() == {} and not ws.has("decisions")
+    assert d.record([], "exclude") == 0
+    assert d.exclude(["a", "b", "c"], issue="dark", note="too dark") == 3
+    assert d.keep(["b"]) == 1
+    d.exclude(["b"])
+    d.keep(["c"])
+    again = Decisions(ws)
+    assert again.current() == {"a": "exclude", "b": "exclude", "c": "keep"}
+    assert again.excluded == {"a", "b"}
+    h = again.history()
+    assert list(h.columns) == list(Decisions.COLUMNS) and len(h) == 6
+    assert h["id"].tolist() == ["a", "b", "c", "b", "b", "c"]
+    assert h.iloc[0][["action", "issue", "note"]].tolist() == ["exclude", "dark", "too dark"]
+    assert all(isinstance(v, str) for v in h.to_numpy().ravel())  # as the CSV store gave them
+    assert float(h["ts"].iloc[0]) == pytest.approx(time.time(), abs=60)
+    other = Decisions(ws)  # two writers on one workspace see each other's decisions
+    other.keep(["a"])
+    assert d.excluded == {"b"}
+    with pytest.raises(ParameterError, match="'exclude' or 'keep'"):
+        d.record(["x"], "delete")
+    assert len(Decisions(ws).history()) == 7  # the refused call wrote nothing
+
+
+def test_without_a_workspace_decisions_live_in_memory():
+    d = Decisions()
+    d.exclude(["a", "b"])
+    d.keep(["a"])
+    assert d.excluded == {"b"} and len(d.history()) == 3
+    assert Decisions().history().empty
+
+
+def test_rows_are_never_updated_or_deleted(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    Decisions(ws).exclude(["a"])
+    con = sqlite3.connect(ws.file("decisions"))
+    for sql in ("UPDATE decisions SET action = 'keep'", "DELETE FROM decisions"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute(sql)
+    con.close()
+    assert Decisions(ws).excluded == {"a"}
+
+
+def test_an_old_decisions_csv_is_read_in_once(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    old = ws.file("decisions").with_suffix(".csv")  # what earlier versions wrote
+    pd.DataFrame(
+        {"ts": ["1700000000.5", "1700000001.25", "1700000002.0"], "id": ["a", "b", "a"],
+         "action": ["exclude", "exclude", "keep"], "issue": ["dark", "", ""],
+         "note": ["", "x, y", ""]}
+    ).to_csv(old, index=False)  # fmt: skip
+    before = old.read_bytes()
+    d = Decisions(ws)
+    assert d.excluded == {"b"}
+    h = d.history()
+    assert h["ts"].tolist() == ["1700000000.5", "1700000001.25", "1700000002.0"]
+    assert h["note"].tolist() == ["", "x, y", ""]
+    d.exclude(["a"])  # newer than anything in the CSV: it wins
+    for _ in range(2):  # reopening does not read the CSV in again
+        assert len(Decisions(ws).history()) == 4 and Decisions(ws).excluded == {"a", "b"}
+    assert old.read_bytes() == before  # left in place, untouched
+
+
+def test_an_unreadable_store_is_a_clear_error(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.file("decisions").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(WorkbenchError, match="fix or remove it"):
+        Decisions(ws).current()
+    ws2 = Workspace(tmp_path / "ws2")
+    ws2.file("decisions").with_suffix(".csv").write_text("ts,id\n1,2\n")  # no action column
+    with pytest.raises(WorkbenchError, match=r"decisions\.csv cannot be read"):
+        Decisions(ws2).current()
