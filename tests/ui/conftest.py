@@ -655,6 +655,68 @@ def screenshot(page: Any, tmp_path: Path, name: str = "page.png") -> Path:
     return path
 
 
+# Controls whose text must never be cut: buttons, labels, readouts, dropdowns, toggles.
+_CONTROLS = (
+    "button, .widget-label, .widget-readout, .widget-dropdown select, .widget-toggle-button,"
+    " .widget-html-content, .widget-checkbox label"
+)
+
+_LAYOUT_JS = """([root, controls]) => {
+  const out = {clipped: [], overlapping: []};
+  const box = document.querySelector(root);
+  if (!box) return {missing: root};
+  const visible = e => { const r = e.getBoundingClientRect();
+    const st = getComputedStyle(e);
+    return r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none'; };
+  const name = e => (e.className && e.className.baseVal === undefined ? e.className : e.tagName)
+    + ' "' + (e.innerText || e.value || '').slice(0, 40) + '"';
+  const els = [...box.querySelectorAll(controls)].filter(visible);
+  for (const e of els) {
+    const cut = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'auto'
+      && getComputedStyle(e).overflowX !== 'scroll';
+    if (cut) out.clipped.push(name(e) + ` (${e.scrollWidth} > ${e.clientWidth})`);
+  }
+  const leaves = els.filter(e => !els.some(o => o !== e && e.contains(o)));
+  for (let i = 0; i < leaves.length; i++) for (let j = i + 1; j < leaves.length; j++) {
+    const a = leaves[i].getBoundingClientRect(), b = leaves[j].getBoundingClientRect();
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (w > 2 && h > 2 && !leaves[i].contains(leaves[j]) && !leaves[j].contains(leaves[i]))
+      out.overlapping.push(name(leaves[i]) + ' / ' + name(leaves[j]));
+  }
+  return out;
+}"""
+
+
+def layout_problems(page: Any, root: str, controls: str = _CONTROLS) -> dict[str, list[str]]:
+    """Controls under ``root`` whose text is cut (``scrollWidth > clientWidth``) or that overlap.
+
+    Returns ``{"clipped": [...], "overlapping": [...]}`` (both empty when the layout is sound);
+    ``{"missing": root}`` if no element matches ``root``.
+    """
+    return page.evaluate(_LAYOUT_JS, [root, controls])
+
+
+def write_notebook(target: Path, cells: list[str]) -> Path:
+    """Write a notebook of code ``cells`` (python3 kernel) to ``target``; returns ``target``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, target)
+    return target
+
+
+def type_into(page: Any, field: str, text: str, *, over: str | None = None) -> None:
+    """Type ``text`` into the text field ``field`` as a user does: pointer over the view ``over``
+    (the element whose key listener must not take the keys), click into the field, type."""
+    if over is not None:
+        page.locator(over).first.hover()
+    loc = page.locator(field).first
+    loc.click()
+    page.keyboard.type(text, delay=10)
+
+
 @dataclass(frozen=True)
 class UiHelpers:
     """The module's helper functions, handed to tests by the :func:`ui` fixture.
@@ -668,6 +730,9 @@ class UiHelpers:
     run_all = staticmethod(run_all)
     error_outputs = staticmethod(error_outputs)
     screenshot = staticmethod(screenshot)
+    layout_problems = staticmethod(layout_problems)
+    write_notebook = staticmethod(write_notebook)
+    type_into = staticmethod(type_into)
 
 
 @pytest.fixture(scope="session")
