@@ -48,7 +48,8 @@ def test_jobs_never_overlap_and_each_runs_on_the_one_worker_thread():
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        threads.add((threading.current_thread().name, getattr(threading.current_thread(), "tagged", 0)))
+        me = threading.current_thread()
+        threads.add((me.name, getattr(me, "tagged", 0)))
         time.sleep(0.002)
         with lock:
             active[0] -= 1
