@@ -85,7 +85,10 @@ def test_a_twin_never_vouches_for_itself(digits):
     twin_aware = find_label_errors(XX, yy, ids=ids, hashes=hashes, classifier=knn)
     naive = find_label_errors(XX, yy, ids=ids, classifier=knn)
     truth = {f"s{i}" for i in noisy}
-    def recall(r): return len(truth & set(r.flagged_ids())) / len(truth)  # noqa: E704
+
+    def recall(r):
+        return len(truth & set(r.flagged_ids())) / len(truth)
+
     assert recall(twin_aware) > 0.8
     assert recall(naive) < 0.2  # the twin in the training folds vouched for the wrong label
 
