@@ -444,6 +444,41 @@ def test_order_rejects_bad_arguments():
         order(p, batch=2, diversity=2.0)
 
 
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: order(p, batch=True), r"^batch must be None or an integer >= 0, got True"),
+        (lambda p: order(p, batch=2.0), r"^batch must be None or an integer >= 0, got 2\.0"),
+        (lambda p: order(p, batch=2, diversity=True), r"^diversity must be a number between"),
+        (lambda p: order(p, batch=2, diversity=float("nan")), r"^diversity must be a number"),
+        (
+            lambda p: order(p, batch=2, diversity=0.5, embeddings=np.eye(4), pool=0),
+            r"^pool must be a finite number >= 1",
+        ),
+        (lambda p: uncertainty(p, "random"), r"^strategy must be one of 'least_confidence'"),
+        (lambda p: default_classifier(scale_on=p, propagation=True), r"^propagation must be a"),
+        (lambda p: Embedder(batch_size=True).load(), r"^batch_size must be an integer >= 1"),
+        (lambda p: Embedder(batch_size=0).load(), r"^batch_size must be an integer >= 1, got 0"),
+        (lambda p: Embedder(image_size=8).load(), r"^image_size must be None or an integer >= 16"),
+        (lambda p: Embedder(image_size=96.0).load(), r"^image_size must be None or an integer"),
+    ],
+)
+def test_arguments_are_checked_by_the_one_definition(call, message):
+    """bool is not a number, 2.0 is not a count, NaN is not in any range; messages name the
+    argument and what it takes."""
+    with pytest.raises(ParameterError, match=message):
+        call(np.full((4, 2), 0.5))
+
+
+def test_suggest_refuses_a_count_that_is_not_one():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    a = Assistant(cv=None).fit(X, ["a", "b"] * 10)
+    for k in (0, True, 1.5):
+        with pytest.raises(ParameterError, match=r"^k must be an integer >= 1"):
+            a.suggest(X[:2], k=k)
+    assert len(a.suggest(X[:2], k=np.int64(1))[0]) == 1
+
+
 def _moons(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_moons
 

@@ -109,6 +109,8 @@ def test_labels_modes(classes_root, tmp_path):
     assert folder.row("cat/00.png")["label"] == "cat" and folder.row("top.png")["label"] is None
     with pytest.raises(ParameterError):
         Catalog.from_folder(flat, labels="nope")
+    with pytest.raises(ParameterError, match=r"^labels must be one of 'auto', 'folder', None"):
+        Catalog.from_folder(flat, labels=True)
     with pytest.raises(ManifestError, match="does not exist"):
         Catalog.from_folder(tmp_path / "missing")
     nonrec = Catalog.from_folder(flat, recursive=False, progress=False)

@@ -357,6 +357,12 @@ def test_bad_params(params):
         Normalizer(**params).fit([np.arange(4, dtype=np.uint8).reshape(2, 2)], progress=False)
 
 
+@pytest.mark.parametrize("eps", [True, "0.5", float("inf")])
+def test_eps_is_a_finite_number_not_a_flag_or_text(eps):
+    with pytest.raises(ParameterError, match=r"^eps must be a finite number >= 0, got "):
+        Normalizer(eps=eps).fit([np.arange(4, dtype=np.uint8).reshape(2, 2)], progress=False)
+
+
 def test_not_fitted():
     norm = Normalizer()
     for call in (
