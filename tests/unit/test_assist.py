@@ -282,11 +282,18 @@ class _GatedClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict(X)
 
 
-def test_refit_async_never_blocks_and_keeps_the_newest_model():
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(80, 5))
+def _gated_assistant(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, Assistant]:
+    """Two-class data and an Assistant whose fits wait at the gate, which starts closed."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
     y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    return X, y, Assistant(_GatedClassifier(), cv=None)
+
+
+def test_refit_async_never_blocks_and_keeps_the_newest_model():
+    X, y, a = _gated_assistant(2, 80)
     _gate.set()
     a.fit(X[:20], y[:20])
     _gate.clear()
@@ -309,12 +316,7 @@ def test_refit_async_never_blocks_and_keeps_the_newest_model():
 
 
 def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(80, 5))
-    y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
-    _gate.clear()
-    _entered.clear()
+    X, y, a = _gated_assistant(3, 80)
     try:
         running = a.refit_async(X[:40], y[:40])
         assert _entered.wait(10)
@@ -331,12 +333,7 @@ def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
 
 
 def test_close_skips_the_waiting_refit_and_a_later_refit_restarts():
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(60, 5))
-    y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
-    _gate.clear()
-    _entered.clear()
+    X, y, a = _gated_assistant(4, 60)
     closer = threading.Thread(target=a.close)
     try:
         running = a.refit_async(X[:20], y[:20])

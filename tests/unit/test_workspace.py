@@ -60,7 +60,11 @@ def test_no_module_but_the_workspace_spells_a_workspace_file_name():
         if path.name == "workspace.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if node.value in names and "." in node.value:
-                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value in names
+                and "." in node.value
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
     assert not offenders, "use workspace.file(kind) instead:\n" + "\n".join(offenders)
