@@ -31,7 +31,7 @@ import pandas as pd
 from workbench._validation import check_positive_int, is_int
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open
-from workbench.io import decode
+from workbench.io import decode_scanned
 from workbench.models import load_model, resolve_weights
 from workbench.workspace import Workspace
 
@@ -235,7 +235,7 @@ class Embedder:
         """One image as a uint8 ``(3, H, W)`` tensor (gray repeated to 3 channels)."""
         import torch
 
-        a = np.asarray(decode(path))
+        a = np.asarray(decode_scanned(path))
         if a.ndim == 2:
             return torch.from_numpy(a.copy()).unsqueeze(0).expand(3, -1, -1)
         return torch.from_numpy(a.copy()).permute(2, 0, 1)

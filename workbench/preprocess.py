@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from workbench._validation import check_choice, check_int, check_real, is_int
-from workbench.errors import DecodeError, ParameterError
+from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open, atomic_write, sample_file_names
-from workbench.io import decode
+from workbench.io import decode_scanned
 from workbench.parallel import pmap
 
 if TYPE_CHECKING:
@@ -264,13 +264,6 @@ class Preprocessor:
 def _process_one(item: tuple[str, str, str]) -> None:
     src, dst, spec = item
     pre = Preprocessor.from_json(spec)
-    try:
-        im = decode(src, keep_16bit=pre.needs_16bit)
-    except DecodeError as e:  # readable at the scan, so it changed or vanished since
-        raise DecodeError(
-            f"{src}: {e}; the file changed since the catalog was made, re-scan the folder",
-            e.status,
-        ) from None
-    result = pre.apply(im)
+    result = pre.apply(decode_scanned(src, keep_16bit=pre.needs_16bit))
     with atomic_open(dst, fsync=False) as f:
         result.save(f, "PNG")

@@ -535,6 +535,16 @@ def test_catalog_serial_skips_unreadable_rows(tmp_path):
     assert norm.n_images_ == 12
 
 
+def test_catalog_file_gone_since_the_scan_is_named_with_what_to_do(tmp_path):
+    from workbench.errors import DecodeError
+
+    catalog = write_catalog(tmp_path, random_images(np.random.default_rng(14), 4, 3, np.uint8))
+    (tmp_path / "img_0002.png").unlink()  # listed as "ok", gone since
+    with pytest.raises(DecodeError, match=r"img_0002\.png: file not found.*re-scan") as e:
+        Normalizer().fit(catalog, workers=1, progress=False)
+    assert e.value.status == "missing"
+
+
 def test_catalog_16bit(tmp_path):
     rng = np.random.default_rng(13)
     images = random_images(rng, 6, 1, np.uint16, pil=True)
