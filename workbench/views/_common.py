@@ -102,5 +102,5 @@ def table_html(items: dict[str, Any]) -> str:
 
 
 def escape(value: object) -> str:
-    """HTML-escape anything for display (file names and labels are user data); ``None`` is ``""``."""
+    """HTML-escape anything for display (file names and labels are user data); ``None``: ``""``."""
     return html.escape("" if value is None else str(value))
