@@ -380,7 +380,8 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
     """
     total, mode, n, s1, s2 = Moments.empty(), None, 0, [], []
     for path in paths:
-        image = wb_io.decode(path, keep_16bit=True, orient=False)  # moments ignore pixel order
+        # orient=False: moments ignore pixel order
+        image = wb_io.decode_scanned(path, keep_16bit=True, orient=False)
         if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
             k, a, b = _sums8(image)
             n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]

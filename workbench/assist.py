@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import threading
 import time
 import warnings
@@ -36,10 +35,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from workbench._validation import (
+    check_choice,
+    check_positive_int,
+    check_real,
+    is_int,
+    is_real,
+)
 from workbench.background import Latest
 from workbench.embed import Embedder
 from workbench.errors import ParameterError, WeightsError
@@ -50,7 +55,7 @@ from workbench.models import (
     load_model,
     resolve_weights,
 )
-from workbench.propagation import GraphBlend, _graph, _standardise
+from workbench.propagation import GraphBlend, _dense_float, _graph, _standardise
 
 # Assistants pickled before the split name these classes here; unpickling looks them up by name.
 from workbench.propagation import _KnnGraph as _KnnGraph
@@ -176,8 +181,7 @@ def default_classifier(
 
 
 def _check_propagation(weight: float, scale_on: Any) -> None:
-    if isinstance(weight, bool) or not (isinstance(weight, numbers.Real) and 0 <= weight < 1):
-        raise ParameterError(f"propagation must be a weight in [0, 1), got {weight!r}")
+    check_real(weight, "propagation", low=0, high=1, high_open=True)
     if weight and scale_on is None:
         raise ParameterError(
             "propagation spreads labels over a graph of every sample to label: pass their "
@@ -369,12 +373,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
             raise ParameterError(
                 "the Assistant requires y to be passed, but the target y is None; pass the labels"
             )
-        if issparse(X):
-            raise ParameterError("sparse input is not supported; pass dense embeddings")
-        X = np.asarray(X)
-        if X.dtype.kind == "c":
-            raise ParameterError("Complex data not supported; pass real embeddings")
-        X = np.asarray(X, dtype=np.float64)
+        X = _dense_float(X)
         y = np.asarray(y)
         if X.ndim != 2:
             raise ParameterError(f"X must be 2-D (samples x features), got shape {X.shape}")
@@ -496,8 +495,7 @@ class Assistant(ClassifierMixin, BaseEstimator):
         list of list of (class, probability)
             One list per row of ``X``; classes as plain Python values.
         """
-        if k < 1:
-            raise ParameterError(f"k must be at least 1, got {k}")
+        k = check_positive_int(k, "k")
         fitted = self._current()
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         proba = np.asarray(fitted.classifier.predict_proba(X), dtype=np.float64)
@@ -530,6 +528,7 @@ def uncertainty(probs: Any, strategy: Strategy = "least_confidence") -> np.ndarr
     ``entropy``: ``-sum p log p`` (natural log, ``0 log 0 = 0``).
     """
     p = _check_probs(probs)
+    check_choice(strategy, "strategy", STRATEGIES[:3])
     if strategy == "least_confidence":
         return 1.0 - p.max(axis=1)
     if strategy == "margin":
@@ -537,10 +536,8 @@ def uncertainty(probs: Any, strategy: Strategy = "least_confidence") -> np.ndarr
             return 1.0 - p[:, 0]
         top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
         return 1.0 - (top2[:, 1] - top2[:, 0])
-    if strategy == "entropy":
-        safe = np.where(p > 0, p, 1.0)
-        return -(p * np.log(safe)).sum(axis=1)
-    raise ParameterError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES[:3])}")
+    safe = np.where(p > 0, p, 1.0)
+    return -(p * np.log(safe)).sum(axis=1)
 
 
 def order(
@@ -607,12 +604,12 @@ def order(
     """
     p = _check_probs(probs)
     n = len(p)
-    if batch is not None and (not isinstance(batch, (int, np.integer)) or batch < 0):
-        raise ParameterError(f"batch must be None or a non-negative integer, got {batch!r}")
-    if not 0.0 <= diversity <= 1.0:
-        raise ParameterError(f"diversity must be between 0 and 1, got {diversity!r}")
-    if strategy not in STRATEGIES:
-        raise ParameterError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    if batch is not None and not (is_int(batch) and batch >= 0):
+        raise ParameterError(f"batch must be None or an integer >= 0, got {batch!r}")
+    # is_real, not check_probability: "between 0 and 1" is the wording users already know
+    if not (is_real(diversity) and 0 <= diversity <= 1):
+        raise ParameterError(f"diversity must be a number between 0 and 1, got {diversity!r}")
+    check_choice(strategy, "strategy", STRATEGIES)
     k = n if batch is None else min(int(batch), n)
     rng = np.random.default_rng(seed)
     tiebreak = rng.permutation(n)
@@ -627,8 +624,7 @@ def order(
     emb = np.asarray(embeddings, dtype=np.float64)
     if emb.ndim != 2 or len(emb) != n:
         raise ParameterError(f"embeddings must be ({n}, d), got shape {emb.shape}")
-    if pool < 1:
-        raise ParameterError(f"pool must be at least 1, got {pool}")
+    check_real(pool, "pool", low=1)
     cand = ranked[: min(n, max(k, math.ceil(pool * k)))]
     return cand[_diverse_pick(score[cand], emb[cand], k, diversity)]
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from workbench._validation import check_choice
 from workbench.errors import DecodeError, ManifestError, ParameterError, PathOutsideRootError
 from workbench.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode, scan_file
 from workbench.parallel import pmap
@@ -181,8 +182,7 @@ class Catalog:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise ManifestError(f"folder {str(root)!r} does not exist or is not a folder")
-        if labels not in ("auto", "folder", None):
-            raise ParameterError(f"labels must be 'auto', 'folder' or None, got {labels!r}")
+        check_choice(labels, "labels", ("auto", "folder", None))
         exts = None if extensions is None else {e.lower() for e in extensions}
         files, skipped = [], 0
         top = os.fspath(root)

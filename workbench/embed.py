@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from workbench._validation import check_positive_int, is_int
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open
-from workbench.io import decode
+from workbench.io import decode_scanned
 from workbench.models import load_model, resolve_weights
 from workbench.workspace import Workspace
 
@@ -151,12 +152,14 @@ class Embedder:
 
     # ------------------------------------------------------------------ model
     def _check_params(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.image_size is not None and (
-            not isinstance(self.image_size, int) or self.image_size < 16
-        ):
-            raise ParameterError(f"image_size must be None or >= 16, got {self.image_size!r}")
+        # plain ints from here on: numpy integers are accepted, and the cache's JSON needs ints
+        self.batch_size = check_positive_int(self.batch_size, "batch_size")
+        if self.image_size is not None:
+            if not (is_int(self.image_size) and self.image_size >= 16):
+                raise ParameterError(
+                    f"image_size must be None or an integer >= 16, got {self.image_size!r}"
+                )
+            self.image_size = int(self.image_size)
 
     def load(self) -> Embedder:
         """Load the model now (it is otherwise loaded on the first :meth:`embed`); returns self."""
@@ -232,7 +235,7 @@ class Embedder:
         """One image as a uint8 ``(3, H, W)`` tensor (gray repeated to 3 channels)."""
         import torch
 
-        a = np.asarray(decode(path))
+        a = np.asarray(decode_scanned(path))
         if a.ndim == 2:
             return torch.from_numpy(a.copy()).unsqueeze(0).expand(3, -1, -1)
         return torch.from_numpy(a.copy()).permute(2, 0, 1)

@@ -305,6 +305,32 @@ def decode(
     return normalize_mode(im, keep_16bit=keep_16bit, background=background)
 
 
+def decode_scanned(
+    path: str | os.PathLike,
+    *,
+    sample_id: str | None = None,
+    keep_16bit: bool = False,
+    orient: bool = True,
+) -> Image.Image:
+    """:func:`decode` for a file that a catalog scan found readable: if it no longer is, the
+    error names the file (and ``sample_id``, if given) and says to re-scan.
+
+    Raises
+    ------
+    DecodeError
+        With the status of the underlying failure (``"missing"`` for a file gone since).
+    """
+    try:
+        return decode(path, keep_16bit=keep_16bit, orient=orient)
+    except DecodeError as e:
+        which = os.fspath(path) + ("" if sample_id is None else f" (sample {sample_id!r})")
+        raise DecodeError(
+            f"{which}: {e}; the file changed since the catalog was made, re-scan the folder "
+            "(Catalog.from_folder, from_csv or from_dataframe) to update it",
+            e.status,
+        ) from None
+
+
 def to_array(im: Image.Image) -> np.ndarray:
     """Pixels as an HWC numpy array (HW for single-channel), dtype uint8 or uint16."""
     a = np.asarray(im)

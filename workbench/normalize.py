@@ -30,7 +30,6 @@ Rules
 from __future__ import annotations
 
 import json
-import math
 import os
 from concurrent.futures import Executor
 from pathlib import Path
@@ -50,6 +49,7 @@ from workbench._moments import (
     iterable_moments,
     table_moments,
 )
+from workbench._validation import check_real
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_write
 
@@ -184,13 +184,7 @@ class Normalizer(TransformerMixin, BaseEstimator):
     def _check_params(self) -> float:
         if not isinstance(self.per_channel, (bool, np.bool_)):
             raise ParameterError(f"per_channel must be True or False, got {self.per_channel!r}")
-        try:
-            eps = float(self.eps)
-        except (TypeError, ValueError):
-            raise ParameterError(f"eps must be a number >= 0, got {self.eps!r}") from None
-        if not (math.isfinite(eps) and eps >= 0):
-            raise ParameterError(f"eps must be a finite number >= 0, got {self.eps!r}")
-        return eps
+        return check_real(self.eps, "eps", low=0)
 
     def _finish(self, moments: Moments, kind: str, eps: float) -> None:
         if moments.n == 0:

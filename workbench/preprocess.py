@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from workbench._validation import check_choice, check_int, check_real, is_int
-from workbench.errors import DecodeError, ParameterError
-from workbench.fsutil import atomic_open, atomic_write
-from workbench.io import decode
+from workbench.errors import ParameterError
+from workbench.fsutil import atomic_open, atomic_write, sample_file_names
+from workbench.io import decode_scanned
 from workbench.parallel import pmap
 
 if TYPE_CHECKING:
@@ -224,9 +224,15 @@ class Preprocessor:
         workers: int | None = None,
         progress: bool = True,
     ) -> Catalog:
-        """Write every readable sample, preprocessed, as PNG under ``out`` (same relative
-        layout); return the new catalog with labels, splits and a ``source_id`` column.
-        ``out`` must not be the dataset root or contain it, nor lie inside it."""
+        """Write every readable sample, preprocessed, as PNG under ``out``; return the new
+        catalog with labels, splits and a ``source_id`` column.
+
+        File names follow :func:`workbench.fsutil.sample_file_names` (``nested=True``): an
+        ordinary id keeps its folders and stem (``cat/001.jpg`` -> ``cat/001.png``); an id
+        outside the dataset root goes under ``_outside/`` with its whole path; a name that is
+        unsafe on some file system, or whose stem an earlier id took (``a.jpg`` beside ``a.png``,
+        ``A.jpg`` beside ``a.jpg``), ends in ``~`` and 8 hex digits. ``out`` must not be the
+        dataset root or contain it, nor lie inside it."""
         from workbench.catalog import Catalog
 
         out = Path(out).absolute()
@@ -237,8 +243,8 @@ class Preprocessor:
                 "preprocessing never writes over or into the originals"
             )
         ok = catalog.df[catalog.df["status"] == "ok"]
-        rel = [str(Path(i).with_suffix(".png")) if not i.startswith("/") else
-               f"_outside/{Path(i).stem}.png" for i in ok["id"]]  # fmt: skip
+        names = sample_file_names(ok["id"].tolist(), suffix=".png", nested=True)
+        rel = [names[i] for i in ok["id"]]
         spec = self.to_json()
         items = [(src, str(out / r), spec) for src, r in zip(ok["path"], rel, strict=True)]
         pmap(_process_one, items, executor=executor, workers=workers, progress=progress,
@@ -258,13 +264,6 @@ class Preprocessor:
 def _process_one(item: tuple[str, str, str]) -> None:
     src, dst, spec = item
     pre = Preprocessor.from_json(spec)
-    try:
-        im = decode(src, keep_16bit=pre.needs_16bit)
-    except DecodeError as e:  # readable at the scan, so it changed or vanished since
-        raise DecodeError(
-            f"{src}: {e}; the file changed since the catalog was made, re-scan the folder",
-            e.status,
-        ) from None
-    result = pre.apply(im)
+    result = pre.apply(decode_scanned(src, keep_16bit=pre.needs_16bit))
     with atomic_open(dst, fsync=False) as f:
         result.save(f, "PNG")

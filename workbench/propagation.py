@@ -28,6 +28,17 @@ from workbench.errors import ParameterError
 __all__ = ["GraphBlend"]
 
 
+def _dense_float(X: Any) -> np.ndarray:
+    """``X`` as a float64 array; sparse and complex input are refused with what to pass instead
+    (the words scikit-learn's estimator checks look for)."""
+    if issparse(X):
+        raise ParameterError("sparse input is not supported; pass dense embeddings")
+    X = np.asarray(X)
+    if X.dtype.kind == "c":
+        raise ParameterError("Complex data not supported; pass real embeddings")
+    return np.asarray(X, dtype=np.float64)
+
+
 def _standardise(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``(X - mean) / scale``: a standardisation whose statistics were fixed beforehand."""
     return (np.asarray(X, dtype=np.float64) - mean) / scale
@@ -177,12 +188,7 @@ class GraphBlend(ClassifierMixin, BaseEstimator):
         self.weight = weight
 
     def fit(self, X: Any, y: Any) -> GraphBlend:
-        if issparse(X):
-            raise ParameterError("sparse input is not supported; pass dense embeddings")
-        X = np.asarray(X)
-        if X.dtype.kind == "c":
-            raise ParameterError("Complex data not supported; pass real embeddings")
-        X = np.asarray(X, dtype=np.float64)
+        X = _dense_float(X)
         self.classifier_ = clone(self.classifier).fit(X, y)
         self.classes_ = self.classifier_.classes_
         codes = np.searchsorted(self.classes_, np.asarray(y))

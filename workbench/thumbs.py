@@ -7,13 +7,12 @@ renames and moving the dataset root, and a file whose pixels changed gets a new 
 from __future__ import annotations
 
 import contextlib
-import html
 import io
 import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from PIL import Image, ImageDraw
 
@@ -63,9 +62,14 @@ def placeholder(size: int, text: str = "") -> Thumb:
     return Thumb(buf.getvalue(), "png")
 
 
-def escape(value: object) -> str:
-    """HTML-escape anything for display (file names and labels are user data)."""
-    return html.escape("" if value is None else str(value))
+def __getattr__(name: str) -> Any:
+    # ``escape`` lives with the views now (HTML is theirs); the old import path keeps working,
+    # lazily, so importing this core module never imports the widget layer.
+    if name == "escape":
+        from workbench.views._common import escape
+
+        return escape
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ThumbnailCache:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import Dataset
 
 from workbench.errors import ParameterError
-from workbench.io import decode
+from workbench.io import decode_scanned
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -66,6 +66,6 @@ class CatalogDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Any:
-        im = decode(self.paths[i], keep_16bit=self.keep_16bit)
+        im = decode_scanned(self.paths[i], sample_id=self.ids[i], keep_16bit=self.keep_16bit)
         x = self.transform(im) if self.transform is not None else im
         return x if self.targets is None else (x, self.targets[i])

@@ -66,6 +66,11 @@ def _json_class(kind: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _layout_path(kind: str, doc: str) -> property:
+    """A read-only attribute for ``workspace.file(kind)`` (names older than :data:`LAYOUT`)."""
+    return property(lambda self: self.file(kind), doc=f"{doc} Same as ``file({kind!r})``.")
+
+
 class Workspace:
     """A folder holding every artifact of one dataset.
 
@@ -102,22 +107,10 @@ class Workspace:
                 f"a workspace holds no {kind!r}; known kinds: {', '.join(LAYOUT)}"
             ) from None
 
-    @property
-    def images_dir(self) -> Path:
-        """Where sample datasets are materialised."""
-        return self.file("images")
-
-    @property
-    def models_dir(self) -> Path:
-        return self.file("models")
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.file("reports")
-
-    @property
-    def catalog_path(self) -> Path:
-        return self.file("catalog")
+    images_dir = _layout_path("images", "Where sample datasets are materialised.")
+    models_dir = _layout_path("models", "Trained models and the embeddings cache.")
+    reports_dir = _layout_path("reports", "Generated reports.")
+    catalog_path = _layout_path("catalog", "The catalog table.")
 
     # ------------------------------------------------------------------ metadata
     def _read_meta(self) -> dict[str, Any]:

@@ -282,11 +282,18 @@ class _GatedClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict(X)
 
 
-def test_refit_async_never_blocks_and_keeps_the_newest_model():
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(80, 5))
+def _gated_assistant(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, Assistant]:
+    """Two-class data and an Assistant whose fits wait at the gate, which starts closed."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
     y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
+    _gate.clear()
+    _entered.clear()
+    return X, y, Assistant(_GatedClassifier(), cv=None)
+
+
+def test_refit_async_never_blocks_and_keeps_the_newest_model():
+    X, y, a = _gated_assistant(2, 80)
     _gate.set()
     a.fit(X[:20], y[:20])
     _gate.clear()
@@ -309,12 +316,7 @@ def test_refit_async_never_blocks_and_keeps_the_newest_model():
 
 
 def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(80, 5))
-    y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
-    _gate.clear()
-    _entered.clear()
+    X, y, a = _gated_assistant(3, 80)
     try:
         running = a.refit_async(X[:40], y[:40])
         assert _entered.wait(10)
@@ -331,12 +333,7 @@ def test_a_blocking_fit_is_never_replaced_by_an_older_background_fit():
 
 
 def test_close_skips_the_waiting_refit_and_a_later_refit_restarts():
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(60, 5))
-    y = np.where(X[:, 0] > 0, "pos", "neg")
-    a = Assistant(_GatedClassifier(), cv=None)
-    _gate.clear()
-    _entered.clear()
+    X, y, a = _gated_assistant(4, 60)
     closer = threading.Thread(target=a.close)
     try:
         running = a.refit_async(X[:20], y[:20])
@@ -442,6 +439,41 @@ def test_order_rejects_bad_arguments():
         order(np.ones(3))
     with pytest.raises(ParameterError, match="between 0 and 1"):
         order(p, batch=2, diversity=2.0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: order(p, batch=True), r"^batch must be None or an integer >= 0, got True"),
+        (lambda p: order(p, batch=2.0), r"^batch must be None or an integer >= 0, got 2\.0"),
+        (lambda p: order(p, batch=2, diversity=True), r"^diversity must be a number between"),
+        (lambda p: order(p, batch=2, diversity=float("nan")), r"^diversity must be a number"),
+        (
+            lambda p: order(p, batch=2, diversity=0.5, embeddings=np.eye(4), pool=0),
+            r"^pool must be a finite number >= 1",
+        ),
+        (lambda p: uncertainty(p, "random"), r"^strategy must be one of 'least_confidence'"),
+        (lambda p: default_classifier(scale_on=p, propagation=True), r"^propagation must be a"),
+        (lambda p: Embedder(batch_size=True).load(), r"^batch_size must be an integer >= 1"),
+        (lambda p: Embedder(batch_size=0).load(), r"^batch_size must be an integer >= 1, got 0"),
+        (lambda p: Embedder(image_size=8).load(), r"^image_size must be None or an integer >= 16"),
+        (lambda p: Embedder(image_size=96.0).load(), r"^image_size must be None or an integer"),
+    ],
+)
+def test_arguments_are_checked_by_the_one_definition(call, message):
+    """bool is not a number, 2.0 is not a count, NaN is not in any range; messages name the
+    argument and what it takes."""
+    with pytest.raises(ParameterError, match=message):
+        call(np.full((4, 2), 0.5))
+
+
+def test_suggest_refuses_a_count_that_is_not_one():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    a = Assistant(cv=None).fit(X, ["a", "b"] * 10)
+    for k in (0, True, 1.5):
+        with pytest.raises(ParameterError, match=r"^k must be an integer >= 1"):
+            a.suggest(X[:2], k=k)
+    assert len(a.suggest(X[:2], k=np.int64(1))[0]) == 1
 
 
 def _moons(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,9 @@
+import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,6 +113,8 @@ def test_labels_modes(classes_root, tmp_path):
     assert folder.row("cat/00.png")["label"] == "cat" and folder.row("top.png")["label"] is None
     with pytest.raises(ParameterError):
         Catalog.from_folder(flat, labels="nope")
+    with pytest.raises(ParameterError, match=r"^labels must be one of 'auto', 'folder', None"):
+        Catalog.from_folder(flat, labels=True)
     with pytest.raises(ManifestError, match="does not exist"):
         Catalog.from_folder(tmp_path / "missing")
     nonrec = Catalog.from_folder(flat, recursive=False, progress=False)
@@ -235,3 +241,20 @@ def test_summary_figure_two_panels_as_pyplot_figure_and_as_png(classes_root):
         plt.close(fig)
     png = Image.open(io.BytesIO(summary_png(cat)))
     assert png.size == (900, 315)  # 10 x 3.5 inches at 90 dpi
+
+
+def test_html_escaping_lives_with_the_views_and_the_old_import_still_works():
+    # in a fresh interpreter: what the core imports is the point (and ipywidgets' import-time
+    # warnings stay out of this suite)
+    code = """
+import sys, workbench.thumbs, workbench.catalog
+assert "ipywidgets" not in sys.modules and "workbench.views" not in sys.modules
+from workbench.thumbs import escape as old
+from workbench.views._common import escape
+assert old is escape
+assert escape('<b title="x">&</b>') == "&lt;b title=&quot;x&quot;&gt;&amp;&lt;/b&gt;"
+assert escape(None) == "" and escape(3) == "3"
+"""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True, cwd=root,
+                   timeout=120, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip

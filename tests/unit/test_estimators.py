@@ -27,70 +27,57 @@ _TABLE = "fit refuses a 2-D array as ambiguous (gray image or table?); tables co
 # another width cannot be placed on it, and the checks use 1 to 5 features.
 _GRAPH = "the k-NN graph is fixed (10 features): X of another width cannot be placed on it"
 
-_NORMALIZER = {
-    name: _TABLE
-    for name in (
+# The checks that fit on a generic 2-D X of their own choosing: both the Normalizer and the blend
+# refuse such an X (each for its own reason, above).
+_ON_GENERIC_X = (
+    "check_dict_unchanged",
+    "check_dont_overwrite_parameters",
+    "check_estimators_dtypes",
+    "check_estimators_fit_returns_self",
+    "check_estimators_nan_inf",
+    "check_estimators_overwrite_params",
+    "check_estimators_pickle",
+    "check_f_contiguous_array_estimator",
+    "check_fit2d_predict1d",
+    "check_fit_check_is_fitted",
+    "check_fit_idempotent",
+    "check_fit_score_takes_y",
+    "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance",
+    "check_n_features_in",
+    "check_n_features_in_after_fitting",
+    "check_pipeline_consistency",
+    "check_positive_only_tag_during_fit",
+    "check_readonly_memmap_input",
+)
+_NORMALIZER = dict.fromkeys(
+    (
+        *_ON_GENERIC_X,
         "check_complex_data",
-        "check_dict_unchanged",
-        "check_dont_overwrite_parameters",
         "check_dtype_object",
-        "check_estimators_dtypes",
         "check_estimators_empty_data_messages",
-        "check_estimators_fit_returns_self",
-        "check_estimators_nan_inf",
-        "check_estimators_overwrite_params",
-        "check_estimators_pickle",
-        "check_f_contiguous_array_estimator",
         "check_fit2d_1feature",
         "check_fit2d_1sample",
-        "check_fit2d_predict1d",
-        "check_fit_check_is_fitted",
-        "check_fit_idempotent",
-        "check_fit_score_takes_y",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_n_features_in",
-        "check_n_features_in_after_fitting",
-        "check_pipeline_consistency",
-        "check_positive_only_tag_during_fit",
-        "check_readonly_memmap_input",
         "check_transformer_data_not_an_array",
         "check_transformer_general",
         "check_transformer_preserve_dtypes",
-    )
-}
+    ),
+    _TABLE,
+)
 _ASSISTANT = {
     "check_fit2d_predict1d": "a 1-D X is one embedding: predict and suggest take a single row",
     "check_supervised_y_2d": "y must be 1-D: a column vector is refused rather than raveled",
 }
-_BLEND = {
-    name: _GRAPH
-    for name in (
+_BLEND = dict.fromkeys(
+    (
+        *_ON_GENERIC_X,
         "check_classifier_data_not_an_array",
         "check_classifiers_classes",
         "check_classifiers_train",
-        "check_dict_unchanged",
-        "check_dont_overwrite_parameters",
-        "check_estimators_dtypes",
-        "check_estimators_fit_returns_self",
-        "check_estimators_nan_inf",
-        "check_estimators_overwrite_params",
-        "check_estimators_pickle",
-        "check_f_contiguous_array_estimator",
-        "check_fit2d_predict1d",
-        "check_fit_check_is_fitted",
-        "check_fit_idempotent",
-        "check_fit_score_takes_y",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_n_features_in",
-        "check_n_features_in_after_fitting",
-        "check_pipeline_consistency",
-        "check_positive_only_tag_during_fit",
-        "check_readonly_memmap_input",
         "check_supervised_y_2d",
-    )
-}
+    ),
+    _GRAPH,
+)
 _EXPECTED_FAILURES = {Normalizer: _NORMALIZER, Assistant: _ASSISTANT, GraphBlend: _BLEND}
 
 _POOL = np.random.default_rng(0).normal(size=(60, 10))  # "every sample to label" of the blend

@@ -357,6 +357,12 @@ def test_bad_params(params):
         Normalizer(**params).fit([np.arange(4, dtype=np.uint8).reshape(2, 2)], progress=False)
 
 
+@pytest.mark.parametrize("eps", [True, "0.5", float("inf")])
+def test_eps_is_a_finite_number_not_a_flag_or_text(eps):
+    with pytest.raises(ParameterError, match=r"^eps must be a finite number >= 0, got "):
+        Normalizer(eps=eps).fit([np.arange(4, dtype=np.uint8).reshape(2, 2)], progress=False)
+
+
 def test_not_fitted():
     norm = Normalizer()
     for call in (
@@ -527,6 +533,16 @@ def test_catalog_serial_skips_unreadable_rows(tmp_path):
     norm = Normalizer().fit(catalog, workers=1, progress=False)
     assert_close(norm, two_pass(images, 255))
     assert norm.n_images_ == 12
+
+
+def test_catalog_file_gone_since_the_scan_is_named_with_what_to_do(tmp_path):
+    from workbench.errors import DecodeError
+
+    catalog = write_catalog(tmp_path, random_images(np.random.default_rng(14), 4, 3, np.uint8))
+    (tmp_path / "img_0002.png").unlink()  # listed as "ok", gone since
+    with pytest.raises(DecodeError, match=r"img_0002\.png: file not found.*re-scan") as e:
+        Normalizer().fit(catalog, workers=1, progress=False)
+    assert e.value.status == "missing"
 
 
 def test_catalog_16bit(tmp_path):

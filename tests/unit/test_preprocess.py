@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from corpus import encode
@@ -212,3 +214,37 @@ def test_numpy_sizes_are_taken_as_plain_ints():
     assert [s["params"]["size"] for s in pre.steps] == [16, [8, 4]]
     assert Preprocessor.from_json(pre.to_json()).to_json() == pre.to_json()
     assert pre.apply(Image.new("RGB", (32, 16))).size == (8, 4)
+
+
+def test_output_names_follow_the_one_sample_file_scheme(tmp_path):
+    """Ordinary ids keep their folders and stems; ids whose stems clash (another extension, or
+    another case) and ids outside the root get a file each instead of overwriting one another."""
+    import pandas as pd
+
+    from workbench.fsutil import sample_file_names
+
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    colours = {
+        root / "cls" / "x.jpg": 10,
+        root / "cls" / "x.png": 60,
+        root / "cls" / "X.bmp": 110,
+        root / "cls" / "plain.png": 160,
+        elsewhere / "one" / "y.png": 210,
+        elsewhere / "two" / "y.png": 250,
+    }
+    for path, value in colours.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = {".jpg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[path.suffix]
+        path.write_bytes(encode(Image.new("L", (8, 8), value), fmt))
+    df = pd.DataFrame({"path": [str(p) for p in colours]})
+    cat = Catalog.from_dataframe(df, root=root, allow_outside_root=True, progress=False)
+    out = Preprocessor().run(cat, tmp_path / "out", progress=False, workers=1)
+
+    assert len({*out.ids}) == len(out) == len(colours)  # nothing overwritten
+    assert "cls/x.png" in out.ids and "cls/plain.png" in out.ids  # ordinary ids keep names
+    names = sample_file_names(cat.ids, suffix=".png", nested=True)
+    assert out.df.set_index("source_id")["id"].to_dict() == names
+    assert all(names[i].startswith("_outside/") for i in cat.ids if i.startswith("/"))
+    for source, new in zip(out.df["source_id"], out.df["id"], strict=True):
+        value = colours[Path(source) if source.startswith("/") else root / source]
+        assert abs(int(np.asarray(out.image(new)).mean()) - value) <= 2, (source, new)

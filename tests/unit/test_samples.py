@@ -17,6 +17,32 @@ def test_animals_are_real_files_with_ten_balanced_classes(tmp_path):
     after = sorted(p.stat().st_mtime_ns for p in (ws.images_dir / "animals").rglob("*.png"))[:5]
     assert before == after
     assert not [p for p in ws.images_dir.iterdir() if p.name.startswith(".animals-")]
+    assert not [p for p in ws.images_dir.iterdir() if p.name.startswith(".")]  # no temporary
+
+
+def test_materialize_says_what_it_did(tmp_path, capsys):
+    """The last line names the outcome: files written, or already present (not ``0it``)."""
+    out = samples.materialize("photos", tmp_path)
+    first = capsys.readouterr()
+    n = len([p for p in out.iterdir() if not p.name.startswith(".")])
+    assert f"photos: wrote {n:,} files to {out}" in first.out
+    samples.materialize("photos", tmp_path)
+    again = capsys.readouterr()
+    assert again.out == f"photos: already present in {out}\n"
+    assert "0it" not in again.out + again.err
+    samples.materialize("photos", tmp_path, progress=False)
+    assert capsys.readouterr() == ("", "")
+    samples.main(["photos", "--dest", str(tmp_path / "ws")])
+    assert capsys.readouterr().out.startswith("photos: wrote ")
+
+
+def test_an_interrupted_older_folder_is_replaced_whole(tmp_path):
+    stale = tmp_path / "photos"
+    stale.mkdir()
+    (stale / "half.png").write_bytes(b"")  # no marker: an interrupted run of an older layout
+    out = samples.materialize("photos", tmp_path, progress=False)
+    assert out == stale and not (out / "half.png").exists() and (out / "astronaut.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"]
 
 
 def test_digits_match_sklearn(tmp_path):

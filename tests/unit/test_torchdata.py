@@ -82,3 +82,22 @@ def test_a_file_gone_since_the_scan_is_a_decode_error(root, tmp_path):
         ds[4]
     assert e.value.status == "missing"
     assert ds[5][1] == 0  # the other items still load
+
+
+def test_a_file_gone_or_damaged_since_the_scan_is_named_with_what_to_do(root, tmp_path):
+    import shutil
+
+    shutil.copytree(root, tmp_path / "copy")
+    cat = _catalog(tmp_path / "copy", ["a"] * 6)
+    ds = CatalogDataset(cat)
+    gone, damaged = tmp_path / "copy" / "4.png", tmp_path / "copy" / "2.png"
+    gone.unlink()
+    damaged.write_bytes(b"not an image any more")
+    with pytest.raises(WorkbenchError) as e:
+        ds[4]
+    message = str(e.value)
+    assert str(gone) in message and "sample '4.png'" in message and "re-scan" in message
+    assert "file not found" in message and "Traceback" not in message
+    with pytest.raises(DecodeError, match=r"2\.png.*re-scan") as e:
+        ds[2]
+    assert e.value.status == "not_image"  # the status of the underlying failure, kept

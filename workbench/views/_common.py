@@ -8,6 +8,7 @@ public methods a script or notebook calls (the error shows in the view *and* rai
 from __future__ import annotations
 
 import functools
+import html
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,7 +16,6 @@ from typing import Any, TypeVar
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.thumbs import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("workbench.views")
@@ -99,3 +99,8 @@ def table_html(items: dict[str, Any]) -> str:
         for k, v in items.items()
     )
     return f'<table style="font-size:12px">{rows}</table>'
+
+
+def escape(value: object) -> str:
+    """HTML-escape anything for display (file names and labels are user data); ``None``: ``""``."""
+    return html.escape("" if value is None else str(value))
