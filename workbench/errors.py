@@ -14,6 +14,9 @@ class DecodeError(WorkbenchError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple:  # keep the status when sent back from a worker process
+        return (type(self), (str(self), self.status))
+
 
 class PathOutsideRootError(WorkbenchError):
     """A manifest path points outside the dataset root."""

@@ -236,3 +236,13 @@ def test_a_file_that_vanishes_after_the_scan_is_a_clear_decode_error(tmp_path):
         with pytest.raises(DecodeError, match="not found") as e:
             read(p)
         assert e.value.status == "missing" and isinstance(e.value, WorkbenchError)
+
+
+def test_decode_error_keeps_its_status_across_processes():
+    import pickle
+
+    from workbench.errors import DecodeError
+
+    back = pickle.loads(pickle.dumps(DecodeError("gone: re-scan", status="missing")))
+    assert isinstance(back, DecodeError) and back.status == "missing"
+    assert str(back) == "gone: re-scan"
