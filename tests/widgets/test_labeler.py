@@ -19,9 +19,9 @@ def key(k: str, **mods) -> dict:
 
 
 def browser_key(labeler: Labeler, k: str, code: str = "", **mods) -> None:
-    """Deliver a keydown the way ipyevents' front end does: a custom message to the Event."""
-    msg = {"event": "keydown", "key": k, "code": code, "shiftKey": False, "repeat": False}
-    labeler._keys._handle_mouse_msg(None, {**msg, **mods}, [])
+    """Deliver a keydown the way the front end does: a custom message to the KeyReader."""
+    msg = {"type": "keydown", "key": k, "code": code, "shiftKey": False, "repeat": False}
+    labeler._keys._handle_custom_msg({**msg, **mods}, [])
 
 
 @pytest.fixture
