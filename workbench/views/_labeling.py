@@ -194,6 +194,10 @@ class LabelingView(W.VBox):
             f"{escape(text)}</span>"
         )
 
+    def submit(self, value: Any = None) -> int:  # pragma: no cover - implemented by the views
+        """Record ``value`` (``None``: what the view shows as chosen) and move on."""
+        raise NotImplementedError
+
     def _value_text(self, value: Any) -> str:  # pragma: no cover - implemented by the views
         raise NotImplementedError
 
@@ -205,11 +209,31 @@ class LabelingView(W.VBox):
             return f'<b class="wb-blind" title="ids are hidden: blind labeling">{place}</b>'
         return f'<b style="word-break:break-all">{escape(sid)}</b> · {place}'
 
-    @staticmethod
-    def _button(text: str, cls: str, handler: Callable[[W.Button], None]) -> W.Button:
+    def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
+        """A button that runs ``action()``; an error shows in the view."""
         b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-        b.on_click(handler)
+        b.on_click(lambda _b: self._click(action))
         return b
+
+    @guarded
+    def _click(self, action: Callable[[], Any]) -> None:
+        action()
+
+    def _make_tools(self) -> list[W.Button]:
+        """The toolbar both views share, in one order, named after the shared keys."""
+        self.submit_button = self._button("Submit (Enter)", "wb-submit", self.submit)
+        self.submit_button.button_style = "primary"
+        self.skip_button = self._button("Skip (s)", "wb-skip", self.skip)
+        self.undo_button = self._button("Undo (⌫)", "wb-undo", self.undo)
+        self.prev_button = self._button("◀ Back", "wb-prev", self.prev)
+        self.next_button = self._button("Forward ▶", "wb-next", self.next)
+        return [
+            self.submit_button,
+            self.skip_button,
+            self.undo_button,
+            self.prev_button,
+            self.next_button,
+        ]
 
     def _show(self) -> None:  # pragma: no cover - implemented by the views
         raise NotImplementedError
@@ -257,24 +281,7 @@ class LabelingView(W.VBox):
         return False
 
     def _on_enter(self) -> None:
-        self.submit()  # type: ignore[attr-defined]
-
-    # ------------------------------------------------------------------ handlers
-    @guarded
-    def _on_prev_click(self, _b: W.Button) -> None:
-        self.prev()
-
-    @guarded
-    def _on_next_click(self, _b: W.Button) -> None:
-        self.next()
-
-    @guarded
-    def _on_skip_click(self, _b: W.Button) -> None:
-        self.skip()
-
-    @guarded
-    def _on_undo_click(self, _b: W.Button) -> None:
-        self.undo()
+        self.submit()
 
     def close(self) -> None:
         """Stop the session's background threads and close the widgets."""

@@ -137,23 +137,8 @@ class BoxLabeler(LabelingView):
         self.progress_label = W.HTML().add_class("wb-progress")
         self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
         self.info = W.HTML().add_class("wb-info")
-        button = self._button
-        self.submit_button = button("Submit (Enter)", "wb-submit", self._on_submit_click)
-        self.submit_button.button_style = "primary"
-        self.skip_button = button("Skip (s)", "wb-skip", self._on_skip_click)
-        self.undo_button = button("Undo (⌫)", "wb-undo", self._on_undo_click)
-        self.prev_button = button("◀ Back", "wb-prev", self._on_prev_click)
-        self.next_button = button("Forward ▶", "wb-next", self._on_next_click)
-        self.tools = W.HBox(
-            [
-                self.submit_button,
-                self.skip_button,
-                self.undo_button,
-                self.prev_button,
-                self.next_button,
-            ],
-            layout=W.Layout(flex_flow="row wrap"),
-        ).add_class("wb-box-tools")
+        self.tools = W.HBox(self._make_tools(), layout=W.Layout(flex_flow="row wrap"))
+        self.tools.add_class("wb-box-tools")
         help_text = (
             "Keys (pointer over the view, not while typing): drag to draw · 1–9 0 class · "
             "Enter submit · s skip · ⌫ undo · ← → browse. In the image: Tab select · Del remove · "
@@ -262,10 +247,6 @@ class BoxLabeler(LabelingView):
     @guarded
     def _on_bbox_skip(self) -> None:
         self.skip()
-
-    @guarded
-    def _on_submit_click(self, _b: W.Button) -> None:
-        self.submit()
 
     def _on_view_key(self, key: str, code: str, event: dict) -> bool:
         if len(key) != 1 or key not in _DIGITS:

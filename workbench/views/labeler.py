@@ -241,16 +241,9 @@ class Labeler(LabelingView):
             ).add_class("wb-class-search")
             self.search.observe(self._on_search_change, "value")
 
-        button = self._button
-        self.prev_button = button("◀ Back", "wb-prev", self._on_prev_click)
-        self.skip_button = button("Skip (s)", "wb-skip", self._on_skip_click)
-        self.undo_button = button("Undo (⌫)", "wb-undo", self._on_undo_click)
-        self.next_button = button("Forward ▶", "wb-next", self._on_next_click)
-        self.submit_button = button("Submit (Enter)", "wb-submit", self._on_submit_click)
-        self.submit_button.button_style = "primary"
-        nav = [self.prev_button, self.skip_button, self.undo_button, self.next_button]
-        if self.task == "multi":
-            nav.insert(0, self.submit_button)
+        nav = self._make_tools()
+        if self.task == "single":
+            nav.remove(self.submit_button)  # a class key or button submits
         keys = "".join(self.keymap)
         first = f"{keys[0]}–{keys[-1]}" if len(keys) > 1 else keys
         what = "toggle a class · Enter submit · Esc clear" if self.task == "multi" else "label"
@@ -265,9 +258,9 @@ class Labeler(LabelingView):
             [self.info, self.suggestion_box], layout=W.Layout(padding="0 0 0 12px", width="320px")
         )
         choose = [self.buttons] if self.search is None else [self.buttons, self.search]
-        self.board = W.VBox([W.HBox([self.image, side]), *choose, W.HBox(nav)]).add_class(
-            "wb-board"
-        )
+        self.board = W.VBox(
+            [W.HBox([self.image, side]), *choose, W.HBox(nav).add_class("wb-tools")]
+        ).add_class("wb-board")
         rows: list[W.Widget] = [
             W.HBox([self.progress_label, self.status, self.assistant_label]),
             self.error,
@@ -447,10 +440,6 @@ class Labeler(LabelingView):
     @guarded
     def _on_suggestion_click(self, k: int) -> None:
         self.accept(k)
-
-    @guarded
-    def _on_submit_click(self, _b: W.Button) -> None:
-        self.submit()
 
     # ------------------------------------------------------------------ rendering
     def _value_text(self, value: Any) -> str:
