@@ -9,10 +9,11 @@ DOM contract of ``workbench.views.labeler.Labeler`` relied on here (classes adde
 - ``.wb-labeler``              root box
 - ``.wb-labeler img.wb-image`` the large image (a blob: ``src`` that changes per item)
 - ``.wb-labeler .wb-progress`` progress text "<done> / <total> done ..."
-- ``.wb-board``                the part that reads keys (ipyevents, while the pointer is over it)
+- ``.wb-board``                image, class buttons and tools (keys are read over the whole view)
 
 and of ``workbench.views.boxes.BoxLabeler``: ``.wb-boxlabeler``, ``.wb-bbox img`` (the image in
-jupyter_bbox_widget, natural size = the display size), its "Submit" button, ``.wb-progress``.
+jupyter_bbox_widget, natural size = the display size), ``.wb-submit`` (the toolbar's Submit),
+``.wb-progress``.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def test_digit_key_labels_in_the_browser(page: Any, jupyter_lab: Any, ui: Any, t
         page.mouse.down()
         page.mouse.move(r["x"] + 0.7 * r["width"], r["y"] + 0.6 * r["height"], steps=8)
         page.mouse.up()
-        page.locator(".wb-boxlabeler .wb-bbox button", has_text="Submit").first.click()
+        page.locator(".wb-boxlabeler .wb-submit").first.click()  # the one toolbar
         expect(page.locator(".wb-boxlabeler .wb-progress").first).to_contain_text("1 / 9 done")
         stored = LabelStore(workspace / "boxes.db").current(annotator="ui", task="boxes")
         (x, y, w, h, cls), *rest = stored["value"].iloc[0]

@@ -17,6 +17,7 @@ from workbench import Catalog
 from workbench.assist import Assistant
 from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
+from workbench.labels.rate import RateMeter
 from workbench.labels.session import LabelingSession, clip_boxes
 
 CLASSES = ["ant", "bee", "wasp"]
@@ -160,27 +161,84 @@ def test_skip_and_undo_walk_back_through_decisions(catalog, store):
     assert kinds == ["label", "skip", "label", "undo", "undo", "undo"]
 
 
-def test_rate_comes_from_the_time_on_each_item_capped_at_a_break(
-    catalog, store, truth, monkeypatch
-):
-    class Clock:
-        now = 1000.0
+class _Clock:
+    now = 1000.0
 
-        def monotonic(self) -> float:
-            return self.now
+    def monotonic(self) -> float:
+        return self.now
 
-    clock = Clock()
+
+def test_rate_is_a_persons_pace_over_a_window_of_wall_time(catalog, store, truth, monkeypatch):
+    clock = _Clock()
     monkeypatch.setattr(session_module, "time", clock)
     s = LabelingSession(catalog, store, annotator="ana")
-    assert s.progress["per_minute"] is None
-    for _ in range(3):
+    s.rate = RateMeter(clock=clock.monotonic)  # the session's clock, which the test moves
+    for _ in range(2):  # a script: no time passes between submits
+        s.submit(truth[s.current])
+    assert s.progress["per_minute"] is None and s.progress["session"] == 2
+    for k in range(11):  # a person: 2 s an item
         clock.now += 2.0
         s.submit(truth[s.current])
-    assert s.progress["per_minute"] == pytest.approx(30.0)  # 2 s an item
-    clock.now += 3600.0  # an hour away from the keyboard counts as 600 s
+        if k < 10:  # 11 decisions over 20 s are the least that give a rate
+            assert s.progress["per_minute"] is None, k
+    assert s.progress["per_minute"] == pytest.approx(30.0)
+    clock.now += 3600.0  # an hour away: the window empties, and the item counts as 600 s
+    assert s.progress["per_minute"] is None
     s.skip()
-    assert s.progress["per_minute"] == pytest.approx(60.0 * 4 / 606.0)
-    assert store.history(annotator="ana")["seconds"].tolist() == [2.0, 2.0, 2.0, 600.0]
+    assert s.progress["per_minute"] is None
+    assert store.history(annotator="ana")["seconds"].tolist()[-2:] == [2.0, 600.0]
+
+
+def test_rate_meter_needs_enough_decisions_over_enough_time():
+    clock = _Clock()
+    m = RateMeter(window=60.0, min_count=3, min_span=10.0, clock=clock.monotonic)
+    assert not m.add(0.01)  # faster than a person reads: not counted
+    for k in range(3):
+        assert m.add(4.0, key=k)
+        clock.now += 5.0
+    assert m.per_minute == pytest.approx(60.0 * 2 / 10.0)  # 3 decisions over 10 s
+    m.remove(2)  # undone
+    assert m.per_minute is None
+    clock.now += 60.0
+    assert m.per_minute is None and not m._times  # the window moved past all of them
+    with pytest.raises(ParameterError, match="min_count must be an integer >= 2"):
+        RateMeter(min_count=True)
+
+
+def test_undo_takes_back_session_count_and_done_alike(catalog, store, truth):
+    s = LabelingSession(catalog, store, annotator="ana")
+    s.submit(truth[s.current])
+    s.skip()
+    assert (s.progress["done"], s.progress["session"]) == (2, 2)
+    assert s.last_action["kind"] == "skip"
+    sid = s.undo()
+    assert (s.progress["done"], s.progress["session"]) == (1, 1)
+    assert s.last_action == {
+        "kind": "undo",
+        "id": sid,
+        "value": None,
+        "event": s.last_action["event"],
+    }
+    s.submit(truth[s.current])
+    assert s.last_action["kind"] == "label" and s.last_action["value"] == truth[sid]
+    assert (s.progress["done"], s.progress["session"]) == (2, 2)
+    # An undo of a decision an earlier session made takes it from "done" only.
+    t = LabelingSession(catalog, store, annotator="ana")
+    assert t.undo() is not None and t.undo() is not None
+    assert (t.progress["done"], t.progress["session"]) == (0, 0)
+
+
+def test_blind_is_on_when_other_annotators_labeled_items_of_the_queue(catalog, store, truth):
+    assert LabelingSession(catalog, store, annotator="ana").blind is False
+    first = sorted(truth)[0]
+    store.label(first, truth[first], annotator="bo")
+    assert LabelingSession(catalog, store, annotator="ana").blind is True
+    assert LabelingSession(catalog, store, annotator="ana", blind=False).blind is False
+    assert LabelingSession(catalog, store, annotator="bo").blind is False  # only bo so far
+    other_task = LabelingSession(catalog, store, annotator="ana", task="other")
+    assert other_task.blind is False
+    with pytest.raises(ParameterError, match="blind must be either True or False"):
+        LabelingSession(catalog, store, annotator="ana", blind="yes")
 
 
 def test_prefetch_renders_the_next_items_ahead_once(catalog, store, truth):

@@ -128,13 +128,12 @@ def test_keys_choose_the_class_and_bad_boxes_record_nothing(photos, store):
     b = BoxLabeler(photos, store, annotator="ana", classes=["cat", "dog", "<b>owl"])
     assert b.bbox.label == "cat" and b.bbox.classes == ["cat", "dog", "<b>owl"]
     b._on_key({"type": "keydown", "key": "3"})
-    assert b.bbox.label == "<b>owl" and b.class_buttons["<b>owl"].button_style == "info"
-    assert b.class_buttons["cat"].button_style == ""
-    b._keys._handle_mouse_msg(None, {"event": "keydown", "key": "2", "code": "Digit2"}, [])
+    assert b.bbox.label == "<b>owl"
+    b._keys._handle_custom_msg({"type": "keydown", "key": "2", "code": "Digit2"}, [])
     assert b.bbox.label == "dog"
     b.add_box(1, 1, 5, 5)
     assert b.boxes == [[1.0, 1.0, 5.0, 5.0, "dog"]]
-    b.class_buttons["cat"].click()
+    b.bbox.label = "cat"  # a click on the widget's class list
     assert b.bbox.label == "cat"
     before = store.events_count()
     b.bbox.bboxes = [{"x": 10, "y": 10, "width": 20, "height": 20, "label": "unicorn"}]
@@ -160,7 +159,7 @@ def test_resume_shows_the_stored_boxes(photos, store):
     assert again.classes == ["cat"] and again.current == "b_wide.png"
     again.prev()
     assert again.current == "a_tiny.png" and again.boxes == [[2.0, 3.0, 10.0, 8.0, "cat"]]
-    assert "1 box(es) stored" in again.info.value
+    assert "1 box stored" in again.info.value
 
 
 def test_pre_annotations_from_a_model_or_import_in_the_store(photos, store):
@@ -178,3 +177,24 @@ def test_pre_annotations_from_a_model_or_import_in_the_store(photos, store):
     assert current_boxes(store)["a_tiny.png"] == [[1.0, 1.0, 10.0, 10.0, "cat"]]
     with pytest.raises(Exception, match="no boxes \\(task 'boxes'\\) by 'nobody'"):
         BoxLabeler(photos, store, annotator="ana", pre_annotations="nobody")
+
+
+def test_one_toolbar_one_class_picker_and_the_class_resets_per_image(photos, store):
+    b = BoxLabeler(photos, store, annotator="ana", classes=["cat", "dog"], display_size=200)
+    assert b.bbox.hide_buttons and b.bbox.classes == ["cat", "dog"]  # the one class picker
+    assert [x.description for x in b.tools.children] == [
+        "Submit (Enter)", "Skip (s)", "Undo (⌫)", "◀ Back", "Forward ▶",
+    ]  # fmt: skip
+    assert not hasattr(b, "class_buttons")
+    b._on_key({"type": "keydown", "key": "2"})
+    assert b.bbox.label == "dog"
+    b.add_box(1, 1, 5, 5)
+    b._keys._handle_custom_msg({"type": "keydown", "key": "Enter", "code": "Enter"}, [])
+    assert current_boxes(store) == {"a_tiny.png": [[1.0, 1.0, 5.0, 5.0, "dog"]]}
+    assert "1 box ✓ saved" in b.status.value
+    assert b.bbox.label == "cat"  # the next image starts from the first class
+    b._keys._handle_custom_msg({"type": "keydown", "key": "s", "code": "KeyS"}, [])
+    assert "skipped" in b.status.value and b.current == "c_tall.png"
+    assert b._keys.inner_selector == ".wb-bbox" and "s" in b._keys.inner_keys
+    b.submit_button.click()
+    assert "no boxes ✓ saved" in b.status.value and current_boxes(store)["c_tall.png"] == []

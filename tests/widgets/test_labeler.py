@@ -19,9 +19,9 @@ def key(k: str, **mods) -> dict:
 
 
 def browser_key(labeler: Labeler, k: str, code: str = "", **mods) -> None:
-    """Deliver a keydown the way ipyevents' front end does: a custom message to the Event."""
-    msg = {"event": "keydown", "key": k, "code": code, "shiftKey": False, "repeat": False}
-    labeler._keys._handle_mouse_msg(None, {**msg, **mods}, [])
+    """Deliver a keydown the way the front end does: a custom message to the KeyReader."""
+    msg = {"type": "keydown", "key": k, "code": code, "shiftKey": False, "repeat": False}
+    labeler._keys._handle_custom_msg({**msg, **mods}, [])
 
 
 @pytest.fixture
@@ -332,3 +332,35 @@ def test_active_order_puts_uncertain_items_next(cat, store, truth, embeddings):
     top = assistant.predict_proba(embeddings[rows]).max(axis=1)
     assert np.all(np.diff(top) >= -1e-12)  # re-ranked with the new model
     assert len(set(lab.queue)) == len(lab.queue) == 60
+
+
+def test_confirms_each_decision_and_counts_what_stands(cat, store):
+    lab = Labeler(cat, store, annotator="ana")
+    assert lab.status.value == ""
+    lab._on_key(key("2"))
+    assert "ant ✓ saved" in lab.status.value
+    lab.skip_button.click()
+    assert "skipped" in lab.status.value and "2 this session" in lab.progress_label.value
+    browser_key(lab, "Backspace")
+    assert "undone" in lab.status.value
+    assert "<b>1</b> / 60 done" in lab.progress_label.value
+    assert "1 this session" in lab.progress_label.value  # the undo took one back
+    assert "per minute" not in lab.progress_label.value  # no rate from two quick keys
+    lab.next_button.click()
+    assert lab.status.value == ""  # a confirmation belongs to the item it was made on
+    # Every key of the view is read through one KeyReader, at the view's root.
+    assert lab._keys.root_class == "wb-labeler" and "wb-labeler" in lab._dom_classes
+    assert {"1", "2", "3", "Enter", "s", "Backspace", "ArrowLeft", "ArrowRight"} <= set(
+        lab._keys.shortcuts
+    )
+
+
+def test_blind_labeling_hides_the_id(cat, store):
+    first = cat.ids[0]
+    store.add_classes(["ant", "bee", "<i>wasp"])
+    store.label(first, "ant", annotator="bo")
+    lab = Labeler(cat, store, annotator="ana")
+    assert lab.blind and lab.current is not None
+    assert lab.current not in lab.info.value and "item 1 of 60" in lab.info.value
+    seen = Labeler(cat, store, annotator="ana", blind=False)
+    assert "item 1 of 60" in seen.info.value and "&lt;i&gt;wasp/00.png" in seen.info.value

@@ -1,17 +1,15 @@
 """Argument checks of the label package: each raises :class:`LabelError` saying what was expected.
 
-Generic (no label concept in them; they move to the shared argument checks once those land):
-:func:`_short`, :func:`_is_int`, :func:`_is_number`, :func:`_as_list`, and, apart from the error
-class they raise, :func:`_need`, :func:`_text`, :func:`_round` and :func:`_seconds`.
+Numbers are checked by the shared :mod:`workbench._validation` (one meaning of "an integer" and
+"a number" everywhere: never a bool, numpy scalars included), raising :class:`LabelError` here.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable
 from typing import Any
 
+from workbench._validation import check_int, check_real, is_int, is_real
 from workbench.errors import LabelError
 
 
@@ -40,30 +38,18 @@ def _text(what: str, value: Any, *, empty_ok: bool = False) -> str:
 
 def _round(value: Any) -> int:
     """A labeling round: a whole number >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise LabelError(f"round must be a whole number >= 0, got {value!r}")
-    return int(value)
+    return check_int(value, "round", low=0, error=LabelError)
 
 
 def _seconds(value: Any) -> float | None:
     """A duration: None, or a finite real number >= 0 (not a bool)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise LabelError(f"seconds must be a number or None, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise LabelError(f"seconds must be finite and >= 0, got {value!r}")
-    return float(value)
+    return None if value is None else check_real(value, "seconds", low=0, error=LabelError)
 
 
-def _is_int(v: Any) -> bool:
-    """An ``int`` that is not a ``bool``."""
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    """A real number that is not a ``bool``."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+#: An integer (Python or numpy), not a bool.
+_is_int = is_int
+#: A real number (Python or numpy), not a bool.
+_is_number = is_real
 
 
 def _as_list(names: str | Iterable[str]) -> list[Any]:

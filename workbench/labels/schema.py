@@ -10,6 +10,7 @@ Guarantees
 - :meth:`_Schema.store` accepts exactly the three value shapes (a class, a set of classes, boxes
   in pixels) and checks each box: numbers, finite, ``w, h > 0``, starting inside the image and,
   when the image size is known, ending inside it (within :data:`EDGE_TOLERANCE`).
+- :func:`clip_boxes` turns boxes as a person drew them into boxes :meth:`_Schema.store` takes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,28 @@ from workbench.labels._checks import _is_number, _short
 
 #: How far (pixels) a box may stick out of its image: float noise from normalised formats.
 EDGE_TOLERANCE = 1e-3
+
+
+def clip_boxes(boxes: Iterable[Sequence[Any]], size: tuple[int, int]) -> list[list[Any]]:
+    """Boxes as drawn -> boxes the store accepts, in the same (original-image) pixels.
+
+    Each ``[x, y, w, h, class]`` may have a negative width or height (dragged up or left) and
+    may stick out of the image. Corners are ordered, clipped to the ``(width, height)`` image,
+    boxes left empty (a click without a drag) dropped, values rounded to 1/1000 pixel and the
+    class made text.
+    """
+    width, height = size
+    out = []
+    for b in boxes:
+        x0, y0 = float(b[0]), float(b[1])
+        x1, y1 = x0 + float(b[2]), y0 + float(b[3])
+        x0, x1 = sorted((min(max(x0, 0.0), width), min(max(x1, 0.0), width)))
+        y0, y1 = sorted((min(max(y0, 0.0), height), min(max(y1, 0.0), height)))
+        if x1 - x0 < 1e-3 or y1 - y0 < 1e-3:
+            continue  # a click without a drag
+        box = [round(v, 3) + 0.0 for v in (x0, y0, x1 - x0, y1 - y0)]
+        out.append([*box, str(b[4])])
+    return out
 
 
 def _dumps(obj: Any) -> str | None:

@@ -17,8 +17,15 @@ What it guarantees:
   moves, and no sample is lost or repeated.
 - With a ``render`` function, the next ``prefetch`` items are rendered ahead on a background
   thread, so showing the next item costs a look-up, not a decode.
-- Boxes drawn by hand are clipped to their image by :func:`clip_boxes`; a box value given
-  explicitly is checked (by the session for its class, by the store for its geometry), never
+- ``progress["session"]`` counts this session's decisions that stand: an undo of one of them
+  takes it back, as it takes back ``done``. ``per_minute`` is a person's pace over a sliding
+  window of wall time (:class:`~workbench.labels.rate.RateMeter`), ``None`` until there are
+  enough decisions over enough time to mean something; scripted submits never count.
+- :attr:`last_action` says what the latest submit, skip or undo recorded, for a view to confirm.
+- ``blind`` hides which sample is shown (ids and paths give classes away); it is on by default
+  when other annotators have labeled items of this queue, where independent judgements matter.
+- Boxes drawn by hand are clipped to their image by :func:`~.schema.clip_boxes`; a box value
+  given explicitly is checked (by the session for its class, by the store for its geometry), never
   silently changed.
 
 Example
@@ -30,22 +37,23 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from workbench._validation import check_choice, check_positive_int
 from workbench.background import Latest
 from workbench.catalog import Catalog
 from workbench.errors import LabelError, ParameterError
 from workbench.labels import LabelStore
+from workbench.labels.prefetch import Prefetcher
+from workbench.labels.rate import RateMeter
+from workbench.labels.schema import clip_boxes
+from workbench.labels.values import KINDS, check_value, stored_value, values_by
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,80 +63,8 @@ __all__ = ["ACTIVE_ORDERS", "KINDS", "ORDERS", "LabelingSession", "clip_boxes"]
 #: Orders that need no model; the active-learning ones are :data:`ACTIVE_ORDERS`.
 ORDERS = ("catalog", "random")
 ACTIVE_ORDERS = ("least_confidence", "margin", "entropy")
-#: What a value is: one class name, a set of class names, or boxes ``[x, y, w, h, class]``.
-KINDS = ("single", "multi", "boxes")
 _MAX_SECONDS = 600.0  # time on an item beyond this is a coffee break, not labeling effort
 log = logging.getLogger("workbench.labels")
-
-
-def clip_boxes(boxes: Iterable[Sequence[Any]], size: tuple[int, int]) -> list[list[Any]]:
-    """Boxes as drawn -> boxes the store accepts, in the same (original-image) pixels.
-
-    Each ``[x, y, w, h, class]`` may have a negative width or height (dragged up or left) and
-    may stick out of the image. Corners are ordered, clipped to the ``(width, height)`` image,
-    boxes left empty (a click without a drag) dropped, values rounded to 1/1000 pixel and the
-    class made text.
-    """
-    width, height = size
-    out = []
-    for b in boxes:
-        x0, y0 = float(b[0]), float(b[1])
-        x1, y1 = x0 + float(b[2]), y0 + float(b[3])
-        x0, x1 = sorted((min(max(x0, 0.0), width), min(max(x1, 0.0), width)))
-        y0, y1 = sorted((min(max(y0, 0.0), height), min(max(y1, 0.0), height)))
-        if x1 - x0 < 1e-3 or y1 - y0 < 1e-3:
-            continue  # a click without a drag
-        box = [round(v, 3) + 0.0 for v in (x0, y0, x1 - x0, y1 - y0)]
-        out.append([*box, str(b[4])])
-    return out
-
-
-class _Prefetcher:
-    """Runs ``render(sample_id)`` ahead on one background thread; results are taken once."""
-
-    def __init__(self, render: Callable[[str], Any] | None, n: int) -> None:
-        self.render = render
-        self.n = max(0, int(n)) if render is not None else 0
-        self._lock = threading.Lock()
-        self._futures: OrderedDict[str, Future] = OrderedDict()
-        self._pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="wb-label-prefetch") if self.n else None
-        )
-
-    def ahead(self, ids: list[str]) -> None:
-        """Start rendering ``ids`` (the items coming next) unless already started."""
-        if self._pool is None:
-            return
-        with self._lock:
-            for sid in ids:
-                if sid not in self._futures:
-                    self._futures[sid] = self._pool.submit(self.render, sid)
-            while len(self._futures) > 4 * self.n:  # items the order moved away from
-                self._futures.popitem(last=False)
-
-    def take(self, sample_id: str) -> Any:
-        """The rendering of ``sample_id``: the prefetched one when there is one, else run now."""
-        if self.render is None:
-            raise ParameterError("this session has no render function")
-        with self._lock:
-            fut = self._futures.pop(sample_id, None)
-        if fut is not None:
-            with contextlib.suppress(Exception):  # a failed prefetch: render it here instead
-                return fut.result()
-        return self.render(sample_id)
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return list(self._futures)
-
-    def wait(self, timeout: float) -> None:
-        with self._lock:
-            futures = list(self._futures.values())
-        futures_wait(futures, timeout=timeout)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class LabelingSession:
@@ -176,6 +112,10 @@ class LabelingSession:
         The store's ``round`` and ``task`` the labels go to.
     seed
         Seed of the ``"random"`` order and of tie-breaking in active orders.
+    blind
+        Whether views hide sample ids and paths (they may give the class away). ``None``
+        (default): on when other annotators have labels on items of this queue (same round and
+        task), so each judges the image alone.
 
     Attributes
     ----------
@@ -187,6 +127,10 @@ class LabelingSession:
         Held while the session changes and while its callbacks run.
     refit_error : Exception or None
         Why the latest background refit failed (``None`` after a refit that worked).
+    blind : bool
+        Whether sample ids and paths are to be hidden from the annotator.
+    rate : RateMeter
+        The annotator's pace (``progress["per_minute"]``).
 
     Notes
     -----
@@ -214,6 +158,7 @@ class LabelingSession:
         round: int = 0,
         task: str = "class",
         seed: int = 0,
+        blind: bool | None = None,
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")
@@ -221,18 +166,17 @@ class LabelingSession:
             raise ParameterError(f"store must be a LabelStore, got {type(store)}")
         if not isinstance(annotator, str) or not annotator:
             raise ParameterError(f"annotator must be a non-empty name, got {annotator!r}")
-        if kind not in KINDS:
-            raise ParameterError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-        if order not in (*ORDERS, *ACTIVE_ORDERS):
-            raise ParameterError(f"order must be one of {[*ORDERS, *ACTIVE_ORDERS]}, got {order!r}")
+        check_choice(kind, "kind", KINDS)
+        check_choice(order, "order", (*ORDERS, *ACTIVE_ORDERS))
         if order in ACTIVE_ORDERS and assistant is None:
             raise ParameterError(f"order={order!r} needs an assistant and embeddings")
         if assistant is not None and kind != "single":
             raise ParameterError(
                 "the assistant suggests single labels: use kind='single' (Labeler: task='single')"
             )
-        if not isinstance(refit_every, int) or refit_every < 1:
-            raise ParameterError(f"refit_every must be a positive integer, got {refit_every!r}")
+        refit_every = check_positive_int(refit_every, "refit_every")
+        if blind is not None:
+            check_choice(blind, "blind", (True, False))
         self.catalog = catalog
         self.store = store
         self.annotator = annotator
@@ -243,7 +187,7 @@ class LabelingSession:
         self.task = task
         self.seed = seed
         self.refit_every = refit_every
-        self._prefetch = _Prefetcher(render, prefetch)
+        self._prefetch = Prefetcher(render, prefetch)
         self.render = render
         self.prefetch = self._prefetch.n
         ok = catalog.df["status"] == "ok"
@@ -254,7 +198,7 @@ class LabelingSession:
         self.classes = self._setup_classes(classes)
         self._class_rank = {c: k for k, c in enumerate(store.classes)}
         if isinstance(pre_annotations, str):
-            pre_annotations = _from_store(store, pre_annotations, task, kind)
+            pre_annotations = values_by(store, pre_annotations, task=task, kind=kind)
         self.pre_annotations: dict[str, Any] = dict(pre_annotations or {})
         unknown = [i for i in self.pre_annotations if i not in catalog]
         if unknown:
@@ -267,8 +211,9 @@ class LabelingSession:
         self._callbacks: dict[str, list[Callable[..., None]]] = {
             "submit": [], "skip": [], "undo": [], "assistant": [],
         }  # fmt: skip
-        self._durations: deque[float] = deque(maxlen=20)
-        self._session = 0
+        self.rate = RateMeter()
+        self._mine: list[int] = []  # this session's decisions that stand (event ids)
+        self.last_action: dict[str, Any] | None = None
         self._shown_at = time.monotonic()
         self._since_refit = 0
         self._closed = False
@@ -276,6 +221,7 @@ class LabelingSession:
         self._embeddings = self._check_embeddings(embeddings)
         self._load_decisions()
         self._set_queue(self._initial_queue())
+        self.blind: bool = self._shared() if blind is None else blind
         self._resume()
         self._prefetch_ahead()
 
@@ -348,6 +294,12 @@ class LabelingSession:
         self.queue = queue
         self._queue_set = set(queue)
         self._n_done = len(self._done & self._queue_set)
+
+    def _shared(self) -> bool:
+        """Whether other annotators have labels (or skips) on items of this queue."""
+        others = self.store.current(annotator=None, round=self.round, task=self.task)
+        others = others[others["annotator"] != self.annotator]
+        return bool(others["id"].isin(self._queue_set).any())
 
     def _resume(self) -> None:
         """Start at this annotator's last position, then at the first item not done yet."""
@@ -423,31 +375,6 @@ class LabelingSession:
     def _seconds(self) -> float:
         return min(time.monotonic() - self._shown_at, _MAX_SECONDS)
 
-    def _check_value(self, value: Any) -> Any:
-        """The value in the form the store takes, or a :class:`LabelError` naming what is wrong."""
-        if self.kind == "single":
-            if not isinstance(value, str):
-                raise LabelError(f"single-label labeling takes one class name, got {value!r}")
-            return value
-        if self.kind == "multi":
-            return [value] if isinstance(value, str) else list(value)
-        boxes = [list(b) for b in value]
-        for b in boxes:
-            if len(b) != 5 or b[4] not in self.classes:
-                raise LabelError(
-                    f"box {b!r} needs one of the classes {self.classes} as its 5th value"
-                )
-        return boxes
-
-    def _stored_value(self, value: Any) -> Any:
-        """The value as the store gives it back (a multi-label set comes in class order)."""
-        if self.kind == "multi":
-            last = len(self._class_rank)
-            return sorted(dict.fromkeys(value), key=lambda c: self._class_rank.get(c, last))
-        if self.kind == "boxes":
-            return [[float(v) for v in b[:4]] + [b[4]] for b in value]
-        return value
-
     def submit(self, value: Any, *, source: str = "human") -> int:
         """Label the current item, then move on to the next one not done.
 
@@ -470,7 +397,7 @@ class LabelingSession:
             Unknown class, malformed value, or nothing left to label; nothing is recorded.
         """
         with self.lock:
-            value = self._check_value(value)
+            value = check_value(value, self.kind, self.classes)
             sid = self._require_current()
             seconds = self._seconds()
             event = self.store.label(
@@ -483,8 +410,11 @@ class LabelingSession:
                 source=source,
             )
             # Committed: from here on the label survives anything that happens to the caller.
-            self._record(sid, seconds)
-            self._values[sid] = self._stored_value(value)
+            self._record(sid, seconds, event)
+            self._values[sid] = stored_value(value, self.kind, self._class_rank)
+            self.last_action = {
+                "kind": "label", "id": sid, "value": self._values[sid], "event": event,
+            }  # fmt: skip
             for fn in self._callbacks["submit"]:
                 fn(sid, self._values[sid])
             self._after_label()
@@ -503,8 +433,9 @@ class LabelingSession:
             event = self.store.skip(
                 sid, annotator=self.annotator, round=self.round, task=self.task, seconds=seconds
             )
-            self._record(sid, seconds)
+            self._record(sid, seconds, event)
             self._values.pop(sid, None)
+            self.last_action = {"kind": "skip", "id": sid, "value": None, "event": event}
             for fn in self._callbacks["skip"]:
                 fn(sid)
             self._advance()
@@ -522,23 +453,38 @@ class LabelingSession:
             if event is None:
                 return None
             sid = self.store.last_position(self.annotator, round=self.round, task=self.task)
+            self._forget(self._undone_target(sid))
             self._load_decisions()  # the undone item may show an older label, or none
             self._n_done = len(self._done & self._queue_set)
             if self.assistant is not None and not self._closed:
                 self.refit()
             if sid in self._queue_set:
                 self.position = self.queue.index(sid)
+            self.last_action = {"kind": "undo", "id": sid, "value": None, "event": event}
             for fn in self._callbacks["undo"]:
                 fn(sid)
             self._moved()
             return sid
 
-    def _record(self, sid: str, seconds: float) -> None:
+    def _record(self, sid: str, seconds: float, event: int) -> None:
         if sid not in self._done:
             self._done.add(sid)
             self._n_done += sid in self._queue_set
-        self._durations.append(seconds)
-        self._session += 1
+        self._mine.append(event)
+        self.rate.add(seconds, event)
+
+    def _undone_target(self, sid: str | None) -> int | None:
+        """The event the latest undo (on ``sid``) cancelled."""
+        if sid is None:
+            return None
+        undos = self.store.history(sid, self.annotator, kind="undo", task=self.task)
+        return None if undos.empty else int(undos["target"].iloc[-1])
+
+    def _forget(self, event: int | None) -> None:
+        """An undo cancelled ``event``: if it was this session's, it no longer counts."""
+        if event in self._mine:
+            self._mine.remove(event)
+            self.rate.remove(event)
 
     # ------------------------------------------------------------------ callbacks
     def on_submit(self, fn: Callable[[str, Any], None]) -> None:
@@ -588,14 +534,15 @@ class LabelingSession:
 
     @property
     def progress(self) -> dict[str, Any]:
-        """``done`` and ``total`` (items of this session), ``session`` (decisions since it
-        started) and ``per_minute`` (from the time spent on the last 20 items, or None)."""
-        spent = sum(self._durations)
+        """``done`` and ``total`` (items of this session), ``session`` (this session's
+        decisions that stand: an undo takes one back) and ``per_minute`` (the annotator's pace
+        over the last minutes of wall time, ``None`` until it means something: see
+        :class:`~workbench.labels.rate.RateMeter`)."""
         return {
             "done": self._n_done,
             "total": len(self.queue),
-            "session": self._session,
-            "per_minute": 60.0 * len(self._durations) / spent if spent > 0 else None,
+            "session": len(self._mine),
+            "per_minute": self.rate.per_minute,
         }
 
     # ------------------------------------------------------------------ prefetch
@@ -738,16 +685,3 @@ class LabelingSession:
         self._closed = True
         self._refits.close()
         self._prefetch.close()
-
-
-def _from_store(store: LabelStore, name: str, task: str, kind: str) -> dict[str, Any]:
-    """Values by ``name`` in the store: its current labels, else its latest suggestions."""
-    wanted = (lambda v: isinstance(v, list)) if kind != "single" else (lambda v: v is not None)
-    sug = store.suggestions(model=name, task=task)
-    out = {i: v for i, v in zip(sug["id"], sug["value"], strict=True) if wanted(v)}
-    cur = store.current(annotator=name, task=task)
-    out.update((i, v) for i, v in zip(cur["id"], cur["value"], strict=True) if wanted(v))
-    if not out:
-        what = "boxes" if kind == "boxes" else "labels"
-        raise ParameterError(f"the store holds no {what} (task {task!r}) by {name!r} to start from")
-    return out

@@ -372,9 +372,7 @@ class LabelStore:
         fields = {
             "sid": sid,
             "hash": h,
-            "who": _text("annotator", annotator),
-            "rnd": _round(round),
-            "task": _text("task", task),
+            **_by(("annotator", annotator), round, task),
             "source": source,
             "seconds": _seconds(seconds),
         }
@@ -463,9 +461,7 @@ class LabelStore:
         fields = {
             "sid": sid,
             "hash": h,
-            "who": _text("reviewer", reviewer),
-            "rnd": _round(round),
-            "task": _text("task", task),
+            **_by(("reviewer", reviewer), round, task),
             "value": verdict,
             "target": target,
             "extra": extra,
@@ -701,3 +697,8 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     if "seconds" in df.columns:
         df["seconds"] = df["seconds"].astype("float64")
     return df
+
+
+def _by(who: tuple[str, Any], round: Any, task: Any) -> dict[str, Any]:
+    """The checked ``who``, ``rnd`` and ``task`` columns of an event; ``who`` is (role, name)."""
+    return {"who": _text(*who), "rnd": _round(round), "task": _text("task", task)}

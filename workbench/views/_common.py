@@ -1,4 +1,5 @@
-"""Small pieces every view shares: the inline error banner, the guards around methods, HTML.
+"""Small pieces every view shares: the inline error banner, the guards around methods, HTML,
+and :class:`KeyReader`, the keyboard shortcuts that never take keys from a text field.
 
 Two guards, for two kinds of caller: :func:`guarded` wraps handlers the front end calls (an error
 shows in the view and goes no further: ipywidgets would swallow it), :func:`reports_inline` wraps
@@ -13,7 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anywidget
 import ipywidgets as W
+import traitlets
 
 from workbench.errors import WorkbenchError
 
@@ -104,3 +107,86 @@ def table_html(items: dict[str, Any]) -> str:
 def escape(value: object) -> str:
     """HTML-escape anything for display (file names and labels are user data); ``None``: ``""``."""
     return html.escape("" if value is None else str(value))
+
+
+_KEYS_ESM = r"""
+const EDITABLE = 'input, textarea, select, [contenteditable=""], [contenteditable="true"]';
+
+function render({ model, el }) {
+  el.style.display = "none";
+  const root = () => el.closest("." + model.get("root_class"));
+  let over = false;
+  const onOver = (e) => {
+    const r = root();
+    over = !!r && r.contains(e.target);
+  };
+  const onKey = (e) => {
+    const r = root();
+    if (!over || !r || !r.isConnected || e.isComposing || e.ctrlKey || e.metaKey) return;
+    const focus = document.activeElement;
+    // A text field with the focus gets every key, wherever the pointer is.
+    if (focus && focus.closest && focus.closest(EDITABLE)) return;
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const shortcuts = model.get("shortcuts");
+    if (!shortcuts.includes(key) && !shortcuts.includes(e.code)) return;
+    // A part of the view that reads its own keys (a drawing widget) keeps those.
+    const inner = model.get("inner_selector");
+    if (inner && focus && focus.closest && focus.closest(inner)
+        && model.get("inner_keys").includes(key)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    model.send({
+      type: "keydown", key: e.key, code: e.code, repeat: e.repeat,
+      shiftKey: e.shiftKey, altKey: e.altKey, ctrlKey: e.ctrlKey, metaKey: e.metaKey,
+    });
+  };
+  document.addEventListener("mouseover", onOver, true);
+  document.addEventListener("keydown", onKey, true);
+  return () => {
+    document.removeEventListener("mouseover", onOver, true);
+    document.removeEventListener("keydown", onKey, true);
+  };
+}
+export default { render };
+"""
+
+
+class KeyReader(anywidget.AnyWidget):
+    """Keyboard shortcuts of one view: keys pressed while the pointer is over the view's root.
+
+    Put it (it draws nothing) inside the view whose root element has the CSS class
+    ``root_class``. A key in ``keys`` (trait ``shortcuts``; one character in lower case, a
+    ``KeyboardEvent.key`` name such as ``"Enter"``, or a ``KeyboardEvent.code`` such as
+    ``"Digit1"``) is kept from the page and sent to ``on_key(event)`` callbacks,
+    with the fields ``type, key, code, repeat, shiftKey, altKey``. Never taken:
+
+    - any key while a text field (input, textarea, select, editable text) has the focus, in
+      this view or anywhere else: typing always types;
+    - keys with Ctrl or Cmd (the browser's and JupyterLab's shortcuts);
+    - ``inner_keys`` while the focus is inside ``inner_selector`` (a part of the view that
+      reads its own keys, such as a drawing widget).
+
+    Unlike an ipyevents ``Event``, it neither moves the focus when the pointer enters nor
+    cancels keys it does not use.
+    """
+
+    _esm = _KEYS_ESM
+    root_class = traitlets.Unicode().tag(sync=True)
+    shortcuts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    inner_selector = traitlets.Unicode("").tag(sync=True)
+    inner_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)
+
+    def __init__(self, root_class: str, keys: list[str], **kwargs: Any) -> None:
+        super().__init__(root_class=root_class, shortcuts=list(keys), **kwargs)
+        self.layout.display = "none"
+        self._callbacks: list[Callable[[dict], None]] = []
+        self.on_msg(self._receive)
+
+    def on_key(self, fn: Callable[[dict], None]) -> None:
+        """Call ``fn(event)`` for each key the view reads."""
+        self._callbacks.append(fn)
+
+    def _receive(self, _widget: Any, content: dict, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "keydown":
+            for fn in self._callbacks:
+                fn(content)

@@ -5,24 +5,35 @@ A labeling view is a VBox over one :class:`~workbench.labels.session.LabelingSes
 holds ``session.lock`` until the view has been redrawn, so a background refit never sees (or
 draws) a half-updated view. ``view.store``, ``view.catalog``, ``view.queue`` and the other
 session attributes read through to the session.
+
+Both views read the same keys for the same actions (:data:`SHARED_KEYS`: Enter submits, s skips,
+Backspace undoes, arrows browse) through a :class:`~workbench.views._common.KeyReader`: with the
+pointer over the view and never while a text field has the focus. After each decision the view
+confirms what was recorded ("dog ✓ saved", "skipped", "undone") for a few seconds.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as W
-from ipyevents import Event
 
 from workbench.catalog import Catalog
 from workbench.labels import LabelStore
 from workbench.labels.session import LabelingSession
-from workbench.thumbs import Thumb
-from workbench.views._common import ErrorBanner, guarded, reports_inline
+from workbench.thumbs import Thumb, escape
+from workbench.views._common import ErrorBanner, KeyReader, guarded, reports_inline
 
-__all__ = ["LabelingView", "done_tile", "session_attribute"]
+__all__ = ["SHARED_KEYS", "LabelingView", "done_tile", "session_attribute"]
+
+#: Keys that do the same in every labeling view: submit, skip, undo, browse back and forward.
+SHARED_KEYS = ("Enter", "s", "Backspace", "ArrowLeft", "ArrowRight")
+#: How long a confirmation ("dog ✓ saved") stays before it fades, in seconds.
+CONFIRM_SECONDS = 2.5
+_FADE = "<style>@keyframes wb-fade{0%{opacity:1}70%{opacity:1}100%{opacity:0}}</style>"
 
 
 def done_tile(size: int, text: str) -> Thumb:
@@ -45,15 +56,17 @@ class LabelingView(W.VBox):
     """Base of :class:`~workbench.views.labeler.Labeler` and
     :class:`~workbench.views.boxes.BoxLabeler`.
 
-    Subclasses set ``session``, ``error`` (an :class:`ErrorBanner`), ``info`` and
-    ``progress_label`` (HTML), build their widgets, call :meth:`_listen_keys` and implement
-    :meth:`_show` (draw ``session.current``) and ``submit``.
+    Subclasses set ``session``, ``error`` (an :class:`ErrorBanner`), ``info``,
+    ``progress_label`` and ``status`` (HTML: the confirmation of the latest decision), build
+    their widgets, call :meth:`_listen_keys` and implement :meth:`_show` (draw
+    ``session.current``), :meth:`_value_text` and ``submit``.
     """
 
     session: LabelingSession
     error: ErrorBanner
     info: W.HTML
     progress_label: W.HTML
+    status: W.HTML
     #: Whether keys pressed with Alt are left to the browser.
     _alt_ignored = False
 
@@ -69,6 +82,7 @@ class LabelingView(W.VBox):
     position: int = session_attribute("position", "Index of the current item in the queue.")
     index: int = session_attribute("position", "Index of the current item in the queue.")
     progress: dict[str, Any] = session_attribute("progress", "See LabelingSession.progress.")
+    blind: bool = session_attribute("blind", "Whether sample ids and paths are hidden.")
 
     # ------------------------------------------------------------------ session pass-through
     def value_of(self, sample_id: str) -> Any:
@@ -100,6 +114,7 @@ class LabelingView(W.VBox):
         with self.session.lock:
             self.session.go(where)
             self._show()
+            self.status.value = ""  # a confirmation belongs to the item it was made on
 
     def next(self) -> None:
         """Browse forward one item (done or not)."""
@@ -116,8 +131,7 @@ class LabelingView(W.VBox):
         """Label the current item through the session (committed), then show the next one."""
         with self.session.lock:
             event = self.session.submit(value, source=source)
-            self.error.clear()
-            self._show()
+            self._after_decision()
             return event
 
     @reports_inline
@@ -128,8 +142,7 @@ class LabelingView(W.VBox):
         """
         with self.session.lock:
             event = self.session.skip()
-            self.error.clear()
-            self._show()
+            self._after_decision()
             return event
 
     @reports_inline
@@ -144,34 +157,99 @@ class LabelingView(W.VBox):
             if sid is None:
                 self.error.show("nothing to undo")
                 return None
-            self.error.clear()
-            self._show()
+            self._after_decision()
             return sid
+
+    def _after_decision(self) -> None:
+        self.error.clear()
+        self._show()
+        self.status.value = self._status_html()
 
     # ------------------------------------------------------------------ drawing
     def _progress_html(self) -> str:
         p = self.session.progress
-        rate = "–" if p["per_minute"] is None else f"{p['per_minute']:.1f}"
+        rate = "" if p["per_minute"] is None else f" · {p['per_minute']:.0f} per minute"
         pct = 100.0 * p["done"] / p["total"] if p["total"] else 100.0
         return (
             f'<span class="wb-progress-text"><b>{p["done"]:,}</b> / {p["total"]:,} done '
-            f"({pct:.0f} %) · {p['session']:,} this session · {rate} per minute</span>"
+            f"({pct:.0f} %) · {p['session']:,} this session{rate}</span>"
         )
 
-    @staticmethod
-    def _button(text: str, cls: str, handler: Callable[[W.Button], None]) -> W.Button:
+    _confirmations = itertools.count()
+
+    def _status_html(self) -> str:
+        """The latest decision, confirmed: "dog ✓ saved", "skipped" or "undone"; it fades."""
+        action = self.session.last_action
+        if action is None:
+            return ""
+        if action["kind"] == "label":
+            text, colour = f"{self._value_text(action['value'])} ✓ saved", "#1b5e20"
+        else:
+            text, colour = ("skipped" if action["kind"] == "skip" else "undone"), "#555"
+        # A new number each time: the same text twice must still restart the fade.
+        n = next(self._confirmations)
+        return (
+            f'{_FADE}<span class="wb-confirm" data-n="{n}" style="color:{colour};'
+            f'font-weight:600;animation:wb-fade {CONFIRM_SECONDS}s forwards">'
+            f"{escape(text)}</span>"
+        )
+
+    def submit(self, value: Any = None) -> int:  # pragma: no cover - implemented by the views
+        """Record ``value`` (``None``: what the view shows as chosen) and move on."""
+        raise NotImplementedError
+
+    def _value_text(self, value: Any) -> str:  # pragma: no cover - implemented by the views
+        raise NotImplementedError
+
+    def _where_html(self, sid: str) -> str:
+        """Which item this is: its id, or (blind labeling) only its place in the queue."""
+        s = self.session
+        place = f"item {s.position + 1:,} of {len(s.queue):,}"
+        if s.blind:
+            return f'<b class="wb-blind" title="ids are hidden: blind labeling">{place}</b>'
+        return f'<b style="word-break:break-all">{escape(sid)}</b> · {place}'
+
+    def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
+        """A button that runs ``action()``; an error shows in the view."""
         b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-        b.on_click(handler)
+        b.on_click(lambda _b: self._click(action))
         return b
+
+    @guarded
+    def _click(self, action: Callable[[], Any]) -> None:
+        action()
+
+    def _make_tools(self) -> list[W.Button]:
+        """The toolbar both views share, in one order, named after the shared keys."""
+        self.submit_button = self._button("Submit (Enter)", "wb-submit", self.submit)
+        self.submit_button.button_style = "primary"
+        self.skip_button = self._button("Skip (s)", "wb-skip", self.skip)
+        self.undo_button = self._button("Undo (⌫)", "wb-undo", self.undo)
+        self.prev_button = self._button("◀ Back", "wb-prev", self.prev)
+        self.next_button = self._button("Forward ▶", "wb-next", self.next)
+        return [
+            self.submit_button,
+            self.skip_button,
+            self.undo_button,
+            self.prev_button,
+            self.next_button,
+        ]
 
     def _show(self) -> None:  # pragma: no cover - implemented by the views
         raise NotImplementedError
 
     # ------------------------------------------------------------------ keys
-    def _listen_keys(self, source: W.Widget) -> None:
-        """Read keys while the pointer is over ``source``."""
-        self._keys = Event(source=source, watched_events=["keydown"], prevent_default_action=True)
-        self._keys.on_dom_event(self._on_key)
+    def _listen_keys(
+        self, root_class: str, keys: Sequence[str], inner: tuple[str, Sequence[str]] = ("", ())
+    ) -> None:
+        """Read :data:`SHARED_KEYS` and ``keys`` while the pointer is over this view (whose
+        root has the class ``root_class``); ``inner`` = (selector, keys) leaves those keys to
+        a part of the view that reads its own while it has the focus."""
+        self._keys = KeyReader(
+            root_class, [*SHARED_KEYS, *keys], inner_selector=inner[0], inner_keys=list(inner[1])
+        )
+        self._keys.on_key(self._on_key)
+        self.children = (*self.children, self._keys)
 
     @guarded
     def _on_key(self, event: dict) -> None:
@@ -203,24 +281,7 @@ class LabelingView(W.VBox):
         return False
 
     def _on_enter(self) -> None:
-        self.submit()  # type: ignore[attr-defined]
-
-    # ------------------------------------------------------------------ handlers
-    @guarded
-    def _on_prev_click(self, _b: W.Button) -> None:
-        self.prev()
-
-    @guarded
-    def _on_next_click(self, _b: W.Button) -> None:
-        self.next()
-
-    @guarded
-    def _on_skip_click(self, _b: W.Button) -> None:
-        self.skip()
-
-    @guarded
-    def _on_undo_click(self, _b: W.Button) -> None:
-        self.undo()
+        self.submit()
 
     def close(self) -> None:
         """Stop the session's background threads and close the widgets."""

@@ -12,11 +12,18 @@ The view is a VBox over one :class:`~workbench.labels.session.LabelingSession` o
 re-creating the view resumes where the annotator left off, undo goes back. Clipping drawn boxes
 to the image is the core's :func:`~workbench.labels.session.clip_boxes`.
 
-Keyboard. Inside the image (click it first), the widget's own keys: 1-9, 0 choose the class of
-new boxes; Tab cycles through boxes; Delete removes the selected box; W A S D move it, Q E R F
-resize it (Shift: 10 px); C gives it the chosen class; Enter submits; Space skips. With the pointer
-over the class buttons and tools below: 1-9, 0 choose the class, Enter submits, s skips,
-Backspace undoes, ← → browse.
+One of each: the class picker is the drawing widget's own (its class list under the image, the
+colours of the boxes; :meth:`BoxLabeler.select_class` and the digit keys set it), and one toolbar
+under the image holds Submit, Skip, Undo, Back and Forward (the widget's own buttons are hidden).
+Each image starts with the first class chosen, whatever was chosen before (in the view or in
+code), so a box never gets a class picked for another image by accident.
+
+Keyboard, one map shared with the :class:`~workbench.views.labeler.Labeler` (pointer over the
+view; never while a text field has the focus): 1-9, 0 choose the class of new boxes; Enter
+submits; s skips; Backspace undoes; ← → browse. Inside the image (click it first) the widget's
+editing keys come on top: Tab cycles through boxes, Delete removes the selected box, W A S D
+move it (so s moves a box there; Escape leaves the image), Q E R F resize it (Shift: 10 px),
+C gives it the chosen class.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import ipywidgets as W
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
+from workbench._validation import check_int
 from workbench.catalog import Catalog
-from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
-from workbench.labels.session import LabelingSession, clip_boxes
+from workbench.labels.schema import clip_boxes
+from workbench.labels.session import LabelingSession
 from workbench.thumbs import escape
 from workbench.views._common import ErrorBanner, guarded, reports_inline
 from workbench.views._labeling import LabelingView, done_tile, session_attribute
@@ -40,6 +48,8 @@ from workbench.views._labeling import LabelingView, done_tile, session_attribute
 __all__ = ["BoxLabeler"]
 
 _DIGITS = "1234567890"
+#: Keys the drawing widget reads itself while it has the focus (and ours would also read).
+_WIDGET_KEYS = (*_DIGITS, "s")
 
 
 class BoxLabeler(LabelingView):
@@ -65,6 +75,9 @@ class BoxLabeler(LabelingView):
         Edge of the box the image is fitted into, in pixels.
     round, store_task
         The store's ``round`` and ``task`` (``"boxes"`` by default).
+    blind
+        Hide sample ids and paths. ``None``: on when other annotators have boxes on images of
+        this queue (see :class:`LabelingSession`).
 
     Attributes
     ----------
@@ -88,10 +101,9 @@ class BoxLabeler(LabelingView):
         display_size: int = 512,
         round: int = 0,
         store_task: str = "boxes",
+        blind: bool | None = None,
     ) -> None:
-        if not isinstance(display_size, int) or display_size < 16:
-            raise ParameterError(f"display_size must be an integer >= 16, got {display_size!r}")
-        self.display_size = display_size
+        self.display_size = check_int(display_size, "display_size", low=16)
         self.scale = (1.0, 1.0)
         self._size = (1, 1)
         self.error = ErrorBanner()
@@ -104,50 +116,48 @@ class BoxLabeler(LabelingView):
             pre_annotations=pre_annotations,
             round=round,
             task=store_task,
+            blind=blind,
         )
         self.classes: list[str] = self.session.classes
+        self._build_widgets()
+        self._show()
 
-        self.bbox = BBoxWidget(classes=self.classes, label=self.classes[0], hide_buttons=False)
+    pre_annotations: dict[str, list] = session_attribute(
+        "pre_annotations", "Boxes shown on images not labeled yet, by sample id."
+    )
+
+    def _build_widgets(self) -> None:
+
+        # The widget's class list is the one class picker; its Submit/Skip buttons give way to
+        # the toolbar (hide_buttons also stops its own Enter/Space keys: ours read those).
+        self.bbox = BBoxWidget(classes=self.classes, label=self.classes[0], hide_buttons=True)
         self.bbox.add_class("wb-bbox")
         self.bbox.on_submit(self._on_bbox_submit)
         self.bbox.on_skip(self._on_bbox_skip)
-        self.bbox.observe(self._on_bbox_label_change, "label")
         self.progress_label = W.HTML().add_class("wb-progress")
+        self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
         self.info = W.HTML().add_class("wb-info")
-        self.class_buttons: dict[str, W.Button] = {}
-        for k, name in enumerate(self.classes):
-            key = _DIGITS[k] if k < len(_DIGITS) else ""
-            b = W.Button(
-                description=f"{key} · {name}" if key else name,
-                tooltip=f"new boxes get the class {name}",
-                layout=W.Layout(width="auto", min_width="80px"),
-            ).add_class("wb-class")
-            b.on_click(lambda _b, name=name: self._on_class_click(name))
-            self.class_buttons[name] = b
-        self.class_buttons[self.classes[0]].button_style = "info"  # the widget's first class
-
-        button = self._button
-        self.prev_button = button("◀ Back", "wb-prev", self._on_prev_click)
-        self.undo_button = button("Undo (⌫)", "wb-undo", self._on_undo_click)
-        self.next_button = button("Forward ▶", "wb-next", self._on_next_click)
-        self.tools = W.VBox(
-            [
-                W.HBox(list(self.class_buttons.values()), layout=W.Layout(flex_flow="row wrap")),
-                W.HBox([self.prev_button, self.undo_button, self.next_button, self.info]),
-            ]
-        ).add_class("wb-box-tools")
+        self.tools = W.HBox(self._make_tools(), layout=W.Layout(flex_flow="row wrap"))
+        self.tools.add_class("wb-box-tools")
         help_text = (
-            "In the image: drag to draw · 1–9 0 class · Tab select · Del remove · WASD move · "
-            "QERF resize · C set class · Enter submit · Space skip. "
-            "Over the buttons: 1–9 0 class · Enter submit · s skip · ⌫ undo · ← → browse"
+            "Keys (pointer over the view, not while typing): drag to draw · 1–9 0 class · "
+            "Enter submit · s skip · ⌫ undo · ← → browse. In the image: Tab select · Del remove · "
+            "WASD move · QERF resize · C set class · Esc leave"
         )
         help_html = W.HTML(f'<span style="color:#666;font-size:12px">{escape(help_text)}</span>')
-        W.VBox.__init__(self, [self.progress_label, self.error, self.bbox, self.tools, help_html])
+        W.VBox.__init__(
+            self,
+            [
+                W.HBox([self.progress_label, self.status]),
+                self.error,
+                self.info,
+                self.bbox,
+                self.tools,
+                help_html,
+            ],
+        )
         self.add_class("wb-boxlabeler")
-        # Keys over the tools only: over the image the widget reads its own keys, and an
-        # ipyevents listener there would swallow them.
-        self._listen_keys(self.tools)
-        self._show()
+        self._listen_keys("wb-boxlabeler", _DIGITS, inner=(".wb-bbox", _WIDGET_KEYS))
 
     pre_annotations: dict[str, list] = session_attribute(
         "pre_annotations", "Boxes shown on images not labeled yet, by sample id."
@@ -238,17 +248,6 @@ class BoxLabeler(LabelingView):
     def _on_bbox_skip(self) -> None:
         self.skip()
 
-    @guarded
-    def _on_class_click(self, name: str) -> None:
-        self.select_class(name)
-
-    @guarded
-    def _on_bbox_label_change(self, change: dict) -> None:
-        for name, b in self.class_buttons.items():
-            style = "info" if name == change["new"] else ""
-            if b.button_style != style:
-                b.button_style = style
-
     def _on_view_key(self, key: str, code: str, event: dict) -> bool:
         if len(key) != 1 or key not in _DIGITS:
             return False
@@ -276,6 +275,7 @@ class BoxLabeler(LabelingView):
             self.bbox.image_bytes = thumb.data
             self.bbox.bboxes = self.to_display(boxes)
             self.bbox.selected_index = -1
+            self.bbox.label = self.classes[0]  # a new image starts from the first class
         s.mark_shown()
         if sid is None:
             self.info.value = "<b>Every image is done.</b>"
@@ -284,12 +284,14 @@ class BoxLabeler(LabelingView):
             state = ""
             status = s.status(sid)
             if status == "labeled":
-                state = f" · {len(boxes)} box(es) stored"
+                state = f" · {self._value_text(boxes)} stored"
             elif status == "skipped":
                 state = " · <i>skipped</i>"
             elif sid in self.pre_annotations:
                 state = f" · {len(boxes)} pre-annotated box(es)"
-            self.info.value = (
-                f'<span style="margin-left:12px"><b>{escape(sid)}</b> · {w}×{h} px{state}</span>'
-            )
+            self.info.value = f"<span>{self._where_html(sid)} · {w}×{h} px{state}</span>"
         self.progress_label.value = self._progress_html()
+
+    def _value_text(self, value: Any) -> str:
+        n = len(value)
+        return "no boxes" if n == 0 else f"{n} box" if n == 1 else f"{n} boxes"

@@ -15,7 +15,14 @@ rate, the assistant's refits and the prefetch; the view draws it. What it guaran
   the image (one key accepts one), it is refit on a background thread as labels arrive (never
   delaying a submit), and an active-learning order puts the most uncertain images next.
 
-Keyboard (with the pointer over the image, buttons or suggestions)::
+- After each decision the view confirms what was recorded ("dog ✓ saved", "skipped",
+  "undone"); the progress line counts this session's decisions that stand (an undo takes one
+  back) and shows a rate only once it is a person's pace over enough time.
+- Blind labeling (``blind=True``; by default on when other annotators have labeled items of this
+  queue): the sample id and path, which can give the class away, are not shown.
+
+Keyboard (with the pointer over the labeler; never while a text field, such as the class search
+box, has the focus: there typing types)::
 
     1 2 … 9 0 q w   the class shown on each button (multi-label: toggles it)
     Enter           submit the selected classes (multi-label)
@@ -24,6 +31,8 @@ Keyboard (with the pointer over the image, buttons or suggestions)::
     s               skip (done, no label)
     Backspace       undo the last decision (the view goes back to that image)
     ← →             browse back / forward
+
+Enter, s, Backspace and the arrows do the same in the :class:`~workbench.views.boxes.BoxLabeler`.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from workbench._validation import check_choice, check_int
 from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
@@ -95,6 +105,9 @@ class Labeler(LabelingView):
         The store's ``round`` and ``task`` the labels go to (``task="class"`` by default).
     seed
         Seed of the ``"random"`` order and of tie-breaking in active orders.
+    blind
+        Hide sample ids and paths (they may give the class away). ``None``: on when other
+        annotators have labeled items of this queue (see :class:`LabelingSession`).
 
     Attributes
     ----------
@@ -127,11 +140,10 @@ class Labeler(LabelingView):
         round: int = 0,
         store_task: str = "class",
         seed: int = 0,
+        blind: bool | None = None,
     ) -> None:
-        if task not in ("single", "multi"):
-            raise ParameterError(f"task must be 'single' or 'multi', got {task!r}")
-        if not isinstance(image_size, int) or image_size < 16:
-            raise ParameterError(f"image_size must be an integer >= 16, got {image_size!r}")
+        check_choice(task, "task", ("single", "multi"))
+        check_int(image_size, "image_size", low=16)
         self.task = task
         self.image_size = image_size
         self.suggestions: list[tuple[str, float]] = []
@@ -153,6 +165,7 @@ class Labeler(LabelingView):
             round=round,
             task=store_task,
             seed=seed,
+            blind=blind,
         )
         #: The classes offered: all of the store's.
         self.classes: list[str] = self.store.classes
@@ -183,6 +196,7 @@ class Labeler(LabelingView):
         self.keymap: dict[str, str] = dict(zip(CLASS_KEYS, pinned, strict=False))
 
         self.progress_label = W.HTML().add_class("wb-progress")
+        self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
         self.assistant_label = W.HTML(layout=W.Layout(margin="0 0 0 24px"))
         self.assistant_label.add_class("wb-assistant")
         self.image = W.Image(
@@ -227,21 +241,14 @@ class Labeler(LabelingView):
             ).add_class("wb-class-search")
             self.search.observe(self._on_search_change, "value")
 
-        button = self._button
-        self.prev_button = button("◀ Back", "wb-prev", self._on_prev_click)
-        self.skip_button = button("Skip (s)", "wb-skip", self._on_skip_click)
-        self.undo_button = button("Undo (⌫)", "wb-undo", self._on_undo_click)
-        self.next_button = button("Forward ▶", "wb-next", self._on_next_click)
-        self.submit_button = button("Submit (Enter)", "wb-submit", self._on_submit_click)
-        self.submit_button.button_style = "primary"
-        nav = [self.prev_button, self.skip_button, self.undo_button, self.next_button]
-        if self.task == "multi":
-            nav.insert(0, self.submit_button)
+        nav = self._make_tools()
+        if self.task == "single":
+            nav.remove(self.submit_button)  # a class key or button submits
         keys = "".join(self.keymap)
         first = f"{keys[0]}–{keys[-1]}" if len(keys) > 1 else keys
         what = "toggle a class · Enter submit · Esc clear" if self.task == "multi" else "label"
         help_text = (
-            f"Keys (pointer over the image): {first} {what} · "
+            f"Keys (pointer over the labeler, not while typing): {first} {what} · "
             + ("a or ⇧1–3 accept a suggestion · " if self.assistant is not None else "")
             + "s skip · ⌫ undo · ← → browse"
         )
@@ -250,22 +257,22 @@ class Labeler(LabelingView):
         side = W.VBox(
             [self.info, self.suggestion_box], layout=W.Layout(padding="0 0 0 12px", width="320px")
         )
-        #: Keys are read while the pointer is over this part (not over the search box, so
-        #: typing a class name there works).
-        self.board = W.VBox([W.HBox([self.image, side]), self.buttons, W.HBox(nav)]).add_class(
-            "wb-board"
-        )
+        choose = [self.buttons] if self.search is None else [self.buttons, self.search]
+        self.board = W.VBox(
+            [W.HBox([self.image, side]), *choose, W.HBox(nav).add_class("wb-tools")]
+        ).add_class("wb-board")
         rows: list[W.Widget] = [
-            W.HBox([self.progress_label, self.assistant_label]),
+            W.HBox([self.progress_label, self.status, self.assistant_label]),
             self.error,
             self.board,
+            self.help,
         ]
-        if self.search is not None:
-            rows.append(self.search)
-        rows.append(self.help)
         W.VBox.__init__(self, rows)
         self.add_class("wb-labeler")
-        self._listen_keys(self.board)
+        keys = [*self.keymap, "Escape"]
+        if self.assistant is not None:
+            keys += ["a", *_SHIFT_DIGITS]
+        self._listen_keys("wb-labeler", keys)
 
     # ------------------------------------------------------------------ assistant
     def refit(self) -> None:
@@ -434,11 +441,12 @@ class Labeler(LabelingView):
     def _on_suggestion_click(self, k: int) -> None:
         self.accept(k)
 
-    @guarded
-    def _on_submit_click(self, _b: W.Button) -> None:
-        self.submit()
-
     # ------------------------------------------------------------------ rendering
+    def _value_text(self, value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(value) if value else "(none)"
+        return str(value)
+
     def _class_order(self, name: str) -> int:
         try:
             return self.classes.index(name)
@@ -475,15 +483,11 @@ class Labeler(LabelingView):
             if s.status(sid) != "todo":
                 label = value if value is None or isinstance(value, str) else ", ".join(value)
                 state = (
-                    " · <i>skipped</i>"
+                    "<i>skipped</i>"
                     if value is None
-                    else f" · your label: <b>{escape(label if label else '(none)')}</b>"
+                    else f"your label: <b>{escape(label if label else '(none)')}</b>"
                 )
-            info = (
-                f'<div style="word-break:break-all"><b>{escape(sid)}</b></div>'
-                f'<div style="color:#666">item {s.position + 1:,} of {len(s.queue):,}'
-                f"{state}</div>"
-            )
+            info = f'<div>{self._where_html(sid)}</div><div style="color:#666">{state}</div>'
         self.info.value = info
         self.progress_label.value = self._progress_html()
         if self.task == "single":

@@ -1,0 +1,63 @@
+"""What a label value is for each kind of labeling, and where a session's starting values come from.
+
+Three kinds: ``"single"`` (one class name), ``"multi"`` (a set of class names, ``[]`` included)
+and ``"boxes"`` (``[[x, y, w, h, class], ...]`` in original-image pixels). :func:`check_value`
+refuses a value of the wrong shape or class before anything is recorded; :func:`stored_value`
+gives a value back in the form the store returns it, so a session and a fresh read agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import LabelError, ParameterError
+
+if TYPE_CHECKING:
+    from workbench.labels.store import LabelStore
+
+__all__ = ["KINDS", "check_value", "stored_value", "values_by"]
+
+#: What a value is: one class name, a set of class names, or boxes ``[x, y, w, h, class]``.
+KINDS = ("single", "multi", "boxes")
+
+
+def check_value(value: Any, kind: str, classes: Sequence[str]) -> Any:
+    """The value in the form the store takes, or a :class:`LabelError` naming what is wrong.
+
+    A box must name one of ``classes``; its geometry is the store's to check.
+    """
+    if kind == "single":
+        if not isinstance(value, str):
+            raise LabelError(f"single-label labeling takes one class name, got {value!r}")
+        return value
+    if kind == "multi":
+        return [value] if isinstance(value, str) else list(value)
+    boxes = [list(b) for b in value]
+    for b in boxes:
+        if len(b) != 5 or b[4] not in classes:
+            raise LabelError(f"box {b!r} needs one of the classes {list(classes)} as its 5th value")
+    return boxes
+
+
+def stored_value(value: Any, kind: str, class_rank: Mapping[str, int]) -> Any:
+    """The value as the store gives it back (a multi-label set comes in class order)."""
+    if kind == "multi":
+        last = len(class_rank)
+        return sorted(dict.fromkeys(value), key=lambda c: class_rank.get(c, last))
+    if kind == "boxes":
+        return [[float(v) for v in b[:4]] + [b[4]] for b in value]
+    return value
+
+
+def values_by(store: LabelStore, name: str, *, task: str, kind: str) -> dict[str, Any]:
+    """Values by ``name`` in the store: its current labels, else its latest suggestions."""
+    wanted = (lambda v: isinstance(v, list)) if kind != "single" else (lambda v: v is not None)
+    sug = store.suggestions(model=name, task=task)
+    out = {i: v for i, v in zip(sug["id"], sug["value"], strict=True) if wanted(v)}
+    cur = store.current(annotator=name, task=task)
+    out.update((i, v) for i, v in zip(cur["id"], cur["value"], strict=True) if wanted(v))
+    if not out:
+        what = "boxes" if kind == "boxes" else "labels"
+        raise ParameterError(f"the store holds no {what} (task {task!r}) by {name!r} to start from")
+    return out
