@@ -358,3 +358,63 @@ def test_close_releases_every_widget(small_catalog):
     t.close()
     assert all(w.comm is None for w in [t, *widgets])
     t.render()  # a render after closing does not fail
+
+
+# ---------------------------------------------------------------- exact values through controls
+
+_SLIDERS = ("FloatSlider", "IntSlider", "FloatRangeSlider", "IntRangeSlider")
+
+
+def _echo(widget) -> None:
+    """What the browser's slider does on creation: snap the value to ``min + k * step`` (in
+    binary floating point, as JavaScript computes it) and send it back."""
+
+    def grid(v):
+        k = round((v - widget.min) / widget.step)
+        return type(v)(widget.min + k * widget.step)
+
+    v = widget.value
+    widget.value = tuple(grid(x) for x in v) if isinstance(v, tuple) else grid(v)
+
+
+def _echo_all(t: AugmentTuner) -> None:
+    for card in t.cards:
+        for w in [*card.params.values(), card.p]:
+            if type(w).__name__ in _SLIDERS:
+                _echo(w)
+
+
+def test_adding_every_step_keeps_the_registry_defaults_exactly():
+    from workbench.augment import REGISTRY
+
+    t = AugmentTuner(samples=[_photo(60, 40)], rows=1, draws=1, size=32, live=False)
+    for name in sorted(REGISTRY):
+        t.add_name.value = name
+        t.add_button.click()
+        _echo_all(t)  # every card is rebuilt: every slider echoes again
+    assert [s.name for s in t.pipeline] == sorted(REGISTRY)
+    for step in t.pipeline:
+        spec = REGISTRY[step.name]
+        assert step.params == spec.defaults(), step.name
+        assert step.p == spec.default_p, step.name
+    assert "0000000" not in t.pipeline.to_json() and "9999999" not in t.to_code()
+
+
+def test_a_parameter_set_in_code_survives_the_slider_echo():
+    pipe = Pipeline().add("ColorJitter", hue=0.05, saturation=(0.6, 1.4), p=0.33)
+    pipe.add("RandomResizedCrop", size=(32, 32))
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe.copy(), rows=1, draws=1, size=32)
+    _echo_all(t)
+    assert t.pipeline == pipe
+
+
+def test_a_moved_slider_gives_exactly_its_readout():
+    pipe = Pipeline().add("ColorJitter", hue=0.05).add("RandomErasing")
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe, rows=1, draws=1, size=32)
+    hue = t.cards[0].params["hue"]
+    hue.value = (-0.5 + 45 * 0.01, -0.5 + 65 * 0.01)  # the upper end dragged to 0.15
+    assert t.pipeline[0].params["hue"] == (-0.05, 0.15)
+    ratio = t.cards[1].params["ratio"]
+    ratio.value = (0.01 + 29 * 0.01, 0.01 + 399 * 0.01)  # the upper end dragged to 4.0
+    assert t.pipeline[1].params["ratio"] == (0.3, 4.0)
+    assert "(0.3, 4.0)" in t.to_code() and "(-0.05, 0.15)" in t.to_code()
