@@ -643,6 +643,20 @@ def test_draw_boxes_returns_an_rgb_pil_image() -> None:
         draw_boxes(IMG, boxes, labels=["a", "b"])
 
 
+def test_box_labels_scale_with_the_image() -> None:
+    """Labels are legible when a large image is shown fitted to a small preview cell."""
+    big = torch.full((3, 800, 1000), 90, dtype=torch.uint8)
+    boxes = torch.tensor([[100.0, 100.0, 600.0, 500.0]])
+
+    def tag_height(out: PIL.Image.Image) -> int:  # rows of the label tag below the top edge
+        column = np.asarray(out)[:, 104].astype(int)
+        return int((np.abs(column - column[101]).sum(axis=1) == 0)[100:300].sum())
+
+    default = tag_height(draw_boxes(big, boxes, labels=["cat"], width=2))
+    small_font = tag_height(draw_boxes(big, boxes, labels=["cat"], width=2, font_size=10))
+    assert default >= 1000 / 25 > 2 * small_font > 0
+
+
 def test_mask_outline_draws_only_the_boundary() -> None:
     mask = torch.zeros(H, W, dtype=torch.bool)
     mask[10:30, 10:40] = True

@@ -20,11 +20,14 @@ import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from workbench.augment import Replay, convert_sample, downscale, draw_boxes, mask_outline
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
+
+_NEAREST = InterpolationMode.NEAREST
 
 
 def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
@@ -54,13 +57,6 @@ class _Source:
         self.sample = sample
         self.caption = caption
         self.classes = classes  # names of label indices, for drawing boxes
-
-    def first_rows(self, rows: int, rng: np.random.Generator) -> list[Any]:
-        """The keys of the first ``rows`` rows: the first samples or ids, else a random pick."""
-        if not self._random:
-            return self.pool[:rows]
-        pick = rng.choice(len(self.pool), size=min(rows, len(self.pool)), replace=False)
-        return [self.pool[i] for i in sorted(pick)]
 
     @property
     def has_geometry(self) -> bool:
@@ -246,8 +242,6 @@ class _Samples:
         if not isinstance(out, dict):
             return _thumb(convert_sample(out, "pil"), size)
         im = out["image"]
-        longest = max(F.get_size(im))
-        width = max(1, round(longest / size)) + 1
         if "masks" in out:
             im = mask_outline(im, out["masks"])
         if "boxes" in out:
@@ -255,7 +249,22 @@ class _Samples:
             names = None
             if labels is not None and src.classes is not None:
                 names = [src.classes[int(i)] for i in labels]
-            im = draw_boxes(im, out["boxes"], names, width=width)
+            boxes = out["boxes"]
+            h, w = F.get_size(im)
+            f = size // max(h, w)
+            if f >= 2:  # a small image is enlarged for the cell: draw on the enlarged pixels
+                im = F.resize(
+                    convert_sample(im, "tensor"), [h * f, w * f], interpolation=_NEAREST
+                )
+                if isinstance(boxes, tv_tensors.BoundingBoxes):
+                    boxes = F.resize(boxes, [h * f, w * f])
+                else:
+                    boxes = torch.as_tensor(boxes) * f
+            scale = max(F.get_size(im)) / size  # image pixels per preview pixel
+            # Lines about 2 and labels about 12 preview pixels, whatever the image size.
+            im = draw_boxes(
+                im, boxes, names, width=max(1, round(2 * scale)), font_size=round(12 * scale)
+            )
         return _thumb(convert_sample(im, "pil"), size)
 
 
@@ -312,7 +321,8 @@ class _PreviewGrid(W.GridBox):
                         img.format = fmt
                         img.value = data
                 caption = escape(captions[r])
+                # Wrapped, never cut: ids and paths are long and differ at the end.
                 self.captions[r].value = (
-                    f'<div title="{caption}" style="font-size:11px;overflow:hidden;'
-                    f'text-overflow:ellipsis;white-space:nowrap">{caption}</div>'
+                    f'<div title="{caption}" style="font-size:11px;line-height:1.25;'
+                    f'overflow-wrap:anywhere">{caption}</div>'
                 )

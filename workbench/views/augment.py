@@ -48,17 +48,18 @@ import ipywidgets as W
 import numpy as np
 import torch
 
-from workbench.augment import REGISTRY, Pipeline, Replay, variant_seeds
+from workbench._validation import check_choice, check_int, check_positive_int
+from workbench.augment import REGISTRY, Pipeline, Replay, controls, variant_seeds
 from workbench.background import Latest
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
-from workbench.views._augment_cards import _close_tree, _size_text, _StepCard, _widget_value
+from workbench.views._augment_cards import _close_tree, _StepCard
 from workbench.views._augment_preview import _PreviewGrid, _Samples
 from workbench.views._common import ErrorBanner, guarded
 
 __all__ = ["AugmentTuner"]
 
-_PANEL_WIDTH = "390px"
+_PANEL_WIDTH = "500px"
 # Set on the render threads of every tuner: render() there runs inline (no waiting on itself).
 _ON_RENDER_THREAD = threading.local()
 # What the future of a render request resolves to when a newer request replaced it.
@@ -156,9 +157,9 @@ class AugmentTuner(W.VBox):
         self._renderer = Latest(
             "wb-augment-render", superseded=_SUPERSEDED, initializer=_init_render_thread
         )
-        for name, v, lo in (("rows", rows, 1), ("draws", draws, 1), ("size", size, 16)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ParameterError(f"AugmentTuner: {name} must be an int >= {lo}, got {v!r}")
+        check_positive_int(rows, "AugmentTuner: rows")
+        check_positive_int(draws, "AugmentTuner: draws")
+        check_int(size, "AugmentTuner: size", low=16)
         if catalog is None and samples is None:
             raise ParameterError("AugmentTuner: pass a catalog or samples=[...] to preview")
         self.catalog = catalog
@@ -170,17 +171,16 @@ class AugmentTuner(W.VBox):
         self.n_draws = draws
         self.live = live
         self.locked = locked
-        if backend not in ("pil", "tensor"):
-            raise ParameterError(
-                f"AugmentTuner: backend must be 'pil' or 'tensor', got {backend!r}"
-            )
-        self.backend = backend
+        self.backend = check_choice(backend, "AugmentTuner: backend", ("pil", "tensor"))
         self.seed = int(seed)
         self._rng = np.random.default_rng(seed)
         self._uids: list[int] = list(range(len(pipeline)))
         self._next_uid = len(pipeline)
         self._isolated: int | None = None
         self._errors: dict[Any, str] = {}
+        # Values refused for (step id, key), retried when another edit of the step may allow them.
+        self._pending: dict[tuple[int, str], Any] = {}
+        self._collapsed: set[int] = set()
         self._syncing = False
         self._change_callbacks: list[Callable[[Pipeline], None]] = []
         self._render_callbacks: list[Callable[[dict], None]] = []
@@ -204,13 +204,18 @@ class AugmentTuner(W.VBox):
 
         # left: steps
         self.error = ErrorBanner()
+        # Image-only policies cannot move boxes or masks: not offered for such samples.
+        names = sorted(n for n, s in REGISTRY.items() if not (s.image_only and self.has_geometry))
         self.add_name = W.Dropdown(
-            options=sorted(REGISTRY), value="ColorJitter", layout=W.Layout(width="230px")
+            options=names, value="ColorJitter", layout=W.Layout(width="240px")
         ).add_class("wb-add-name")
         self.add_button = W.Button(
             description="Add", icon="plus", layout=W.Layout(width="80px")
         ).add_class("wb-add")
-        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="auto"))
+        # The column scrolls as a whole; its cards keep their natural height.
+        self.steps_box = W.VBox(
+            layout=W.Layout(max_height="720px", overflow="hidden auto")
+        )
         self.steps_box.add_class("wb-steps")
         self.cards: list[_StepCard] = []
         left = W.VBox(
@@ -240,10 +245,17 @@ class AugmentTuner(W.VBox):
             description="Save", icon="save", tooltip="save the pipeline to the workspace"
         ).add_class("wb-save")
         self.save_button.disabled = workspace is None
+        if workspace is None:
+            self.save_button.tooltip = "no workspace: pass workspace=... to the tuner to save"
         self.code_toggle = W.ToggleButton(description="Show code", icon="code").add_class(
             "wb-show-code"
         )
         self.status = W.HTML().add_class("wb-status")
+        if workspace is None:
+            self.status.value = (
+                '<span style="color:#666">Save needs a workspace: '
+                "<code>AugmentTuner(..., workspace=ws)</code></span>"
+            )
         self.code = W.HTML(layout=W.Layout(display="none")).add_class("wb-code")
         right = W.VBox(
             [
@@ -353,12 +365,21 @@ class AugmentTuner(W.VBox):
         self.cards[i].enabled.value = bool(flag)
 
     def set_param(self, i: int, key: str, value: Any) -> None:
-        """Set parameter ``key`` (or ``"p"``) of step ``i`` through its control."""
-        card = self.cards[i]
-        widget = card.p if key == "p" else card.params[key]
-        if isinstance(widget, W.Text):
-            value = _size_text(value)
-        widget.value = value
+        """Set parameter ``key`` (or ``"p"``) of step ``i`` as its controls would.
+
+        The controls then show the value; a refused value is reported inline (the view keeps
+        working) and applied as soon as another edit of the step makes it valid.
+        """
+        self._set(self._uids[self.pipeline.check_index(i, "set_param")], key, value)
+
+    def collapse(self, i: int, flag: bool = True) -> None:
+        """Collapse (``flag=False``: expand) the card of step ``i`` to its header."""
+        uid = self._uids[self.pipeline.check_index(i, "collapse")]
+        if flag:
+            self._collapsed.add(uid)
+        else:
+            self._collapsed.discard(uid)
+        self.cards[self._index_of(uid)].set_collapsed(flag)
 
     def isolate(self, i: int | None) -> None:
         """Show only step ``i`` (``None``: the whole pipeline)."""
@@ -497,35 +518,62 @@ class AugmentTuner(W.VBox):
         self._changed()
 
     @guarded
-    def _on_param_change(self, uid: int, key: str, change: dict) -> None:
+    def _on_control_change(self, uid: int, key: str, source: str, change: dict) -> None:
+        """A parameter's control (``source="control"``) or number field (``"number"``)."""
         if self._syncing:
             return
         with self._state_lock:
+            i = self._index_of(uid)
+            step = self.pipeline[i]
+            current = step.p if key == "p" else step.params[key]
             try:
-                self._apply_control(uid, key)
+                value = self.cards[i].rows[key].read(source, current)
             except ParameterError as e:
-                # Keep the last good value (and preview); the control shows what was entered
-                # until it is fixed.
+                self._errors[("param", uid, key)] = f"step {i} ({step.name}): {e}"
+                self._show_errors()
+                return
+        if value is controls.UNCHANGED:
+            # The browser's slider snapped the value to its grid, or nothing was retyped.
+            self._sync_row(uid, key)
+            return
+        self._set(uid, key, value)
+
+    def _set(self, uid: int, key: str, value: Any) -> None:
+        with self._state_lock:
+            i = self._index_of(uid)
+            try:
+                self.pipeline.set_param(i, key, value)
+            except ParameterError as e:
+                # Keep the last good value (and preview); the control shows what was entered.
                 self._errors[("param", uid, key)] = str(e)
+                self._pending[(uid, key)] = value
                 self._show_errors()
                 return
             self._errors.pop(("param", uid, key), None)
+            self._pending.pop((uid, key), None)
+            synced = [key]
             # A refused value may have become valid (magnitude vs num_magnitude_bins).
-            for err in [k for k in self._errors if isinstance(k, tuple) and k[1] == uid]:
+            for u, k in [pk for pk in self._pending if pk[0] == uid]:
                 with contextlib.suppress(ParameterError):
-                    self._apply_control(uid, err[2])
-                    del self._errors[err]
+                    self.pipeline.set_param(i, k, self._pending[(u, k)])
+                    del self._pending[(u, k)]
+                    self._errors.pop(("param", u, k), None)
+                    synced.append(k)
+            for k in synced:
+                self._sync_row(uid, k)
         self._show_errors()
         self._changed()
 
-    def _apply_control(self, uid: int, key: str) -> None:
-        i = self._index_of(uid)
-        card = self.cards[i]
-        if key == "p":
-            value = card.p.value
-        else:
-            value = _widget_value(self.pipeline[i].spec.param(key), card.params[key])
-        self.pipeline.set_param(i, key, value)
+    def _sync_row(self, uid: int, key: str) -> None:
+        """Show the pipeline's value of ``key`` in its row (number field and control)."""
+        with self._state_lock, self._syncing_controls():
+            i = self._index_of(uid)
+            step = self.pipeline[i]
+            self.cards[i].rows[key].show(step.p if key == "p" else step.params[key])
+
+    @guarded
+    def _on_collapse_click(self, uid: int) -> None:
+        self.collapse(self._index_of(uid), uid not in self._collapsed)
 
     @guarded
     def _on_only_change(self, uid: int, change: dict) -> None:
@@ -589,6 +637,9 @@ class AugmentTuner(W.VBox):
         for key in [k for k in self._errors if isinstance(k, tuple)]:
             if key[:2] not in live_params:
                 del self._errors[key]
+        for key in [k for k in self._pending if k[0] not in self._uids]:
+            del self._pending[key]
+        self._collapsed &= set(self._uids)
         if self._errors:
             self.error.show(" · ".join(dict.fromkeys(self._errors.values())))
         else:
@@ -600,18 +651,26 @@ class AugmentTuner(W.VBox):
             old = self.cards
             cards = []
             for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
-                card = _StepCard(uid, i, step)
+                card = _StepCard(uid, i, step, collapsed=uid in self._collapsed)
                 card.only.value = uid == self._isolated
                 card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
                 card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
                 card.up.on_click(lambda _b, u=uid: self._on_up_click(u))
                 card.down.on_click(lambda _b, u=uid: self._on_down_click(u))
                 card.remove.on_click(lambda _b, u=uid: self._on_remove_click(u))
+                card.collapse.on_click(lambda _b, u=uid: self._on_collapse_click(u))
                 card.up.disabled = i == 0
                 card.down.disabled = i == len(self.pipeline) - 1
-                card.p.observe(lambda ch, u=uid: self._on_param_change(u, "p", ch), "value")
-                for key, w in card.params.items():
-                    w.observe(lambda ch, u=uid, k=key: self._on_param_change(u, k, ch), "value")
+                for key, row in card.rows.items():
+                    row.control.observe(
+                        lambda ch, u=uid, k=key: self._on_control_change(u, k, "control", ch),
+                        "value",
+                    )
+                    if row.number is not None:
+                        row.number.observe(
+                            lambda ch, u=uid, k=key: self._on_control_change(u, k, "number", ch),
+                            "value",
+                        )
                 cards.append(card)
             self.cards = cards
             self.steps_box.children = cards or [
