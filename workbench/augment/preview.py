@@ -156,7 +156,7 @@ def _draw_labels(
     draw = ImageDraw.Draw(image)
     pad = max(1, font_size // 6)
     for (x0, y0, _x1, _y1), name, color in zip(boxes.tolist(), names, colors, strict=True):
-        left, top, right, bottom = draw.textbbox((x0 + pad, y0 + pad), name, font=font)
+        _, _, right, bottom = draw.textbbox((x0 + pad, y0 + pad), name, font=font)
         draw.rectangle((x0, y0, right + pad, bottom + pad), fill=color)
         dark = sum(color) > 3 * 140  # dark text on light tags
         draw.text(

@@ -166,9 +166,7 @@ class _StepCard(W.VBox):
             ps.name: _ParamRow(ps, step.params[ps.name]) for ps in spec.params
         }
         self.rows["p"] = _ParamRow(controls.P_SPEC, step.p)
-        self.params: dict[str, W.Widget] = {
-            k: r.control for k, r in self.rows.items() if k != "p"
-        }
+        self.params: dict[str, W.Widget] = {k: r.control for k, r in self.rows.items() if k != "p"}
         self.p = self.rows["p"].control
         self.p.add_class("wb-p")
         self.numbers: dict[str, W.Text] = {

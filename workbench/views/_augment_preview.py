@@ -253,9 +253,7 @@ class _Samples:
             h, w = F.get_size(im)
             f = size // max(h, w)
             if f >= 2:  # a small image is enlarged for the cell: draw on the enlarged pixels
-                im = F.resize(
-                    convert_sample(im, "tensor"), [h * f, w * f], interpolation=_NEAREST
-                )
+                im = F.resize(convert_sample(im, "tensor"), [h * f, w * f], interpolation=_NEAREST)
                 if isinstance(boxes, tv_tensors.BoundingBoxes):
                     boxes = F.resize(boxes, [h * f, w * f])
                 else:

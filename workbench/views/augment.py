@@ -213,9 +213,7 @@ class AugmentTuner(W.VBox):
             description="Add", icon="plus", layout=W.Layout(width="80px")
         ).add_class("wb-add")
         # The column scrolls as a whole; its cards keep their natural height.
-        self.steps_box = W.VBox(
-            layout=W.Layout(max_height="720px", overflow="hidden auto")
-        )
+        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="hidden auto"))
         self.steps_box.add_class("wb-steps")
         self.cards: list[_StepCard] = []
         left = W.VBox(
