@@ -240,14 +240,17 @@ class AugmentTuner(W.VBox):
         self.images: list[list[W.Image]] = self.grid.images
         self.captions: list[W.HTML] = self.grid.captions
         self.save_button = W.Button(
-            description="Save", icon="save", tooltip="save the pipeline to the workspace"
+            description="Save",
+            icon="save",
+            tooltip="save the pipeline to the workspace",
+            layout=W.Layout(flex="0 0 auto"),
         ).add_class("wb-save")
         self.save_button.disabled = workspace is None
         if workspace is None:
             self.save_button.tooltip = "no workspace: pass workspace=... to the tuner to save"
-        self.code_toggle = W.ToggleButton(description="Show code", icon="code").add_class(
-            "wb-show-code"
-        )
+        self.code_toggle = W.ToggleButton(
+            description="Show code", icon="code", layout=W.Layout(flex="0 0 auto")
+        ).add_class("wb-show-code")
         self.status = W.HTML().add_class("wb-status")
         if workspace is None:
             self.status.value = (
@@ -263,7 +266,10 @@ class AugmentTuner(W.VBox):
                 ),
                 self.timing,
                 self.grid,
-                W.HBox([self.save_button, self.code_toggle, self.status]),
+                W.HBox(
+                    [self.save_button, self.code_toggle, self.status],
+                    layout=W.Layout(align_items="center", flex_flow="row wrap"),
+                ),
                 self.code,
             ],
             layout=W.Layout(flex="1 1 auto", min_width="0"),
