@@ -13,13 +13,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from workbench._validation import check_int
 from workbench.errors import ParameterError
 
 __all__ = ["convert_sample", "downscale", "draw_boxes", "mask_outline"]
@@ -224,8 +224,7 @@ def downscale(sample: Any, max_side: int) -> Any:
     max_side : int
         Largest allowed height or width, at least 2.
     """
-    if not isinstance(max_side, (int, np.integer)) or isinstance(max_side, bool) or max_side < 2:
-        raise ParameterError(f"downscale: max_side must be an int >= 2, got {max_side!r}")
+    max_side = check_int(max_side, "downscale: max_side", low=2)
     image = sample["image"] if isinstance(sample, Mapping) else sample
     if isinstance(image, PIL.Image.Image):
         h, w = image.height, image.width
