@@ -40,44 +40,27 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import torch
 
 from workbench._validation import check_choice, check_int, check_positive_int
-from workbench.augment import REGISTRY, Pipeline, Replay, controls, variant_seeds
-from workbench.background import Latest
+from workbench.augment import REGISTRY, Pipeline, controls
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
 from workbench.views._augment_cards import _close_tree, _StepCard
-from workbench.views._augment_preview import _PreviewGrid, _Samples
+from workbench.views._augment_preview import _PreviewGrid, _PreviewRendering, _Samples
 from workbench.views._common import ErrorBanner, guarded
 
 __all__ = ["AugmentTuner"]
 
 _PANEL_WIDTH = "500px"
-# Set on the render threads of every tuner: render() there runs inline (no waiting on itself).
-_ON_RENDER_THREAD = threading.local()
-# What the future of a render request resolves to when a newer request replaced it.
-_SUPERSEDED = object()
-
-
-def _init_render_thread() -> None:
-    # OpenMP's thread count is per thread: one intra-op thread here, whatever the kernel uses.
-    # Preview tensors are small; splitting each op over cores that other work is using costs
-    # far more than it saves (5-20x slower on a busy 2-core machine, measured).
-    torch.set_num_threads(1)
-    _ON_RENDER_THREAD.active = True
-
-
 # ------------------------------------------------------------------------------------ the view
 
 
-class AugmentTuner(W.VBox):
+class AugmentTuner(_PreviewRendering, W.VBox):
     """Tune an augmentation :class:`~workbench.augment.Pipeline` on real samples.
 
     Parameters
@@ -132,8 +115,8 @@ class AugmentTuner(W.VBox):
     -----
     One concept, the editing session over one pipeline (its editing API, one handler per
     control, the render), so one class past the usual size. Its self-contained parts live
-    apart: the step card in ``_augment_cards``; samples, working copies and the grid in
-    ``_augment_preview``.
+    apart: the step card in ``_augment_cards``; samples, working copies, the grid and the
+    render loop in ``_augment_preview``.
     """
 
     def __init__(
@@ -154,9 +137,7 @@ class AugmentTuner(W.VBox):
     ) -> None:
         # First: close() (also run when a half-built view is collected) stops the render thread.
         self._closed = False
-        self._renderer = Latest(
-            "wb-augment-render", superseded=_SUPERSEDED, initializer=_init_render_thread
-        )
+        self._start_renderer()
         check_positive_int(rows, "AugmentTuner: rows")
         check_positive_int(draws, "AugmentTuner: draws")
         check_int(size, "AugmentTuner: size", low=16)
@@ -275,9 +256,9 @@ class AugmentTuner(W.VBox):
             layout=W.Layout(flex="1 1 auto", min_width="0"),
         )
 
-        self.add_button.on_click(self._on_add_click)
-        self.shuffle_button.on_click(self._on_shuffle_click)
-        self.reroll_button.on_click(self._on_reroll_click)
+        self.add_button.on_click(lambda _b: self._on_click(self.add_step, self.add_name.value))
+        self.shuffle_button.on_click(lambda _b: self._on_click(self.shuffle))
+        self.reroll_button.on_click(lambda _b: self._on_click(self.reroll))
         self.lock_toggle.observe(self._on_lock_change, "value")
         self.save_button.on_click(self._on_save_click)
         self.code_toggle.observe(self._on_code_change, "value")
@@ -428,25 +409,6 @@ class AugmentTuner(W.VBox):
         with self._state_lock:
             return self.pipeline.to_code()
 
-    def render(self) -> dict[str, Any]:
-        """Render the grid now from the current state and return ``last_render``.
-
-        Synchronous: the work runs on the render thread (after any render already running
-        there) and this call waits for it. Errors are shown in the banner; the previous images
-        stay. A closed tuner renders nothing.
-        """
-        if self._closed:
-            return self.last_render
-        if getattr(_ON_RENDER_THREAD, "active", False):
-            self._render_now()
-        elif self._renderer.submit(self._render_now).result() is _SUPERSEDED:
-            self._renderer.wait()  # a newer request renders the latest state: wait for it
-        return self.last_render
-
-    def wait(self, timeout: float = 30.0) -> bool:
-        """Wait until background rendering is idle; ``False`` on timeout."""
-        return self._renderer.wait(timeout)
-
     def refresh(self) -> None:
         """Rebuild the controls after editing ``tuner.pipeline`` in code, then render."""
         with self._state_lock:
@@ -479,24 +441,20 @@ class AugmentTuner(W.VBox):
 
     # ------------------------------------------------------------------ handlers
     @guarded
-    def _on_add_click(self, _button: W.Button) -> None:
-        self._try("action", self.add_step, self.add_name.value)
+    def _on_click(self, action: Callable[..., Any], *args: Any) -> None:
+        """A button: run the public method ``action``; a refusal is shown inline."""
+        self._try("action", action, *args)
 
     @guarded
-    def _on_remove_click(self, uid: int) -> None:
-        self._try("action", self.remove_step, self._index_of(uid))
-
-    @guarded
-    def _on_up_click(self, uid: int) -> None:
+    def _on_step_click(self, uid: int, action: str) -> None:
+        """A step card's ↑, ↓, ✕ or collapse button."""
         i = self._index_of(uid)
-        if i > 0:
-            self._try("action", self.move_step, i, i - 1)
-
-    @guarded
-    def _on_down_click(self, uid: int) -> None:
-        i = self._index_of(uid)
-        if i < len(self.pipeline) - 1:
-            self._try("action", self.move_step, i, i + 1)
+        if action == "collapse":
+            self.collapse(i, uid not in self._collapsed)
+        elif action == "remove":
+            self._try("action", self.remove_step, i)
+        elif 0 <= (j := i - 1 if action == "up" else i + 1) < len(self.pipeline):
+            self._try("action", self.move_step, i, j)
 
     @guarded
     def _on_enabled_change(self, uid: int, change: dict) -> None:
@@ -576,10 +534,6 @@ class AugmentTuner(W.VBox):
             self.cards[i].rows[key].show(step.p if key == "p" else step.params[key])
 
     @guarded
-    def _on_collapse_click(self, uid: int) -> None:
-        self.collapse(self._index_of(uid), uid not in self._collapsed)
-
-    @guarded
     def _on_only_change(self, uid: int, change: dict) -> None:
         if self._syncing:
             return
@@ -592,14 +546,6 @@ class AugmentTuner(W.VBox):
             for card in self.cards:
                 card.only.value = card.uid == self._isolated
         self._changed(pipeline_changed=False)
-
-    @guarded
-    def _on_shuffle_click(self, _button: W.Button) -> None:
-        self.shuffle()
-
-    @guarded
-    def _on_reroll_click(self, _button: W.Button) -> None:
-        self.reroll()
 
     @guarded
     def _on_lock_change(self, change: dict) -> None:
@@ -659,10 +605,10 @@ class AugmentTuner(W.VBox):
                 card.only.value = uid == self._isolated
                 card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
                 card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
-                card.up.on_click(lambda _b, u=uid: self._on_up_click(u))
-                card.down.on_click(lambda _b, u=uid: self._on_down_click(u))
-                card.remove.on_click(lambda _b, u=uid: self._on_remove_click(u))
-                card.collapse.on_click(lambda _b, u=uid: self._on_collapse_click(u))
+                for action in ("up", "down", "remove", "collapse"):
+                    getattr(card, action).on_click(
+                        lambda _b, u=uid, a=action: self._on_step_click(u, a)
+                    )
                 card.up.disabled = i == 0
                 card.down.disabled = i == len(self.pipeline) - 1
                 for key, row in card.rows.items():
@@ -709,63 +655,3 @@ class AugmentTuner(W.VBox):
         except ParameterError as e:
             text = f"# cannot export: {e}"
         self.code.value = f'<pre style="font-size:12px;margin:4px 0">{escape(text)}</pre>'
-
-    def _request_render(self, sync: bool = False) -> None:
-        """Ask for a render of the latest state (a waiting request is replaced by this one)."""
-        with self._state_lock:
-            self._generation += 1
-        if self._closed:
-            return
-        if sync or not self.live:
-            self.render()
-        else:
-            self._renderer.submit(self._render_now)
-
-    @guarded
-    def _render_now(self) -> None:
-        with self._state_lock:
-            generation = self._generation
-            keys = list(self.rows_keys)
-            seed = self.seed
-            if self._isolated is not None and self._isolated in self._uids:
-                i = self._uids.index(self._isolated)
-                pipe, step_keys = self.pipeline.only(i), [self._isolated]
-            else:
-                pipe, step_keys = self.pipeline, list(self._uids)
-            replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
-            reduce = not pipe.pixel_scale_steps
-        t0 = time.perf_counter()
-        seeds = variant_seeds(seed, len(keys) * self.n_draws)
-        try:
-            cells, shape, memos = self._samples.cells(
-                keys, replay, seeds, self.n_draws, reduce, self.size, self.backend, self._memos
-            )
-        except ParameterError as e:
-            self._errors["render"] = f"preview: {e}"
-            self._show_errors()
-            return
-        self._memos = memos  # only this render's cells: memory stays rows x draws x steps
-        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
-        ms = (time.perf_counter() - t0) * 1000
-        self.render_count += 1
-        self.last_render = {
-            "ms": ms,
-            "reduced": reduce,
-            "shape": shape,
-            "generation": generation,
-            "seed": seed,
-        }
-        how = (
-            f"working copy ≤ {self.size} px"
-            if reduce
-            else "full resolution: "
-            + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
-            + " work in pixels"
-        )
-        self.timing.value = (
-            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
-        )
-        if self._errors.pop("render", None) is not None:
-            self._show_errors()
-        for fn in self._render_callbacks:
-            fn(self.last_render)
