@@ -44,7 +44,7 @@ STEPS = [
     "GaussianBlur",
     "RandomPerspective",
     "JPEG",
-    "RandomPosterize",
+    "RandAugment",
     "RandomResizedCrop",
 ]
 
@@ -72,8 +72,9 @@ CELLS = [
     f"for name in {STEPS!r}:\n"
     "    pipeline.add(name, **({'size': (64, 64)} if name == 'RandomResizedCrop' else {}))\n"
     "tuner = AugmentTuner(catalog, pipeline, workspace=ws, rows=2, draws=3, size=128)\n"
-    "def dump(p):\n"
-    "    Path('state.json').write_text(p.to_json())\n"
+    "def dump(p):  # atomic: the test reads it at any moment\n"
+    "    Path('state.tmp').write_text(p.to_json())\n"
+    "    Path('state.tmp').replace('state.json')\n"
     "tuner.on_change(dump)\n"
     "dump(tuner.pipeline)\n"
     "tuner",
@@ -262,6 +263,8 @@ def test_eight_step_headers_are_visible_and_nothing_is_cut(
             p_row.scroll_into_view_if_needed()
             expect(p_row).to_be_visible()
             expect(_field(page, i, "p")).to_be_visible()
+        _card(page, 6).locator(".wb-step-header").scroll_into_view_if_needed()
+        ui.screenshot(page, tmp_path, "tuner-steps.png")  # the policy's long names, for a look
         # layout_problems counts controls scrolled out of the step column as overlapping the
         # controls above it: check with the column scrolled to the top (nothing below it).
         column.evaluate("c => { c.scrollTop = 0; }")
@@ -286,7 +289,7 @@ def test_eight_step_headers_are_visible_and_nothing_is_cut(
 # (card, parameter, slider kind, handle, pixels to drag)
 DRAGS = [
     (4, "distortion_scale", "float", ".noUi-handle", 40),
-    (6, "bits", "int", ".noUi-handle", 60),
+    (6, "num_ops", "int", ".noUi-handle", 60),
     (0, "saturation", "float range", ".noUi-handle-upper", 25),
     (5, "quality", "int range", ".noUi-handle-lower", -40),
     (2, "p", "probability", ".noUi-handle", -50),

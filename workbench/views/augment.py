@@ -1,9 +1,13 @@
 """AugmentTuner: edit an augmentation Pipeline next to a live grid of seeded previews.
 
-Left, the step list: add a transform from the registry, remove, reorder, enable/disable, and one
-control per registry parameter (sliders, range sliders, menus, check boxes; ``size`` is typed as
-``224`` or ``224, 224``) plus the step's apply probability. Right, the preview grid: one row per
-sample image, the original and ``draws`` seeded draws.
+Left, the step list: add a transform from the registry, remove, reorder, enable/disable,
+collapse a card to its header, and one control per registry parameter (sliders, range sliders,
+menus, check boxes; ``size`` is typed as ``224`` or ``224, 224``) plus the step's apply
+probability. Next to every slider, a number field shows the exact value held and takes a typed
+one. A slider snapping its start value to its grid changes nothing, and a moved slider sets
+exactly the value its field then shows (:mod:`workbench.augment.controls`). The column scrolls
+as a whole; cards keep their height. Right, the preview grid: one row per sample image, the
+original and ``draws`` seeded draws.
 
 Staying live
 ------------
@@ -153,7 +157,7 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         self.live = live
         self.locked = locked
         self.backend = check_choice(backend, "AugmentTuner: backend", ("pil", "tensor"))
-        self.seed = int(seed)
+        self.seed = check_int(seed, "AugmentTuner: seed", low=0)
         self._rng = np.random.default_rng(seed)
         self._uids: list[int] = list(range(len(pipeline)))
         self._next_uid = len(pipeline)
