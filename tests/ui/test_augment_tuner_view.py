@@ -265,6 +265,12 @@ def test_eight_step_headers_are_visible_and_nothing_is_cut(
             expect(_field(page, i, "p")).to_be_visible()
         _card(page, 6).locator(".wb-step-header").scroll_into_view_if_needed()
         ui.screenshot(page, tmp_path, "tuner-steps.png")  # the policy's long names, for a look
+        # sliders wide enough to aim (they were 144 px: 20 px moved saturation by 0.7)
+        widths = tuner.locator(".wb-steps .noUi-target").evaluate_all(
+            "els => els.map(e => Math.round(e.getBoundingClientRect().width))"
+        )
+        print(f"slider widths: min {min(widths)} px, max {max(widths)} px, n {len(widths)}")
+        assert min(widths) >= 200, widths
         # layout_problems counts controls scrolled out of the step column as overlapping the
         # controls above it: check with the column scrolled to the top (nothing below it).
         column.evaluate("c => { c.scrollTop = 0; }")
