@@ -9,6 +9,7 @@ with ``add_class``, which ipywidgets puts on the widget's own element):
 - ``.wb-augment``                        root box of a tuner (the first one is the dataset's)
 - ``img.wb-draw``                        the seeded draws of the preview grid (blob:/data: ``src``)
 - ``.wb-param-distortion_scale``         the RandomPerspective slider (noUiSlider ``.noUi-handle``)
+- ``.wb-number-distortion_scale input``  its number field, the slider's readout
 - ``.wb-timing``                         "last render N ms · ..." line
 - ``.wb-error``                          inline error banner (hidden when empty)
 """
@@ -89,8 +90,9 @@ def test_augment_tuner_slider_drag_updates_the_preview(
             arg=before,
             timeout=30_000,
         )
-        readout = slider.locator(".widget-readout").first
-        assert readout.inner_text().strip() != "0.20"
+        # the number field next to the slider is its readout (the notebook sets 0.2)
+        readout = tuner.locator(".wb-number-distortion_scale input").first
+        expect(readout).not_to_have_value("0.2", timeout=15_000)
         expect(tuner.locator(".wb-error").first).to_be_hidden()
     except AssertionError:
         stderr = ui.error_outputs(page, include_stderr=True)

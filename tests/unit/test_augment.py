@@ -21,6 +21,7 @@ from workbench.augment import (
     ParamSpec,
     Pipeline,
     Step,
+    controls,
     convert_sample,
     draw_boxes,
     mask_outline,
@@ -642,6 +643,20 @@ def test_draw_boxes_returns_an_rgb_pil_image() -> None:
         draw_boxes(IMG, boxes, labels=["a", "b"])
 
 
+def test_box_labels_scale_with_the_image() -> None:
+    """Labels are legible when a large image is shown fitted to a small preview cell."""
+    big = torch.full((3, 800, 1000), 90, dtype=torch.uint8)
+    boxes = torch.tensor([[100.0, 100.0, 600.0, 500.0]])
+
+    def tag_height(out: PIL.Image.Image) -> int:  # rows of the label tag below the top edge
+        column = np.asarray(out)[:, 104].astype(int)
+        return int((np.abs(column - column[101]).sum(axis=1) == 0)[100:300].sum())
+
+    default = tag_height(draw_boxes(big, boxes, labels=["cat"], width=2))
+    small_font = tag_height(draw_boxes(big, boxes, labels=["cat"], width=2, font_size=10))
+    assert default >= 1000 / 25 > 2 * small_font > 0
+
+
 def test_mask_outline_draws_only_the_boundary() -> None:
     mask = torch.zeros(H, W, dtype=torch.bool)
     mask[10:30, 10:40] = True
@@ -680,3 +695,94 @@ def test_convert_sample_is_the_conversion_apply_uses() -> None:
     sample = {"image": pil, "caption": "x"}
     out = convert_sample(sample, "tensor")
     assert out["caption"] == "x" and torch.equal(out["image"], IMG) and sample["image"] is pil
+
+
+# ----------------------------------------------------------------------------------------------
+# Controls: what a slider or a number field reports becomes an exact, clean value
+# ----------------------------------------------------------------------------------------------
+
+SLIDER_PARAMS = [
+    (name, ps)
+    for name in NAMES
+    for ps in REGISTRY[name].params
+    if ps.kind in ("float", "int", "range")
+] + [("step", controls.P_SPEC)]
+
+
+def _js_grid(ps: ParamSpec, v: float) -> float:
+    """A browser slider's position for ``v``: ``min + k * step`` in binary floating point."""
+    k = round((v - ps.min) / ps.step)
+    return type(v)(ps.min + k * ps.step)
+
+
+def _elements(v: object) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
+@pytest.mark.parametrize(("name", "ps"), SLIDER_PARAMS, ids=lambda x: getattr(x, "name", x))
+def test_defaults_lie_on_the_slider_grid(name: str, ps: ParamSpec) -> None:
+    if (name, ps.name) == ("RandomResizedCrop", "ratio"):
+        assert controls.snap(ps, 4 / 3) == 1.33  # torchvision's 4/3 cannot: shown as 1.33
+        return
+    for v in _elements(ps.default):
+        assert controls.snap(ps, v) == v
+
+
+@pytest.mark.parametrize(("name", "ps"), SLIDER_PARAMS, ids=lambda x: getattr(x, "name", x))
+def test_a_slider_echoing_its_start_value_changes_nothing(name: str, ps: ParamSpec) -> None:
+    values = [ps.default]
+    lo, hi = ps.min, ps.max
+    for frac in (0.1, 0.37, 0.5, 0.93):  # values a user may set in code, on and off the grid
+        x = lo + frac * (hi - lo)
+        x = int(x) if isinstance(ps.default, int) or ps.integer else x
+        values.append((lo if ps.kind == "range" else x, x) if ps.kind == "range" else x)
+    for v in values:
+        echoed = tuple(_js_grid(ps, x) for x in _elements(v))
+        reported = echoed if ps.kind == "range" else echoed[0]
+        assert controls.from_slider(ps, reported, v) is controls.UNCHANGED, (v, reported)
+
+
+def test_a_moved_slider_gives_its_readout_and_the_other_end_stays_exact() -> None:
+    hue = REGISTRY["ColorJitter"].param("hue")
+    moved = controls.from_slider(hue, (-0.5 + 45 * 0.01, -0.5 + 65 * 0.01), (-0.05, 0.05))
+    assert moved == (-0.05, 0.15)
+    ratio = REGISTRY["RandomResizedCrop"].param("ratio")
+    moved = controls.from_slider(ratio, (0.1 + 40 * 0.01, 0.1 + 123 * 0.01), (0.75, 4 / 3))
+    assert moved == (0.5, 4 / 3)  # the unmoved end keeps torchvision's exact 4/3
+    sigma = REGISTRY["ElasticTransform"].param("sigma")
+    assert controls.from_slider(sigma, 0.01 + 699 * 0.01, 5.0) == 7.0
+    bits = REGISTRY["RandomPosterize"].param("bits")
+    assert controls.from_slider(bits, 6, 4) == 6 and controls.from_slider(bits, 4, 4) is (
+        controls.UNCHANGED
+    )
+    choice = REGISTRY["RandomRotation"].param("interpolation")
+    assert controls.from_slider(choice, "bilinear", "nearest") == "bilinear"
+    assert controls.from_slider(choice, "nearest", "nearest") is controls.UNCHANGED
+
+
+def test_number_field_text_is_clean_and_typing_it_back_changes_nothing() -> None:
+    jitter = REGISTRY["ColorJitter"]
+    hue, sat = jitter.param("hue"), jitter.param("saturation")
+    assert controls.text(hue, (-0.05, 0.05)) == "-0.05, 0.05"
+    assert controls.text(sat, (0.8, 1.2)) == "0.8, 1.2"
+    ratio = REGISTRY["RandomResizedCrop"].param("ratio")
+    assert controls.text(ratio, (0.75, 4 / 3)) == "0.75, 1.33333"
+    assert controls.parse(ratio, "0.75, 1.33333", (0.75, 4 / 3)) is controls.UNCHANGED
+    assert controls.parse(ratio, "0.5, 1.33333", (0.75, 4 / 3)) == (0.5, 4 / 3)
+    assert controls.parse(ratio, "0.5 – 2", (0.75, 4 / 3)) == (0.5, 2)
+    assert controls.parse(hue, "−0.1, 0.2", (0.0, 0.0)) == (-0.1, 0.2)
+    assert controls.parse(hue, "0.2", (0.0, 0.0)) == 0.2  # the pipeline reads it as (-0.2, 0.2)
+    size = REGISTRY["RandomCrop"].param("size")
+    assert controls.text(size, (224, 224)) == "224, 224"
+    assert controls.parse(size, "32x48", (224, 224)) == (32, 48)
+    kernel = REGISTRY["GaussianBlur"].param("kernel_size")
+    assert controls.parse(kernel, "7", 5) == 7 and controls.parse(kernel, "7.0", 5) == 7
+    threshold = REGISTRY["RandomSolarize"].param("threshold")
+    assert controls.text(threshold, 128.0) == "128"
+    assert controls.parse(threshold, "128", 128.0) is controls.UNCHANGED
+    for bad in ("", "abc", "1, 2, 3", "0.1, 1a"):
+        with pytest.raises(ParameterError, match="hue"):
+            controls.parse(hue, bad, (0.0, 0.0))
+    for name, ps in SLIDER_PARAMS:
+        shown = controls.text(ps, ps.default)
+        assert controls.parse(ps, shown, ps.default) is controls.UNCHANGED, (name, ps.name)

@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import v2
 
 from workbench import Workspace
-from workbench.augment import Pipeline
+from workbench.augment import REGISTRY, Pipeline
 from workbench.views.augment import AugmentTuner
 
 
@@ -280,9 +280,11 @@ def test_boxes_are_drawn_and_image_only_policies_refused():
     assert t.has_geometry and t.n_rows == 1
     plain = AugmentTuner(samples=[_photo()], pipeline=flip.copy(), rows=1, draws=2, size=150)
     assert _draws(t) != _draws(plain)  # the boxes are drawn on the draws
-    t.add_name.value = "RandAugment"
-    t.add_button.click()
-    assert "image-only" in t.error.message and len(t.pipeline) == 2
+    # image-only policies are not offered for samples with boxes, and refused when asked for
+    offered = set(t.add_name.options)
+    assert offered == {n for n, s in REGISTRY.items() if not s.image_only}
+    assert {"AutoAugment", "RandAugment", "TrivialAugmentWide", "AugMix"}.isdisjoint(offered)
+    assert "RandAugment" in plain.add_name.options  # offered where there are no boxes
     t.cards[1].enabled.value = True  # the disabled AutoAugment stays off
     assert not t.cards[1].enabled.value and not t.pipeline[1].enabled
     assert "AutoAugment" in t.error.message
@@ -358,3 +360,118 @@ def test_close_releases_every_widget(small_catalog):
     t.close()
     assert all(w.comm is None for w in [t, *widgets])
     t.render()  # a render after closing does not fail
+
+
+# ---------------------------------------------------------------- exact values through controls
+
+_SLIDERS = ("FloatSlider", "IntSlider", "FloatRangeSlider", "IntRangeSlider")
+
+
+def _echo(widget) -> None:
+    """What the browser's slider does on creation: snap the value to ``min + k * step`` (in
+    binary floating point, as JavaScript computes it) and send it back."""
+
+    def grid(v):
+        k = round((v - widget.min) / widget.step)
+        return type(v)(widget.min + k * widget.step)
+
+    v = widget.value
+    widget.value = tuple(grid(x) for x in v) if isinstance(v, tuple) else grid(v)
+
+
+def _echo_all(t: AugmentTuner) -> None:
+    for card in t.cards:
+        for w in [*card.params.values(), card.p]:
+            if type(w).__name__ in _SLIDERS:
+                _echo(w)
+
+
+def test_adding_every_step_keeps_the_registry_defaults_exactly():
+    t = AugmentTuner(samples=[_photo(60, 40)], rows=1, draws=1, size=32, live=False)
+    for name in sorted(REGISTRY):
+        t.add_name.value = name
+        t.add_button.click()
+        _echo_all(t)  # every card is rebuilt: every slider echoes again
+    assert [s.name for s in t.pipeline] == sorted(REGISTRY)
+    for step in t.pipeline:
+        spec = REGISTRY[step.name]
+        assert step.params == spec.defaults(), step.name
+        assert step.p == spec.default_p, step.name
+    assert "0000000" not in t.pipeline.to_json() and "9999999" not in t.to_code()
+
+
+def test_a_parameter_set_in_code_survives_the_slider_echo():
+    pipe = Pipeline().add("ColorJitter", hue=0.05, saturation=(0.6, 1.4), p=0.33)
+    pipe.add("RandomResizedCrop", size=(32, 32))
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe.copy(), rows=1, draws=1, size=32)
+    _echo_all(t)
+    assert t.pipeline == pipe
+
+
+def test_a_moved_slider_gives_exactly_its_readout():
+    pipe = Pipeline().add("ColorJitter", hue=0.05).add("RandomErasing")
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe, rows=1, draws=1, size=32)
+    hue = t.cards[0].params["hue"]
+    hue.value = (-0.5 + 45 * 0.01, -0.5 + 65 * 0.01)  # the upper end dragged to 0.15
+    assert t.pipeline[0].params["hue"] == (-0.05, 0.15)
+    ratio = t.cards[1].params["ratio"]
+    ratio.value = (0.01 + 29 * 0.01, 0.01 + 399 * 0.01)  # the upper end dragged to 4.0
+    assert t.pipeline[1].params["ratio"] == (0.3, 4.0)
+    assert "(0.3, 4.0)" in t.to_code() and "(-0.05, 0.15)" in t.to_code()
+
+
+def test_number_fields_set_parameters_exactly_and_refuse_bad_text_inline():
+    pipe = Pipeline().add("ColorJitter").add("RandomPerspective").add("GaussianBlur")
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe, rows=1, draws=1, size=32)
+    jitter, persp, blur = t.cards
+    assert jitter.numbers["brightness"].value == "0.8, 1.2" and persp.numbers["p"].value == "0.5"
+    persp.numbers["distortion_scale"].value = "0.373"  # finer than the slider's step
+    assert t.pipeline[1].params["distortion_scale"] == 0.373
+    assert persp.params["distortion_scale"].value == 0.373
+    jitter.numbers["saturation"].value = "0.6 – 1.3"
+    assert t.pipeline[0].params["saturation"] == (0.6, 1.3)
+    assert jitter.params["saturation"].value == (0.6, 1.3)
+    jitter.numbers["hue"].value = "0.05"  # one number: torchvision's (-x, x)
+    assert t.pipeline[0].params["hue"] == (-0.05, 0.05)
+    assert jitter.numbers["hue"].value == "-0.05, 0.05"
+    blur.numbers["kernel_size"].value = "7"
+    blur.numbers["p"].value = "0.25"
+    assert t.pipeline[2].params["kernel_size"] == 7 and t.pipeline[2].p == 0.25
+    before = t.pipeline.copy()
+    blur.numbers["sigma"].value = "wide"
+    assert "sigma" in t.error.message and "GaussianBlur" in t.error.message
+    blur.numbers["kernel_size"].value = "4"  # even: the pipeline refuses it
+    assert "kernel_size" in t.error.message and t.pipeline == before
+    blur.numbers["kernel_size"].value = "9"
+    blur.numbers["sigma"].value = "0.5, 1"
+    assert not t.error.message
+    assert t.pipeline[2].params == {"kernel_size": 9, "sigma": (0.5, 1.0)}
+    # a moved slider: the number field shows its readout, and that is the value held
+    jitter.params["contrast"].value = (0.0 + 11 * 0.05, 0.0 + 29 * 0.05)
+    assert jitter.numbers["contrast"].value == "0.55, 1.45"
+    assert t.pipeline[0].params["contrast"] == (0.55, 1.45)
+
+
+def test_cards_keep_their_height_and_collapse():
+    pipe = Pipeline()
+    for name in ["ColorJitter", "RandomAffine", "RandomErasing", "GaussianBlur",
+                 "RandomResizedCrop", "RandomRotation", "JPEG", "RandomPerspective"]:  # fmt: skip
+        pipe.add(name)
+    t = AugmentTuner(samples=[_photo(60, 40)], pipeline=pipe, rows=1, draws=1, size=32)
+    assert "auto" in t.steps_box.layout.overflow
+    assert all(c.layout.flex == "0 0 auto" for c in t.cards)  # the column scrolls, not cards
+    t.cards[1].collapse.click()
+    assert t.cards[1].collapsed and t.cards[1].body.layout.display == "none"
+    assert t.cards[1].collapse.description == "▸" and not t.cards[0].collapsed
+    t.cards[0].down.click()  # rebuilt cards keep their state, following their step
+    assert t.cards[0].collapsed and not t.cards[1].collapsed
+    t.collapse(0, False)
+    assert not t.cards[0].collapsed and t.cards[0].collapse.description == "▾"
+
+
+def test_save_says_why_it_is_disabled(small_catalog, tmp_path):
+    t = AugmentTuner(samples=[_photo(60, 40)], rows=1, draws=1, size=32)
+    assert t.save_button.disabled and "workspace" in t.status.value
+    ws = AugmentTuner(samples=[_photo(60, 40)], rows=1, draws=1, size=32,
+                      workspace=Workspace(tmp_path / "ws"))  # fmt: skip
+    assert not ws.save_button.disabled and "workspace" not in ws.status.value

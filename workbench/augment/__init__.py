@@ -5,6 +5,8 @@ One concern per module:
 
 * :mod:`~workbench.augment.registry`: the transforms and their parameters (:data:`REGISTRY`);
 * :mod:`~workbench.augment._params`: checks of parameter values, seeds and backends;
+* :mod:`~workbench.augment.controls`: how a parameter is shown by a slider or a number field
+  and read back exactly (a slider's snap to its grid is no edit);
 * :mod:`~workbench.augment.pipeline`: :class:`Step` and :class:`Pipeline` (edit, validate, JSON);
 * :mod:`~workbench.augment.codegen`: one description of a step gives its object and its source;
 * :mod:`~workbench.augment.replay`: seeded replay (:class:`Replay`), per-step and variant seeds,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from workbench._validation import check_choice, check_probability, is_int, is_real
 from workbench.augment.registry import REGISTRY, ParamSpec, TransformSpec
 from workbench.errors import ParameterError
 
@@ -24,13 +25,8 @@ class _Bad(Exception):
     """A value is wrong; the message completes "parameter 'x' ..."."""
 
 
-def _is_number(x: Any) -> bool:
-    is_bool = isinstance(x, (bool, np.bool_))
-    return isinstance(x, (int, float, np.integer, np.floating)) and not is_bool
-
-
 def _number(spec: ParamSpec, x: Any, integer: bool, what: str = "") -> float | int:
-    if not _is_number(x) or (isinstance(x, (float, np.floating)) and not math.isfinite(x)):
+    if not is_real(x) or (not is_int(x) and not math.isfinite(x)):
         raise _Bad(f"{what}must be a finite number, got {x!r}")
     if integer:
         if float(x) != int(x):
@@ -66,13 +62,13 @@ def _normalize(spec: ParamSpec, value: Any) -> Any:
             raise _Bad(f"must be odd and positive, got {n}")
         return n
     if kind == "size":
-        if _is_number(value):
+        if is_real(value):
             return _number(spec, value, integer=True)
         if isinstance(value, (list, tuple)) and len(value) == 2:
             return tuple(_number(spec, v, integer=True, what="(height, width) ") for v in value)
         raise _Bad(f"must be an int or an (height, width) pair, got {value!r}")
     if kind == "range":
-        if _is_number(value):
+        if is_real(value):
             if spec.scalar is None:
                 raise _Bad(f"must be a (min, max) pair, got {value!r}")
             x = float(value)
@@ -110,11 +106,7 @@ def _spec_for(i: int | None, name: Any) -> TransformSpec:
 
 
 def _check_p(label: str, p: Any) -> float:
-    if not _is_number(p) or not 0.0 <= float(p) <= 1.0:
-        raise ParameterError(
-            f"{label}: parameter 'p' (apply probability) must be in [0, 1], got {p!r}"
-        )
-    return float(p)
+    return check_probability(p, f"{label}: parameter 'p' (apply probability)")
 
 
 def _check_params(i: int | None, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,12 +134,10 @@ def _check_params(i: int | None, name: str, params: Mapping[str, Any]) -> dict[s
 
 
 def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ParameterError(f"seed must be an int in [0, 2**63), got {seed!r}")
+    if not is_int(seed) or not 0 <= seed < 2**63:
+        raise ParameterError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return int(seed)
 
 
 def _check_backend(backend: Any) -> Backend:
-    if backend not in ("tensor", "pil"):
-        raise ParameterError(f"backend must be 'tensor' or 'pil', got {backend!r}")
-    return backend
+    return check_choice(backend, "backend", ("tensor", "pil"))

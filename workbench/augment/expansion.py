@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import PIL.Image
 import torch
 
+from workbench._validation import check_positive_int
 from workbench.augment._params import Backend, _check_backend, _check_seed
 from workbench.augment.pipeline import Pipeline
 from workbench.augment.replay import _M64, _RNG_GUARD, Replay, _rng_guard, _splitmix64
@@ -240,10 +240,9 @@ def expand(
     from workbench.parallel import pmap
     from workbench.workspace import Workspace
 
-    if not isinstance(copies, (int, np.integer)) or isinstance(copies, bool) or copies < 1:
-        raise ParameterError(f"expand: copies must be an int >= 1, got {copies!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ParameterError(f"expand: batch_size must be an int >= 1, got {batch_size!r}")
+    copies = check_positive_int(copies, "expand: copies")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "expand: batch_size")
     seed = _check_seed(seed)
     backend = _check_backend(backend)
     if not isinstance(pipeline, Pipeline):

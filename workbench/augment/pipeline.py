@@ -33,9 +33,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from torchvision.transforms import v2
 
+from workbench._validation import check_int, is_int
 from workbench.augment._params import Backend, _check_p, _check_params, _label, _spec_for
 from workbench.augment.codegen import (
     _instantiate,
@@ -148,7 +148,7 @@ class Pipeline:
             (``"Pipeline.<action>: no step at index ..."``).
         """
         n = len(self.steps)
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -n <= i < n:
+        if not is_int(i) or not -n <= i < n:
             raise ParameterError(
                 f"Pipeline.{action}: no step at index {i!r} (the pipeline has {n} steps)"
             )
@@ -403,10 +403,9 @@ class Pipeline:
         ``numpy.random.SeedSequence(seed)``, so neighbouring ``seed`` values do not share variants
         (as ``seed + k`` would).
         """
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise ParameterError(f"draws: n must be a non-negative int, got {n!r}")
+        n = check_int(n, "draws: n", low=0)
         replay = self.replayer(step_keys=step_keys, backend=backend)
-        return [replay(sample, s) for s in variant_seeds(seed, int(n))]
+        return [replay(sample, s) for s in variant_seeds(seed, n)]
 
     def replayer(
         self, *, step_keys: Sequence[int] | None = None, backend: Backend = "tensor"

@@ -13,13 +13,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from workbench._validation import check_int
 from workbench.errors import ParameterError
 
 __all__ = ["convert_sample", "downscale", "draw_boxes", "mask_outline"]
@@ -93,6 +93,7 @@ def draw_boxes(
     boxes: torch.Tensor,
     labels: Sequence[Any] | torch.Tensor | None = None,
     width: int = 1,
+    font_size: int | None = None,
 ) -> PIL.Image.Image:
     """Draw boxes (and their labels) on a copy of ``image``.
 
@@ -106,6 +107,9 @@ def draw_boxes(
         One label per box (class ids or names); boxes of one label share a colour.
     width : int
         Line width in pixels.
+    font_size : int, optional
+        Height of the label text in pixels; default about 1/25 of the longer side (at least
+        10), so labels stay legible when the image is shown fitted to a preview cell.
 
     Returns
     -------
@@ -128,8 +132,36 @@ def draw_boxes(
     colors = [_color_for(n) for n in names] if names else [_PALETTE[0]] * boxes.shape[0]
     from torchvision.utils import draw_bounding_boxes
 
-    out = draw_bounding_boxes(rgb, boxes, labels=names, colors=colors, width=width)
-    return convert_sample(out, "pil")
+    out = convert_sample(draw_bounding_boxes(rgb, boxes, colors=colors, width=width), "pil")
+    if names:
+        # torchvision draws labels in PIL's fixed 11 px bitmap font (tiny on a photo shown
+        # fitted to a preview cell) unless given a font file; PIL's own scalable font needs none.
+        if font_size is None:
+            font_size = max(10, round(max(rgb.shape[-2:]) / 25))
+        _draw_labels(out, boxes, names, colors, font_size)
+    return out
+
+
+def _draw_labels(
+    image: PIL.Image.Image,
+    boxes: torch.Tensor,
+    names: Sequence[str],
+    colors: Sequence[tuple[int, int, int]],
+    font_size: int,
+) -> None:
+    """Write each name on a filled tag at its box's top-left corner (in place)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(1, int(font_size)))
+    draw = ImageDraw.Draw(image)
+    pad = max(1, font_size // 6)
+    for (x0, y0, _x1, _y1), name, color in zip(boxes.tolist(), names, colors, strict=True):
+        _, _, right, bottom = draw.textbbox((x0 + pad, y0 + pad), name, font=font)
+        draw.rectangle((x0, y0, right + pad, bottom + pad), fill=color)
+        dark = sum(color) > 3 * 140  # dark text on light tags
+        draw.text(
+            (x0 + pad, y0 + pad), name, fill=(0, 0, 0) if dark else (255, 255, 255), font=font
+        )
 
 
 def _outline(masks: torch.Tensor) -> torch.Tensor:
@@ -192,8 +224,7 @@ def downscale(sample: Any, max_side: int) -> Any:
     max_side : int
         Largest allowed height or width, at least 2.
     """
-    if not isinstance(max_side, (int, np.integer)) or isinstance(max_side, bool) or max_side < 2:
-        raise ParameterError(f"downscale: max_side must be an int >= 2, got {max_side!r}")
+    max_side = check_int(max_side, "downscale: max_side", low=2)
     image = sample["image"] if isinstance(sample, Mapping) else sample
     if isinstance(image, PIL.Image.Image):
         h, w = image.height, image.width

@@ -41,7 +41,8 @@ class ParamSpec:
         Accepted domain (inclusive unless ``min_open``); also the natural ends of a slider.
         For ``range`` and ``size`` they bound each element.
     step : float or None
-        Slider step.
+        Slider step. A slider's positions are ``min + k * step``; every default lies on them
+        (but torchvision's ``4/3`` aspect), so a new slider shows the default exactly.
     choices : tuple
         Allowed values of a ``choice``.
     min_open : bool
@@ -364,7 +365,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         "ElasticTransform",
         (
             _float("alpha", 50.0, 0.0, 1000.0, 1.0, "displacement magnitude"),
-            _float("sigma", 5.0, 0.01, 50.0, 0.5, "displacement smoothness"),
+            _float("sigma", 5.0, 0.01, 50.0, 0.01, "displacement smoothness"),
             _interp("bilinear"),
             _fill(),
         ),
@@ -387,7 +388,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         "GaussianBlur",
         (
             _int("kernel_size", 5, 1, 51, "kernel side (odd, positive)", step=2, odd=True),
-            _range("sigma", (0.1, 2.0), 0.01, 20.0, 0.1, "blur std range", scalar="fixed"),
+            _range("sigma", (0.1, 2.0), 0.01, 20.0, 0.01, "blur std range", scalar="fixed"),
         ),
         pixel_scale=True,
         doc="blur with a random sigma",
@@ -435,7 +436,7 @@ _SPECS: tuple[TransformSpec, ...] = (
         "RandomErasing",
         (
             _range("scale", (0.02, 0.33), 0.0, 1.0, 0.01, "erased area fraction", min_open=True),
-            _range("ratio", (0.3, 3.3), 0.01, 10.0, 0.1, "erased aspect (h/w)"),
+            _range("ratio", (0.3, 3.3), 0.01, 10.0, 0.01, "erased aspect (h/w)"),
             _int("value", 0, 0, 255, "value written into the rectangle"),
         ),
         has_p=True,
@@ -496,7 +497,7 @@ _SPECS: tuple[TransformSpec, ...] = (
             _int("severity", 3, 1, 10, "strength of the base operations"),
             _int("mixture_width", 3, 1, 10, "number of chains"),
             _int("chain_depth", -1, -1, 10, "ops per chain (-1: random 1-3)"),
-            _float("alpha", 1.0, 0.01, 10.0, 0.1, "mixing prior"),
+            _float("alpha", 1.0, 0.01, 10.0, 0.01, "mixing prior"),
             _bool("all_ops", True, "include the colour-changing ops"),
             _interp("bilinear"),
         ),

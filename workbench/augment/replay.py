@@ -29,6 +29,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from workbench._validation import is_int
 from workbench.augment._params import Backend, _check_backend, _check_seed
 from workbench.augment.codegen import _image_only_names, _instantiate, _pipeline_nodes
 from workbench.augment.preview import convert_sample
@@ -73,10 +74,7 @@ class Replay:
         self.pipeline.steps = copy.deepcopy(pipeline.steps)
         if step_keys is not None:
             keys = list(step_keys)
-            if len(keys) != len(self.pipeline) or not all(
-                isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0
-                for k in keys
-            ):
+            if len(keys) != len(self.pipeline) or not all(is_int(k) and k >= 0 for k in keys):
                 raise ParameterError(
                     f"step_keys: expected one non-negative int per step ({len(self.pipeline)}), "
                     f"got {step_keys!r}"

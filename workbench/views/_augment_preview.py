@@ -1,18 +1,21 @@
-"""The augment tuner's preview: its samples, their working copies and the grid of cells.
+"""The augment tuner's preview: its samples, their working copies, the grid and the render loop.
 
 :class:`_Samples` holds user samples or catalog rows and caches the last 64 sources and working
 copies (so a slider drag decodes and downscales nothing); it converts with
 :func:`workbench.augment.convert_sample`, the conversion ``Pipeline.apply`` itself uses, so a
 preview cell is exactly the core's replay. Boxes and masks are drawn on the cells with the core's
 ``draw_boxes`` and ``mask_outline``. :class:`_PreviewGrid` shows the encoded cells.
+:class:`_PreviewRendering` is the tuner's render loop (see the tuner's notes on staying live).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -20,11 +23,36 @@ import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from workbench.augment import Replay, convert_sample, downscale, draw_boxes, mask_outline
+from workbench.augment import (
+    Replay,
+    convert_sample,
+    downscale,
+    draw_boxes,
+    mask_outline,
+    variant_seeds,
+)
+from workbench.background import Latest
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
+from workbench.views._common import guarded
+
+_NEAREST = InterpolationMode.NEAREST
+
+# Set on the render threads of every tuner: render() there runs inline (no waiting on itself).
+_ON_RENDER_THREAD = threading.local()
+# What the future of a render request resolves to when a newer request replaced it.
+_SUPERSEDED = object()
+
+
+def _init_render_thread() -> None:
+    # OpenMP's thread count is per thread: one intra-op thread here, whatever the kernel uses.
+    # Preview tensors are small; splitting each op over cores that other work is using costs
+    # far more than it saves (5-20x slower on a busy 2-core machine, measured).
+    torch.set_num_threads(1)
+    _ON_RENDER_THREAD.active = True
 
 
 def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
@@ -54,13 +82,6 @@ class _Source:
         self.sample = sample
         self.caption = caption
         self.classes = classes  # names of label indices, for drawing boxes
-
-    def first_rows(self, rows: int, rng: np.random.Generator) -> list[Any]:
-        """The keys of the first ``rows`` rows: the first samples or ids, else a random pick."""
-        if not self._random:
-            return self.pool[:rows]
-        pick = rng.choice(len(self.pool), size=min(rows, len(self.pool)), replace=False)
-        return [self.pool[i] for i in sorted(pick)]
 
     @property
     def has_geometry(self) -> bool:
@@ -246,8 +267,6 @@ class _Samples:
         if not isinstance(out, dict):
             return _thumb(convert_sample(out, "pil"), size)
         im = out["image"]
-        longest = max(F.get_size(im))
-        width = max(1, round(longest / size)) + 1
         if "masks" in out:
             im = mask_outline(im, out["masks"])
         if "boxes" in out:
@@ -255,7 +274,20 @@ class _Samples:
             names = None
             if labels is not None and src.classes is not None:
                 names = [src.classes[int(i)] for i in labels]
-            im = draw_boxes(im, out["boxes"], names, width=width)
+            boxes = out["boxes"]
+            h, w = F.get_size(im)
+            f = size // max(h, w)
+            if f >= 2:  # a small image is enlarged for the cell: draw on the enlarged pixels
+                im = F.resize(convert_sample(im, "tensor"), [h * f, w * f], interpolation=_NEAREST)
+                if isinstance(boxes, tv_tensors.BoundingBoxes):
+                    boxes = F.resize(boxes, [h * f, w * f])
+                else:
+                    boxes = torch.as_tensor(boxes) * f
+            scale = max(F.get_size(im)) / size  # image pixels per preview pixel
+            # Lines about 2 and labels about 12 preview pixels, whatever the image size.
+            im = draw_boxes(
+                im, boxes, names, width=max(1, round(2 * scale)), font_size=round(12 * scale)
+            )
         return _thumb(convert_sample(im, "pil"), size)
 
 
@@ -312,7 +344,109 @@ class _PreviewGrid(W.GridBox):
                         img.format = fmt
                         img.value = data
                 caption = escape(captions[r])
+                # Wrapped, never cut: ids and paths are long and differ at the end.
                 self.captions[r].value = (
-                    f'<div title="{caption}" style="font-size:11px;overflow:hidden;'
-                    f'text-overflow:ellipsis;white-space:nowrap">{caption}</div>'
+                    f'<div title="{caption}" style="font-size:11px;line-height:1.25;'
+                    f'overflow-wrap:anywhere">{caption}</div>'
                 )
+
+
+class _PreviewRendering:
+    """The tuner's render loop: renders run one at a time on the tuner's own thread, and a
+    request still waiting when a newer one arrives is dropped (``Latest``).
+
+    A mixin of ``AugmentTuner``, which owns what a render reads (under ``_state_lock``):
+    ``pipeline``, ``rows_keys``, ``seed``, ``_isolated``, ``_uids``, ``backend``, ``size``,
+    ``n_draws``, ``_samples``, ``_memos``, ``grid``, ``timing``, ``_errors`` (shown by
+    ``_show_errors``), ``live``, ``_closed`` and ``_render_callbacks``.
+    """
+
+    _renderer: Latest
+    last_render: dict[str, Any]
+    render_count: int
+    _generation: int
+    _render_callbacks: list[Callable[[dict], None]]
+
+    def _start_renderer(self) -> None:
+        self._renderer = Latest(
+            "wb-augment-render", superseded=_SUPERSEDED, initializer=_init_render_thread
+        )
+
+    def render(self) -> dict[str, Any]:
+        """Render the grid now from the current state and return ``last_render``.
+
+        Synchronous: the work runs on the render thread (after any render already running
+        there) and this call waits for it. Errors are shown in the banner; the previous images
+        stay. A closed tuner renders nothing.
+        """
+        if self._closed:
+            return self.last_render
+        if getattr(_ON_RENDER_THREAD, "active", False):
+            self._render_now()
+        elif self._renderer.submit(self._render_now).result() is _SUPERSEDED:
+            self._renderer.wait()  # a newer request renders the latest state: wait for it
+        return self.last_render
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until background rendering is idle; ``False`` on timeout."""
+        return self._renderer.wait(timeout)
+
+    def _request_render(self, sync: bool = False) -> None:
+        """Ask for a render of the latest state (a waiting request is replaced by this one)."""
+        with self._state_lock:
+            self._generation += 1
+        if self._closed:
+            return
+        if sync or not self.live:
+            self.render()
+        else:
+            self._renderer.submit(self._render_now)
+
+    @guarded
+    def _render_now(self) -> None:
+        with self._state_lock:
+            generation = self._generation
+            keys = list(self.rows_keys)
+            seed = self.seed
+            if self._isolated is not None and self._isolated in self._uids:
+                i = self._uids.index(self._isolated)
+                pipe, step_keys = self.pipeline.only(i), [self._isolated]
+            else:
+                pipe, step_keys = self.pipeline, list(self._uids)
+            replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
+            reduce = not pipe.pixel_scale_steps
+        t0 = time.perf_counter()
+        seeds = variant_seeds(seed, len(keys) * self.n_draws)
+        try:
+            cells, shape, memos = self._samples.cells(
+                keys, replay, seeds, self.n_draws, reduce, self.size, self.backend, self._memos
+            )
+        except ParameterError as e:
+            self._errors["render"] = f"preview: {e}"
+            self._show_errors()
+            return
+        self._memos = memos  # only this render's cells: memory stays rows x draws x steps
+        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
+        ms = (time.perf_counter() - t0) * 1000
+        self.render_count += 1
+        self.last_render = {
+            "ms": ms,
+            "reduced": reduce,
+            "shape": shape,
+            "generation": generation,
+            "seed": seed,
+        }
+        how = (
+            f"working copy ≤ {self.size} px"
+            if reduce
+            else "full resolution: "
+            + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
+            + " work in pixels"
+        )
+        self.timing.value = (
+            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
+        )
+        if self._errors.pop("render", None) is not None:
+            self._show_errors()
+        for fn in self._render_callbacks:
+            fn(self.last_render)

@@ -1,9 +1,13 @@
 """AugmentTuner: edit an augmentation Pipeline next to a live grid of seeded previews.
 
-Left, the step list: add a transform from the registry, remove, reorder, enable/disable, and one
-control per registry parameter (sliders, range sliders, menus, check boxes; ``size`` is typed as
-``224`` or ``224, 224``) plus the step's apply probability. Right, the preview grid: one row per
-sample image, the original and ``draws`` seeded draws.
+Left, the step list: add a transform from the registry, remove, reorder, enable/disable,
+collapse a card to its header, and one control per registry parameter (sliders, range sliders,
+menus, check boxes; ``size`` is typed as ``224`` or ``224, 224``) plus the step's apply
+probability. Next to every slider, a number field shows the exact value held and takes a typed
+one. A slider snapping its start value to its grid changes nothing, and a moved slider sets
+exactly the value its field then shows (:mod:`workbench.augment.controls`). The column scrolls
+as a whole; cards keep their height. Right, the preview grid: one row per sample image, the
+original and ``draws`` seeded draws.
 
 Staying live
 ------------
@@ -40,43 +44,27 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
-import torch
 
-from workbench.augment import REGISTRY, Pipeline, Replay, variant_seeds
-from workbench.background import Latest
+from workbench._validation import check_choice, check_int, check_positive_int
+from workbench.augment import REGISTRY, Pipeline, controls
 from workbench.errors import ParameterError
 from workbench.thumbs import escape
-from workbench.views._augment_cards import _close_tree, _size_text, _StepCard, _widget_value
-from workbench.views._augment_preview import _PreviewGrid, _Samples
+from workbench.views._augment_cards import _close_tree, _StepCard
+from workbench.views._augment_preview import _PreviewGrid, _PreviewRendering, _Samples
 from workbench.views._common import ErrorBanner, guarded
 
 __all__ = ["AugmentTuner"]
 
-_PANEL_WIDTH = "390px"
-# Set on the render threads of every tuner: render() there runs inline (no waiting on itself).
-_ON_RENDER_THREAD = threading.local()
-# What the future of a render request resolves to when a newer request replaced it.
-_SUPERSEDED = object()
-
-
-def _init_render_thread() -> None:
-    # OpenMP's thread count is per thread: one intra-op thread here, whatever the kernel uses.
-    # Preview tensors are small; splitting each op over cores that other work is using costs
-    # far more than it saves (5-20x slower on a busy 2-core machine, measured).
-    torch.set_num_threads(1)
-    _ON_RENDER_THREAD.active = True
-
-
+_PANEL_WIDTH = "500px"
 # ------------------------------------------------------------------------------------ the view
 
 
-class AugmentTuner(W.VBox):
+class AugmentTuner(_PreviewRendering, W.VBox):
     """Tune an augmentation :class:`~workbench.augment.Pipeline` on real samples.
 
     Parameters
@@ -131,8 +119,8 @@ class AugmentTuner(W.VBox):
     -----
     One concept, the editing session over one pipeline (its editing API, one handler per
     control, the render), so one class past the usual size. Its self-contained parts live
-    apart: the step card in ``_augment_cards``; samples, working copies and the grid in
-    ``_augment_preview``.
+    apart: the step card in ``_augment_cards``; samples, working copies, the grid and the
+    render loop in ``_augment_preview``.
     """
 
     def __init__(
@@ -153,12 +141,10 @@ class AugmentTuner(W.VBox):
     ) -> None:
         # First: close() (also run when a half-built view is collected) stops the render thread.
         self._closed = False
-        self._renderer = Latest(
-            "wb-augment-render", superseded=_SUPERSEDED, initializer=_init_render_thread
-        )
-        for name, v, lo in (("rows", rows, 1), ("draws", draws, 1), ("size", size, 16)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ParameterError(f"AugmentTuner: {name} must be an int >= {lo}, got {v!r}")
+        self._start_renderer()
+        check_positive_int(rows, "AugmentTuner: rows")
+        check_positive_int(draws, "AugmentTuner: draws")
+        check_int(size, "AugmentTuner: size", low=16)
         if catalog is None and samples is None:
             raise ParameterError("AugmentTuner: pass a catalog or samples=[...] to preview")
         self.catalog = catalog
@@ -170,17 +156,16 @@ class AugmentTuner(W.VBox):
         self.n_draws = draws
         self.live = live
         self.locked = locked
-        if backend not in ("pil", "tensor"):
-            raise ParameterError(
-                f"AugmentTuner: backend must be 'pil' or 'tensor', got {backend!r}"
-            )
-        self.backend = backend
-        self.seed = int(seed)
+        self.backend = check_choice(backend, "AugmentTuner: backend", ("pil", "tensor"))
+        self.seed = check_int(seed, "AugmentTuner: seed", low=0)
         self._rng = np.random.default_rng(seed)
         self._uids: list[int] = list(range(len(pipeline)))
         self._next_uid = len(pipeline)
         self._isolated: int | None = None
         self._errors: dict[Any, str] = {}
+        # Values refused for (step id, key), retried when another edit of the step may allow them.
+        self._pending: dict[tuple[int, str], Any] = {}
+        self._collapsed: set[int] = set()
         self._syncing = False
         self._change_callbacks: list[Callable[[Pipeline], None]] = []
         self._render_callbacks: list[Callable[[dict], None]] = []
@@ -204,13 +189,16 @@ class AugmentTuner(W.VBox):
 
         # left: steps
         self.error = ErrorBanner()
+        # Image-only policies cannot move boxes or masks: not offered for such samples.
+        names = sorted(n for n, s in REGISTRY.items() if not (s.image_only and self.has_geometry))
         self.add_name = W.Dropdown(
-            options=sorted(REGISTRY), value="ColorJitter", layout=W.Layout(width="230px")
+            options=names, value="ColorJitter", layout=W.Layout(width="240px")
         ).add_class("wb-add-name")
         self.add_button = W.Button(
             description="Add", icon="plus", layout=W.Layout(width="80px")
         ).add_class("wb-add")
-        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="auto"))
+        # The column scrolls as a whole; its cards keep their natural height.
+        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="hidden auto"))
         self.steps_box.add_class("wb-steps")
         self.cards: list[_StepCard] = []
         left = W.VBox(
@@ -237,13 +225,23 @@ class AugmentTuner(W.VBox):
         self.images: list[list[W.Image]] = self.grid.images
         self.captions: list[W.HTML] = self.grid.captions
         self.save_button = W.Button(
-            description="Save", icon="save", tooltip="save the pipeline to the workspace"
+            description="Save",
+            icon="save",
+            tooltip="save the pipeline to the workspace",
+            layout=W.Layout(flex="0 0 auto"),
         ).add_class("wb-save")
         self.save_button.disabled = workspace is None
-        self.code_toggle = W.ToggleButton(description="Show code", icon="code").add_class(
-            "wb-show-code"
-        )
+        if workspace is None:
+            self.save_button.tooltip = "no workspace: pass workspace=... to the tuner to save"
+        self.code_toggle = W.ToggleButton(
+            description="Show code", icon="code", layout=W.Layout(flex="0 0 auto")
+        ).add_class("wb-show-code")
         self.status = W.HTML().add_class("wb-status")
+        if workspace is None:
+            self.status.value = (
+                '<span style="color:#666">Save needs a workspace: '
+                "<code>AugmentTuner(..., workspace=ws)</code></span>"
+            )
         self.code = W.HTML(layout=W.Layout(display="none")).add_class("wb-code")
         right = W.VBox(
             [
@@ -253,15 +251,18 @@ class AugmentTuner(W.VBox):
                 ),
                 self.timing,
                 self.grid,
-                W.HBox([self.save_button, self.code_toggle, self.status]),
+                W.HBox(
+                    [self.save_button, self.code_toggle, self.status],
+                    layout=W.Layout(align_items="center", flex_flow="row wrap"),
+                ),
                 self.code,
             ],
             layout=W.Layout(flex="1 1 auto", min_width="0"),
         )
 
-        self.add_button.on_click(self._on_add_click)
-        self.shuffle_button.on_click(self._on_shuffle_click)
-        self.reroll_button.on_click(self._on_reroll_click)
+        self.add_button.on_click(lambda _b: self._on_click(self.add_step, self.add_name.value))
+        self.shuffle_button.on_click(lambda _b: self._on_click(self.shuffle))
+        self.reroll_button.on_click(lambda _b: self._on_click(self.reroll))
         self.lock_toggle.observe(self._on_lock_change, "value")
         self.save_button.on_click(self._on_save_click)
         self.code_toggle.observe(self._on_code_change, "value")
@@ -353,12 +354,21 @@ class AugmentTuner(W.VBox):
         self.cards[i].enabled.value = bool(flag)
 
     def set_param(self, i: int, key: str, value: Any) -> None:
-        """Set parameter ``key`` (or ``"p"``) of step ``i`` through its control."""
-        card = self.cards[i]
-        widget = card.p if key == "p" else card.params[key]
-        if isinstance(widget, W.Text):
-            value = _size_text(value)
-        widget.value = value
+        """Set parameter ``key`` (or ``"p"``) of step ``i`` as its controls would.
+
+        The controls then show the value; a refused value is reported inline (the view keeps
+        working) and applied as soon as another edit of the step makes it valid.
+        """
+        self._set(self._uids[self.pipeline.check_index(i, "set_param")], key, value)
+
+    def collapse(self, i: int, flag: bool = True) -> None:
+        """Collapse (``flag=False``: expand) the card of step ``i`` to its header."""
+        uid = self._uids[self.pipeline.check_index(i, "collapse")]
+        if flag:
+            self._collapsed.add(uid)
+        else:
+            self._collapsed.discard(uid)
+        self.cards[self._index_of(uid)].set_collapsed(flag)
 
     def isolate(self, i: int | None) -> None:
         """Show only step ``i`` (``None``: the whole pipeline)."""
@@ -403,25 +413,6 @@ class AugmentTuner(W.VBox):
         with self._state_lock:
             return self.pipeline.to_code()
 
-    def render(self) -> dict[str, Any]:
-        """Render the grid now from the current state and return ``last_render``.
-
-        Synchronous: the work runs on the render thread (after any render already running
-        there) and this call waits for it. Errors are shown in the banner; the previous images
-        stay. A closed tuner renders nothing.
-        """
-        if self._closed:
-            return self.last_render
-        if getattr(_ON_RENDER_THREAD, "active", False):
-            self._render_now()
-        elif self._renderer.submit(self._render_now).result() is _SUPERSEDED:
-            self._renderer.wait()  # a newer request renders the latest state: wait for it
-        return self.last_render
-
-    def wait(self, timeout: float = 30.0) -> bool:
-        """Wait until background rendering is idle; ``False`` on timeout."""
-        return self._renderer.wait(timeout)
-
     def refresh(self) -> None:
         """Rebuild the controls after editing ``tuner.pipeline`` in code, then render."""
         with self._state_lock:
@@ -454,24 +445,20 @@ class AugmentTuner(W.VBox):
 
     # ------------------------------------------------------------------ handlers
     @guarded
-    def _on_add_click(self, _button: W.Button) -> None:
-        self._try("action", self.add_step, self.add_name.value)
+    def _on_click(self, action: Callable[..., Any], *args: Any) -> None:
+        """A button: run the public method ``action``; a refusal is shown inline."""
+        self._try("action", action, *args)
 
     @guarded
-    def _on_remove_click(self, uid: int) -> None:
-        self._try("action", self.remove_step, self._index_of(uid))
-
-    @guarded
-    def _on_up_click(self, uid: int) -> None:
+    def _on_step_click(self, uid: int, action: str) -> None:
+        """A step card's ↑, ↓, ✕ or collapse button."""
         i = self._index_of(uid)
-        if i > 0:
-            self._try("action", self.move_step, i, i - 1)
-
-    @guarded
-    def _on_down_click(self, uid: int) -> None:
-        i = self._index_of(uid)
-        if i < len(self.pipeline) - 1:
-            self._try("action", self.move_step, i, i + 1)
+        if action == "collapse":
+            self.collapse(i, uid not in self._collapsed)
+        elif action == "remove":
+            self._try("action", self.remove_step, i)
+        elif 0 <= (j := i - 1 if action == "up" else i + 1) < len(self.pipeline):
+            self._try("action", self.move_step, i, j)
 
     @guarded
     def _on_enabled_change(self, uid: int, change: dict) -> None:
@@ -497,35 +484,58 @@ class AugmentTuner(W.VBox):
         self._changed()
 
     @guarded
-    def _on_param_change(self, uid: int, key: str, change: dict) -> None:
+    def _on_control_change(self, uid: int, key: str, source: str, change: dict) -> None:
+        """A parameter's control (``source="control"``) or number field (``"number"``)."""
         if self._syncing:
             return
         with self._state_lock:
+            i = self._index_of(uid)
+            step = self.pipeline[i]
+            current = step.p if key == "p" else step.params[key]
             try:
-                self._apply_control(uid, key)
+                value = self.cards[i].rows[key].read(source, current)
             except ParameterError as e:
-                # Keep the last good value (and preview); the control shows what was entered
-                # until it is fixed.
+                self._errors[("param", uid, key)] = f"step {i} ({step.name}): {e}"
+                self._show_errors()
+                return
+        if value is controls.UNCHANGED:
+            # The browser's slider snapped the value to its grid, or nothing was retyped.
+            self._sync_row(uid, key)
+            return
+        self._set(uid, key, value)
+
+    def _set(self, uid: int, key: str, value: Any) -> None:
+        with self._state_lock:
+            i = self._index_of(uid)
+            try:
+                self.pipeline.set_param(i, key, value)
+            except ParameterError as e:
+                # Keep the last good value (and preview); the control shows what was entered.
                 self._errors[("param", uid, key)] = str(e)
+                self._pending[(uid, key)] = value
                 self._show_errors()
                 return
             self._errors.pop(("param", uid, key), None)
+            self._pending.pop((uid, key), None)
+            synced = [key]
             # A refused value may have become valid (magnitude vs num_magnitude_bins).
-            for err in [k for k in self._errors if isinstance(k, tuple) and k[1] == uid]:
+            for u, k in [pk for pk in self._pending if pk[0] == uid]:
                 with contextlib.suppress(ParameterError):
-                    self._apply_control(uid, err[2])
-                    del self._errors[err]
+                    self.pipeline.set_param(i, k, self._pending[(u, k)])
+                    del self._pending[(u, k)]
+                    self._errors.pop(("param", u, k), None)
+                    synced.append(k)
+            for k in synced:
+                self._sync_row(uid, k)
         self._show_errors()
         self._changed()
 
-    def _apply_control(self, uid: int, key: str) -> None:
-        i = self._index_of(uid)
-        card = self.cards[i]
-        if key == "p":
-            value = card.p.value
-        else:
-            value = _widget_value(self.pipeline[i].spec.param(key), card.params[key])
-        self.pipeline.set_param(i, key, value)
+    def _sync_row(self, uid: int, key: str) -> None:
+        """Show the pipeline's value of ``key`` in its row (number field and control)."""
+        with self._state_lock, self._syncing_controls():
+            i = self._index_of(uid)
+            step = self.pipeline[i]
+            self.cards[i].rows[key].show(step.p if key == "p" else step.params[key])
 
     @guarded
     def _on_only_change(self, uid: int, change: dict) -> None:
@@ -540,14 +550,6 @@ class AugmentTuner(W.VBox):
             for card in self.cards:
                 card.only.value = card.uid == self._isolated
         self._changed(pipeline_changed=False)
-
-    @guarded
-    def _on_shuffle_click(self, _button: W.Button) -> None:
-        self.shuffle()
-
-    @guarded
-    def _on_reroll_click(self, _button: W.Button) -> None:
-        self.reroll()
 
     @guarded
     def _on_lock_change(self, change: dict) -> None:
@@ -589,6 +591,9 @@ class AugmentTuner(W.VBox):
         for key in [k for k in self._errors if isinstance(k, tuple)]:
             if key[:2] not in live_params:
                 del self._errors[key]
+        for key in [k for k in self._pending if k[0] not in self._uids]:
+            del self._pending[key]
+        self._collapsed &= set(self._uids)
         if self._errors:
             self.error.show(" · ".join(dict.fromkeys(self._errors.values())))
         else:
@@ -600,18 +605,26 @@ class AugmentTuner(W.VBox):
             old = self.cards
             cards = []
             for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
-                card = _StepCard(uid, i, step)
+                card = _StepCard(uid, i, step, collapsed=uid in self._collapsed)
                 card.only.value = uid == self._isolated
                 card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
                 card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
-                card.up.on_click(lambda _b, u=uid: self._on_up_click(u))
-                card.down.on_click(lambda _b, u=uid: self._on_down_click(u))
-                card.remove.on_click(lambda _b, u=uid: self._on_remove_click(u))
+                for action in ("up", "down", "remove", "collapse"):
+                    getattr(card, action).on_click(
+                        lambda _b, u=uid, a=action: self._on_step_click(u, a)
+                    )
                 card.up.disabled = i == 0
                 card.down.disabled = i == len(self.pipeline) - 1
-                card.p.observe(lambda ch, u=uid: self._on_param_change(u, "p", ch), "value")
-                for key, w in card.params.items():
-                    w.observe(lambda ch, u=uid, k=key: self._on_param_change(u, k, ch), "value")
+                for key, row in card.rows.items():
+                    row.control.observe(
+                        lambda ch, u=uid, k=key: self._on_control_change(u, k, "control", ch),
+                        "value",
+                    )
+                    if row.number is not None:
+                        row.number.observe(
+                            lambda ch, u=uid, k=key: self._on_control_change(u, k, "number", ch),
+                            "value",
+                        )
                 cards.append(card)
             self.cards = cards
             self.steps_box.children = cards or [
@@ -646,63 +659,3 @@ class AugmentTuner(W.VBox):
         except ParameterError as e:
             text = f"# cannot export: {e}"
         self.code.value = f'<pre style="font-size:12px;margin:4px 0">{escape(text)}</pre>'
-
-    def _request_render(self, sync: bool = False) -> None:
-        """Ask for a render of the latest state (a waiting request is replaced by this one)."""
-        with self._state_lock:
-            self._generation += 1
-        if self._closed:
-            return
-        if sync or not self.live:
-            self.render()
-        else:
-            self._renderer.submit(self._render_now)
-
-    @guarded
-    def _render_now(self) -> None:
-        with self._state_lock:
-            generation = self._generation
-            keys = list(self.rows_keys)
-            seed = self.seed
-            if self._isolated is not None and self._isolated in self._uids:
-                i = self._uids.index(self._isolated)
-                pipe, step_keys = self.pipeline.only(i), [self._isolated]
-            else:
-                pipe, step_keys = self.pipeline, list(self._uids)
-            replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
-            reduce = not pipe.pixel_scale_steps
-        t0 = time.perf_counter()
-        seeds = variant_seeds(seed, len(keys) * self.n_draws)
-        try:
-            cells, shape, memos = self._samples.cells(
-                keys, replay, seeds, self.n_draws, reduce, self.size, self.backend, self._memos
-            )
-        except ParameterError as e:
-            self._errors["render"] = f"preview: {e}"
-            self._show_errors()
-            return
-        self._memos = memos  # only this render's cells: memory stays rows x draws x steps
-        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
-        ms = (time.perf_counter() - t0) * 1000
-        self.render_count += 1
-        self.last_render = {
-            "ms": ms,
-            "reduced": reduce,
-            "shape": shape,
-            "generation": generation,
-            "seed": seed,
-        }
-        how = (
-            f"working copy ≤ {self.size} px"
-            if reduce
-            else "full resolution: "
-            + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
-            + " work in pixels"
-        )
-        self.timing.value = (
-            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
-        )
-        if self._errors.pop("render", None) is not None:
-            self._show_errors()
-        for fn in self._render_callbacks:
-            fn(self.last_render)
