@@ -670,13 +670,24 @@ _LAYOUT_JS = """([root, controls]) => {
     return r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none'; };
   const name = e => (e.className && e.className.baseVal === undefined ? e.className : e.tagName)
     + ' "' + (e.innerText || e.value || '').slice(0, 40) + '"';
+  // Scrolled out of a scroll container: not on screen, so it can overlap nothing.
+  const shown = e => { const r = e.getBoundingClientRect();
+    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+      const st = getComputedStyle(a);
+      if (/(auto|scroll|hidden)/.test(st.overflowX + st.overflowY)) {
+        const q = a.getBoundingClientRect();
+        if (r.bottom <= q.top || r.top >= q.bottom || r.right <= q.left || r.left >= q.right)
+          return false;
+      }
+    }
+    return true; };
   const els = [...box.querySelectorAll(controls)].filter(visible);
   for (const e of els) {
     const cut = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'auto'
       && getComputedStyle(e).overflowX !== 'scroll';
     if (cut) out.clipped.push(name(e) + ` (${e.scrollWidth} > ${e.clientWidth})`);
   }
-  const leaves = els.filter(e => !els.some(o => o !== e && e.contains(o)));
+  const leaves = els.filter(e => shown(e) && !els.some(o => o !== e && e.contains(o)));
   for (let i = 0; i < leaves.length; i++) for (let j = i + 1; j < leaves.length; j++) {
     const a = leaves[i].getBoundingClientRect(), b = leaves[j].getBoundingClientRect();
     const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
@@ -711,14 +722,27 @@ def write_notebook(target: Path, cells: list[str]) -> Path:
     return target
 
 
-def type_into(page: Any, field: str, text: str, *, over: str | None = None) -> None:
+def type_into(
+    page: Any, field: str, text: str, *, over: str | None = None, replace: bool = False
+) -> None:
     """Type ``text`` into the text field ``field`` as a user does: pointer over the view ``over``
-    (the element whose key listener must not take the keys), click into the field, type."""
+    (the element whose key listener must not take the keys), click into the field, type.
+    ``replace=True`` selects what the field holds first (Ctrl+A), so the text replaces it."""
     if over is not None:
         page.locator(over).first.hover()
     loc = page.locator(field).first
     loc.click()
+    if replace:
+        page.keyboard.press("Control+a")
     page.keyboard.type(text, delay=10)
+
+
+def report_failure(page: Any, tmp_path: Path, name: str) -> None:
+    """On a failing UI test: print the notebook's error outputs and the browser console errors,
+    and save a screenshot ``name`` under ``tmp_path``."""
+    print("error/stderr outputs:\n" + "\n\n".join(error_outputs(page, include_stderr=True)))
+    print(f"console errors: {getattr(page, 'wb_console_errors', [])}")
+    screenshot(page, tmp_path, name)
 
 
 @dataclass(frozen=True)
@@ -737,6 +761,7 @@ class UiHelpers:
     layout_problems = staticmethod(layout_problems)
     write_notebook = staticmethod(write_notebook)
     type_into = staticmethod(type_into)
+    report_failure = staticmethod(report_failure)
 
 
 @pytest.fixture(scope="session")
