@@ -229,6 +229,8 @@ def test_menus_buttons_captions_and_layout(
         page.locator(".wb-filter-label select").first.select_option("cat")
         _expect_page(page, "1–18 of 18 (filtered from 36)")
         page.locator(".wb-filter-format select").first.select_option("PNG")
+        page.locator(".wb-filter-label select").first.select_option("dog")
+        expect(page.locator(".wb-browser .wb-tile").first).to_contain_text("dog_00.png")
         _expect_page(page, "1–18 of 18 (filtered from 36)")
         page.locator(".wb-filter-label select").first.select_option("(all)")
         _expect_page(page, "1–24 of 36")

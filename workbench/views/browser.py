@@ -514,8 +514,8 @@ class DataBrowser(W.VBox):
         return f'<div style="font-size:11px;line-height:1.2">{"".join(parts)}</div>'
 
     def _render_page(self) -> None:
-        n = self.page_size.value
-        rows = self.view.df.iloc[self.page * n : (self.page + 1) * n].to_dict("records")
+        view, n = self.view, self.page_size.value  # one snapshot for the tiles and the label
+        rows = view.df.iloc[self.page * n : (self.page + 1) * n].to_dict("records")
         thumbs = list(
             self._pool.map(lambda r: self.catalog.thumbnail(r["id"], self.thumb_size), rows)
         )
@@ -527,7 +527,7 @@ class DataBrowser(W.VBox):
                 caption.value = self._caption(row)
             self.grid.children = self.tiles[: len(rows)]
             self._highlight()
-            total = len(self.view)
+            total = len(view)
             shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
             self.page_label.value = (
                 f"<span>Page <b>{self.page + 1}</b> / {self.pages} · {shown} of {total:,}"
