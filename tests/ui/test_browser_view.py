@@ -148,8 +148,9 @@ def test_typing_in_the_query_box_with_the_pointer_over_the_view(
         # The pointer rests on the thumbnails, then moves into the field (as a user's does).
         ui.type_into(page, QUERY, "label == 'dog'", over=GRID)
         assert query.input_value() == "label == 'dog'"
-        # Focus stays in the field while the pointer goes back over the thumbnails:
-        # the arrow keys move the caret and the typed text goes into the field.
+        # Focus stays in the field while the pointer leaves the view and comes back over the
+        # thumbnails: the arrow keys move the caret and the typed text goes into the field.
+        page.mouse.move(5, 5)
         _hover_grid(page)
         page.keyboard.press("ArrowLeft")
         page.keyboard.press("ArrowRight")
@@ -183,6 +184,18 @@ def test_typing_in_the_query_box_with_the_pointer_over_the_view(
         page.keyboard.press("ArrowLeft")
         _expect_page(page, "1–24 of 36")
         assert query.input_value() == ""
+
+        # A menu owns its keys too: Esc with the focus on the label menu leaves the pane open
+        # (the summary toggle goes through the kernel after the key: a close would show first).
+        page.locator(TILE_IMGS).first.click()
+        expect(page.locator(DETAIL).first).to_be_visible(timeout=30_000)
+        page.locator(".wb-filter-label select").first.focus()
+        page.mouse.move(5, 5)
+        _hover_grid(page)
+        page.keyboard.press("Escape")
+        page.locator("button.wb-summary-toggle").first.click()
+        expect(page.locator("img.wb-summary").first).to_be_visible(timeout=30_000)
+        expect(page.locator(DETAIL).first).to_be_visible()
 
         # Back into the field with the detail pane open: ← / → / Esc are the field's keys.
         page.locator(TILE_IMGS).first.click()
