@@ -213,6 +213,20 @@ def test_typing_in_the_query_box_with_the_pointer_over_the_view(
         assert "1–24 of 36" in _page_text(page)
         expect(page.locator(DETAIL).first).to_be_visible()
         assert query.input_value() == "label"
+
+        # Typing in a notebook cell while the pointer drifts over the view: the cell keeps the
+        # focus and every key (← / → included) stays in the cell.
+        editor = page.locator(".jp-CodeCell .cm-content").first
+        editor.click()
+        page.keyboard.press("Control+End")
+        _hover_grid(page)
+        page.keyboard.type("  # still typing", delay=10)
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowRight")
+        expect(editor).to_contain_text("browser  # still typing")
+        page.locator("button.wb-summary-toggle").first.click()  # a round trip after the keys
+        expect(page.locator("img.wb-summary").first).to_be_hidden()
+        assert "1–24 of 36" in _page_text(page)
     except AssertionError:
         print(f"console errors: {page.wb_console_errors}")
         raise
