@@ -95,16 +95,19 @@ def _expect_page(page: Any, text: str) -> None:
 
 
 def _rows(page: Any, selector: str = ".wb-browser .wb-grid > .wb-tile") -> list[dict[str, float]]:
-    """Rows of the grid: for each distinct tile top, the top, the tile count, the tallest tile."""
+    """Rows of the grid: for each distinct tile top, the top, the tile count and the height of
+    the tallest tile content (image and caption)."""
     return page.evaluate(
         """(sel) => {
           const rows = new Map();
           for (const t of document.querySelectorAll(sel)) {
             const r = t.getBoundingClientRect();
+            // Height of what the tile shows (image and caption), not of its stretched box.
+            const shown = [...t.children].map(c => c.getBoundingClientRect().bottom);
             const key = Math.round(r.top);
             const row = rows.get(key) || {top: r.top, count: 0, height: 0};
             row.count += 1;
-            row.height = Math.max(row.height, r.height);
+            row.height = Math.max(row.height, Math.max(...shown) - r.top);
             rows.set(key, row);
           }
           return [...rows.values()].sort((a, b) => a.top - b.top);
