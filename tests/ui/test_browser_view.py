@@ -21,7 +21,9 @@ which ipywidgets puts on the widget's own element):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,18 @@ def _open(page: Any, jupyter_lab: Any, ui: Any) -> None:
         timeout=30_000,
     )
     page.locator(ROOT).first.scroll_into_view_if_needed()
+
+
+@contextlib.contextmanager
+def _diagnosed(page: Any, ui: Any, tmp_path: Path, shot: str) -> Iterator[None]:
+    """On a failed check, print the browser's console errors; always save a screenshot."""
+    try:
+        yield
+    except AssertionError:
+        print(f"console errors: {page.wb_console_errors}")
+        raise
+    finally:
+        ui.screenshot(page, tmp_path, shot)
 
 
 def _page_text(page: Any) -> str:
@@ -145,7 +159,7 @@ def test_typing_in_the_query_box_with_the_pointer_over_the_view(
 ) -> None:
     """Typing reaches the query box; keys in it never flip pages; outside it ← / → flip."""
     _open(page, jupyter_lab, ui)
-    try:
+    with _diagnosed(page, ui, tmp_path, "browser-typing.png"):
         _expect_page(page, "1–24 of 36")
         query = page.locator(QUERY).first
         # The pointer rests on the thumbnails, then moves into the field (as a user's does).
@@ -230,11 +244,6 @@ def test_typing_in_the_query_box_with_the_pointer_over_the_view(
         page.locator("button.wb-summary-toggle").first.click()  # a round trip after the keys
         expect(page.locator("img.wb-summary").first).to_be_hidden()
         assert "1–24 of 36" in _page_text(page)
-    except AssertionError:
-        print(f"console errors: {page.wb_console_errors}")
-        raise
-    finally:
-        ui.screenshot(page, tmp_path, "browser-typing.png")
 
 
 def test_menus_buttons_captions_and_layout(
@@ -244,7 +253,7 @@ def test_menus_buttons_captions_and_layout(
     from playwright.sync_api import expect
 
     _open(page, jupyter_lab, ui)
-    try:
+    with _diagnosed(page, ui, tmp_path, "browser-menus.png"):
         _layout_ok(page, ui)
         _assert_rows_tight_and_full(page, 24)
 
@@ -300,11 +309,6 @@ def test_menus_buttons_captions_and_layout(
         page.locator("button.wb-summary-toggle").first.click()
         expect(page.locator("img.wb-summary").first).to_be_hidden()
         _layout_ok(page, ui)
-    except AssertionError:
-        print(f"console errors: {page.wb_console_errors}")
-        raise
-    finally:
-        ui.screenshot(page, tmp_path, "browser-menus.png")
 
 
 def test_detail_pane_opens_highlights_and_closes(
@@ -316,7 +320,7 @@ def test_detail_pane_opens_highlights_and_closes(
     _open(page, jupyter_lab, ui)
     detail = page.locator(DETAIL).first
     tiles = page.locator(".wb-browser .wb-grid > .wb-tile")
-    try:
+    with _diagnosed(page, ui, tmp_path, "browser-detail-end.png"):
         # 12 per page: two rows, shorter than the pane, which must not stretch them.
         page.locator(".wb-page-size select").first.select_option("12")
         page.wait_for_function(
@@ -361,11 +365,6 @@ def test_detail_pane_opens_highlights_and_closes(
         _hover_grid(page)
         page.keyboard.press("Escape")
         expect(detail).to_be_hidden()
-    except AssertionError:
-        print(f"console errors: {page.wb_console_errors}")
-        raise
-    finally:
-        ui.screenshot(page, tmp_path, "browser-detail-end.png")
 
 
 def _has(cls: str) -> Any:
