@@ -1,4 +1,6 @@
+import html
 import io
+import re
 
 import pytest
 from PIL import Image
@@ -144,3 +146,103 @@ def test_sizes_must_be_positive_integers(small_catalog, name, bad):
 
     with pytest.raises(ParameterError, match=rf"^{name} must be an integer >= 1"):
         DataBrowser(small_catalog, **{name: bad})
+
+
+def _key(b: DataBrowser, key: str) -> None:
+    """A key as the front-end listener sends it (a custom message from the page)."""
+    b.shortcut_keys._handle_custom_msg({"key": key, "shiftKey": False, "repeat": False}, [])
+
+
+def test_shortcut_messages_flip_pages_and_close_the_detail(small_catalog):
+    b = DataBrowser(small_catalog, page_size=12)
+    _key(b, "ArrowRight")
+    assert b.page == 1
+    _key(b, "ArrowLeft")
+    assert b.page == 0
+    _key(b, "x")  # not a shortcut: nothing happens
+    assert b.page == 0
+    b._on_tile_click(0)
+    assert b.detail.layout.display is None
+    _key(b, "Escape")
+    assert b.detail.layout.display == "none" and b.selected_id is None
+
+
+def test_the_key_listener_leaves_text_fields_alone_and_ipyevents_reads_no_keys(small_catalog):
+    """ipyevents cancels every key on the page while the pointer is over its source, text fields
+    included; the browser's keys come from its own listener, which skips editable targets."""
+    b = DataBrowser(small_catalog)
+    assert all(ev.watched_events == ["click"] for ev in b._events)
+    esm = b.shortcut_keys._esm
+    assert "if (editable(ev.target)) return;" in esm  # typed keys stay in the field
+    assert "editable(active)) return;" in esm  # hovering never takes the focus from a field
+    assert "document.addEventListener" not in esm  # keys only from inside the view
+    assert b.shortcut_keys.shortcuts == ["ArrowLeft", "ArrowRight", "Escape"]
+    assert b.shortcut_keys in b.children
+
+
+def test_close_button_hides_the_pane_and_unmarks_the_tile(small_catalog):
+    b = DataBrowser(small_catalog, page_size=12)
+    b._on_tile_click(4)
+    assert "wb-selected" in b.tiles[4]._dom_classes
+    assert sum("wb-selected" in t._dom_classes for t in b.tiles) == 1
+    b._on_tile_click(7)  # the mark moves
+    assert [i for i, t in enumerate(b.tiles) if "wb-selected" in t._dom_classes] == [7]
+    b.close_button.click()
+    assert b.detail.layout.display == "none" and b.selected_id is None
+    assert not any("wb-selected" in t._dom_classes for t in b.tiles)
+
+
+def test_the_mark_follows_the_sample_across_pages(small_catalog):
+    b = DataBrowser(small_catalog, page_size=12)
+    b._on_tile_click(2)
+    sid = b.selected_id
+    b.next_page()
+    assert not any("wb-selected" in t._dom_classes for t in b.tiles)
+    b.prev_page()
+    assert [t for t in b.tiles if "wb-selected" in t._dom_classes] == [b.tiles[2]]
+    assert b.visible_ids[2] == sid
+
+
+def test_captions_show_only_what_differs_the_rest_once(small_catalog):
+    b = DataBrowser(small_catalog, page_size=12, columns=("label", "height", "width"))
+    assert b.varying_columns == ["label", "height", "width"]
+    assert b.common.layout.display == "none"
+    b.set_query("label == 'ant' and status == 'ok'")  # 16 px high, widths 20..39
+    assert b.varying_columns == ["width"]
+    assert "<b>label</b> ant" in b.common.value and "<b>height</b> 16" in b.common.value
+    assert b.common.layout.display is None
+    caption = b.grid.children[0].children[1].value
+    assert "width: 20" in caption and "<div>height" not in caption and "<div>label" not in caption
+    b.set_query("label == 'ant'")  # the unreadable file has no height: heights differ
+    assert b.varying_columns == ["height", "width"]
+
+
+def test_grid_columns_divide_the_page(small_catalog):
+    from workbench.views.browser import _columns_css
+
+    css = _columns_css("s", 24, 120)
+    counts = sorted(int(m) for m in re.findall(r"repeat\((\d+),", css))
+    assert counts == [2, 3, 4, 6, 8, 12, 24]  # never 5, 7, 11: no orphan tiles
+    assert "min-width: 1002px" in css  # 8 × 120 + 7 gaps of 6
+    b = DataBrowser(small_catalog, page_size=12)
+    b.page_size.value = 48
+    assert "repeat(16," in b._style.value and "repeat(5," not in b._style.value
+
+
+def test_detail_path_breaks_only_after_a_slash(small_catalog):
+    b = DataBrowser(small_catalog)
+    b.inspect("ant/00.png")
+    meta = b.detail_meta.value
+    assert "break-all" not in meta
+    path = small_catalog.row("ant/00.png")["path"]
+    shown = re.search(r'<span class="wb-path" title="([^"]+)">(.*?)</span></td>', meta)
+    assert shown and html.unescape(shown.group(1)) == path
+    pieces = re.findall(r'<span class="wb-seg">([^<]*)</span>', shown.group(2))
+    assert "".join(pieces) == path and all(p.endswith("/") for p in pieces[:-1])
+    assert shown.group(2).count("<wbr>") == len(pieces) - 1
+
+
+def test_menu_labels_take_the_width_they_need(small_catalog):
+    b = DataBrowser(small_catalog)
+    for dd in [*b.column_filters.values(), b.sort_column, b.page_size]:
+        assert dd.style.description_width == "initial", dd.description

@@ -1,12 +1,26 @@
-"""DataBrowser: a paged thumbnail grid over a Catalog, with filters, sorting and a detail pane."""
+"""DataBrowser: a paged thumbnail grid over a Catalog, with filters, sorting and a detail pane.
+
+Keyboard shortcuts (← / → flip pages, Esc closes the detail pane) are read by a small front-end
+listener, :class:`ShortcutKeys`, that leaves every key typed into a text field (the query box, a
+menu, a notebook cell) to that field. ipyevents is not used for keys here: while the pointer is
+over its source it listens on the whole document in the capture phase and cancels every key
+(``preventDefault`` whatever ``prevent_default_action`` says, which applies to mouse events
+only), so a text field inside the source takes no typing; and on ``mouseenter`` it moves the
+focus to the source, out of a field the user is typing in (ipyevents issue #57).
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import anywidget
 import ipywidgets as W
+import traitlets
 from ipyevents import Event
 
 from workbench._validation import check_positive_int
@@ -14,11 +28,138 @@ from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.plots import summary_png
 from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded, table_html
+from workbench.views._common import ErrorBanner, guarded
 
 PAGE_SIZES = (12, 24, 48, 96)
 _ALL = "(all)"
 _FILTER_COLUMNS = ("label", "split", "status", "mode", "format")
+_GAP = 6  # px between tiles, both ways
+_DETAIL_WIDTH = 340
+_instances = itertools.count()
+
+
+class ShortcutKeys(anywidget.AnyWidget):
+    """Keyboard shortcuts for the view this widget sits in, never taken from a text field.
+
+    Put it among the children of a view whose root has the class ``root_class``. While the
+    pointer is over that root the root takes the focus (unless a text field anywhere has it: the
+    user is typing there); a key in ``shortcuts`` pressed with the focus in the root, and not in an
+    ``input``, ``textarea``, ``select`` or editable element, is sent to :meth:`on_key` callbacks
+    and goes no further (not to the notebook's own shortcuts). Every other key is left alone.
+    The widget itself takes no space.
+    """
+
+    _esm = """
+    const EDITABLE = "input, textarea, select, [contenteditable]:not([contenteditable='false'])";
+    const editable = (n) =>
+      !!n && n.nodeType === 1 && (n.isContentEditable || n.matches(EDITABLE));
+    export default {
+      render({ model, el }) {
+        el.style.display = "none";
+        let root = null, timer = null, stopped = false;
+        const onKey = (ev) => {
+          if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+          if (editable(ev.target)) return;  // a field's keys are the field's
+          if (!model.get("shortcuts").includes(ev.key)) return;
+          ev.preventDefault();
+          ev.stopPropagation();
+          model.send({ key: ev.key, shiftKey: ev.shiftKey, repeat: ev.repeat });
+        };
+        const onEnter = () => {
+          const active = document.activeElement;
+          if (root.contains(active) || editable(active)) return;
+          root.focus({ preventScroll: true });
+        };
+        const onLeave = () => { if (document.activeElement === root) root.blur(); };
+        const attach = () => {  // the view is put into the page after this widget renders
+          if (stopped) return;
+          root = el.closest("." + model.get("root_class"));
+          if (!root) { timer = setTimeout(attach, 50); return; }
+          if (!root.hasAttribute("tabindex")) root.setAttribute("tabindex", "-1");
+          root.style.outline = "none";
+          root.addEventListener("keydown", onKey);
+          root.addEventListener("mouseenter", onEnter);
+          root.addEventListener("mouseleave", onLeave);
+        };
+        attach();
+        return () => {
+          stopped = true;
+          clearTimeout(timer);
+          if (!root) return;
+          root.removeEventListener("keydown", onKey);
+          root.removeEventListener("mouseenter", onEnter);
+          root.removeEventListener("mouseleave", onLeave);
+        };
+      },
+    };
+    """
+    shortcuts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    root_class = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, root_class: str, keys: Sequence[str]) -> None:
+        super().__init__(root_class=root_class, shortcuts=list(keys))
+        self._callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self.on_msg(self._on_front_end_msg)
+
+    def on_key(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``fn({"key": ..., "shiftKey": ..., "repeat": ...})`` for each shortcut key."""
+        self._callbacks.append(fn)
+
+    def _on_front_end_msg(self, _widget: W.Widget, content: dict, _buffers: list) -> None:
+        if isinstance(content, dict) and content.get("key") in self.shortcuts:
+            for fn in self._callbacks:
+                fn(content)
+
+
+def _columns_css(scope: str, page_size: int, tile: int) -> str:
+    """Grid columns that divide the page: the most that fit the grid's width, by container query.
+
+    A page of 24 fills 8, 6, 4, 3 or 2 columns (never 7 with 3 orphans). Container queries follow
+    the grid's own width, so opening the detail pane re-flows the tiles into whole rows too.
+    """
+    rules = [f".{scope} .wb-grid {{ grid-template-columns: minmax({tile}px, 1fr); }}"]
+    for k in range(2, page_size + 1):
+        if page_size % k == 0:
+            width = k * tile + (k - 1) * _GAP
+            rules.append(
+                f"@container (min-width: {width}px) {{ .{scope} .wb-grid "
+                f"{{ grid-template-columns: repeat({k}, minmax({tile}px, 1fr)); }} }}"
+            )
+    return "\n".join(rules)
+
+
+_STYLE = """
+.{scope} .wb-grid-wrap {{ container-type: inline-size; }}
+.{scope} .wb-tile {{ border-radius: 4px; padding: 2px 0; }}
+.{scope} .wb-tile.wb-selected {{ outline: 3px solid #1976d2; background: #e3f0fc; }}
+.{scope} .wb-detail-meta table {{ font-size: 12px; line-height: 1.35; table-layout: fixed;
+  width: 100%; border-collapse: collapse; }}
+.{scope} .wb-detail-meta th {{ text-align: left; vertical-align: top; width: 68px;
+  padding-right: 6px; }}
+.{scope} .wb-detail-meta td {{ overflow-wrap: break-word; }}
+.{scope} .wb-seg {{ display: inline-block; max-width: 100%; overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }}
+.{scope} .wb-common {{ color: #555; font-size: 12px; }}
+"""
+
+
+def _path_html(path: str, cls: str) -> str:
+    """A path that wraps only after a ``/`` (or ``\\``); a too-long part ends in an ellipsis.
+
+    The full path is the title (shown on hover).
+    """
+    parts = [p for p in re.split(r"(?<=[/\\])", path) if p]
+    segs = "<wbr>".join(f'<span class="wb-seg">{escape(p)}</span>' for p in parts)
+    return f'<span class="{cls}" title="{escape(path)}">{segs}</span>'
+
+
+def _detail_html(row: dict[str, Any]) -> str:
+    """All metadata of one sample as a key/value table, escaped; paths break only at ``/``."""
+    cells = []
+    for k, v in row.items():
+        shown = _path_html(str(v), f"wb-{k}") if k in ("id", "path") else escape(v)
+        cells.append(f"<tr><th>{escape(k)}</th><td>{shown}</td></tr>")
+    return f"<table>{''.join(cells)}</table>"
 
 
 class DataBrowser(W.VBox):
@@ -33,16 +174,19 @@ class DataBrowser(W.VBox):
     thumb_size
         Tile edge in pixels.
     columns
-        Metadata columns shown under each tile, after the id.
+        Metadata columns shown under each tile, after the file name. A column whose value is the
+        same for every row of the (filtered) view is said once above the grid instead.
     sort_by
         Initial sort column (``None`` keeps catalog order).
 
     Notes
     -----
-    Keyboard: with the pointer over the browser, ← / → flip pages. Click a tile to see the
-    sample large with all its metadata. Thumbnails come from ``catalog.thumbs`` (a memory LRU,
-    plus the workspace's disk cache when the catalog came from a Workspace); the next page is
-    rendered in the background so flipping forward is instant too.
+    Keyboard: with the pointer over the browser and the focus not in a text field, ← / → flip
+    pages and Esc closes the detail pane; in the query box every key is the box's. Click a tile
+    to see the sample large with all its metadata (✕ or Esc closes it). The grid uses as many
+    columns as fit and divide the page size, so rows are full. Thumbnails come from
+    ``catalog.thumbs`` (a memory LRU, plus the workspace's disk cache when the catalog came from a
+    Workspace); the next page is rendered in the background so flipping forward is instant too.
     """
 
     def __init__(
@@ -59,11 +203,14 @@ class DataBrowser(W.VBox):
         self.view = catalog
         self.thumb_size = check_positive_int(thumb_size, "thumb_size")
         self.columns = [c for c in columns if c in catalog.df.columns]
+        self.varying_columns: list[str] = list(self.columns)
         self.page = 0
         self.selected_id: str | None = None
+        self._selected_slot: int | None = None
         self._select_callbacks: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wb-thumbs")
         self._events: list[Event] = []
+        self._scope = f"wb-browser-{next(_instances)}"
 
         self.error = ErrorBanner()
         self.query = W.Text(
@@ -76,12 +223,10 @@ class DataBrowser(W.VBox):
             values = catalog.df[c].dropna().astype(str).unique() if c in catalog.df else []
             if 1 <= len(values) <= 60 and not (c == "status" and len(values) == 1):
                 dd = W.Dropdown(
-                    options=[_ALL, *sorted(values)],
-                    value=_ALL,
-                    description=c,
-                    layout=W.Layout(width="190px"),
-                    style={"description_width": "40px"},
-                )
+                    options=[_ALL, *sorted(values)], value=_ALL, description=c,
+                    layout=W.Layout(width="auto", max_width="320px"),
+                    style={"description_width": "initial"},
+                )  # fmt: skip
                 dd.add_class(f"wb-filter-{c}")
                 dd.observe(self._on_filter_change, "value")
                 self.column_filters[c] = dd
@@ -89,8 +234,8 @@ class DataBrowser(W.VBox):
             options=["(catalog order)", *catalog.df.columns],
             value=sort_by if sort_by in catalog.df.columns else "(catalog order)",
             description="sort",
-            layout=W.Layout(width="220px"),
-            style={"description_width": "32px"},
+            layout=W.Layout(width="auto"),
+            style={"description_width": "initial"},
         ).add_class("wb-sort")
         self.sort_order = W.ToggleButtons(
             options=[("↑", True), ("↓", False)], value=True, tooltips=["ascending", "descending"],
@@ -100,28 +245,40 @@ class DataBrowser(W.VBox):
             options=sorted({*PAGE_SIZES, page_size}),
             value=page_size,
             description="per page",
-            layout=W.Layout(width="150px"),
-            style={"description_width": "60px"},
+            layout=W.Layout(width="auto"),
+            style={"description_width": "initial"},
         ).add_class("wb-page-size")
         self.prev_button = W.Button(description="◀ Prev", layout=W.Layout(width="80px"))
         self.prev_button.add_class("wb-prev")
         self.next_button = W.Button(description="Next ▶", layout=W.Layout(width="80px"))
         self.next_button.add_class("wb-next")
         self.page_label = W.HTML().add_class("wb-page")
+        self.common = W.HTML().add_class("wb-common")
 
+        self._style = W.HTML(layout=W.Layout(display="none"))
         self.grid = W.GridBox(
-            layout=W.Layout(
-                grid_template_columns=f"repeat(auto-fill, minmax({thumb_size + 8}px, 1fr))",
-                grid_gap="6px",
-                width="100%",
-            )
+            layout=W.Layout(grid_gap=f"{_GAP}px", width="100%", align_content="flex-start")
         ).add_class("wb-grid")
+        grid_wrap = W.Box(
+            [self.grid], layout=W.Layout(flex="1 1 0%", min_width="0")
+        ).add_class("wb-grid-wrap")  # fmt: skip
         self.detail_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
-        self.detail_meta = W.HTML()
+        self.detail_meta = W.HTML(layout=W.Layout(width="100%")).add_class("wb-detail-meta")
+        self.close_button = W.Button(
+            description="✕", tooltip="Close (Esc)", layout=W.Layout(width="32px")
+        ).add_class("wb-detail-close")
+        self.close_button.on_click(self._on_close_click)
+        header = W.HBox(
+            [W.HTML("<b>Selected sample</b>", layout=W.Layout(flex="1 1 auto")), self.close_button],
+            layout=W.Layout(align_items="center", width="100%"),
+        )
         self.detail = W.VBox(
-            [W.HTML("<b>Selected sample</b>"), self.detail_image, self.detail_meta],
-            layout=W.Layout(width="340px", min_width="340px", display="none", padding="0 0 0 8px"),
-        ).add_class("wb-detail")
+            [header, self.detail_image, self.detail_meta],
+            layout=W.Layout(
+                width=f"{_DETAIL_WIDTH}px", min_width=f"{_DETAIL_WIDTH}px", display="none",
+                padding="0 0 0 8px",
+            ),
+        ).add_class("wb-detail")  # fmt: skip
         self.summary_button = W.ToggleButton(description="Summary plots", icon="bar-chart")
         self.summary_button.add_class("wb-summary-toggle")
         self.summary_image = W.Image(format="png", layout=W.Layout(display="none"))
@@ -136,19 +293,26 @@ class DataBrowser(W.VBox):
         self.summary_button.observe(self._on_summary_toggle, "value")
 
         toolbar = W.HBox(
-            [self.query, *self.column_filters.values()], layout=W.Layout(flex_flow="row wrap")
+            [self.query, *self.column_filters.values()],
+            layout=W.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 12px"),
         )
         nav = W.HBox(
             [self.sort_column, self.sort_order, self.page_size, self.prev_button,
              self.page_label, self.next_button, self.summary_button],
-            layout=W.Layout(flex_flow="row wrap", align_items="center"),
+            layout=W.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 8px"),
         )  # fmt: skip
-        body = W.HBox([self.grid, self.detail], layout=W.Layout(width="100%"))
-        super().__init__([toolbar, nav, self.error, body, self.summary_image])
+        # The pane's height must not stretch the grid's rows: align to the top.
+        body = W.HBox(
+            [grid_wrap, self.detail], layout=W.Layout(width="100%", align_items="flex-start")
+        )
+        self.shortcut_keys = ShortcutKeys(self._scope, ["ArrowLeft", "ArrowRight", "Escape"])
+        self.shortcut_keys.on_key(self._on_key)
+        super().__init__(
+            [self._style, self.shortcut_keys, toolbar, nav, self.error, self.common, body,
+             self.summary_image]
+        )  # fmt: skip
         self.add_class("wb-browser")
-        keys = Event(source=self, watched_events=["keydown"], prevent_default_action=False)
-        keys.on_dom_event(self._on_key)
-        self._keys = keys
+        self.add_class(self._scope)
         self._build_tiles()
         self._apply()
 
@@ -180,17 +344,25 @@ class DataBrowser(W.VBox):
         self.query.value = query
 
     def inspect(self, sample_id: str) -> None:
-        """Show one sample large, with all its metadata, in the detail pane."""
+        """Show one sample large, with all its metadata, in the detail pane; mark its tile."""
         row = self.catalog.row(sample_id)
         thumb = self.catalog.thumbnail(sample_id, size=320)
-        with self.detail.hold_sync():
+        with self.hold_sync():
             self.detail_image.format = thumb.format
             self.detail_image.value = thumb.data
-            self.detail_meta.value = table_html(row)
+            self.detail_meta.value = _detail_html(row)
             self.detail.layout.display = None
-        self.selected_id = sample_id
+            self.selected_id = sample_id
+            self._highlight()
         for fn in self._select_callbacks:
             fn(sample_id)
+
+    def close_detail(self) -> None:
+        """Hide the detail pane and unmark the selected tile."""
+        with self.hold_sync():
+            self.detail.layout.display = "none"
+            self.selected_id = None
+            self._highlight()
 
     def on_select(self, fn: Callable[[str], None]) -> None:
         """Call ``fn(sample_id)`` whenever a tile is clicked."""
@@ -200,6 +372,11 @@ class DataBrowser(W.VBox):
         pool = getattr(self, "_pool", None)  # absent when the constructor refused its arguments
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        for ev in getattr(self, "_events", []):
+            ev.close()
+        keys = self.__dict__.get("shortcut_keys")
+        if keys is not None:
+            keys.close()
         super().close()
 
     # ------------------------------------------------------------------ handlers
@@ -231,6 +408,10 @@ class DataBrowser(W.VBox):
         self.next_page()
 
     @guarded
+    def _on_close_click(self, _button: W.Button) -> None:
+        self.close_detail()
+
+    @guarded
     def _on_tile_click(self, slot: int) -> None:
         ids = self.visible_ids
         if slot < len(ids):
@@ -243,6 +424,8 @@ class DataBrowser(W.VBox):
             self.next_page()
         elif key == "ArrowLeft":
             self.prev_page()
+        elif key == "Escape":
+            self.close_detail()
 
     @guarded
     def _on_summary_toggle(self, change: dict) -> None:
@@ -267,13 +450,28 @@ class DataBrowser(W.VBox):
         if self.sort_column.value in self.catalog.df.columns:
             view = view.sort(self.sort_column.value, ascending=self.sort_order.value)
         self.view = view
+        self._split_columns()
         self.page = 0
         self._render_page()
+
+    def _split_columns(self) -> None:
+        """Captions show the columns that differ between rows of the view; the rest, once."""
+        df = self.view.df
+        same = [c for c in self.columns if len(df) > 1 and df[c].nunique(dropna=False) == 1]
+        self.varying_columns = [c for c in self.columns if c not in same]
+        if same:
+            shared = " · ".join(f"<b>{escape(c)}</b> {escape(df[c].iloc[0])}" for c in same)
+            self.common.value = f"<span>All {len(df):,} shown: {shared}</span>"
+            self.common.layout.display = None
+        else:
+            self.common.value = ""
+            self.common.layout.display = "none"
 
     def _build_tiles(self) -> None:
         for ev in self._events:
             ev.close()
         self.tiles, self._events = [], []
+        self._selected_slot = None
         for slot in range(self.page_size.value):
             img = W.Image(format="png", layout=W.Layout(width=f"{self.thumb_size}px"))
             img.add_class("wb-thumb")
@@ -284,6 +482,21 @@ class DataBrowser(W.VBox):
             ev.on_dom_event(lambda _e, slot=slot: self._on_tile_click(slot))
             self.tiles.append(tile)
             self._events.append(ev)
+        css = _STYLE.format(scope=self._scope)
+        columns = _columns_css(self._scope, self.page_size.value, self.thumb_size + 8)
+        self._style.value = f"<style>{css}\n{columns}</style>"
+
+    def _highlight(self) -> None:
+        """Mark the tile of ``selected_id`` when it is on this page (and only that one)."""
+        ids = self.visible_ids
+        slot = ids.index(self.selected_id) if self.selected_id in ids else None
+        if slot == self._selected_slot:
+            return
+        if self._selected_slot is not None:
+            self.tiles[self._selected_slot].remove_class("wb-selected")
+        if slot is not None:
+            self.tiles[slot].add_class("wb-selected")
+        self._selected_slot = slot
 
     def _caption(self, row: dict) -> str:
         name = escape(row["id"].rsplit("/", 1)[-1])
@@ -294,15 +507,15 @@ class DataBrowser(W.VBox):
                 f'<div style="color:#b00020" title="{escape(row["error"])}">'
                 f"{escape(row['status'])}: {escape(str(row['error'])[:60])}</div>"
             )
-        for c in self.columns:
+        for c in self.varying_columns:
             v = row.get(c)
             if v is not None and str(v) != "nan":
                 parts.append(f"<div>{escape(c)}: {escape(v)}</div>")
         return f'<div style="font-size:11px;line-height:1.2">{"".join(parts)}</div>'
 
     def _render_page(self) -> None:
-        n = self.page_size.value
-        rows = self.view.df.iloc[self.page * n : (self.page + 1) * n].to_dict("records")
+        view, n = self.view, self.page_size.value  # one snapshot for the tiles and the label
+        rows = view.df.iloc[self.page * n : (self.page + 1) * n].to_dict("records")
         thumbs = list(
             self._pool.map(lambda r: self.catalog.thumbnail(r["id"], self.thumb_size), rows)
         )
@@ -313,7 +526,8 @@ class DataBrowser(W.VBox):
                 img.value = thumb.data
                 caption.value = self._caption(row)
             self.grid.children = self.tiles[: len(rows)]
-            total = len(self.view)
+            self._highlight()
+            total = len(view)
             shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
             self.page_label.value = (
                 f"<span>Page <b>{self.page + 1}</b> / {self.pages} · {shown} of {total:,}"
