@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as W
 
 from workbench.augment import ParamSpec, controls
-from workbench.thumbs import escape
+from workbench.views._common import escape
 
 _NAME_WIDTH = "128px"
 _NUMBER_WIDTH = {"range": "112px"}

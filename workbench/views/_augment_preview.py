@@ -36,8 +36,7 @@ from workbench.augment import (
 )
 from workbench.background import Latest
 from workbench.errors import ParameterError
-from workbench.thumbs import escape
-from workbench.views._common import guarded
+from workbench.views._common import escape, guarded
 
 _NEAREST = InterpolationMode.NEAREST
 

@@ -94,16 +94,6 @@ def reports_inline(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def table_html(items: dict[str, Any]) -> str:
-    """A two-column key/value table, escaped."""
-    rows = "".join(
-        f'<tr><th style="text-align:left;padding-right:8px">{escape(k)}</th>'
-        f'<td style="word-break:break-all">{escape(v)}</td></tr>'
-        for k, v in items.items()
-    )
-    return f'<table style="font-size:12px">{rows}</table>'
-
-
 def escape(value: object) -> str:
     """HTML-escape anything for display (file names and labels are user data); ``None``: ``""``."""
     return html.escape("" if value is None else str(value))

@@ -53,10 +53,9 @@ import numpy as np
 from workbench._validation import check_choice, check_int, check_positive_int
 from workbench.augment import REGISTRY, Pipeline, controls
 from workbench.errors import ParameterError
-from workbench.thumbs import escape
 from workbench.views._augment_cards import _close_tree, _StepCard
 from workbench.views._augment_preview import _PreviewGrid, _PreviewRendering, _Samples
-from workbench.views._common import ErrorBanner, guarded
+from workbench.views._common import ErrorBanner, escape, guarded
 
 __all__ = ["AugmentTuner"]
 

@@ -41,8 +41,7 @@ from workbench.catalog import Catalog
 from workbench.labels import LabelError, LabelStore
 from workbench.labels.schema import clip_boxes
 from workbench.labels.session import LabelingSession
-from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded, reports_inline
+from workbench.views._common import ErrorBanner, escape, guarded, reports_inline
 from workbench.views._labeling import LabelingView, done_tile, session_attribute
 
 __all__ = ["BoxLabeler"]

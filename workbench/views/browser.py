@@ -1,12 +1,11 @@
 """DataBrowser: a paged thumbnail grid over a Catalog, with filters, sorting and a detail pane.
 
-Keyboard shortcuts (← / → flip pages, Esc closes the detail pane) are read by a small front-end
-listener, :class:`ShortcutKeys`, that leaves every key typed into a text field (the query box, a
-menu, a notebook cell) to that field. ipyevents is not used for keys here: while the pointer is
-over its source it listens on the whole document in the capture phase and cancels every key
-(``preventDefault`` whatever ``prevent_default_action`` says, which applies to mouse events
-only), so a text field inside the source takes no typing; and on ``mouseenter`` it moves the
-focus to the source, out of a field the user is typing in (ipyevents issue #57).
+Keyboard shortcuts (← / → flip pages, Esc closes the detail pane) are read by the views' key
+reader, :class:`~workbench.views._common.KeyReader`, which leaves every key typed into a text
+field (the query box, a menu, a notebook cell) to that field. ipyevents is not used for keys: while
+the pointer is over its source it cancels every key on the page, whatever
+``prevent_default_action`` says, and it moves the focus out of a field the user is typing in
+(ipyevents issue #57).
 """
 
 from __future__ import annotations
@@ -18,17 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import anywidget
 import ipywidgets as W
-import traitlets
 from ipyevents import Event
 
 from workbench._validation import check_positive_int
 from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.plots import summary_png
-from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded
+from workbench.views._common import ErrorBanner, KeyReader, escape, guarded
 
 PAGE_SIZES = (12, 24, 48, 96)
 _ALL = "(all)"
@@ -36,79 +32,6 @@ _FILTER_COLUMNS = ("label", "split", "status", "mode", "format")
 _GAP = 6  # px between tiles, both ways
 _DETAIL_WIDTH = 340
 _instances = itertools.count()
-
-
-class ShortcutKeys(anywidget.AnyWidget):
-    """Keyboard shortcuts for the view this widget sits in, never taken from a text field.
-
-    Put it among the children of a view whose root has the class ``root_class``. While the
-    pointer is over that root the root takes the focus (unless a text field anywhere has it: the
-    user is typing there); a key in ``shortcuts`` pressed with the focus in the root, and not in an
-    ``input``, ``textarea``, ``select`` or editable element, is sent to :meth:`on_key` callbacks
-    and goes no further (not to the notebook's own shortcuts). Every other key is left alone.
-    The widget itself takes no space.
-    """
-
-    _esm = """
-    const EDITABLE = "input, textarea, select, [contenteditable]:not([contenteditable='false'])";
-    const editable = (n) =>
-      !!n && n.nodeType === 1 && (n.isContentEditable || n.matches(EDITABLE));
-    export default {
-      render({ model, el }) {
-        el.style.display = "none";
-        let root = null, timer = null, stopped = false;
-        const onKey = (ev) => {
-          if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-          if (editable(ev.target)) return;  // a field's keys are the field's
-          if (!model.get("shortcuts").includes(ev.key)) return;
-          ev.preventDefault();
-          ev.stopPropagation();
-          model.send({ key: ev.key, shiftKey: ev.shiftKey, repeat: ev.repeat });
-        };
-        const onEnter = () => {
-          const active = document.activeElement;
-          if (root.contains(active) || editable(active)) return;
-          root.focus({ preventScroll: true });
-        };
-        const onLeave = () => { if (document.activeElement === root) root.blur(); };
-        const attach = () => {  // the view is put into the page after this widget renders
-          if (stopped) return;
-          root = el.closest("." + model.get("root_class"));
-          if (!root) { timer = setTimeout(attach, 50); return; }
-          if (!root.hasAttribute("tabindex")) root.setAttribute("tabindex", "-1");
-          root.style.outline = "none";
-          root.addEventListener("keydown", onKey);
-          root.addEventListener("mouseenter", onEnter);
-          root.addEventListener("mouseleave", onLeave);
-        };
-        attach();
-        return () => {
-          stopped = true;
-          clearTimeout(timer);
-          if (!root) return;
-          root.removeEventListener("keydown", onKey);
-          root.removeEventListener("mouseenter", onEnter);
-          root.removeEventListener("mouseleave", onLeave);
-        };
-      },
-    };
-    """
-    shortcuts = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    root_class = traitlets.Unicode().tag(sync=True)
-
-    def __init__(self, root_class: str, keys: Sequence[str]) -> None:
-        super().__init__(root_class=root_class, shortcuts=list(keys))
-        self._callbacks: list[Callable[[dict[str, Any]], None]] = []
-        self.on_msg(self._on_front_end_msg)
-
-    def on_key(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``fn({"key": ..., "shiftKey": ..., "repeat": ...})`` for each shortcut key."""
-        self._callbacks.append(fn)
-
-    def _on_front_end_msg(self, _widget: W.Widget, content: dict, _buffers: list) -> None:
-        if isinstance(content, dict) and content.get("key") in self.shortcuts:
-            for fn in self._callbacks:
-                fn(content)
 
 
 def _columns_css(scope: str, page_size: int, tile: int) -> str:
@@ -305,7 +228,7 @@ class DataBrowser(W.VBox):
         body = W.HBox(
             [grid_wrap, self.detail], layout=W.Layout(width="100%", align_items="flex-start")
         )
-        self.shortcut_keys = ShortcutKeys(self._scope, ["ArrowLeft", "ArrowRight", "Escape"])
+        self.shortcut_keys = KeyReader(self._scope, ["ArrowLeft", "ArrowRight", "Escape"])
         self.shortcut_keys.on_key(self._on_key)
         super().__init__(
             [self._style, self.shortcut_keys, toolbar, nav, self.error, self.common, body,

@@ -47,8 +47,7 @@ from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
 from workbench.labels.session import ACTIVE_ORDERS, ORDERS, LabelingSession
-from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded, log, reports_inline
+from workbench.views._common import ErrorBanner, escape, guarded, log, reports_inline
 from workbench.views._labeling import LabelingView, done_tile, session_attribute
 
 if TYPE_CHECKING:
