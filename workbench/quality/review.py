@@ -585,7 +585,11 @@ class ReviewSession:
         if self.current is None:
             raise LabelError("nothing to skip: every item is decided")
         self.last_action = {"kind": "skip", "id": self.current}
-        self._advance()
+        n = len(self.queue)
+        ahead = [(self.position + k) % n for k in range(1, n)]
+        todo = [j for j in ahead if self.queue[j] not in self._decisions]
+        # The only open item: browse on rather than stay (a skip always moves).
+        self.position = todo[0] if todo else (self.position + 1) % n
 
     def undo(self) -> str | None:
         """Take back this session's latest decision; returns that item's id (``None``: nothing
