@@ -393,7 +393,10 @@ class ReviewSession:
         self, *, reason: str | None = None, cls: str | None = None, annotator: str | None = None
     ) -> list[str]:
         """Show only items with this ``reason``, with ``cls`` among their labels, consensus or
-        gold, labeled by ``annotator`` (``None``: any). Returns the new queue."""
+        gold, labeled by ``annotator`` (``None``: any). Returns the new queue.
+
+        The current item stays when it matches; else the first undecided match is shown (the
+        first match when all are decided)."""
         if reason is not None:
             check_choice(reason, "reason", REASONS)
         if cls is not None and cls not in self.classes:
@@ -404,6 +407,8 @@ class ReviewSession:
             )
         self.filters = {"reason": reason, "cls": cls, "annotator": annotator}
         self._apply_filters(self.current)
+        if self.current is None and self.queue:
+            self.position = 0  # every match is decided: show the first one rather than none
         return list(self.queue)
 
     def _apply_filters(self, keep: str | None) -> None:
