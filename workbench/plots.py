@@ -91,3 +91,121 @@ def figure_png(fig: Any, dpi: int = 90) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- quality control
+def new_axes(figsize: tuple[float, float] = (5, 4)) -> Any:
+    """Axes on a new figure made without pyplot (no global state: safe off the main thread)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize).subplots()
+
+
+def _matrix(ax: Any, values: Any, rows: list[str], cols: list[str], fmt: str, **kw: Any) -> Any:
+    """Heatmap with each cell's value written in it."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=float)
+    im = ax.imshow(a, **kw)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    lo, hi = im.get_clim()
+    for (i, j), v in np.ndenumerate(a):
+        if np.isfinite(v):
+            dark = (v - lo) / ((hi - lo) or 1) > 0.6
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")  # fmt: skip
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return im
+
+
+def plot_agreement_heatmap(pairwise: Any, annotators: Any = None, ax: Any = None,
+                           value: str = "kappa") -> Any:  # fmt: skip
+    """Annotator × annotator heatmap of one column of
+    :func:`workbench.quality.agreement.pairwise` (Cohen's kappa by default; blank where a pair
+    shares no item or kappa is undefined); returns the axes."""
+    import numpy as np
+
+    names = list(annotators) if annotators is not None else sorted(
+        set(map(str, pairwise["a"])) | set(map(str, pairwise["b"]))
+    )  # fmt: skip
+    pos = {n: i for i, n in enumerate(names)}
+    m = np.full((len(names), len(names)), np.nan)
+    np.fill_diagonal(m, 1.0)
+    for a, b, v in zip(pairwise["a"], pairwise["b"], pairwise[value], strict=True):
+        if str(a) in pos and str(b) in pos:
+            m[pos[str(a)], pos[str(b)]] = m[pos[str(b)], pos[str(a)]] = v
+    ax = ax if ax is not None else new_axes((1.2 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
+    _matrix(ax, m, names, names, ".2f", vmin=-1 if np.nanmin(m) < 0 else 0, vmax=1,
+            cmap="viridis")  # fmt: skip
+    ax.set_title(f"Agreement between annotators ({value})")
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_annotator_confusion(confusion: Any, ax: Any = None) -> Any:
+    """Counts of annotator ``a``'s classes (rows) against ``b``'s (columns), as
+    :func:`workbench.quality.agreement.annotator_confusion` gives them; returns the axes."""
+    rows, cols = [str(c) for c in confusion.index], [str(c) for c in confusion.columns]
+    ax = ax if ax is not None else new_axes((1.5 + 0.5 * len(cols), 1.2 + 0.45 * len(rows)))
+    _matrix(ax, confusion.to_numpy(), rows, cols, ".0f", cmap="Blues")
+    ax.set_ylabel(str(confusion.index.name or "a"))
+    ax.set_xlabel(str(confusion.columns.name or "b"))
+    ax.set_title(f"{confusion.index.name} vs {confusion.columns.name}")
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_class_counts(counts: Any, ax: Any = None, title: str = "Class balance") -> Any:
+    """Bar chart of a per-class count Series (e.g. of the final labels); returns the axes."""
+    ax = ax if ax is not None else new_axes((6, 3))
+    ax.bar(range(len(counts)), counts.to_numpy(), color="#4c78a8")
+    ax.set_xticks(range(len(counts)), [str(i) for i in counts.index], rotation=45, ha="right")
+    ax.set_ylabel("labels")
+    ax.set_title(f"{title} ({int(counts.sum()):,} labels)")
+    if len(counts):
+        ax.axhline(counts.mean(), color="#e45756", lw=1, ls="--", label="mean")
+        ax.legend(loc="lower right")
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_annotator_quality(quality: Any, ax: Any = None) -> Any:
+    """Grouped bars of per-annotator accuracy: one bar per ``accuracy_*`` column of ``quality``
+    (a table with an ``annotator`` column); returns the axes."""
+    import numpy as np
+
+    cols = [c for c in quality.columns if str(c).startswith("accuracy")]
+    names = [str(a) for a in quality["annotator"]]
+    ax = ax if ax is not None else new_axes((1.5 + 0.8 * max(len(names), 3), 3))
+    width = 0.8 / max(len(cols), 1)
+    x = np.arange(len(names))
+    for k, c in enumerate(cols):
+        ax.bar(x + k * width, quality[c].to_numpy(dtype=float), width,
+               label=str(c).replace("accuracy_", "vs "))  # fmt: skip
+    ax.set_xticks(x + width * (len(cols) - 1) / 2, names, rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Per-annotator quality")
+    if cols:
+        ax.legend(loc="lower right")
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_coverage(coverage: Any, ax: Any = None) -> Any:
+    """Samples labeled and reviewed per round
+    (:func:`workbench.quality.completeness.coverage_by_round`); returns the axes."""
+    import numpy as np
+
+    ax = ax if ax is not None else new_axes((5, 3))
+    x = np.arange(len(coverage))
+    ax.bar(x - 0.2, coverage["labeled"].to_numpy(), 0.4, label="labeled", color="#4c78a8")
+    ax.bar(x + 0.2, coverage["reviewed"].to_numpy(), 0.4, label="reviewed", color="#f58518")
+    ax.set_xticks(x, [str(r) for r in coverage["round"]])
+    ax.set_xlabel("round")
+    ax.set_ylabel("samples")
+    ax.set_title("Coverage by round")
+    ax.legend(loc="upper right")
+    ax.figure.tight_layout()
+    return ax
