@@ -5,5 +5,6 @@ from workbench.views.boxes import BoxLabeler
 from workbench.views.browser import DataBrowser
 from workbench.views.issues import IssueReview
 from workbench.views.labeler import Labeler
+from workbench.views.review import ReviewQueue
 
-__all__ = ["AugmentTuner", "BoxLabeler", "DataBrowser", "IssueReview", "Labeler"]
+__all__ = ["AugmentTuner", "BoxLabeler", "DataBrowser", "IssueReview", "Labeler", "ReviewQueue"]
