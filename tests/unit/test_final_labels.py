@@ -1,6 +1,5 @@
 """Final labels: review > consensus > the annotators' labels, with the events behind each."""
 
-import inspect
 import math
 
 import numpy as np
@@ -21,14 +20,13 @@ def store(tmp_path):
 
 
 def _consensus(
-    store, sid, value, *, round=1, method="dawid_skene", confidence=0.9, who="consensus"
+    store, sid, value, *, round=1, method="dawid_skene", confidence=0.9, who=None, events=None
 ):
-    """A consensus label event with its provenance, as a consensus method records it."""
-    extra = {"method": method, "confidence": confidence}
-    if "extra" in inspect.signature(store.label).parameters:
-        return store.label(sid, value, annotator=who, round=round, extra=extra)
-    # The store's label() takes no extra yet: the event a consensus writer appends, same table.
-    return store._append("label", sid, value, who, round, "class", None, "human", lambda s: extra)
+    """A consensus label event with its provenance, as write_consensus records it."""
+    extra = {"method": method, "confidence": confidence, "events": events or []}
+    who = who or f"consensus:{method}"
+    source = "consensus" if who.startswith("consensus:") else "human"
+    return store.label(sid, value, annotator=who, round=round, source=source, extra=extra)
 
 
 def _row(df, sid):

@@ -90,8 +90,9 @@ class AssignRow:
 def check_source(annotator: str, source: Any) -> str:
     """``source`` if it is one of :data:`SOURCES` and fits the annotator's name.
 
-    ``consensus:...`` names and source ``"consensus"`` go together; ``gold:...`` names are
-    reserved for gold answers and never label.
+    Source ``"consensus"`` needs an annotator ``consensus:<method>`` (that prefix is how
+    consensus labels are found again); ``gold:...`` names are reserved for gold answers and
+    never label.
     """
     if source not in SOURCES:
         raise LabelError(f"source must be one of {SOURCES}, got {_short(source)}")
@@ -100,10 +101,10 @@ def check_source(annotator: str, source: Any) -> str:
             f"annotator names starting with {GOLD_PREFIX!r} are reserved for gold answers "
             "(LabelStore.assign_batch(gold=...)); pick another name"
         )
-    if (source == "consensus") != annotator.startswith(CONSENSUS_PREFIX):
+    if source == "consensus" and not annotator.startswith(CONSENSUS_PREFIX):
         raise LabelError(
-            f"a consensus label has source 'consensus' and an annotator named "
-            f"'{CONSENSUS_PREFIX}<method>'; got annotator {annotator!r} with source {source!r}"
+            f"a consensus label (source 'consensus') is by an annotator named "
+            f"'{CONSENSUS_PREFIX}<method>', not {annotator!r}"
         )
     return source
 
