@@ -141,7 +141,7 @@ class LabelStore:
 
     Notes
     -----
-    The class is long (about 600 lines) because it is the whole public API of one event log:
+    The class is long (about 700 lines) because it is the whole public API of one event log:
     some 25 methods, each argument checks, one transaction and the decoding of its rows, most
     with a full docstring. What they share lives elsewhere: the SQL and the retried
     transactions in :mod:`~workbench.labels._sqlite`, the class schema and value codec in
