@@ -9,10 +9,10 @@ serves only ``a``'s items, blind.
 How the split works
 -------------------
 - ``round(overlap * n)`` of the ``n`` regular items (gold items are not regular) go to
-  ``per_item`` annotators each; they cycle through every team of ``per_item`` annotators in a
-  seeded order, so every pair shares about the same number of items (what pairwise agreement
-  needs). The other items go to one annotator each, always the least loaded so far (ties broken
-  by a seeded order): loads differ by at most one item when the teams divide evenly.
+  ``per_item`` annotators each: the least loaded so far, ties broken by a fresh seeded draw per
+  item, so every pair of annotators shares items about equally often (what pairwise agreement
+  needs) with any number of annotators. The other items go to one annotator each, again the
+  least loaded. Regular loads end within one item of each other.
 - Gold items (known answers) are mixed into each annotator's share at ``gold_rate``: annotator
   ``a`` with ``n_a`` regular items gets ``round(gold_rate * n_a / (1 - gold_rate))`` gold items
   drawn from the gold pool, so that gold is ``gold_rate`` of their queue (within one item).
@@ -20,7 +20,6 @@ How the split works
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -146,16 +145,14 @@ def plan_assignment(
         )
     rng = np.random.default_rng(seed)
     order = [regular[k] for k in rng.permutation(n)]
-    teams = list(itertools.combinations(range(m), per_item)) if n_over else []
-    teams = [teams[k] for k in rng.permutation(len(teams))] if teams else []
     load = np.zeros(m, dtype=np.int64)
-    rank = rng.permutation(m)  # tie-break among equally loaded annotators
     rows: list[tuple[str, str, bool, int]] = []
-    for j, sid in enumerate(order[:n_over]):
-        team = teams[j % len(teams)]
-        for a in team:
+    for sid in order[:n_over]:
+        team = np.argsort(load * m + rng.permutation(m), kind="stable")[:per_item]
+        for a in sorted(team.tolist()):
             rows.append((sid, names[a], False, per_item))
             load[a] += 1
+    rank = rng.permutation(m)  # tie-break among equally loaded annotators
     for sid in order[n_over:]:
         a = int(np.argmin(load * m + rank))
         rows.append((sid, names[a], False, 1))
