@@ -38,7 +38,8 @@ def store(tmp_path):
     s.skip("2.png", annotator="ana", seconds=1.0)
     s.label("3.png", "dog", annotator="bo", seconds=10.0)
     s.undo("3.png", annotator="bo")
-    s.label("4.png", "cat", annotator="consensus", round=1)
+    s.label("4.png", "cat", annotator="consensus:majority", round=1, source="consensus",
+            extra={"method": "majority", "confidence": 1.0, "events": []})  # fmt: skip
     s.label("1.png", "cat", annotator="bo", round=1, seconds=5.0)
     s.review("0.png", "accept", reviewer="rita", round=2)
     return s

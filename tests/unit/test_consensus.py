@@ -210,10 +210,11 @@ def test_write_consensus_appends_a_round_with_provenance(tmp_path):
     written = cs.write_consensus(store, res, round=1)
     assert set(written["id"]) == {"x", "z"}  # y is tied: it goes to review, not to the store
     cur = store.current(round=1)
-    assert set(cur["annotator"]) == {"consensus:majority"}
+    assert set(cur["annotator"]) == {"consensus:majority"} and set(cur["source"]) == {"consensus"}
     assert dict(zip(cur["id"], cur["value"], strict=True)) == {"x": "cat", "z": "dog"}
-    hist = store.history(kind="import")
-    assert [e["from"] for e in hist["extra"]] == ["consensus:majority"] * 2
+    assert store.events_count("import") == 0  # labels with source "consensus", not imports
+    extra = dict(zip(cur["id"], cur["extra"], strict=True))
+    assert extra["x"] == {"method": "majority", "confidence": 1.0, "events": [3, 4]}
     assert list(Votes.from_store(store).annotators) == ["ana", "bo"]  # never votes on itself
 
 

@@ -1,6 +1,5 @@
 """Final labels: review > consensus > the annotators' labels, with the events behind each."""
 
-import inspect
 import math
 
 import numpy as np
@@ -21,14 +20,13 @@ def store(tmp_path):
 
 
 def _consensus(
-    store, sid, value, *, round=1, method="dawid_skene", confidence=0.9, who="consensus"
+    store, sid, value, *, round=1, method="dawid_skene", confidence=0.9, who=None, events=None
 ):
-    """A consensus label event with its provenance, as a consensus method records it."""
-    extra = {"method": method, "confidence": confidence}
-    if "extra" in inspect.signature(store.label).parameters:
-        return store.label(sid, value, annotator=who, round=round, extra=extra)
-    # The store's label() takes no extra yet: the event a consensus writer appends, same table.
-    return store._append("label", sid, value, who, round, "class", None, "human", lambda s: extra)
+    """A consensus label event with its provenance, as write_consensus records it."""
+    extra = {"method": method, "confidence": confidence, "events": events or []}
+    who = who or f"consensus:{method}"
+    source = "consensus" if who.startswith("consensus:") else "human"
+    return store.label(sid, value, annotator=who, round=round, source=source, extra=extra)
 
 
 def _row(df, sid):
@@ -144,3 +142,28 @@ def test_bad_arguments_raise_and_leave_the_store_unchanged(store, kw, match):
     with pytest.raises(WorkbenchError, match="LabelStore"):
         final_labels(object())
     assert store.events_count() == before
+
+
+def test_write_consensus_is_read_back_with_method_confidence_and_vote_events(store):
+    from workbench.quality import Votes, write_consensus
+    from workbench.quality.consensus import majority_vote
+
+    votes = {}
+    for sid, labels in [("s1", "cat cat dog"), ("s2", "dog dog dog"), ("s3", "cat dog bird")]:
+        votes[sid] = [store.label(sid, v, annotator=a) for a, v in
+                      zip(["ana", "bo", "cy"], labels.split(), strict=True)]  # fmt: skip
+    res = majority_vote(Votes.from_store(store), reliability=None)
+    write_consensus(store, res, round=1)
+    df = final_labels(store).set_index("id")
+    cur = store.current(round=1).set_index("id")
+    for sid, label in [("s1", "cat"), ("s2", "dog")]:
+        row = df.loc[sid]
+        assert (row["label"], row["source"], row["method"]) == (label, "consensus", "majority")
+        assert row["events"] == [int(cur.loc[sid, "event"]), *votes[sid]]
+    assert df.loc["s1", "confidence"] == pytest.approx(2 / 3)
+    assert df.loc["s3", "source"] == "conflict"  # tied: not written, left to review
+    # a reviewer's correction of the consensus, as the review convention records it
+    r = store.review("s1", "reject", reviewer="rita", round=2, target=int(cur.loc["s1", "event"]))
+    fix = store.label("s1", "bird", annotator="rita", round=2)
+    s1 = final_labels(store).set_index("id").loc["s1"]
+    assert (s1["label"], s1["source"], s1["events"]) == ("bird", "review", [r, fix])

@@ -77,6 +77,7 @@ def test_current_is_latest_per_sample_annotator_round_task(store):
     assert got == {("ana", 0): "dog", ("bo", 0): "bird", ("ana", 1): "cat"}
     assert list(cur.columns) == [
         "id", "annotator", "round", "task", "value", "source", "ts", "hash", "seconds", "event",
+        "extra",
     ]  # fmt: skip
     assert store.current(annotator="ana", round=0)["value"].tolist() == ["dog"]
     assert store.current(task="multi")["value"].tolist() == [["cat", "dog"]]  # a set, code order

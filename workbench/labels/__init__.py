@@ -2,8 +2,12 @@
 
 from workbench.errors import LabelError
 from workbench.fsutil import safe_names
-from workbench.labels._sqlite import SOURCES
+from workbench.labels._sqlite import CONSENSUS_PREFIX, GOLD_PREFIX, SOURCES
+from workbench.labels.batch import AssignRow, ImportRow
 from workbench.labels.formats import EXPORT_MODES
 from workbench.labels.store import VERDICTS, LabelStore
 
-__all__ = ["EXPORT_MODES", "SOURCES", "VERDICTS", "LabelError", "LabelStore", "safe_names"]
+__all__ = [
+    "CONSENSUS_PREFIX", "EXPORT_MODES", "GOLD_PREFIX", "SOURCES", "VERDICTS", "AssignRow",
+    "ImportRow", "LabelError", "LabelStore", "safe_names",
+]  # fmt: skip

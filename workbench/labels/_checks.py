@@ -6,7 +6,8 @@ Numbers are checked by the shared :mod:`workbench._validation` (one meaning of "
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workbench._validation import check_int, check_real, is_int, is_real
@@ -55,3 +56,36 @@ _is_number = is_real
 def _as_list(names: str | Iterable[str]) -> list[Any]:
     """One name or many, as a list."""
     return [names] if isinstance(names, str) else list(names)
+
+
+#: Most characters an event's ``extra`` may take as JSON (it rides along with every read).
+MAX_EXTRA = 65_536
+
+
+def _extra(value: Any) -> dict[str, Any] | None:
+    """``value`` as a plain JSON dict for an event's ``extra``, or None; LabelError otherwise.
+
+    Keys must be text (JSON would silently turn others into text), values JSON-serialisable
+    and finite, and the whole at most :data:`MAX_EXTRA` characters as JSON. The result is a
+    copy made through JSON, so what is stored is exactly what a later read gives back.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise LabelError(f"extra must be a dict of JSON values, got {_short(value)}")
+    if not all(isinstance(k, str) for k in value):
+        bad = next(k for k in value if not isinstance(k, str))
+        raise LabelError(f"extra keys must be text, got {_short(bad)}")
+    try:
+        text = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise LabelError(f"extra must hold only finite JSON values (text, numbers, lists, "
+                         f"dicts, true/false/null): {e}") from None  # fmt: skip
+    except RecursionError:
+        raise LabelError("extra is nested too deeply (or refers to itself)") from None
+    if len(text) > MAX_EXTRA:
+        raise LabelError(
+            f"extra is {len(text)} characters as JSON, more than {MAX_EXTRA}; keep bulky data "
+            "in a file and store its name"
+        )
+    return json.loads(text)

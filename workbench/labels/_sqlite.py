@@ -23,6 +23,19 @@ ts, seconds, target, extra)``; ``value`` and ``extra`` are JSON; ``ts`` is Unix 
 ``target`` is the event an ``undo`` cancels or a ``review`` judges. Stored values are
 ``{"class": code}``, ``{"classes": [code, ...]}``, ``{"boxes": [[x, y, w, h, code], ...]}`` or
 ``[]`` (an empty set of classes or boxes). ``meta(key, value)`` holds the schema version.
+
+An ``assign`` event gives one sample to one annotator for a round and task (``extra``
+``{"gold": bool, "overlap": k}``); a ``gold`` event records a sample's known answer (annotator
+``gold:<name>``, source ``"import"``). Neither is a decision, so neither is ever *current*: a
+labeling session, which reads only current labels, cannot see a gold answer. Assignments are
+events rather than a table of their own so that they share the log's order, durability,
+retries and append-only triggers.
+
+Schema versions
+---------------
+1. The first table. 2. Kinds ``assign`` and ``gold``, source ``consensus``. SQLite cannot change
+a ``CHECK`` constraint in place, so opening a version-1 file rebuilds the table (copy, drop,
+rename) in the same ``IMMEDIATE`` transaction that bumps the version: all or nothing, once.
 """
 
 from __future__ import annotations
@@ -43,16 +56,20 @@ from workbench.labels.schema import _dumps
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Every kind of event the store records.
 EVENT_KINDS = (
     "label", "skip", "undo", "import", "model", "review",
-    "class_add", "class_rename", "class_merge",
+    "class_add", "class_rename", "class_merge", "assign", "gold",
 )  # fmt: skip
 SCHEMA_KINDS = ("class_add", "class_rename", "class_merge")
 DECISION_KINDS = ("label", "import", "skip")  # what "current" and "undo" look at
 #: Where a label came from.
-SOURCES = ("human", "model", "import")
+SOURCES = ("human", "model", "import", "consensus")
+#: Annotator names with this prefix hold a consensus (source ``"consensus"``), not a person.
+CONSENSUS_PREFIX = "consensus:"
+#: Annotator names with this prefix hold gold answers (kind ``"gold"``), never labels.
+GOLD_PREFIX = "gold:"
 
 
 def _sql_list(items: Iterable[str]) -> str:
@@ -62,9 +79,13 @@ def _sql_list(items: Iterable[str]) -> str:
 _SQL_SCHEMA = _sql_list(SCHEMA_KINDS)
 _SQL_DECISION = _sql_list(DECISION_KINDS)
 _SQL_NOT_UNDONE = "id NOT IN (SELECT target FROM events WHERE kind = 'undo' AND target IS NOT NULL)"
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    f"""CREATE TABLE IF NOT EXISTS events (
+_COLUMNS = (
+    "id, kind, sample_id, hash, annotator, round, task, value, source, ts, seconds, target, extra"
+)
+
+
+def _events_table(name: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
         id        INTEGER PRIMARY KEY,
         kind      TEXT    NOT NULL CHECK (kind IN ({_sql_list(EVENT_KINDS)})),
         sample_id TEXT,
@@ -77,7 +98,12 @@ _DDL = [
         ts        REAL    NOT NULL,
         seconds   REAL    CHECK (seconds IS NULL OR seconds >= 0),
         target    INTEGER,
-        extra     TEXT)""",
+        extra     TEXT)"""
+
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    _events_table("events"),
     "CREATE INDEX IF NOT EXISTS events_key ON events (sample_id, annotator, round, task)",
     "CREATE INDEX IF NOT EXISTS events_annotator ON events (annotator, task)",
     "CREATE INDEX IF NOT EXISTS events_kind ON events (kind)",
@@ -139,15 +165,33 @@ def insert_many(con: sqlite3.Connection, rows: Sequence[tuple]) -> int:
 
 
 def _create_schema(con: sqlite3.Connection) -> None:
-    for stmt in _DDL:
+    """Create the tables of a new file, or bring an older file up to :data:`SCHEMA_VERSION`."""
+    con.execute(_DDL[0])
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = SCHEMA_VERSION if row is None else int(row[0])
+    if version > SCHEMA_VERSION:
+        raise LabelError(f"this label store was written by a newer workbench (schema {version})")
+    if version < 2:
+        _rebuild_events(con)
+    for stmt in _DDL[1:]:
         con.execute(stmt)
     con.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
-    (version,) = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if int(version) > SCHEMA_VERSION:
-        raise LabelError(f"this label store was written by a newer workbench (schema {version})")
+
+
+def _rebuild_events(con: sqlite3.Connection) -> None:
+    """Copy every event into a table with today's ``CHECK`` constraints and swap it in.
+
+    Ids are copied, so event ids (and ``target`` references) stay what they were. Dropping a
+    table fires no ``DELETE`` trigger; the indexes and triggers are recreated by the caller.
+    """
+    con.execute("DROP TABLE IF EXISTS events_new")
+    con.execute(_events_table("events_new"))
+    con.execute(f"INSERT INTO events_new ({_COLUMNS}) SELECT {_COLUMNS} FROM events")
+    con.execute("DROP TABLE events")
+    con.execute("ALTER TABLE events_new RENAME TO events")
 
 
 def _is_busy(e: sqlite3.Error) -> bool:
@@ -351,14 +395,14 @@ def current_rows(
     skips: bool = False,
 ) -> list[tuple]:
     """Latest undone-free decision per key: (sample, annotator, round, task, value, source,
-    ts, hash, seconds, event, kind), in event order; skips only if ``skips``."""
+    ts, hash, seconds, event, kind, extra), in event order; skips only if ``skips``."""
     where, args = _where(
         [("annotator", annotator), ("round", round), ("task", task)],
         [f"kind IN ({_SQL_DECISION})", _SQL_NOT_UNDONE],
     )
     sql = (
         "SELECT e.sample_id, e.annotator, e.round, e.task, e.value, e.source, e.ts, e.hash, "
-        "e.seconds, e.id, e.kind FROM events e JOIN (SELECT max(id) AS id FROM events "
+        "e.seconds, e.id, e.kind, e.extra FROM events e JOIN (SELECT max(id) AS id FROM events "
         f"WHERE {where} GROUP BY sample_id, annotator, round, task) AS last "
         "ON e.id = last.id" + ("" if skips else " WHERE e.kind != 'skip'") + " ORDER BY e.id"
     )
@@ -399,3 +443,24 @@ def last_sample(
         f"SELECT sample_id FROM events WHERE {where} ORDER BY id DESC LIMIT 1", [annotator, *args]
     ).fetchone()
     return None if row is None else row[0]
+
+
+def has_assignment(con: sqlite3.Connection, round: int, task: str) -> bool:
+    """Whether round ``round`` of ``task`` has any ``assign`` event."""
+    row = con.execute(
+        "SELECT 1 FROM events WHERE kind = 'assign' AND round = ? AND task = ? LIMIT 1",
+        (round, task),
+    ).fetchone()
+    return row is not None
+
+
+def assignment_rows(
+    con: sqlite3.Connection, annotator: str | None, round: int | None, task: str | None
+) -> list[tuple]:
+    """``assign`` events: (sample, annotator, round, task, extra, event), in event order."""
+    where, args = _where(
+        [("annotator", annotator), ("round", round), ("task", task)], ["kind = 'assign'"]
+    )
+    sql = "SELECT sample_id, annotator, round, task, extra, id FROM events WHERE "
+    sql += f"{where} ORDER BY id"
+    return con.execute(sql, args).fetchall()

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import LabelError
 from workbench.labels._catalog import CatalogIndex, Info
-from workbench.labels._checks import _round, _seconds, _text
-from workbench.labels._sqlite import event_params
+from workbench.labels._checks import _extra, _round, _seconds, _short, _text
+from workbench.labels._sqlite import CONSENSUS_PREFIX, GOLD_PREFIX, SOURCES, event_params
 from workbench.labels.schema import _Schema
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ class ImportRow:
     read
         For values that need the sample's ``(width, height)`` (normalised boxes): called with it
         to give the value.
+    source
+        ``"import"`` (an ``import`` event) or another of :data:`SOURCES` (a ``label`` event):
+        ``"consensus"`` for a consensus written back, by an annotator ``consensus:<method>``.
+    extra
+        A JSON dict stored with the event (an import also records ``{"from": origin}``).
     """
 
     sample_id: Any
@@ -58,6 +63,50 @@ class ImportRow:
     hash: str | None = None
     seconds: float | None = None
     read: Callable[[tuple[int, int] | None], Any] | None = None
+    source: str = "import"
+    extra: Any = None
+
+
+@dataclass
+class AssignRow:
+    """One sample given to one annotator (see :meth:`LabelStore.assign_batch`).
+
+    Attributes
+    ----------
+    sample_id, annotator
+        Which sample, to whom.
+    gold
+        Whether the sample is a gold item (its known answer is recorded separately).
+    overlap
+        How many annotators the sample is given to in this assignment.
+    """
+
+    sample_id: Any
+    annotator: Any
+    gold: bool = False
+    overlap: int = 1
+
+
+def check_source(annotator: str, source: Any) -> str:
+    """``source`` if it is one of :data:`SOURCES` and fits the annotator's name.
+
+    Source ``"consensus"`` needs an annotator ``consensus:<method>`` (that prefix is how
+    consensus labels are found again); ``gold:...`` names are reserved for gold answers and
+    never label.
+    """
+    if source not in SOURCES:
+        raise LabelError(f"source must be one of {SOURCES}, got {_short(source)}")
+    if annotator.startswith(GOLD_PREFIX):
+        raise LabelError(
+            f"annotator names starting with {GOLD_PREFIX!r} are reserved for gold answers "
+            "(LabelStore.assign_batch(gold=...)); pick another name"
+        )
+    if source == "consensus" and not annotator.startswith(CONSENSUS_PREFIX):
+        raise LabelError(
+            f"a consensus label (source 'consensus') is by an annotator named "
+            f"'{CONSENSUS_PREFIX}<method>', not {annotator!r}"
+        )
+    return source
 
 
 @dataclass
@@ -109,7 +158,9 @@ def checked_row(
             "task": _text("task", row.task),
             "seconds": _seconds(row.seconds),
             "hash": row.hash or h,
+            "extra": _extra(row.extra),
         }
+        fields["source"] = check_source(fields["annotator"], row.source)
     except LabelError as e:
         raise LabelError(f"{row.where}: {e}") from None
     value = row.value if row.read is None else row.read(size)
@@ -119,10 +170,11 @@ def checked_row(
 def import_events(
     checked: list[tuple[ImportRow, tuple[int, int] | None]], schema: _Schema, origin: str
 ) -> list[tuple]:
-    """The ``import`` events of checked rows, values encoded (and boxes checked) by ``schema``.
+    """The events of checked rows, values encoded (and boxes checked) by ``schema``.
 
-    All share one timestamp and ``extra`` ``{"from": origin}``; a bad value raises
-    :class:`LabelError` starting with its row's ``where``.
+    Rows with source ``"import"`` become ``import`` events with ``extra`` ``{"from": origin}``
+    (plus the row's own), others ``label`` events with the row's ``extra``. All share one
+    timestamp; a bad value raises :class:`LabelError` starting with its row's ``where``.
     """
     now, params = time.time(), []
     for r, size in checked:
@@ -131,18 +183,72 @@ def import_events(
         except LabelError as e:
             raise LabelError(f"{r.where}: {e}") from None
         fields = {"sid": r.sample_id, "hash": r.hash, "who": r.annotator, "rnd": r.round}
+        imported = r.source == "import"
+        extra = {"from": origin, **(r.extra or {})} if imported else r.extra
         params.append(
             event_params(
-                "import",
+                "import" if imported else "label",
                 value=stored,
-                source="import",
+                source=r.source,
                 ts=now,
-                extra={"from": origin},
+                extra=extra,
                 task=r.task,
                 seconds=r.seconds,
                 **fields,
             )
         )
+    return params
+
+
+def assign_events(
+    rows: list[AssignRow], index: CatalogIndex, catalog: Catalog | None, rnd: int, task: str
+) -> list[tuple]:
+    """``assign`` events of checked rows; LabelError naming the row for a bad one."""
+    now, params, seen = time.time(), [], set()
+    for k, r in enumerate(rows):
+        try:
+            sid, h, _ = index.sample(r.sample_id, catalog)
+            who = _text("annotator", r.annotator)
+            if who.startswith((GOLD_PREFIX, CONSENSUS_PREFIX)):
+                raise LabelError(f"{who!r} names gold answers or a consensus, not an annotator")
+            if not isinstance(r.gold, bool):
+                raise LabelError(f"gold must be True or False, got {_short(r.gold)}")
+            overlap = _round(r.overlap)
+            if overlap < 1:
+                raise LabelError(f"overlap counts annotators (>= 1), got {overlap}")
+        except LabelError as e:
+            raise LabelError(f"assignment row {k}: {e}") from None
+        if (sid, who) in seen:
+            raise LabelError(f"assignment row {k}: {sid!r} is given to {who!r} twice")
+        seen.add((sid, who))
+        extra = {"gold": r.gold, "overlap": overlap}
+        params.append(
+            event_params(
+                "assign", sid=sid, hash=h, who=who, rnd=rnd, task=task, ts=now, extra=extra
+            )
+        )
+    return params
+
+
+def gold_events(
+    answers: list[tuple[Any, Any]],
+    index: CatalogIndex,
+    catalog: Catalog | None,
+    schema: _Schema,
+    who: str,
+    rnd: int,
+    task: str,
+) -> list[tuple]:
+    """``gold`` events (source ``"import"``) of ``(sample id, known answer)`` pairs."""
+    now, params = time.time(), []
+    for sid, value in answers:
+        try:
+            sid, h, size = index.sample(sid, catalog)
+            stored = schema.store(value, size)
+        except LabelError as e:
+            raise LabelError(f"gold answer of {_short(sid)}: {e}") from None
+        fields = {"sid": sid, "hash": h, "who": who, "rnd": rnd, "task": task}
+        params.append(event_params("gold", value=stored, source="import", ts=now, **fields))
     return params
 
 

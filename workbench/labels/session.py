@@ -23,7 +23,13 @@ What it guarantees:
   enough decisions over enough time to mean something; scripted submits never count.
 - :attr:`last_action` says what the latest submit, skip or undo recorded, for a view to confirm.
 - ``blind`` hides which sample is shown (ids and paths give classes away); it is on by default
-  when other annotators have labeled items of this queue, where independent judgements matter.
+  when other annotators have labeled items of this queue, where independent judgements matter,
+  and when the session serves an assignment.
+- With an assignment for its round and task (:func:`workbench.quality.assign`), the session serves
+  only the items assigned to its annotator. It never exposes other annotators' labels or gold
+  answers: it reads only its own annotator's decisions and assigned ids (gold answers are
+  ``gold`` events, never current labels), and while blind it refuses pre-annotations named after
+  a person's or a consensus's labels.
 - Boxes drawn by hand are clipped to their image by :func:`~.schema.clip_boxes`; a box value
   given explicitly is checked (by the session for its class, by the store for its geometry), never
   silently changed.
@@ -53,7 +59,7 @@ from workbench.labels import LabelStore
 from workbench.labels.prefetch import Prefetcher
 from workbench.labels.rate import RateMeter
 from workbench.labels.schema import clip_boxes
-from workbench.labels.values import KINDS, check_value, stored_value, values_by
+from workbench.labels.values import KINDS, assigned_ids, check_value, start_values, stored_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,8 +120,12 @@ class LabelingSession:
         Seed of the ``"random"`` order and of tie-breaking in active orders.
     blind
         Whether views hide sample ids and paths (they may give the class away). ``None``
-        (default): on when other annotators have labels on items of this queue (same round and
-        task), so each judges the image alone.
+        (default): on when serving an assignment, or when other annotators have labels on items
+        of this queue (same round and task), so each judges the image alone.
+    assigned_only
+        Serve only the items assigned to ``annotator`` in this round and task. ``None``
+        (default): when the store holds an assignment for them. ``True`` without one is an
+        error, as is an assignment that gives this annotator nothing.
 
     Attributes
     ----------
@@ -134,7 +144,7 @@ class LabelingSession:
 
     Notes
     -----
-    One concept in about 600 lines: a position in a queue that two parties move, the annotator
+    One concept in about 700 lines: a position in a queue that two parties move, the annotator
     (go, submit, skip, undo) and the assistant's background re-ranking. Both work under one
     lock on one queue and one set of decisions; split apart, each half would reach into the
     other's state. Rendering ahead, which only reads the queue, is a helper of its own.
@@ -159,6 +169,7 @@ class LabelingSession:
         task: str = "class",
         seed: int = 0,
         blind: bool | None = None,
+        assigned_only: bool | None = None,
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")
@@ -177,6 +188,8 @@ class LabelingSession:
         refit_every = check_positive_int(refit_every, "refit_every")
         if blind is not None:
             check_choice(blind, "blind", (True, False))
+        if assigned_only is not None:
+            check_choice(assigned_only, "assigned_only", (True, False))
         self.catalog = catalog
         self.store = store
         self.annotator = annotator
@@ -195,11 +208,19 @@ class LabelingSession:
         self.ids: list[str] = catalog.df.loc[ok, "id"].astype(str).tolist()
         if not self.ids:
             raise ParameterError("the catalog has no readable samples to label")
+        mine = assigned_ids(store, annotator, round=round, task=task, assigned_only=assigned_only)
+        #: Whether the queue is this annotator's share of an assignment.
+        self.assigned: bool = mine is not None
+        if mine is not None:
+            self.ids = [i for i in self.ids if i in mine]
+            if not self.ids:
+                raise ParameterError(f"none of {annotator!r}'s assigned items can be read")
         self.classes = self._setup_classes(classes)
         self._class_rank = {c: k for k, c in enumerate(store.classes)}
-        if isinstance(pre_annotations, str):
-            pre_annotations = values_by(store, pre_annotations, task=task, kind=kind)
-        self.pre_annotations: dict[str, Any] = dict(pre_annotations or {})
+        self.blind: bool = (self.assigned or self._shared()) if blind is None else blind
+        self.pre_annotations: dict[str, Any] = start_values(
+            store, pre_annotations, annotator=annotator, blind=self.blind, task=task, kind=kind
+        )
         unknown = [i for i in self.pre_annotations if i not in catalog]
         if unknown:
             raise ParameterError(f"pre_annotations name samples not in the catalog: {unknown[:5]}")
@@ -221,7 +242,6 @@ class LabelingSession:
         self._embeddings = self._check_embeddings(embeddings)
         self._load_decisions()
         self._set_queue(self._initial_queue())
-        self.blind: bool = self._shared() if blind is None else blind
         self._resume()
         self._prefetch_ahead()
 
@@ -299,7 +319,7 @@ class LabelingSession:
         """Whether other annotators have labels (or skips) on items of this queue."""
         others = self.store.current(annotator=None, round=self.round, task=self.task)
         others = others[others["annotator"] != self.annotator]
-        return bool(others["id"].isin(self._queue_set).any())
+        return bool(others["id"].isin(set(self.ids)).any())
 
     def _resume(self) -> None:
         """Start at this annotator's last position, then at the first item not done yet."""

@@ -2,10 +2,11 @@
 
 Guarantees
 ----------
-- **Append-only.** ``label``, ``skip``, ``undo``, ``import``, ``model`` (a suggestion), ``review``
-  and the class-schema events (``class_add``, ``class_rename``, ``class_merge``) are rows appended
-  to one ``events`` table; triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class
-  list and progress are *derived* from the events.
+- **Append-only.** ``label``, ``skip``, ``undo``, ``import``, ``model`` (a suggestion), ``review``,
+  ``assign`` and ``gold`` (see :meth:`LabelStore.assign_batch`) and the class-schema events
+  (``class_add``, ``class_rename``, ``class_merge``) are rows appended to one ``events`` table;
+  triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list and progress are
+  *derived* from the events.
 - **Durable on return.** Each write is one ``BEGIN IMMEDIATE`` transaction, committed in WAL mode
   with ``synchronous=FULL`` (the WAL is fsynced at every commit) before the method returns: an
   event id you were given survives a killed process, and a power cut.
@@ -17,7 +18,10 @@ Guarantees
 - **Stable class codes.** Classes have integer codes that never change and are never reused (a
   ``LabelEncoder`` whose codes never silently move). Values are stored *by code*, so renaming a
   class relabels nothing, and a merge makes the merged codes read as the target class.
-- **All-or-nothing imports.** An import is checked row by row and appended in one transaction.
+- **All-or-nothing batches.** An import (or a consensus written back) and an assignment are
+  checked row by row and appended in one transaction.
+- **Older files open.** A store written by an older version is upgraded in place, once, in one
+  transaction (see :mod:`workbench.labels._sqlite`).
 
 Values at the API use class *names*: ``"cat"``; ``["cat", "dog"]`` (a set: each class once,
 in code order); or boxes ``[[x, y, w, h, "cat"], ...]`` in original-image pixels (the image as
@@ -48,6 +52,7 @@ from workbench.labels import _sqlite as sql
 from workbench.labels._catalog import CatalogIndex
 from workbench.labels._checks import (
     _as_list,
+    _extra,
     _is_int,
     _is_number,
     _need,
@@ -56,12 +61,23 @@ from workbench.labels._checks import (
     _short,
     _text,
 )
-from workbench.labels._sqlite import EVENT_KINDS, SOURCES, Database, insert
+from workbench.labels._sqlite import (
+    CONSENSUS_PREFIX,
+    EVENT_KINDS,
+    GOLD_PREFIX,
+    SOURCES,
+    Database,
+    insert,
+)
 from workbench.labels.batch import (
+    AssignRow,
     ExportBatch,
     ImportRow,
+    assign_events,
+    check_source,
     checked_row,
     collect_export,
+    gold_events,
     import_events,
 )
 from workbench.labels.formats import coco, csv, imagefolder, yolo
@@ -73,7 +89,8 @@ if TYPE_CHECKING:
     from workbench.workspace import Workspace
 
 __all__ = [
-    "EVENT_KINDS", "EXPORT_MODES", "SOURCES", "VERDICTS", "LabelError", "LabelStore", "safe_names",
+    "CONSENSUS_PREFIX", "EVENT_KINDS", "EXPORT_MODES", "GOLD_PREFIX", "SOURCES", "VERDICTS",
+    "AssignRow", "ImportRow", "LabelError", "LabelStore", "safe_names",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -84,7 +101,10 @@ VERDICTS = ("accept", "reject", "unsure")
 #: Columns of :meth:`LabelStore.current`.
 CURRENT_COLUMNS = [
     "id", "annotator", "round", "task", "value", "source", "ts", "hash", "seconds", "event",
+    "extra",
 ]  # fmt: skip
+#: Columns of :meth:`LabelStore.assignments`.
+ASSIGN_COLUMNS = ["id", "annotator", "round", "task", "gold", "overlap", "event"]
 #: Columns of :meth:`LabelStore.history`.
 HISTORY_COLUMNS = [
     "event", "kind", "id", "annotator", "round", "task", "value", "source", "ts", "seconds",
@@ -121,7 +141,7 @@ class LabelStore:
 
     Notes
     -----
-    The class is long (about 600 lines) because it is the whole public API of one event log:
+    The class is long (about 700 lines) because it is the whole public API of one event log:
     some 25 methods, each argument checks, one transaction and the decoding of its rows, most
     with a full docstring. What they share lives elsewhere: the SQL and the retried
     transactions in :mod:`~workbench.labels._sqlite`, the class schema and value codec in
@@ -313,6 +333,7 @@ class LabelStore:
         task: str = "class",
         seconds: float | None = None,
         source: str = "human",
+        extra: Mapping[str, Any] | None = None,
     ) -> int:
         """Record a label; returns its event id once it is committed to disk.
 
@@ -332,17 +353,26 @@ class LabelStore:
         seconds
             Time spent on the item.
         source
-            ``"human"``, ``"model"`` (a prediction accepted as a label) or ``"import"``.
+            ``"human"``, ``"model"`` (a prediction accepted as a label), ``"import"`` or
+            ``"consensus"`` (a consensus written back: the annotator is ``consensus:<method>``).
+        extra
+            A dict of JSON values stored with the event (e.g. a consensus's ``method``,
+            ``confidence`` and ``events``); :meth:`current` and :meth:`history` give it back.
+            Text keys, finite values, at most :data:`~workbench.labels._checks.MAX_EXTRA`
+            characters as JSON.
 
         Raises
         ------
         LabelError
-            Unknown sample (with a catalog), unknown class, malformed value; nothing is written.
+            Unknown sample (with a catalog), unknown class, malformed value, a bad ``extra``, or
+            a source that does not fit the annotator's name; nothing is written.
         """
-        if source not in SOURCES:
-            raise LabelError(f"source must be one of {SOURCES}, got {source!r}")
+        check_source(_text("annotator", annotator), source)
+        more = _extra(extra)
         kind = "import" if source == "import" else "label"
-        return self._append(kind, sample_id, value, annotator, round, task, seconds, source)
+        return self._append(
+            kind, sample_id, value, annotator, round, task, seconds, source, lambda s: more
+        )
 
     def skip(
         self,
@@ -485,11 +515,12 @@ class LabelStore:
     ) -> pd.DataFrame:
         """Current labels: one row per (sample, annotator, round, task), in event order.
 
-        Columns ``id, annotator, round, task, value, source, ts, hash, seconds, event``; ``ts``
-        is a UTC timestamp and ``event`` the label's event id. ``None`` for a filter means all.
+        Columns ``id, annotator, round, task, value, source, ts, hash, seconds, event, extra``;
+        ``ts`` is a UTC timestamp, ``event`` the label's event id and ``extra`` the dict stored
+        with it (or None). ``None`` for a filter means all.
         """
         rows, s = self._current(annotator, round, task)
-        data = [(*r[:4], s.load(json.loads(r[4])), *r[5:10]) for r in rows]
+        data = [(*r[:4], s.load(json.loads(r[4])), *r[5:10], _json(r[11])) for r in rows]
         return _frame(data, CURRENT_COLUMNS)
 
     def _current(
@@ -527,7 +558,8 @@ class LabelStore:
             value = None if r[6] is None else json.loads(r[6])
             if r[1] not in sql.SCHEMA_KINDS:
                 value = s.load(value)
-            data.append((*r[:6], value, *r[7:12], _load_extra(r[12], s)))
+            extra = _load_extra(r[12], s) if r[1] == "model" else _json(r[12])
+            data.append((*r[:6], value, *r[7:12], extra))
         return _frame(data, HISTORY_COLUMNS)
 
     def suggestions(self, model: str | None = None, *, task: str | None = "class") -> pd.DataFrame:
@@ -644,8 +676,11 @@ class LabelStore:
 
         Every row is checked as the rows come (sample id in the catalog, annotator, round, task,
         seconds, then its value against the class schema and the image size); any defect raises
-        :class:`LabelError` starting with the row's ``where``, and nothing is written. The rows
-        become ``import`` events (source ``"import"``, ``extra`` ``{"from": origin}``).
+        :class:`LabelError` starting with the row's ``where``, and nothing is written. Rows with
+        source ``"import"`` (the default) become ``import`` events with ``extra``
+        ``{"from": origin}``; rows with another source (``"consensus"`` for a consensus written
+        back by :func:`workbench.quality.write_consensus`) become ``label`` events with the
+        row's own ``extra``. This is the store's one batch write of labels.
 
         Parameters
         ----------
@@ -677,6 +712,64 @@ class LabelStore:
 
         return self._db.write(tx)
 
+    # ------------------------------------------------------------------ assignments
+    def assign_batch(
+        self,
+        rows: Iterable[AssignRow],
+        *,
+        round: int = 0,
+        task: str = "class",
+        gold: Mapping[str, Any] | None = None,
+        gold_by: str = f"{GOLD_PREFIX}reference",
+    ) -> int:
+        """Record who labels what in ``round`` of ``task``, with any gold answers: one transaction.
+
+        Each row becomes an ``assign`` event (``extra`` ``{"gold": ..., "overlap": ...}``);
+        each ``gold`` entry (sample id → known answer) a ``gold`` event by ``gold_by``. Gold
+        events are never current labels, so no labeling session can read them. A round has one
+        assignment: :class:`LabelError` if this round and task have one already (use a new
+        round). Any bad row, sample or answer raises :class:`LabelError` and nothing is written.
+
+        Returns
+        -------
+        int
+            The number of ``assign`` events written.
+        """
+        rnd, task = _round(round), _text("task", task)
+        who = _text("gold_by", gold_by)
+        _need(who.startswith(GOLD_PREFIX), f"gold_by must start with {GOLD_PREFIX!r}: {who!r}")
+        _need(gold is None or isinstance(gold, Mapping), "gold maps sample ids to known answers")
+        rows = list(rows)
+        _need(rows and all(isinstance(r, AssignRow) for r in rows), "give AssignRow rows")
+        params = assign_events(rows, self._index, self.catalog, rnd, task)
+        answers = list((gold or {}).items())
+
+        def tx(con: sqlite3.Connection) -> int:
+            if sql.has_assignment(con, rnd, task):
+                raise LabelError(
+                    f"round {rnd} of task {task!r} has an assignment already; assign a new round"
+                )
+            s = self._schema(con)
+            sql.insert_many(con, gold_events(answers, self._index, self.catalog, s, who, rnd, task))
+            return sql.insert_many(con, params)
+
+        return self._db.write(tx)
+
+    def assignments(
+        self, *, round: int | None = None, task: str | None = "class", annotator: str | None = None
+    ) -> pd.DataFrame:
+        """The ``assign`` events (filtered; ``None`` means all), in event order.
+
+        Columns ``id, annotator, round, task, gold, overlap, event``. This names the gold items:
+        it is for whoever runs the assignment or reviews, not for an annotator's view.
+        """
+        rows = self._read(lambda con: sql.assignment_rows(con, annotator, round, task))
+        data = []
+        for sid, who, rnd, t, raw, event in rows:
+            extra = _json(raw) or {}
+            data.append((sid, who, rnd, t, bool(extra.get("gold")), extra.get("overlap"), event))
+        return _frame(data, ASSIGN_COLUMNS)
+
     # ------------------------------------------------------------------ formats
     to_csv = csv.to_csv
     import_csv = csv.import_csv
@@ -685,6 +778,10 @@ class LabelStore:
     to_yolo = yolo.to_yolo
     import_yolo = yolo.import_yolo
     to_imagefolder = imagefolder.to_imagefolder
+
+
+def _json(raw: str | None) -> Any:
+    return None if raw is None else json.loads(raw)
 
 
 def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:

@@ -1,9 +1,12 @@
-"""What a label value is for each kind of labeling, and where a session's starting values come from.
+"""What a label value is for each kind of labeling; which items a session serves and what it starts
+from.
 
 Three kinds: ``"single"`` (one class name), ``"multi"`` (a set of class names, ``[]`` included)
 and ``"boxes"`` (``[[x, y, w, h, class], ...]`` in original-image pixels). :func:`check_value`
 refuses a value of the wrong shape or class before anything is recorded; :func:`stored_value`
 gives a value back in the form the store returns it, so a session and a fresh read agree.
+:func:`assigned_ids` gives the items an assignment hands an annotator (ids only: which of them are
+gold stays out of the session), :func:`start_values` the pre-annotations a session may show.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import LabelError, ParameterError
+from workbench.labels._sqlite import GOLD_PREFIX
 
 if TYPE_CHECKING:
     from workbench.labels.store import LabelStore
 
-__all__ = ["KINDS", "check_value", "stored_value", "values_by"]
+__all__ = ["KINDS", "assigned_ids", "check_value", "start_values", "stored_value", "values_by"]
 
 #: What a value is: one class name, a set of class names, or boxes ``[x, y, w, h, class]``.
 KINDS = ("single", "multi", "boxes")
@@ -61,3 +65,60 @@ def values_by(store: LabelStore, name: str, *, task: str, kind: str) -> dict[str
         what = "boxes" if kind == "boxes" else "labels"
         raise ParameterError(f"the store holds no {what} (task {task!r}) by {name!r} to start from")
     return out
+
+
+def assigned_ids(
+    store: LabelStore, annotator: str, *, round: int, task: str, assigned_only: bool | None
+) -> set[str] | None:
+    """The ids assigned to ``annotator`` in ``round`` / ``task``; None to serve every item.
+
+    ``assigned_only=None`` narrows when the store holds an assignment for the round and task.
+    ParameterError when asked to narrow without an assignment, or when it gives ``annotator``
+    nothing.
+    """
+    if assigned_only is False:
+        return None
+    every = store.assignments(round=round, task=task)
+    if every.empty:
+        if assigned_only is None:
+            return None
+        raise ParameterError(
+            f"there is no assignment for round {round}, task {task!r}: run "
+            "workbench.quality.assign(...) first or pass assigned_only=False"
+        )
+    mine = set(every.loc[every["annotator"] == annotator, "id"])
+    if not mine:
+        raise ParameterError(
+            f"{annotator!r} has no items in the assignment of round {round}, task {task!r}; "
+            "check the name or pass assigned_only=False"
+        )
+    return mine
+
+
+def start_values(
+    store: LabelStore,
+    given: Mapping[str, Any] | str | None,
+    *,
+    annotator: str,
+    blind: bool,
+    task: str,
+    kind: str,
+) -> dict[str, Any]:
+    """Pre-annotations: ``given`` as a dict, or the values by the name ``given`` in the store.
+
+    A name starting with ``gold:`` is refused (gold answers are never shown to annotators), and
+    so, while ``blind``, is the name of anyone else with human or consensus labels: showing them
+    would undo blind labeling.
+    """
+    if not isinstance(given, str):
+        return dict(given or {})
+    if given.startswith(GOLD_PREFIX):
+        raise ParameterError("gold answers are never shown to annotators")
+    if blind and given != annotator:
+        cur = store.current(annotator=given, task=task)
+        if cur["source"].isin(["human", "consensus"]).any():
+            raise ParameterError(
+                f"blind labeling: pre-annotations by {given!r} would show that annotator's "
+                "labels; name a model or an import, or pass blind=False"
+            )
+    return values_by(store, given, task=task, kind=kind)

@@ -27,14 +27,14 @@ import pandas as pd
 
 from workbench.errors import ParameterError
 
+# Annotator names that start with CONSENSUS_PREFIX hold a consensus written back to the store
+# (see workbench.quality.consensus.write_consensus); Votes.from_store leaves them out.
+from workbench.labels import CONSENSUS_PREFIX
+
 if TYPE_CHECKING:
     from workbench.labels import LabelStore
 
 __all__ = ["CONSENSUS_PREFIX", "Votes"]
-
-#: Annotator names that start with this hold a consensus written back to the store (see
-#: :func:`workbench.quality.consensus.write_consensus`); :meth:`Votes.from_store` leaves them out.
-CONSENSUS_PREFIX = "consensus:"
 
 
 def _factorize(values: pd.Series, what: str, hint: str) -> tuple[np.ndarray, np.ndarray]:

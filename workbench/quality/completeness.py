@@ -4,8 +4,10 @@ each annotator works.
 Everything is derived from the store's events (:meth:`~workbench.labels.LabelStore.current` and
 :meth:`~workbench.labels.LabelStore.history`) and returned as plain DataFrames and dicts. A
 sample counts as labeled by an annotator when that annotator has a current label on it (a skip
-or an undone label does not count). The consensus annotator (``"consensus"`` by default) is not
-an annotator here: its labels are derived, not given.
+or an undone label does not count). Consensus annotators (names starting with
+:data:`~workbench.quality._votes.CONSENSUS_PREFIX`, ``"consensus:"``, by default) are not
+annotators here: their labels are derived, not given. Assignments and gold answers are not
+labels either (they are never current).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from workbench._validation import check_positive_int
 from workbench.errors import ParameterError
+from workbench.labels import CONSENSUS_PREFIX
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -54,7 +57,7 @@ def _labels(store: LabelStore, task: str, consensus: str) -> pd.DataFrame:
     if not hasattr(store, "current"):
         raise ParameterError("expected a LabelStore")
     cur = store.current(task=_text(task, "task"))
-    return cur[cur["annotator"] != _text(consensus, "consensus")]
+    return cur[~cur["annotator"].astype(str).str.startswith(_text(consensus, "consensus"))]
 
 
 def unlabeled(
@@ -62,7 +65,7 @@ def unlabeled(
     catalog: Catalog | None = None,
     *,
     task: str = "class",
-    consensus: str = "consensus",
+    consensus: str = CONSENSUS_PREFIX,
 ) -> list[str]:
     """Ids of catalog samples nobody has a current label on, in catalog order."""
     done = set(_labels(store, task, consensus)["id"])
@@ -75,7 +78,7 @@ def under_labeled(
     catalog: Catalog | None = None,
     *,
     task: str = "class",
-    consensus: str = "consensus",
+    consensus: str = CONSENSUS_PREFIX,
 ) -> pd.DataFrame:
     """Samples with fewer than ``required`` distinct annotators' labels.
 
@@ -153,7 +156,7 @@ def coverage_by_round(
     catalog: Catalog | None = None,
     *,
     task: str = "class",
-    consensus: str = "consensus",
+    consensus: str = CONSENSUS_PREFIX,
 ) -> pd.DataFrame:
     """Per round: ``round, labeled`` (distinct samples with a current label in it),
     ``annotators``, ``labels`` (current labels), ``reviewed`` (distinct samples with a review
@@ -187,6 +190,7 @@ def throughput(store: LabelStore, *, task: str = "class") -> pd.DataFrame:
         raise ParameterError("expected a LabelStore")
     hist = store.history(task=task)
     hist = hist[hist["kind"].isin(["label", "import", "skip", "undo", "review"])]
+    hist = hist[~hist["annotator"].astype(str).str.startswith(CONSENSUS_PREFIX)]
     cur = store.current(task=task)
     labeled = cur.groupby("annotator")["id"].nunique()
     rows = []
@@ -212,7 +216,7 @@ def completeness(
     *,
     required: int = 1,
     task: str = "class",
-    consensus: str = "consensus",
+    consensus: str = CONSENSUS_PREFIX,
 ) -> dict[str, Any]:
     """One summary: ``samples, labeled, unlabeled, under_required, required, fraction_labeled``
     and the class ``balance`` of the final labels (:func:`workbench.quality.final.final_labels`).

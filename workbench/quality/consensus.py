@@ -396,17 +396,19 @@ def write_consensus(
 ) -> pd.DataFrame:
     """Append a consensus to the store as round ``round``, in one transaction (all or nothing).
 
-    Each decided item becomes an ``import`` event by annotator ``"consensus:<method>"`` (the
-    method family: ``majority``, ``dawid_skene``, ``one_coin``, ``crowdlab``) whose ``extra``
-    records ``{"from": "consensus:<method>"}``; tied items are not written (they go to review).
-    :meth:`Votes.from_store` leaves these annotators out, so a consensus never votes on itself.
+    Each decided item becomes a ``label`` event with source ``"consensus"`` by annotator
+    ``"consensus:<method>"`` (the method family: ``majority``, ``dawid_skene``, ``one_coin``,
+    ``crowdlab``) whose ``extra`` is ``{"method": <the row's method>, "confidence": <float or
+    null>, "events": [<event ids of the votes behind it>]}``; tied items are not written (they
+    go to review). :meth:`Votes.from_store` leaves these annotators out, so a consensus never
+    votes on itself, and :func:`workbench.quality.final.final_labels` reads them back.
 
     Returns
     -------
     pandas.DataFrame
         The rows written (the ``result`` rows with a label).
     """
-    from workbench.labels.batch import ImportRow
+    from workbench.labels import ImportRow
 
     missing = [c for c in COLUMNS if c not in getattr(result, "columns", [])]
     if not isinstance(result, pd.DataFrame) or missing:
@@ -415,15 +417,39 @@ def write_consensus(
     decided = result[~result["tied"].astype(bool) & result["label"].notna()]
     if decided.empty:
         raise ParameterError("nothing to write: every item is tied; review them first")
-    families = decided["method"].astype(str).str.split("+").str[0]
-    written = 0
-    for family, rows in decided.groupby(families, sort=False):
-        who = f"{CONSENSUS_PREFIX}{family}"
-        batch = [
+    rows = []
+    for r in decided.itertuples(index=False):
+        method = str(r.method)
+        rows.append(
             ImportRow(
-                sample_id=i, value=v, annotator=who, round=round, task=task, where=f"item {i!r}"
+                sample_id=r.id,
+                value=r.label,
+                annotator=f"{CONSENSUS_PREFIX}{method.split('+')[0]}",
+                round=round,
+                task=task,
+                where=f"item {r.id!r}",
+                source="consensus",
+                extra={
+                    "method": method,
+                    "confidence": _finite_or_none(r.confidence),
+                    "events": _event_ids(r.events),
+                },
             )
-            for i, v in zip(rows["id"], rows["label"], strict=True)
-        ]
-        written += store.import_batch(batch, add_classes=False, origin=who)
+        )
+    store.import_batch(rows, add_classes=False, origin="consensus")
     return decided.reset_index(drop=True)
+
+
+def _finite_or_none(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def _event_ids(events: Any) -> list[int]:
+    """The vote event ids of a consensus row (none when the votes did not come from a store)."""
+    if events is None or (isinstance(events, float) and events != events):
+        return []
+    return [int(e) for e in events]

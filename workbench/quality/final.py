@@ -10,13 +10,16 @@ Priority, highest first:
      ``"rejected"``: leave the sample out of training). A correction is a current ``label``
      event by the reviewer (``annotator`` = the review's ``reviewer``) on the sample, in the
      review's round and task; a review tool records ``store.review(id, "reject", reviewer=r,
-     round=k)`` and ``store.label(id, new, annotator=r, round=k)``.
+     round=k, target=<event judged>)`` and ``store.label(id, new, annotator=r, round=k)``.
    - ``unsure``: no decision; the rules below apply and ``review`` says ``"unsure"``.
 
-2. **Consensus.** The current label of the consensus annotator (``annotator="consensus"`` by
-   default; a consensus method writes its result as label events of that annotator in its own
-   round, with ``extra={"method": ..., "confidence": ...}``): the latest round's wins.
-   ``method`` and ``confidence`` are read from that event's ``extra`` when present.
+2. **Consensus.** A current label by an annotator named ``consensus:<method>``
+   (:data:`~workbench.quality._votes.CONSENSUS_PREFIX`; :func:`~workbench.quality.consensus.
+   write_consensus` writes them with source ``"consensus"`` in a round of their own and
+   ``extra={"method": ..., "confidence": ..., "events": [...]}``): the latest round's wins
+   (then the latest event, whatever the method). ``method`` and ``confidence`` are read from
+   that event's ``extra`` when present; ``events`` lists the consensus event, then the votes
+   it rests on.
 
 3. **The annotators' labels.** Each annotator's current label in their latest round. One
    annotator: ``"single"``. Several who agree: ``"unanimous"``. Several who disagree: no label,
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.errors import ParameterError
+from workbench.labels import CONSENSUS_PREFIX
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -64,7 +68,7 @@ def final_labels(
     store: LabelStore,
     *,
     task: str = "class",
-    consensus: str = "consensus",
+    consensus: str = CONSENSUS_PREFIX,
     catalog: Catalog | None = None,
 ) -> pd.DataFrame:
     """The label to train on for every sample, with its provenance.
@@ -76,7 +80,8 @@ def final_labels(
     task
         The labeling task.
     consensus
-        The annotator name consensus labels are recorded under.
+        The prefix of the annotator names consensus labels are recorded under (a whole name
+        works too: it is its own prefix).
     catalog
         Include every sample of this catalog (default: the store's catalog, if any); samples
         without any event get ``source="unlabeled"``. Without a catalog: the samples with a
@@ -115,7 +120,7 @@ def final_labels(
         entry = (int(r.round), int(r.event), r.value)
         if (r.id, r.annotator, int(r.round)) in corrections:
             fixes[(r.id, r.annotator, int(r.round))] = (int(r.event), r.value)
-        elif r.annotator == consensus:
+        elif str(r.annotator).startswith(consensus):
             if r.id not in cons or entry[:2] > cons[r.id][:2]:
                 cons[r.id] = entry
         else:
@@ -174,7 +179,10 @@ def _below_review(
         extra = extra if isinstance(extra, dict) else {}
         conf = extra.get("confidence")
         ok = isinstance(conf, (int, float)) and not isinstance(conf, bool)
-        return value, "consensus", [event], float(conf) if ok else math.nan, extra.get("method")
+        votes = extra.get("events")
+        votes = [int(e) for e in votes if isinstance(e, int)] if isinstance(votes, list) else []
+        conf = float(conf) if ok else math.nan
+        return value, "consensus", [event, *votes], conf, extra.get("method")
     mine = people.get(sid, {})
     if not mine:
         return None, "unlabeled", [], math.nan, None
