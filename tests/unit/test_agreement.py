@@ -261,7 +261,7 @@ def test_votes_from_a_store_take_the_latest_round_and_skip_consensus(tmp_path):
         store.label(sid, a, annotator="ana")
         store.label(sid, b, annotator="bo")
     store.label("y", "cat", annotator="ana", round=1)  # ana changes her mind in a later round
-    store.label("y", "dog", annotator="consensus:majority", round=2, source="model")
+    store.label("y", "dog", annotator="consensus:majority", round=2, source="consensus")
     v = Votes.from_store(store)
     assert list(v.annotators) == ["ana", "bo"] and v.classes == ("cat", "dog", "bird")
     assert (v.matrix().to_numpy() == [[0, 0], [0, 0], [2, 2]]).all()
