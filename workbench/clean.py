@@ -271,6 +271,7 @@ class IssueReport:
     samples: pd.DataFrame = field(repr=False)  # id, hash, area of readable samples
     computed: int = 0
     seconds: float = 0.0
+    _groups: dict[str, list[list[str]]] = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> pd.DataFrame:
         """Per issue: samples checked, flagged, threshold."""
@@ -292,6 +293,7 @@ class IssueReport:
         check_choice(issue, "issue", self.thresholds)
         value = check_probability(value, f"threshold for {issue}")
         self.thresholds[issue] = value
+        self._groups.clear()
         rows = self.table["issue"] == issue
         self.table.loc[rows, "flagged"] = self.table.loc[rows, "score"] >= value - 1e-12
         if issue == "near_duplicate":
@@ -303,13 +305,15 @@ class IssueReport:
         return _radius(self.thresholds["near_duplicate"])
 
     def groups(self, issue: str = "near_duplicate") -> list[list[str]]:
-        """Duplicate groups as id lists, keeper first, largest groups first."""
-        t = self.table[(self.table["issue"] == issue) & self.table["group"].notna()]
-        out = []
-        for _, g in t.groupby("group", sort=False):
-            g = g.sort_values(["keeper", "id"], ascending=[False, True])
-            out.append(g["id"].tolist())
-        return sorted(out, key=lambda ids: (-len(ids), ids[0]))
+        """Duplicate groups as id lists, keeper first, largest groups first.
+
+        Kept until a threshold moves (a review asks for them on every click)."""
+        if issue not in self._groups:
+            t = self.table[(self.table["issue"] == issue) & self.table["group"].notna()]
+            t = t.sort_values(["keeper", "id"], ascending=[False, True], kind="stable")
+            lists = t.groupby("group", sort=False)["id"].agg(list).tolist()
+            self._groups[issue] = sorted(lists, key=lambda ids: (-len(ids), ids[0]))
+        return [list(g) for g in self._groups[issue]]
 
     def _regroup_near(self) -> None:
         rows = self.table.index[self.table["issue"] == "near_duplicate"]
