@@ -1,10 +1,11 @@
 """Exclude / keep decisions: append-only events in the Workspace's ``decisions.db``.
 
 The latest decision per sample wins; ``keep`` after ``exclude`` restores a sample. Every decision
-carries the ``issue`` it was taken for (any text: a check name, ``"suggested"``, ``""``), which is
-how a group's "keep all" knows which exclusions are its own to undo: :meth:`Decisions.restore`
-reverts only exclusions taken for one issue, and :meth:`Decisions.exclude_new` never re-labels an
-exclusion taken for another. Both read and write in one transaction.
+carries the ``issue`` it was taken for (any text: a check name, ``"suggested"``, ``""``) and a
+``note`` (free text; a review puts the group there), which is how a group's "keep all" knows which
+exclusions are its own to undo: :meth:`Decisions.restore` reverts only exclusions recorded with
+the same issue and note, and :meth:`Decisions.exclude_new` never re-labels an exclusion recorded
+for another reason. Both read and write in one transaction.
 
 Every :class:`Decisions` object on the same store in one process tells its listeners
 (:meth:`Decisions.on_change`) about a decision recorded through any of them, so a view stays
@@ -81,7 +82,7 @@ class Decisions:
         self._memory: list[tuple[float, str, str, str, str]] = []  # used without a workspace
         self._ready = False
         self._lock = threading.RLock()
-        self._state: dict[str, tuple[str, str]] = {}  # id -> (latest action, its issue)
+        self._state: dict[str, tuple[str, str, str]] = {}  # id -> latest (action, issue, note)
         self._seq = 0  # the last row folded into _state
 
     # ------------------------------------------------------------------ storage
@@ -142,9 +143,9 @@ class Decisions:
 
     def _fold(self, con: sqlite3.Connection) -> None:
         """Fold the rows recorded since the last read (by anyone) into the current state."""
-        sql = "SELECT seq, id, action, issue FROM decisions WHERE seq > ? ORDER BY seq"
-        for seq, i, action, issue in con.execute(sql, (self._seq,)):
-            self._state[i] = (action, issue)
+        sql = "SELECT seq, id, action, issue, note FROM decisions WHERE seq > ? ORDER BY seq"
+        for seq, i, action, issue, note in con.execute(sql, (self._seq,)):
+            self._state[i] = (action, issue, note)
             self._seq = seq
 
     def _sync(self) -> None:
@@ -153,7 +154,7 @@ class Decisions:
                 self._fold(con)
 
     def _write(
-        self, action: str, choose: Callable[[dict[str, tuple[str, str]]], list[str]],
+        self, action: str, choose: Callable[[dict[str, tuple[str, str, str]]], list[str]],
         issue: str, note: str,
     ) -> list[str]:  # fmt: skip
         """Record ``action`` for the ids ``choose(state)`` picks, reading the state and writing
@@ -165,7 +166,7 @@ class Decisions:
                 rows = [(ts, i, action, issue, note) for i in ids]
                 self._memory += rows
                 for i in ids:
-                    self._state[i] = (action, issue)
+                    self._state[i] = (action, issue, note)
             else:
                 with self._connect(write=True) as con:
                     self._fold(con)
@@ -197,23 +198,26 @@ class Decisions:
     def exclude_new(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> list[str]:
         """Exclude the ids that are not excluded yet; returns them.
 
-        An id already excluded keeps the issue it was excluded for, so a later
-        :meth:`restore` for ``issue`` does not take back an exclusion made for another reason.
+        An id already excluded keeps the issue and note it was excluded with, so a later
+        :meth:`restore` with this ``issue`` and ``note`` does not take back an exclusion made
+        for another reason.
         """
         wanted = list(dict.fromkeys(str(i) for i in ids))
         pick = lambda s: [i for i in wanted if s.get(i, ("keep",))[0] != "exclude"]  # noqa: E731
         return self._write("exclude", pick, str(issue), str(note))
 
     def restore(self, ids: Iterable[str], *, issue: str, note: str = "") -> list[str]:
-        """Keep again the ids whose current exclusion was made for ``issue``; returns them.
+        """Keep again the ids whose current exclusion was recorded with this ``issue`` and
+        ``note``; returns them.
 
-        What a duplicate group's "keep all" does: it undoes that issue's exclusions among the
-        group's ids and leaves alone those excluded for another issue, in code or elsewhere.
+        What a duplicate group's "keep all" does: it undoes its own exclusions among the group's
+        ids and leaves alone those excluded for another reason, in code or elsewhere (a
+        different issue, or the same issue with another note).
         """
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        issue = str(issue)
-        pick = lambda s: [i for i in wanted if s.get(i) == ("exclude", issue)]  # noqa: E731
-        return self._write("keep", pick, issue, str(note))
+        own = ("exclude", str(issue), str(note))
+        pick = lambda s: [i for i in wanted if s.get(i) == own]  # noqa: E731
+        return self._write("keep", pick, str(issue), str(note))
 
     # ------------------------------------------------------------------ reading
     def _rows(self) -> list[tuple[float, str, str, str, str]]:
@@ -230,23 +234,23 @@ class Decisions:
         rows = [(repr(float(r[0])), *r[1:]) for r in self._rows()]
         return pd.DataFrame(rows, columns=list(self.COLUMNS), dtype=object)
 
-    def state(self) -> dict[str, tuple[str, str]]:
-        """Latest ``(action, issue)`` per id, including decisions other processes recorded."""
+    def state(self) -> dict[str, tuple[str, str, str]]:
+        """Latest ``(action, issue, note)`` per id, including what other processes recorded."""
         with self._lock:
             self._sync()
             return dict(self._state)
 
     def current(self) -> dict[str, str]:
         """Latest action per id."""
-        return {i: a for i, (a, _) in self.state().items()}
+        return {i: a for i, (a, _, _) in self.state().items()}
 
-    def excluded_for(self) -> dict[str, str]:
-        """Each excluded id and the issue it was excluded for."""
-        return {i: issue for i, (a, issue) in self.state().items() if a == "exclude"}
+    def excluded_for(self) -> dict[str, tuple[str, str]]:
+        """Each excluded id and the ``(issue, note)`` it was excluded with."""
+        return {i: (issue, note) for i, (a, issue, note) in self.state().items() if a == "exclude"}
 
     @property
     def excluded(self) -> set[str]:
-        return {i for i, (a, _) in self.state().items() if a == "exclude"}
+        return {i for i, (a, _, _) in self.state().items() if a == "exclude"}
 
     def apply(self, catalog: Catalog) -> Catalog:
         """The catalog without excluded samples."""

@@ -167,17 +167,22 @@ def test_keep_all_on_a_group_restores_only_that_issues_exclusions(tmp_path, on_d
     assert d.excluded == {"blank1", "blank2", "elsewhere", "x", "y"}
     assert d.restore(group, issue="near_duplicate") == ["x", "y"]  # "keep all"
     assert d.excluded == {"blank1", "blank2", "elsewhere"}  # as before the group's buttons
-    assert d.excluded_for() == dict.fromkeys(["blank1", "blank2", "elsewhere"], "low_information")
+    reason = ("low_information", "")
+    assert d.excluded_for() == dict.fromkeys(["blank1", "blank2", "elsewhere"], reason)
     assert d.restore(group, issue="near_duplicate") == []  # nothing left of its own: no rows
     assert len(d.history()) == 7
 
 
 def test_restore_takes_back_an_exclusion_only_while_it_is_the_latest(tmp_path):
     d = Decisions(Workspace(tmp_path / "ws"))
-    d.exclude(["a", "b"], issue="near_duplicate")
+    d.exclude(["a", "b", "c"], issue="near_duplicate", note="group a")
     Decisions(Workspace(tmp_path / "ws")).exclude(["b"], issue="dark")  # b: now for dark
-    assert d.restore(["a", "b"], issue="near_duplicate") == ["a"]
-    assert d.excluded_for() == {"b": "dark"}
+    d.exclude(["p"], issue="near_duplicate")  # in code, for a pair: same issue, no group
+    assert d.restore(["a", "b", "p"], issue="near_duplicate", note="group a") == ["a"]
+    assert d.excluded_for() == {
+        "b": ("dark", ""), "c": ("near_duplicate", "group a"), "p": ("near_duplicate", "")
+    }  # fmt: skip
+    assert d.state()["a"] == ("keep", "near_duplicate", "group a")
 
 
 def test_listeners_hear_every_object_on_the_same_store(tmp_path, caplog):
