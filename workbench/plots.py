@@ -99,7 +99,6 @@ def figure_png(fig: Any, dpi: int = 90) -> bytes:
     return buf.getvalue()
 
 
-
 _HIST_DPI = 80
 _HIST_BASES: OrderedDict[tuple, tuple[Any, tuple[float, float, float, float]]] = OrderedDict()
 
@@ -115,10 +114,10 @@ def _histogram_base(
     from PIL import Image
 
     key = (hashlib.sha1(scores.tobytes()).hexdigest(), xlabel, size)
-    if key in _HIST_BASES:
-        _HIST_BASES.move_to_end(key)
-        return _HIST_BASES[key]
-    with DRAW_LOCK:
+    with DRAW_LOCK:  # also guards the kept bases: a view warms them on a worker thread
+        if key in _HIST_BASES:
+            _HIST_BASES.move_to_end(key)
+            return _HIST_BASES[key]
         fig = Figure(figsize=(size[0] / _HIST_DPI, size[1] / _HIST_DPI), dpi=_HIST_DPI)
         canvas = FigureCanvasAgg(fig)
         fig.subplots_adjust(left=0.11, right=0.98, top=0.86, bottom=0.27)
@@ -138,11 +137,11 @@ def _histogram_base(
         height = canvas.get_width_height()[1]
         (x0, y0), (x1, y1) = ax.transAxes.transform([(0, 0), (1, 1)])
         im = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).copy()
-    area = (float(x0), float(x1), float(height - y1), float(height - y0))  # PIL: y downwards
-    _HIST_BASES[key] = (im.convert("RGB"), area)
-    while len(_HIST_BASES) > 32:
-        _HIST_BASES.popitem(last=False)
-    return _HIST_BASES[key]
+        area = (float(x0), float(x1), float(height - y1), float(height - y0))  # PIL: y down
+        _HIST_BASES[key] = (im.convert("RGB"), area)
+        while len(_HIST_BASES) > 32:
+            _HIST_BASES.popitem(last=False)
+        return _HIST_BASES[key]
 
 
 def score_histogram_png(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import ipywidgets as W
 
 from workbench._validation import check_positive_int
+from workbench.background import Latest
 from workbench.catalog import Catalog
 from workbench.clean import CHECKS, DUPLICATE_CHECKS, HASH_BITS, IssueReport
 from workbench.decisions import Decisions
@@ -30,7 +31,8 @@ _MAX_GROUP_TILES = 12  # a chained group of hundreds must not become hundreds of
 _CSS = """<style>
 .wb-issues .wb-tile.wb-excluded .wb-thumb, .wb-issues img.wb-excluded { opacity: 0.35; }
 .wb-issues .wb-tile.wb-keeper { outline: 2px solid #2e7d32; outline-offset: -2px; }
-.wb-issues .wb-caption { font-size: 11px; line-height: 1.25; word-break: break-all; }
+.wb-issues .wb-caption, .wb-issues .wb-caption .widget-html-content {
+  font-size: 11px; line-height: 1.3; overflow-wrap: anywhere; height: auto; }
 .wb-issues .wb-hidden-members img { margin: 1px; }
 .wb-issues .widget-button { margin-right: 6px; }
 </style>"""
@@ -40,6 +42,10 @@ def _step(issue: str) -> float:
     """Slider step that every threshold of the issue sits on exactly (the browser snaps the
     value to the step and sends it back: a coarser step would move the threshold)."""
     return 1 / HASH_BITS if issue == "near_duplicate" else 0.005
+
+
+def _xlabel(issue: str) -> str:
+    return f"{issue} score (flagged ≥ threshold)"
 
 
 def _group_note(group: list[str]) -> str:
@@ -122,6 +128,7 @@ class _GroupRow(W.VBox):
 
     def __init__(self, view: IssueReview) -> None:
         self.group: list[str] = []
+        self._mosaic_key: tuple = ()
         self.title = W.HTML()
         auto = W.Layout(width="auto")
         self.drop = W.Button(description="Exclude all but keeper", button_style="warning",
@@ -168,7 +175,11 @@ class _GroupRow(W.VBox):
         self.more.description = f"Show all {len(group)}"
         self.more.layout.display = "none" if expanded else None
         if hidden > 0 and expanded:
-            self.hidden.value = view._mosaic(group[_MAX_GROUP_TILES:])
+            rest = group[_MAX_GROUP_TILES:]
+            key = (tuple(rest), frozenset(i for i in rest if i in view._excluded))
+            if key != self._mosaic_key:  # hundreds of thumbnails: rebuilt only when they change
+                self.hidden.value = view._mosaic(rest)
+                self._mosaic_key = key
             self.hidden.layout.display = None
         else:
             self.hidden.layout.display = "none"
@@ -253,6 +264,8 @@ class IssueReview(W.VBox):
         self._singles = [_Tile(self) for _ in range(self.page_size)]
         self._single_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self._rows = [_GroupRow(self) for _ in range(max(1, self.page_size // 3))]
+        # thumbnails of the next page and the other issues' histograms, made while the user looks
+        self._warmer = Latest("wb-issues-warm")
 
         self.issue.observe(self._on_issue_change, "value")
         self.threshold.observe(self._on_threshold_change, "value")
@@ -280,6 +293,7 @@ class IssueReview(W.VBox):
         )  # fmt: skip
         self.add_class("wb-issues")
         self._refresh()
+        self._warmer.submit(self._warm_histograms)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -469,9 +483,23 @@ class IssueReview(W.VBox):
             t = self.report.table
             scores = t.loc[t["issue"] == issue, "score"].to_numpy()
             self._cache[key] = score_histogram_png(
-                scores, self.report.thresholds[issue], xlabel=f"{issue} score (flagged ≥ threshold)"
+                scores, self.report.thresholds[issue], xlabel=_xlabel(issue)
             )
         return self._cache[key]  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._warmer.close()
+        super().close()
+
+    def _warm_thumbnails(self, ids: list[str]) -> None:
+        for sid in ids:
+            self.catalog.thumbnail(sid, self.thumb_size)
+
+    def _warm_histograms(self) -> None:
+        t = self.report.table
+        for issue in self.report.thresholds:
+            scores = t.loc[t["issue"] == issue, "score"].to_numpy()
+            score_histogram_png(scores, 0.5, xlabel=_xlabel(issue))
 
     def _mosaic(self, ids: list[str]) -> str:
         """Small thumbnails of a group's members beyond its tiles (one widget for hundreds)."""
@@ -534,6 +562,12 @@ class IssueReview(W.VBox):
             rows = [self._single_box]
         if list(self.body.children) != rows:
             self.body.children = rows
+        n = self._per_page()
+        upcoming = self._items()[(self.page + 1) * n : (self.page + 2) * n]
+        if upcoming:
+            self._warmer.submit(
+                self._warm_thumbnails, [i for g in upcoming for i in g[:_MAX_GROUP_TILES]]
+            )
         total = len(self._items())
         what = (
             f"{_n(total, 'group')} ({_n(sum(map(len, self._items())), 'image')})"
