@@ -488,7 +488,9 @@ class IssueReview(W.VBox):
         return self._cache[key]  # type: ignore[return-value]
 
     def close(self) -> None:
-        self._warmer.close()
+        warmer = getattr(self, "_warmer", None)  # None when __init__ refused its arguments
+        if warmer is not None:
+            warmer.close()
         super().close()
 
     def _warm_thumbnails(self, ids: list[str]) -> None:
