@@ -43,15 +43,12 @@ keeper: the largest resolution, then the first id.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +56,8 @@ import pandas as pd
 
 from workbench._validation import check_choice, check_int, check_positive_int, check_probability
 from workbench.catalog import PERCEPTUAL_COLUMNS
-from workbench.errors import ParameterError, WorkbenchError
+from workbench.decisions import Decisions as Decisions  # re-exported: its home until now
+from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open
 from workbench.parallel import pmap
 
@@ -273,6 +271,7 @@ class IssueReport:
     samples: pd.DataFrame = field(repr=False)  # id, hash, area of readable samples
     computed: int = 0
     seconds: float = 0.0
+    _groups: dict[str, list[list[str]]] = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> pd.DataFrame:
         """Per issue: samples checked, flagged, threshold."""
@@ -294,6 +293,7 @@ class IssueReport:
         check_choice(issue, "issue", self.thresholds)
         value = check_probability(value, f"threshold for {issue}")
         self.thresholds[issue] = value
+        self._groups.clear()
         rows = self.table["issue"] == issue
         self.table.loc[rows, "flagged"] = self.table.loc[rows, "score"] >= value - 1e-12
         if issue == "near_duplicate":
@@ -305,13 +305,15 @@ class IssueReport:
         return _radius(self.thresholds["near_duplicate"])
 
     def groups(self, issue: str = "near_duplicate") -> list[list[str]]:
-        """Duplicate groups as id lists, keeper first, largest groups first."""
-        t = self.table[(self.table["issue"] == issue) & self.table["group"].notna()]
-        out = []
-        for _, g in t.groupby("group", sort=False):
-            g = g.sort_values(["keeper", "id"], ascending=[False, True])
-            out.append(g["id"].tolist())
-        return sorted(out, key=lambda ids: (-len(ids), ids[0]))
+        """Duplicate groups as id lists, keeper first, largest groups first.
+
+        Kept until a threshold moves (a review asks for them on every click)."""
+        if issue not in self._groups:
+            t = self.table[(self.table["issue"] == issue) & self.table["group"].notna()]
+            t = t.sort_values(["keeper", "id"], ascending=[False, True], kind="stable")
+            lists = t.groupby("group", sort=False)["id"].agg(list).tolist()
+            self._groups[issue] = sorted(lists, key=lambda ids: (-len(ids), ids[0]))
+        return [list(g) for g in self._groups[issue]]
 
     def _regroup_near(self) -> None:
         rows = self.table.index[self.table["issue"] == "near_duplicate"]
@@ -606,148 +608,6 @@ def _knn_outlier_scores(X: np.ndarray, k: int) -> np.ndarray:
     q1, q3 = np.percentile(d, [25, 75])
     fence = max(q3 + 1.5 * (q3 - q1), 1e-9)
     return 1.0 - np.exp2(-d / fence)
-
-
-# ---------------------------------------------------------------------------- decisions
-
-
-_DECISIONS_DDL = (
-    "CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, "
-    "id TEXT NOT NULL, action TEXT NOT NULL CHECK (action IN ('exclude', 'keep')), "
-    "issue TEXT NOT NULL, note TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS decisions_id ON decisions (id, seq)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions "
-    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions "
-    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
-)
-
-
-class Decisions:
-    """Exclude / keep decisions, appended as events to ``decisions.db`` in the Workspace.
-
-    The latest decision per sample wins; ``keep`` after ``exclude`` restores a sample. Without
-    a workspace the decisions live in memory only.
-
-    Guarantees (the label store's): every :meth:`record` is one SQLite transaction in WAL mode
-    with ``synchronous=FULL``, committed before it returns, so a decision you saw taken survives
-    a killed process; a batch of ids is recorded whole or not at all; rows are never updated or
-    deleted; several processes may record into one workspace at once. A workspace from before
-    this store keeps its ``decisions.csv``: it is read in once, in the same transaction that marks
-    it read, and left in place.
-    """
-
-    COLUMNS = ("ts", "id", "action", "issue", "note")
-
-    def __init__(self, workspace: Workspace | None = None) -> None:
-        self.path = workspace.file("decisions") if workspace is not None else None
-        self._memory: list[tuple[float, str, str, str, str]] = []  # used without a workspace
-        self._ready = False
-
-    @property
-    def _legacy_csv(self) -> Path | None:
-        """The earlier format's file: the same name, as CSV."""
-        return None if self.path is None else self.path.with_suffix(".csv")
-
-    @contextlib.contextmanager
-    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        assert self.path is not None
-        try:
-            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        except sqlite3.Error as e:
-            raise WorkbenchError(f"cannot open {self.path} ({e})") from None
-        try:
-            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                raise sqlite3.OperationalError("no WAL mode: keep the workspace on a local disk")
-            con.execute("PRAGMA synchronous = FULL")  # fsync the WAL at every commit
-            con.execute("BEGIN IMMEDIATE" if write or not self._ready else "BEGIN")
-            if not self._ready:
-                for stmt in _DECISIONS_DDL:
-                    con.execute(stmt)
-                self._migrate(con)
-            yield con
-            con.execute("COMMIT")
-            self._ready = True
-        except sqlite3.Error as e:
-            raise WorkbenchError(
-                f"{self.path} cannot be used ({e}); fix or remove it (your decisions are in it)"
-            ) from None
-        finally:
-            if con.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-            con.close()
-
-    def _migrate(self, con: sqlite3.Connection) -> None:
-        csv = self._legacy_csv
-        if csv is None or not csv.exists():
-            return
-        if con.execute("SELECT 1 FROM meta WHERE key = 'migrated_csv'").fetchone():
-            return
-        try:
-            old = pd.read_csv(csv, dtype=str, keep_default_na=False)
-            rows = [
-                (float(r.ts), r.id, r.action, r.issue, r.note)
-                for r in old[list(self.COLUMNS)].itertuples(index=False)
-            ]
-        except Exception as e:
-            raise WorkbenchError(f"{csv} cannot be read ({e}); fix or remove it") from None
-        con.executemany("INSERT INTO decisions (ts, id, action, issue, note) VALUES (?,?,?,?,?)",
-                        rows)  # fmt: skip
-        con.execute("INSERT INTO meta VALUES ('migrated_csv', ?)", (str(len(rows)),))
-
-    def _rows(self) -> list[tuple[float, str, str, str, str]]:
-        if self.path is None:
-            return list(self._memory)
-        if not self.path.exists() and not (self._legacy_csv and self._legacy_csv.exists()):
-            return []
-        with self._connect(write=False) as con:
-            sql = "SELECT ts, id, action, issue, note FROM decisions ORDER BY seq"
-            return con.execute(sql).fetchall()
-
-    def record(self, ids: Iterable[str], action: str, *, issue: str = "", note: str = "") -> int:
-        """Append one decision per id, all in one transaction; returns how many were recorded.
-
-        When this returns, the decisions are on disk (they survive a killed process).
-        """
-        check_choice(action, "action", ("exclude", "keep"))
-        ts = time.time()
-        rows = [(ts, str(i), action, str(issue), str(note)) for i in ids]
-        if not rows:
-            return 0
-        if self.path is None:
-            self._memory += rows
-            return len(rows)
-        with self._connect(write=True) as con:
-            con.executemany(
-                "INSERT INTO decisions (ts, id, action, issue, note) VALUES (?,?,?,?,?)", rows
-            )
-        return len(rows)
-
-    def exclude(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> int:
-        return self.record(ids, "exclude", issue=issue, note=note)
-
-    def keep(self, ids: Iterable[str], *, issue: str = "", note: str = "") -> int:
-        return self.record(ids, "keep", issue=issue, note=note)
-
-    def history(self) -> pd.DataFrame:
-        """Every decision in the order taken: ``ts, id, action, issue, note`` (as text)."""
-        rows = [(repr(float(r[0])), *r[1:]) for r in self._rows()]
-        return pd.DataFrame(rows, columns=list(self.COLUMNS), dtype=object)
-
-    def current(self) -> dict[str, str]:
-        """Latest action per id."""
-        return {i: a for _, i, a, _, _ in self._rows()}
-
-    @property
-    def excluded(self) -> set[str]:
-        return {i for i, a in self.current().items() if a == "exclude"}
-
-    def apply(self, catalog: Catalog) -> Catalog:
-        """The catalog without excluded samples."""
-        ex = self.excluded
-        return catalog.filter(~catalog.df["id"].isin(ex))
 
 
 def suggested_exclusions(report: IssueReport) -> list[str]:

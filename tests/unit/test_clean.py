@@ -149,10 +149,15 @@ def test_scan_hashes_make_a_duplicate_check_decode_nothing(planted):
 def test_threshold_moves_flags_and_groups_live(planted):
     rep = check(Catalog.from_folder(planted, progress=False), progress=False)
     n = len(rep.flagged("near_duplicate"))
+    groups = rep.groups("near_duplicate")
+    rep.groups("near_duplicate")[0].append("changed by a caller")  # a copy: no effect
+    assert rep.groups("near_duplicate") == groups
     rep.set_threshold("near_duplicate", 1.0)  # only identical hashes
     assert len(rep.flagged("near_duplicate")) < n
+    assert sum(map(len, rep.groups("near_duplicate"))) < sum(map(len, groups))  # regrouped
     rep.set_threshold("near_duplicate", 1 - 20 / 128)
     assert len(rep.flagged("near_duplicate")) == n and rep.radius == 20
+    assert rep.groups("near_duplicate") == groups
     rep.set_threshold("dark", 0.0)
     assert rep.flagged("dark")["id"].nunique() == 50  # every readable sample
     with pytest.raises(ParameterError):

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from workbench import Workspace
-from workbench.clean import Decisions
+from workbench.clean import Decisions as ReExported
+from workbench.decisions import Decisions
 from workbench.errors import ParameterError, WorkbenchError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 DECIDER = r"""
 import sys
 from workbench import Workspace
-from workbench.clean import Decisions
+from workbench.clean import Decisions as ReExported
+from workbench.decisions import Decisions
 d = Decisions(Workspace(sys.argv[1]))
 i = 0
 while True:
@@ -149,3 +151,80 @@ def test_an_unreadable_store_is_a_clear_error(tmp_path):
     ws2.file("decisions").with_suffix(".csv").write_text("ts,id\n1,2\n")  # no action column
     with pytest.raises(WorkbenchError, match=r"decisions\.csv cannot be read"):
         Decisions(ws2).current()
+
+
+def test_the_old_import_path_still_works():
+    assert ReExported is Decisions
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_keep_all_on_a_group_restores_only_that_issues_exclusions(tmp_path, on_disk):
+    # the notebook excluded blanks for low_information; a near-duplicate group holds 2 of them
+    d = Decisions(Workspace(tmp_path / "ws")) if on_disk else Decisions()
+    d.exclude(["blank1", "blank2", "elsewhere"], issue="low_information")
+    group = ["keeper", "blank1", "blank2", "x", "y"]
+    assert d.exclude_new(group[1:], issue="near_duplicate") == ["x", "y"]
+    assert d.excluded == {"blank1", "blank2", "elsewhere", "x", "y"}
+    assert d.restore(group, issue="near_duplicate") == ["x", "y"]  # "keep all"
+    assert d.excluded == {"blank1", "blank2", "elsewhere"}  # as before the group's buttons
+    reason = ("low_information", "")
+    assert d.excluded_for() == dict.fromkeys(["blank1", "blank2", "elsewhere"], reason)
+    assert d.restore(group, issue="near_duplicate") == []  # nothing left of its own: no rows
+    assert len(d.history()) == 7
+
+
+def test_restore_takes_back_an_exclusion_only_while_it_is_the_latest(tmp_path):
+    d = Decisions(Workspace(tmp_path / "ws"))
+    d.exclude(["a", "b", "c"], issue="near_duplicate", note="group a")
+    Decisions(Workspace(tmp_path / "ws")).exclude(["b"], issue="dark")  # b: now for dark
+    d.exclude(["p"], issue="near_duplicate")  # in code, for a pair: same issue, no group
+    assert d.restore(["a", "b", "p"], issue="near_duplicate", note="group a") == ["a"]
+    assert d.excluded_for() == {
+        "b": ("dark", ""), "c": ("near_duplicate", "group a"), "p": ("near_duplicate", "")
+    }  # fmt: skip
+    assert d.state()["a"] == ("keep", "near_duplicate", "group a")
+
+
+def test_listeners_hear_every_object_on_the_same_store(tmp_path, caplog):
+    ws = Workspace(tmp_path / "ws")
+    heard = []
+    d = Decisions(ws)
+    d.on_change(lambda action, ids: heard.append((action, ids)))
+    Decisions(ws).exclude(["a"], issue="dark")  # e.g. a notebook cell
+    Decisions(ws).keep(["a"])
+    Decisions(Workspace(tmp_path / "other")).exclude(["z"])  # another store: not heard
+    assert heard == [("exclude", ["a"]), ("keep", ["a"])]
+    memory = Decisions()
+    memory.on_change(lambda action, ids: heard.append(("memory", ids)))
+    memory.exclude(["m"])
+    Decisions().exclude(["n"])  # another in-memory store
+    assert heard[-1] == ("memory", ["m"])
+
+    def broken(action, ids):
+        raise RuntimeError("listener bug")
+
+    d.on_change(broken)
+    assert d.exclude(["b"]) == 1  # recorded and reported, whatever the listener did
+    assert "b" in Decisions(ws).excluded and "listener bug" in caplog.text
+
+
+def test_a_bound_method_listener_does_not_keep_its_object_alive(tmp_path):
+    import gc
+    import weakref
+
+    class View:
+        calls = 0
+
+        def changed(self, action, ids):
+            View.calls += 1
+
+    ws = Workspace(tmp_path / "ws")
+    v = View()
+    Decisions(ws).on_change(v.changed)
+    Decisions(ws).exclude(["a"])
+    alive = weakref.ref(v)
+    del v
+    gc.collect()
+    assert alive() is None
+    Decisions(ws).exclude(["b"])
+    assert View.calls == 1

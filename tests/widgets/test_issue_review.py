@@ -1,5 +1,6 @@
 import io
 
+import ipywidgets as W
 import numpy as np
 import pytest
 from corpus import encode
@@ -142,3 +143,98 @@ def test_decisions_from_the_view_are_in_the_workspace_store(checked, tmp_path):
     v = IssueReview(cat, rep, workspace=ws)
     v.exclude(["black.png"])
     assert ws.has("decisions") and Decisions(ws).history()["issue"].tolist() == [v.issue.value]
+
+
+def _group_row(view, member):
+    """The body row (group) holding ``member``."""
+    return next(r for r in view.body.children if member in r.group)
+
+
+def _buttons(row):
+    head = row.children[0].children
+    return {c.description.split()[0]: c for c in head if isinstance(c, W.Button)}
+
+
+def _twins(root, sizes):
+    """A catalog of groups of identical images, one group per size in ``sizes``."""
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for g, n in enumerate(sizes):
+        im = Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8))
+        for i in range(n):
+            (root / f"g{g}_{i:02d}.png").write_bytes(encode(im, "PNG"))
+    cat = Catalog.from_folder(root, progress=False)
+    return cat, check(cat, progress=False, checks=["exact_duplicate"])
+
+
+def test_keep_all_reverts_only_this_groups_own_exclusions(tmp_path):
+    cat, rep = _twins(tmp_path / "imgs", [4, 3])
+    ws = Workspace(tmp_path / "ws")
+    v = IssueReview(cat, rep, workspace=ws)
+    v.select("exact_duplicate")
+    group, other = v.items()
+    code = Decisions(ws)  # decisions taken in a notebook cell
+    code.exclude([group[1]], issue="low_information")
+    code.exclude([other[1]], issue="exact_duplicate")
+    before = Decisions(ws).excluded
+    row = _group_row(v, group[0])
+    _buttons(row)["Exclude"].click()
+    assert Decisions(ws).excluded == before | set(group[1:])
+    _buttons(row)["Keep"].click()
+    assert Decisions(ws).excluded == before  # the notebook's exclusion for another reason stands
+    _buttons(_group_row(v, other[0]))["Keep"].click()  # same issue, but decided in code
+    assert Decisions(ws).excluded == before
+    caption = _group_row(v, group[0]).children[1].children[1].children[1].value
+    assert "excluded</b> (low_information)" in caption  # says why it is still out
+    tile = _group_row(v, other[0]).children[1].children[1]
+    assert "excluded</b> (earlier)" in tile.children[1].value
+    tile.children[2].click()  # the tile's own Keep: the user's explicit call
+    assert Decisions(ws).excluded == {group[1]}
+
+
+def test_the_header_follows_decisions_taken_in_code(checked, tmp_path):
+    cat, rep = checked
+    ws = Workspace(tmp_path / "ws")
+    v = IssueReview(cat, rep, workspace=ws)
+    v.select("exact_duplicate")
+    assert "0 excluded in total" in v.counts.value
+    group = v.items()[0]
+    Decisions(ws).exclude([group[1], "black.png"], issue="suggested")  # not through the view
+    assert "2 excluded in total" in v.counts.value
+    assert "1 of them excluded" in v.counts.value
+    tile = _group_row(v, group[1]).children[1].children[1]
+    assert "wb-excluded" in tile._dom_classes and "excluded" in tile.children[1].value
+    assert tile.children[2].description == "Keep"
+    Decisions(ws).keep([group[1]])
+    assert "wb-excluded" not in tile._dom_classes and "1 excluded in total" in v.counts.value
+
+
+def test_hidden_members_are_shown_before_a_group_button_acts_on_them(tmp_path):
+    cat, rep = _twins(tmp_path / "imgs", [17])  # 12 tiles + 5 hidden
+    v = IssueReview(cat, rep)
+    v.select("exact_duplicate")
+    row = v.body.children[0]
+    buttons = _buttons(row)
+    assert buttons["Exclude"].disabled and buttons["Keep"].disabled
+    buttons["Exclude"].click()  # a click that reaches the kernel anyway does nothing
+    assert v.excluded == set()
+    more = buttons["Show"]
+    assert more.description == "Show all 17" and "wb-more" in more._dom_classes
+    v.exclude_duplicates(v.items()[0])  # from code it is the caller's call
+    v.keep(v.items()[0])
+    more.click()
+    assert not buttons["Exclude"].disabled and row.children[2].layout.display != "none"
+    assert row.children[2].value.count("<img") == 5
+    buttons["Exclude"].click()
+    assert len(v.excluded) == 16
+    assert row.children[2].value.count("wb-excluded") == 5  # hidden members dimmed too
+
+
+def test_counts_name_what_they_count(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    v.select("exact_duplicate")
+    assert "3 groups (6 images)" in v.page_label.value
+    v.select("unreadable")
+    assert "1 image<" in v.page_label.value and "items" not in v.page_label.value
+    assert "1 flagged" in v.counts.value
