@@ -22,8 +22,7 @@ from workbench.clean import CHECKS, DUPLICATE_CHECKS, HASH_BITS, IssueReport
 from workbench.decisions import Decisions
 from workbench.errors import ParameterError
 from workbench.plots import score_histogram_png
-from workbench.thumbs import escape
-from workbench.views._common import ErrorBanner, guarded
+from workbench.views._common import ErrorBanner, escape, guarded
 from workbench.workspace import Workspace
 
 _MAX_GROUP_TILES = 12  # a chained group of hundreds must not become hundreds of widgets
