@@ -33,10 +33,11 @@ Actions (one of each per round; rounds interleave the views, one warm-up round i
 - DataBrowser: page flip (click "Next", "Prev" on the last page), query (type a pandas query,
   time the Enter: one class at a time, then none), sort (pick another sort column);
 - IssueReview: issue switch (near_duplicate <-> exact_duplicate, or the two issues with most
-  flagged), threshold (drag the slider handle 12 px, alternately left and back), exclude group
+  flagged), threshold (drag the slider handle to 12 px left of where it started, then back to
+  exactly there: the workload does not drift), exclude group
   ("Exclude all but keeper" on the first group), keep all (the same group's "Keep all",
-  restoring it), next page;
-- AugmentTuner: slider -> preview (drag RandomAffine's upper ``degrees`` handle 12 px and back;
+  restoring it), next page ("Prev" on the last page; skipped when there is one page);
+- AugmentTuner: slider -> preview (RandomAffine's upper ``degrees`` handle, 12 px and back;
   every draw rotates, so every draw changes);
 - Labeler: key -> next image (the pointer over the image, key "1");
 - BoxLabeler: box submit (draw a box, time the click on Submit). The photos sample has 10
@@ -155,6 +156,10 @@ class Unavailable(Exception):
     """A view or control an action needs is not on the page."""
 
 
+class Skip(Exception):
+    """The action cannot be done this round (one page only: nowhere to flip to)."""
+
+
 # ------------------------------------------------------------------------------ the workspace
 
 
@@ -249,6 +254,7 @@ class Action:
     samples: list[float] = field(default_factory=list)
     firsts: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    skipped: int = 0
     unavailable: str | None = None
 
     @property
@@ -289,18 +295,23 @@ class Bench:
         return fire, None
 
     def drag(self, handle: Any, key: str, first: int) -> tuple[Callable[[], None], Callable]:
-        """Press on a slider handle now; the timed part is one ``DRAG_PX`` move, alternately
-        in direction ``first`` (+1 right, -1 left) and back."""
+        """Press on a slider handle now; the timed part is one move to ``DRAG_PX`` beside the
+        handle's first position (direction ``first``: +1 right, -1 left), then back to it.
+
+        The targets are absolute: the value returns exactly to where it started, whatever moved
+        it in between, so the workload does not drift from round to round.
+        """
         box = handle.bounding_box()
         if box is None:
             raise Unavailable(f"{key}: handle has no box")
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        home = self.state.setdefault(f"{key}-home", x)
         away = not self.state.get(key, False)
         self.state[key] = away
-        dx = first * DRAG_PX if away else -first * DRAG_PX
+        to = home + first * DRAG_PX if away else home
         self.page.mouse.move(x, y)
         self.page.mouse.down()
-        return (lambda: self.page.mouse.move(x + dx, y)), self.page.mouse.up
+        return (lambda: self.page.mouse.move(to, y)), self.page.mouse.up
 
     def settle(self, timeout: float = 120.0) -> None:
         """Wait until the kernel is idle (work left by the previous action)."""
@@ -343,9 +354,17 @@ BROWSER = ".wb-browser"
 BROWSER_TARGETS = ".wb-grid img, .wb-page"
 
 
+def _flip(b: Bench, root: str) -> tuple[Callable[[], None], None]:
+    """Click "Next" (on the last page "Prev"); Skip when there is one page only."""
+    for name in ("wb-next", "wb-prev"):
+        button = b.find(f"{root} .{name}")
+        if button.is_enabled():
+            return b.click(button)
+    raise Skip("one page only")
+
+
 def page_flip(b: Bench) -> tuple[Callable[[], None], None]:
-    nxt = b.find(f"{BROWSER} .wb-next")
-    return b.click(nxt if nxt.is_enabled() else b.find(f"{BROWSER} .wb-prev"))
+    return _flip(b, BROWSER)
 
 
 def query(b: Bench) -> tuple[Callable[[], None], None]:
@@ -412,8 +431,7 @@ def keep_group(b: Bench) -> tuple[Callable[[], None], None]:
 
 
 def issue_next_page(b: Bench) -> tuple[Callable[[], None], None]:
-    nxt = b.find(f"{ISSUES} .wb-next")
-    return b.click(nxt if nxt.is_enabled() else b.find(f"{ISSUES} .wb-prev"))
+    return _flip(b, ISSUES)
 
 
 # AugmentTuner, Labeler, BoxLabeler ---------------------------------------------------------
@@ -539,6 +557,9 @@ def run_rounds(bench: Bench, views: dict[str, list[Action]], rounds: int, warmup
             except Unavailable as e:
                 action.unavailable = f"not found: {e}"
                 continue
+            except Skip:
+                action.skipped += 1
+                continue
             except PlaywrightError as e:  # a timeout or a detached element: count, go on
                 action.failures.append(str(e).splitlines()[0][:160])
                 _failure_shot(bench.page, action)
@@ -612,6 +633,8 @@ def report(views: dict[str, list[Action]]) -> None:
             print(f"n/a {action.label}: {action.unavailable}")
         if action.failures:
             print(f"{action.label}: {len(action.failures)} failed: {action.failures[0]}")
+        if action.skipped:
+            print(f"{action.label}: skipped {action.skipped} times (one page only)")
 
 
 def _versions(browser: Any) -> str:
