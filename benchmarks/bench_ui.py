@@ -34,9 +34,9 @@ Actions (one of each per round; rounds interleave the views, one warm-up round i
   time the Enter: one class at a time, then none), sort (pick another sort column);
 - IssueReview: issue switch (near_duplicate <-> exact_duplicate, or the two issues with most
   flagged), threshold (drag the slider handle to 12 px left of where it started, then back to
-  exactly there: the workload does not drift), exclude group
-  ("Exclude all but keeper" on the first group), keep all (the same group's "Keep all",
-  restoring it), next page ("Prev" on the last page; skipped when there is one page);
+  exactly there: the workload does not drift), exclude group ("Exclude all but keeper" on the
+  first group), keep all (the same group's "Keep all", restoring it), next page ("Prev" on the
+  last page; skipped when there is one page);
 - AugmentTuner: slider -> preview (RandomAffine's upper ``degrees`` handle, 12 px and back;
   every draw rotates, so every draw changes);
 - Labeler: key -> next image (the pointer over the image, key "1");
