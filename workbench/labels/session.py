@@ -91,6 +91,14 @@ class LabelingSession:
         Where decisions go. Its ``catalog`` (if any) validates sample ids.
     annotator
         Who is labeling; progress, resume and undo are per annotator.
+    blind
+        Whether views hide sample ids and paths (they may give the class away). ``None``
+        (default): on when serving an assignment, or when other annotators have labels on items
+        of this queue (same round and task), so each judges the image alone.
+    assigned_only
+        Serve only the items assigned to ``annotator`` in this round and task. ``None``
+        (default): when the store holds an assignment for them. ``True`` without one is an
+        error, as is an assignment that gives this annotator nothing.
     round, task
         The store's ``round`` and ``task`` the labels go to.
     kind
@@ -125,14 +133,6 @@ class LabelingSession:
     render, prefetch
         ``render(sample_id)`` (e.g. a thumbnail) is run ahead for the next ``prefetch`` items
         on a background thread; :meth:`rendered` returns it.
-    blind
-        Whether views hide sample ids and paths (they may give the class away). ``None``
-        (default): on when serving an assignment, or when other annotators have labels on items
-        of this queue (same round and task), so each judges the image alone.
-    assigned_only
-        Serve only the items assigned to ``annotator`` in this round and task. ``None``
-        (default): when the store holds an assignment for them. ``True`` without one is an
-        error, as is an assignment that gives this annotator nothing.
 
     Attributes
     ----------
@@ -163,6 +163,8 @@ class LabelingSession:
         store: LabelStore,
         *,
         annotator: str,
+        blind: bool | None = None,
+        assigned_only: bool | None = None,
         round: int = 0,
         task: str = "class",
         kind: str = "single",
@@ -175,8 +177,6 @@ class LabelingSession:
         refit_every: int = 10,
         render: Callable[[str], Any] | None = None,
         prefetch: int = 0,
-        blind: bool | None = None,
-        assigned_only: bool | None = None,
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")

@@ -58,8 +58,8 @@ class DecisionControls:
     views and :class:`~workbench.views.review.ReviewQueue`.
 
     Buttons that run an action (an error shows in the view's ``error`` banner), the Skip, Undo,
-    Back and Forward buttons over the view's methods of those names, the type-ahead class
-    field for the classes beyond the keyed buttons, and closing the key reader.
+    Back and Forward buttons over the view's methods of those names, the large image, the
+    type-ahead class field for the classes beyond the keyed buttons, and closing the key reader.
     """
 
     error: ErrorBanner
@@ -76,6 +76,14 @@ class DecisionControls:
     @guarded
     def _click(self, action: Callable[[], Any]) -> None:
         action()
+
+    @staticmethod
+    def _image_box(size: int) -> W.Image:
+        """The large image (class ``wb-image``): a square of ``size`` px, the image fit inside."""
+        return W.Image(
+            format="png",
+            layout=W.Layout(width=f"{size}px", height=f"{size}px", object_fit="contain"),
+        ).add_class("wb-image")
 
     def _browse_buttons(self) -> list[W.Button]:
         """Skip, Undo, Back and Forward (``skip_button`` ...), running the view's methods."""

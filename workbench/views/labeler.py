@@ -187,12 +187,7 @@ class Labeler(LabelingView):
         self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
         self.assistant_label = W.HTML(layout=W.Layout(margin="0 0 0 24px"))
         self.assistant_label.add_class("wb-assistant")
-        self.image = W.Image(
-            format="png",
-            layout=W.Layout(
-                width=f"{self.image_size}px", height=f"{self.image_size}px", object_fit="contain"
-            ),
-        ).add_class("wb-image")
+        self.image = self._image_box(self.image_size)
         self.info = W.HTML().add_class("wb-info")
         self.suggestion_header = W.HTML("<b>Suggestions</b>", layout=W.Layout(display="none"))
         self.suggestion_buttons: list[W.Button] = []

@@ -131,12 +131,7 @@ class ReviewQueue(DecisionControls, W.VBox):
             layout=W.Layout(flex_flow="row wrap"),
         ).add_class("wb-filters")
 
-        self.image = W.Image(
-            format="png",
-            layout=W.Layout(
-                width=f"{self.image_size}px", height=f"{self.image_size}px", object_fit="contain"
-            ),
-        ).add_class("wb-image")
+        self.image = self._image_box(self.image_size)
         self.info = W.HTML().add_class("wb-info")
         self.labels_html = W.HTML().add_class("wb-labels")
         self.consensus_html = W.HTML().add_class("wb-consensus")
