@@ -151,7 +151,7 @@ class LabelingSession:
 
     Notes
     -----
-    One concept in about 700 lines: a position in a queue that two parties move, the annotator
+    One concept in about 600 lines: a position in a queue that two parties move, the annotator
     (go, submit, skip, undo) and the assistant's background re-ranking. Both work under one
     lock on one queue and one set of decisions; split apart, each half would reach into the
     other's state. Rendering ahead, which only reads the queue, is a helper of its own.
