@@ -36,10 +36,15 @@ def plot_class_balance(catalog: Catalog, ax: Any = None) -> Any:
     ax = _axes(ax, (6, 3))
     ok = catalog.df[catalog.df["status"] == "ok"]
     counts = ok["label"].fillna("(none)").astype(str).value_counts().sort_index()
+    return _count_bars(ax, counts, "samples", f"Class balance ({len(ok):,} readable samples)")
+
+
+def _count_bars(ax: Any, counts: Any, ylabel: str, title: str) -> Any:
+    """Bars of a count Series labelled by its index, with a dashed line at the mean."""
     ax.bar(range(len(counts)), counts.to_numpy(), color="#4c78a8")
-    ax.set_xticks(range(len(counts)), counts.index.tolist(), rotation=45, ha="right")
-    ax.set_ylabel("samples")
-    ax.set_title(f"Class balance ({len(ok):,} readable samples)")
+    ax.set_xticks(range(len(counts)), [str(i) for i in counts.index], rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     if len(counts):
         ax.axhline(counts.mean(), color="#e45756", lw=1, ls="--", label="mean")
         ax.legend(loc="lower right")
@@ -165,15 +170,7 @@ def plot_annotator_confusion(confusion: Any, ax: Any = None) -> Any:
 def plot_class_counts(counts: Any, ax: Any = None, title: str = "Class balance") -> Any:
     """Bar chart of a per-class count Series (e.g. of the final labels); returns the axes."""
     ax = ax if ax is not None else new_axes((6, 3))
-    ax.bar(range(len(counts)), counts.to_numpy(), color="#4c78a8")
-    ax.set_xticks(range(len(counts)), [str(i) for i in counts.index], rotation=45, ha="right")
-    ax.set_ylabel("labels")
-    ax.set_title(f"{title} ({int(counts.sum()):,} labels)")
-    if len(counts):
-        ax.axhline(counts.mean(), color="#e45756", lw=1, ls="--", label="mean")
-        ax.legend(loc="lower right")
-    ax.figure.tight_layout()
-    return ax
+    return _count_bars(ax, counts, "labels", f"{title} ({int(counts.sum()):,} labels)")
 
 
 def plot_annotator_quality(quality: Any, ax: Any = None) -> Any:

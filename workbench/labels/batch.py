@@ -4,26 +4,30 @@ An import builds :class:`ImportRow` objects and hands them all to
 :meth:`~workbench.labels.LabelStore.import_batch`, which checks every row and appends them in
 one transaction (all or nothing). An export asks :meth:`~workbench.labels.LabelStore.export_batch`
 for one :class:`ExportBatch`: the labels, the image files and the class list read from one
-snapshot of the store.
+snapshot of the store. Those two methods are :func:`import_batch` and :func:`export_batch` here:
+the one batch read and the one batch write of labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import LabelError
+from workbench.labels import _sqlite as sql
 from workbench.labels._catalog import CatalogIndex, Info
 from workbench.labels._checks import _extra, _round, _seconds, _short, _text
 from workbench.labels._sqlite import CONSENSUS_PREFIX, GOLD_PREFIX, SOURCES, event_params
-from workbench.labels.schema import _Schema
+from workbench.labels.schema import _class_names, _Schema
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
+    from workbench.labels.store import LabelStore
 
 
 @dataclass
@@ -271,3 +275,73 @@ def collect_export(rows: list[tuple], schema: _Schema, maps: dict[str, Info]) ->
             value = schema.load(json.loads(raw))
             batch.rows.append(ExportRow(sid, value, info[4], info[1], info[2]))
     return batch
+
+
+def export_batch(
+    store: LabelStore,
+    catalog: Catalog | None = None,
+    *,
+    task: str = "class",
+    annotator: str | None = None,
+    round: int | None = None,
+) -> ExportBatch:
+    """One task's labels ready to export, with their image files, from one snapshot.
+
+    One value per sample: the latest current label among the chosen annotators and rounds.
+    To export a consensus instead of "latest wins", compute it (:mod:`workbench.quality`)
+    and label it as its own round or annotator, then export that one. Samples not in the
+    catalog or unreadable are left out and listed in ``skipped``.
+    """
+    cat = store.need_catalog(catalog)
+    rows, s = store._current(annotator, round, _text("task", task))
+    return collect_export(rows, s, store._index.maps(cat))
+
+
+def import_batch(
+    store: LabelStore,
+    rows: Iterable[ImportRow],
+    catalog: Catalog | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    add_classes: bool = True,
+    origin: str = "import",
+) -> int:
+    """Check import rows and append them, with any new classes, in ONE transaction.
+
+    Every row is checked as the rows come (sample id in the catalog, annotator, round, task,
+    seconds, then its value against the class schema and the image size); any defect raises
+    :class:`LabelError` starting with the row's ``where``, and nothing is written. Rows with
+    source ``"import"`` (the default) become ``import`` events with ``extra``
+    ``{"from": origin}``; rows with another source (``"consensus"`` for a consensus written
+    back by :func:`workbench.quality.write_consensus`) become ``label`` events with the
+    row's own ``extra``. This is the store's one batch write of labels.
+
+    Parameters
+    ----------
+    classes
+        Class names to add first, in this order (default: those the values name, in order
+        of appearance). Names the store lacks are added unless ``add_classes=False``.
+
+    Returns
+    -------
+    int
+        The number of events imported.
+    """
+    cat = catalog if catalog is not None else store.catalog
+    checked = [checked_row(r, store._index, cat) for r in rows]
+    if classes is None:
+        classes = [n for r, _ in checked for n in _class_names(r.value)]
+
+    def tx(con: sqlite3.Connection) -> int:
+        s = store._schema(con)
+        missing = [c for c in dict.fromkeys(classes) if c not in s.codes]
+        if missing and not add_classes:
+            shown = ", ".join(_short(m, 40) for m in missing[:10])
+            raise LabelError(
+                f"{origin} uses classes the store does not have: [{shown}]; add them first "
+                "or pass add_classes=True"
+            )
+        s = store._add_missing(con, classes)
+        return sql.insert_many(con, import_events(checked, s, origin))
+
+    return store._db.write(tx)

@@ -59,7 +59,14 @@ from workbench.labels import LabelStore
 from workbench.labels.prefetch import Prefetcher
 from workbench.labels.rate import RateMeter
 from workbench.labels.schema import clip_boxes
-from workbench.labels.values import KINDS, assigned_ids, check_value, start_values, stored_value
+from workbench.labels.values import (
+    KINDS,
+    assigned_ids,
+    assistant_embeddings,
+    check_value,
+    start_values,
+    stored_value,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,22 +91,20 @@ class LabelingSession:
         Where decisions go. Its ``catalog`` (if any) validates sample ids.
     annotator
         Who is labeling; progress, resume and undo are per annotator.
+    blind
+        Whether views hide sample ids and paths (they may give the class away). ``None``
+        (default): on when serving an assignment, or when other annotators have labels on items
+        of this queue (same round and task), so each judges the image alone.
+    assigned_only
+        Serve only the items assigned to ``annotator`` in this round and task. ``None``
+        (default): when the store holds an assignment for them. ``True`` without one is an
+        error, as is an assignment that gives this annotator nothing.
+    round, task
+        The store's ``round`` and ``task`` the labels go to.
     kind
         ``"single"`` (one class name per sample), ``"multi"`` (a list of class names, a set:
         ``[]`` is a valid answer) or ``"boxes"`` (``[[x, y, w, h, class], ...]`` in
         original-image pixels; ``[]``: nothing to box).
-    order
-        ``"catalog"``, ``"random"`` (seeded shuffle) or an active-learning strategy of
-        :func:`workbench.assist.order` (``"least_confidence"``, ``"margin"``, ``"entropy"``:
-        most uncertain first; needs ``assistant`` and ``embeddings``). Until the assistant has
-        been fitted an active order starts as a seeded shuffle.
-    assistant
-        A :class:`workbench.assist.Assistant` (``kind="single"`` only), refit in the background
-        every ``refit_every`` labels. A default Assistant without ``scale_on`` gets
-        ``scale_on=embeddings`` here.
-    embeddings
-        ``(len(catalog), d)`` features of the catalog's rows, in ``catalog.ids`` order. Needed
-        with ``assistant``.
     classes
         The classes offered (added to the store if missing); a box must have one of them.
         Default: the store's classes, or (single and multi) the catalog's when the store has
@@ -109,23 +114,25 @@ class LabelingSession:
         wins once there is one): ``{sample id: value}``, or the name of an annotator or model in
         the store whose current labels (an import, a detector's :meth:`~LabelStore.suggest`
         events) to start from.
+    order
+        ``"catalog"``, ``"random"`` (seeded shuffle) or an active-learning strategy of
+        :func:`workbench.assist.order` (``"least_confidence"``, ``"margin"``, ``"entropy"``:
+        most uncertain first; needs ``assistant`` and ``embeddings``). Until the assistant has
+        been fitted an active order starts as a seeded shuffle.
+    seed
+        Seed of the ``"random"`` order and of tie-breaking in active orders.
+    assistant
+        A :class:`workbench.assist.Assistant` (``kind="single"`` only), refit in the background
+        every ``refit_every`` labels. A default Assistant without ``scale_on`` gets
+        ``scale_on=embeddings`` here.
+    embeddings
+        ``(len(catalog), d)`` features of the catalog's rows, in ``catalog.ids`` order. Needed
+        with ``assistant``.
+    refit_every
+        Refit the assistant after this many new labels.
     render, prefetch
         ``render(sample_id)`` (e.g. a thumbnail) is run ahead for the next ``prefetch`` items
         on a background thread; :meth:`rendered` returns it.
-    refit_every
-        Refit the assistant after this many new labels.
-    round, task
-        The store's ``round`` and ``task`` the labels go to.
-    seed
-        Seed of the ``"random"`` order and of tie-breaking in active orders.
-    blind
-        Whether views hide sample ids and paths (they may give the class away). ``None``
-        (default): on when serving an assignment, or when other annotators have labels on items
-        of this queue (same round and task), so each judges the image alone.
-    assigned_only
-        Serve only the items assigned to ``annotator`` in this round and task. ``None``
-        (default): when the store holds an assignment for them. ``True`` without one is an
-        error, as is an assignment that gives this annotator nothing.
 
     Attributes
     ----------
@@ -144,7 +151,7 @@ class LabelingSession:
 
     Notes
     -----
-    One concept in about 700 lines: a position in a queue that two parties move, the annotator
+    One concept in about 600 lines: a position in a queue that two parties move, the annotator
     (go, submit, skip, undo) and the assistant's background re-ranking. Both work under one
     lock on one queue and one set of decisions; split apart, each half would reach into the
     other's state. Rendering ahead, which only reads the queue, is a helper of its own.
@@ -156,20 +163,20 @@ class LabelingSession:
         store: LabelStore,
         *,
         annotator: str,
-        kind: str = "single",
-        order: str = "catalog",
-        assistant: Any = None,
-        embeddings: np.ndarray | None = None,
-        classes: Sequence[str] | None = None,
-        pre_annotations: Mapping[str, Any] | str | None = None,
-        render: Callable[[str], Any] | None = None,
-        prefetch: int = 0,
-        refit_every: int = 10,
-        round: int = 0,
-        task: str = "class",
-        seed: int = 0,
         blind: bool | None = None,
         assigned_only: bool | None = None,
+        round: int = 0,
+        task: str = "class",
+        kind: str = "single",
+        classes: Sequence[str] | None = None,
+        pre_annotations: Mapping[str, Any] | str | None = None,
+        order: str = "catalog",
+        seed: int = 0,
+        assistant: Any = None,
+        embeddings: np.ndarray | None = None,
+        refit_every: int = 10,
+        render: Callable[[str], Any] | None = None,
+        prefetch: int = 0,
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")
@@ -190,15 +197,9 @@ class LabelingSession:
             check_choice(blind, "blind", (True, False))
         if assigned_only is not None:
             check_choice(assigned_only, "assigned_only", (True, False))
-        self.catalog = catalog
-        self.store = store
-        self.annotator = annotator
-        self.kind = kind
-        self.order = order
-        self.assistant = assistant
-        self.round = round
-        self.task = task
-        self.seed = seed
+        self.catalog, self.store, self.annotator = catalog, store, annotator
+        self.round, self.task, self.kind = round, task, kind
+        self.order, self.seed, self.assistant = order, seed, assistant
         self.refit_every = refit_every
         self._prefetch = Prefetcher(render, prefetch)
         self.render = render
@@ -239,7 +240,7 @@ class LabelingSession:
         self._since_refit = 0
         self._closed = False
         self._refits = Latest("wb-label-assistant")
-        self._embeddings = self._check_embeddings(embeddings)
+        self._embeddings = assistant_embeddings(assistant, embeddings, catalog)
         self._load_decisions()
         self._set_queue(self._initial_queue())
         self._resume()
@@ -264,28 +265,6 @@ class LabelingSession:
             what = "box classes" if self.kind == "boxes" else "classes"
             raise ParameterError(f"no {what}: pass classes=[...] or add them to the store")
         return out
-
-    def _check_embeddings(self, embeddings: Any) -> np.ndarray | None:
-        if self.assistant is None:
-            return None
-        import numpy as np
-
-        if embeddings is None:
-            raise ParameterError(
-                "an assistant needs embeddings: Embedder().embed(catalog, cache=workspace)"
-            )
-        X = np.asarray(embeddings)
-        if X.ndim != 2 or len(X) != len(self.catalog.df):
-            raise ParameterError(
-                f"embeddings must have one row per catalog sample ({len(self.catalog.df)}, d), "
-                f"got shape {X.shape}"
-            )
-        from workbench.assist import Assistant
-
-        a = self.assistant
-        if isinstance(a, Assistant) and a.classifier is None and a.scale_on is None:
-            a.scale_on = X  # scale on every sample, not the biased labelled set (see Assistant)
-        return X
 
     def _initial_queue(self) -> list[str]:
         ids = list(self.ids)

@@ -49,6 +49,8 @@ import pandas as pd
 from workbench.errors import LabelError
 from workbench.fsutil import safe_names
 from workbench.labels import _sqlite as sql
+from workbench.labels import assignments as _assignments
+from workbench.labels import batch as _batch
 from workbench.labels._catalog import CatalogIndex
 from workbench.labels._checks import (
     _as_list,
@@ -71,18 +73,12 @@ from workbench.labels._sqlite import (
 )
 from workbench.labels.batch import (
     AssignRow,
-    ExportBatch,
     ImportRow,
-    assign_events,
     check_source,
-    checked_row,
-    collect_export,
-    gold_events,
-    import_events,
 )
 from workbench.labels.formats import coco, csv, imagefolder, yolo
 from workbench.labels.formats._common import EXPORT_MODES
-from workbench.labels.schema import _class_names, _load_extra, _Schema
+from workbench.labels.schema import _load_extra, _Schema
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -103,8 +99,6 @@ CURRENT_COLUMNS = [
     "id", "annotator", "round", "task", "value", "source", "ts", "hash", "seconds", "event",
     "extra",
 ]  # fmt: skip
-#: Columns of :meth:`LabelStore.assignments`.
-ASSIGN_COLUMNS = ["id", "annotator", "round", "task", "gold", "overlap", "event"]
 #: Columns of :meth:`LabelStore.history`.
 HISTORY_COLUMNS = [
     "event", "kind", "id", "annotator", "round", "task", "value", "source", "ts", "seconds",
@@ -141,14 +135,16 @@ class LabelStore:
 
     Notes
     -----
-    The class is long (about 700 lines) because it is the whole public API of one event log:
-    some 25 methods, each argument checks, one transaction and the decoding of its rows, most
-    with a full docstring. What they share lives elsewhere: the SQL and the retried
+    The class is long (about 550 lines) because it is the public API of one event log: some
+    20 methods that write or read events (classes, label, skip, undo, suggest, review, current,
+    history, progress, stale), each argument checks, one transaction and the decoding of its
+    rows, most with a full docstring. What they share lives elsewhere: the SQL and the retried
     transactions in :mod:`~workbench.labels._sqlite`, the class schema and value codec in
-    :mod:`~workbench.labels.schema`, catalog lookups in :mod:`~workbench.labels._catalog`, the
-    rows of imports and exports in :mod:`~workbench.labels.batch`, the file formats in
-    :mod:`~workbench.labels.formats` (the ``to_*`` / ``import_*`` methods are those functions).
-    Spreading the methods over mixins would hide the size, not reduce it.
+    :mod:`~workbench.labels.schema`, catalog lookups in :mod:`~workbench.labels._catalog`. The
+    batch entry points (:mod:`~workbench.labels.batch`), assignments
+    (:mod:`~workbench.labels.assignments`) and file formats (:mod:`~workbench.labels.formats`)
+    are functions that take the store first; the methods of those names are those functions.
+    Spreading the event methods over mixins would hide the size, not reduce it.
 
     Examples
     --------
@@ -644,131 +640,12 @@ class LabelStore:
         return cur[cur["reason"].notna()].reset_index(drop=True)
 
     # ------------------------------------------------------------------ batches (formats)
-    def export_batch(
-        self,
-        catalog: Catalog | None = None,
-        *,
-        task: str = "class",
-        annotator: str | None = None,
-        round: int | None = None,
-    ) -> ExportBatch:
-        """One task's labels ready to export, with their image files, from one snapshot.
-
-        One value per sample: the latest current label among the chosen annotators and rounds.
-        To export a consensus instead of "latest wins", compute it (:mod:`workbench.quality`)
-        and label it as its own round or annotator, then export that one. Samples not in the
-        catalog or unreadable are left out and listed in ``skipped``.
-        """
-        cat = self.need_catalog(catalog)
-        rows, s = self._current(annotator, round, _text("task", task))
-        return collect_export(rows, s, self._index.maps(cat))
-
-    def import_batch(
-        self,
-        rows: Iterable[ImportRow],
-        catalog: Catalog | None = None,
-        *,
-        classes: Sequence[str] | None = None,
-        add_classes: bool = True,
-        origin: str = "import",
-    ) -> int:
-        """Check import rows and append them, with any new classes, in ONE transaction.
-
-        Every row is checked as the rows come (sample id in the catalog, annotator, round, task,
-        seconds, then its value against the class schema and the image size); any defect raises
-        :class:`LabelError` starting with the row's ``where``, and nothing is written. Rows with
-        source ``"import"`` (the default) become ``import`` events with ``extra``
-        ``{"from": origin}``; rows with another source (``"consensus"`` for a consensus written
-        back by :func:`workbench.quality.write_consensus`) become ``label`` events with the
-        row's own ``extra``. This is the store's one batch write of labels.
-
-        Parameters
-        ----------
-        classes
-            Class names to add first, in this order (default: those the values name, in order
-            of appearance). Names the store lacks are added unless ``add_classes=False``.
-
-        Returns
-        -------
-        int
-            The number of events imported.
-        """
-        cat = catalog if catalog is not None else self.catalog
-        checked = [checked_row(r, self._index, cat) for r in rows]
-        if classes is None:
-            classes = [n for r, _ in checked for n in _class_names(r.value)]
-
-        def tx(con: sqlite3.Connection) -> int:
-            s = self._schema(con)
-            missing = [c for c in dict.fromkeys(classes) if c not in s.codes]
-            if missing and not add_classes:
-                shown = ", ".join(_short(m, 40) for m in missing[:10])
-                raise LabelError(
-                    f"{origin} uses classes the store does not have: [{shown}]; add them first "
-                    "or pass add_classes=True"
-                )
-            s = self._add_missing(con, classes)
-            return sql.insert_many(con, import_events(checked, s, origin))
-
-        return self._db.write(tx)
+    export_batch = _batch.export_batch
+    import_batch = _batch.import_batch
 
     # ------------------------------------------------------------------ assignments
-    def assign_batch(
-        self,
-        rows: Iterable[AssignRow],
-        *,
-        round: int = 0,
-        task: str = "class",
-        gold: Mapping[str, Any] | None = None,
-        gold_by: str = f"{GOLD_PREFIX}reference",
-    ) -> int:
-        """Record who labels what in ``round`` of ``task``, with any gold answers: one transaction.
-
-        Each row becomes an ``assign`` event (``extra`` ``{"gold": ..., "overlap": ...}``);
-        each ``gold`` entry (sample id → known answer) a ``gold`` event by ``gold_by``. Gold
-        events are never current labels, so no labeling session can read them. A round has one
-        assignment: :class:`LabelError` if this round and task have one already (use a new
-        round). Any bad row, sample or answer raises :class:`LabelError` and nothing is written.
-
-        Returns
-        -------
-        int
-            The number of ``assign`` events written.
-        """
-        rnd, task = _round(round), _text("task", task)
-        who = _text("gold_by", gold_by)
-        _need(who.startswith(GOLD_PREFIX), f"gold_by must start with {GOLD_PREFIX!r}: {who!r}")
-        _need(gold is None or isinstance(gold, Mapping), "gold maps sample ids to known answers")
-        rows = list(rows)
-        _need(rows and all(isinstance(r, AssignRow) for r in rows), "give AssignRow rows")
-        params = assign_events(rows, self._index, self.catalog, rnd, task)
-        answers = list((gold or {}).items())
-
-        def tx(con: sqlite3.Connection) -> int:
-            if sql.has_assignment(con, rnd, task):
-                raise LabelError(
-                    f"round {rnd} of task {task!r} has an assignment already; assign a new round"
-                )
-            s = self._schema(con)
-            sql.insert_many(con, gold_events(answers, self._index, self.catalog, s, who, rnd, task))
-            return sql.insert_many(con, params)
-
-        return self._db.write(tx)
-
-    def assignments(
-        self, *, round: int | None = None, task: str | None = "class", annotator: str | None = None
-    ) -> pd.DataFrame:
-        """The ``assign`` events (filtered; ``None`` means all), in event order.
-
-        Columns ``id, annotator, round, task, gold, overlap, event``. This names the gold items:
-        it is for whoever runs the assignment or reviews, not for an annotator's view.
-        """
-        rows = self._read(lambda con: sql.assignment_rows(con, annotator, round, task))
-        data = []
-        for sid, who, rnd, t, raw, event in rows:
-            extra = _json(raw) or {}
-            data.append((sid, who, rnd, t, bool(extra.get("gold")), extra.get("overlap"), event))
-        return _frame(data, ASSIGN_COLUMNS)
+    assign_batch = _assignments.assign_batch
+    assignments = _assignments.assignments
 
     # ------------------------------------------------------------------ formats
     to_csv = csv.to_csv

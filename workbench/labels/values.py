@@ -6,7 +6,8 @@ and ``"boxes"`` (``[[x, y, w, h, class], ...]`` in original-image pixels). :func
 refuses a value of the wrong shape or class before anything is recorded; :func:`stored_value`
 gives a value back in the form the store returns it, so a session and a fresh read agree.
 :func:`assigned_ids` gives the items an assignment hands an annotator (ids only: which of them are
-gold stays out of the session), :func:`start_values` the pre-annotations a session may show.
+gold stays out of the session), :func:`start_values` the pre-annotations a session may show and
+:func:`assistant_embeddings` the features its assistant learns from.
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from workbench.errors import LabelError, ParameterError
 from workbench.labels._sqlite import GOLD_PREFIX
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from workbench.catalog import Catalog
     from workbench.labels.store import LabelStore
 
-__all__ = ["KINDS", "assigned_ids", "check_value", "start_values", "stored_value", "values_by"]
+__all__ = [
+    "KINDS", "assigned_ids", "assistant_embeddings", "check_value", "start_values", "stored_value",
+    "values_by",
+]  # fmt: skip
 
 #: What a value is: one class name, a set of class names, or boxes ``[x, y, w, h, class]``.
 KINDS = ("single", "multi", "boxes")
@@ -122,3 +129,31 @@ def start_values(
                 "labels; name a model or an import, or pass blind=False"
             )
     return values_by(store, given, task=task, kind=kind)
+
+
+def assistant_embeddings(assistant: Any, embeddings: Any, catalog: Catalog) -> np.ndarray | None:
+    """The checked features of a session's assistant: one row per catalog sample.
+
+    ``None`` without an assistant. A default :class:`~workbench.assist.Assistant` without
+    ``scale_on`` is given every sample's features to scale on (see its docstring).
+    """
+    if assistant is None:
+        return None
+    import numpy as np
+
+    if embeddings is None:
+        raise ParameterError(
+            "an assistant needs embeddings: Embedder().embed(catalog, cache=workspace)"
+        )
+    X = np.asarray(embeddings)
+    if X.ndim != 2 or len(X) != len(catalog.df):
+        raise ParameterError(
+            f"embeddings must have one row per catalog sample ({len(catalog.df)}, d), "
+            f"got shape {X.shape}"
+        )
+    from workbench.assist import Assistant
+
+    a = assistant
+    if isinstance(a, Assistant) and a.classifier is None and a.scale_on is None:
+        a.scale_on = X  # scale on every sample, not the biased labelled set (see Assistant)
+    return X

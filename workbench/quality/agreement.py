@@ -67,6 +67,14 @@ def _need_votes(votes: Any) -> Votes:
     return votes
 
 
+def _pairable_counts(votes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Vote counts per class and votes per item, of the items with two or more votes."""
+    counts = _need_votes(votes).counts()
+    m = counts.sum(axis=1)
+    use = m >= 2
+    return counts[use], m[use]
+
+
 def _weight_matrix(k: int, weights: str | None) -> np.ndarray:
     """Disagreement weights between class positions (0 on the diagonal)."""
     check_choice(weights, "weights", WEIGHTS)
@@ -183,13 +191,10 @@ def percent_agreement(votes: Votes) -> float:
     With two votes per item this is the share of items where both agree. ``NaN`` when no item has
     two votes.
     """
-    votes = _need_votes(votes)
-    counts = votes.counts()
-    m = counts.sum(axis=1)
-    use = m >= 2
-    if not use.any():
+    counts, m = _pairable_counts(votes)
+    if not len(m):
         return float("nan")
-    return float(_item_agreement(counts[use], m[use]).mean())
+    return float(_item_agreement(counts, m).mean())
 
 
 def fleiss_kappa(votes: Votes, *, raters: int | None = None) -> float:
@@ -247,13 +252,10 @@ def krippendorff_alpha(votes: Votes) -> float:
     there, ``n`` their sum). ``NaN`` when no item has two votes, or when every one of their votes
     is one class (the ``krippendorff`` package raises in both cases).
     """
-    votes = _need_votes(votes)
-    counts = votes.counts()
-    m = counts.sum(axis=1)
-    use = m >= 2
-    if not use.any():
+    counts, m = _pairable_counts(votes)
+    if not len(m):
         return float("nan")
-    c, mu = counts[use].astype(float), m[use].astype(float)
+    c, mu = counts.astype(float), m.astype(float)
     observed = ((mu**2 - (c**2).sum(axis=1)) / (mu - 1.0)).sum()
     n_c = c.sum(axis=0)
     n = n_c.sum()

@@ -14,9 +14,10 @@ confirms what was recorded ("dog ✓ saved", "skipped", "undone") for a few seco
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -27,7 +28,7 @@ from workbench.labels.session import LabelingSession
 from workbench.thumbs import Thumb, escape
 from workbench.views._common import ErrorBanner, KeyReader, guarded, reports_inline
 
-__all__ = ["SHARED_KEYS", "LabelingView", "done_tile", "session_attribute"]
+__all__ = ["SHARED_KEYS", "DecisionControls", "LabelingView", "done_tile", "session_attribute"]
 
 #: Keys that do the same in every labeling view: submit, skip, undo, browse back and forward.
 SHARED_KEYS = ("Enter", "s", "Backspace", "ArrowLeft", "ArrowRight")
@@ -52,7 +53,92 @@ def session_attribute(name: str, doc: str) -> property:
     return property(lambda self: getattr(self.session, name), doc=doc)
 
 
-class LabelingView(W.VBox):
+class DecisionControls:
+    """Controls every view that records label decisions builds the same way: the labeling
+    views and :class:`~workbench.views.review.ReviewQueue`.
+
+    Buttons that run an action (an error shows in the view's ``error`` banner), the Skip, Undo,
+    Back and Forward buttons over the view's methods of those names, the large image, the
+    type-ahead class field for the classes beyond the keyed buttons, and closing the key reader.
+    """
+
+    error: ErrorBanner
+    search: W.Combobox | None = None
+    #: True while the view itself sets a control, so the control's handler ignores the change.
+    _syncing = False
+
+    def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
+        """A button that runs ``action()``; an error shows in the view."""
+        b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
+        b.on_click(lambda _b: self._click(action))
+        return b
+
+    @guarded
+    def _click(self, action: Callable[[], Any]) -> None:
+        action()
+
+    @staticmethod
+    def _image_box(size: int) -> W.Image:
+        """The large image (class ``wb-image``): a square of ``size`` px, the image fit inside."""
+        return W.Image(
+            format="png",
+            layout=W.Layout(width=f"{size}px", height=f"{size}px", object_fit="contain"),
+        ).add_class("wb-image")
+
+    def _browse_buttons(self) -> list[W.Button]:
+        """Skip, Undo, Back and Forward (``skip_button`` ...), running the view's methods."""
+        view: Any = self
+        self.skip_button = self._button("Skip (s)", "wb-skip", view.skip)
+        self.undo_button = self._button("Undo (⌫)", "wb-undo", view.undo)
+        self.prev_button = self._button("◀ Back", "wb-prev", view.prev)
+        self.next_button = self._button("Forward ▶", "wb-next", view.next)
+        return [self.skip_button, self.undo_button, self.prev_button, self.next_button]
+
+    def _class_search(
+        self, classes: Sequence[str], keyed: int, on_change: Callable[[dict], None]
+    ) -> W.Combobox | None:
+        """Set ``self.search``: a type-ahead field when there are more classes than keys."""
+        self.search = None
+        if len(classes) > keyed:
+            self.search = W.Combobox(
+                options=list(classes),
+                placeholder=f"any of {len(classes)} classes: type, then Enter",
+                ensure_option=False,
+                continuous_update=False,
+                layout=W.Layout(width="340px"),
+            ).add_class("wb-class-search")
+            self.search.observe(on_change, "value")
+        return self.search
+
+    @contextlib.contextmanager
+    def _syncing_controls(self) -> Iterator[None]:
+        """Set controls from code without their handlers acting on the change."""
+        old, self._syncing = self._syncing, True
+        try:
+            yield
+        finally:
+            self._syncing = old
+
+    def _pick_searched(self, change: dict, pick: Callable[[str], Any]) -> None:
+        """Run ``pick(name)`` for a name typed in the class field, then empty the field."""
+        if self._syncing or not change["new"]:
+            return
+        try:
+            pick(change["new"])
+        finally:
+            with self._syncing_controls():
+                assert self.search is not None
+                self.search.value = ""
+
+    def close(self) -> None:
+        """Close the key reader and the widgets."""
+        keys = self.__dict__.get("_keys")
+        if keys is not None:
+            keys.close()
+        super().close()  # type: ignore[misc]
+
+
+class LabelingView(DecisionControls, W.VBox):
     """Base of :class:`~workbench.views.labeler.Labeler` and
     :class:`~workbench.views.boxes.BoxLabeler`.
 
@@ -209,31 +295,11 @@ class LabelingView(W.VBox):
             return f'<b class="wb-blind" title="ids are hidden: blind labeling">{place}</b>'
         return f'<b style="word-break:break-all">{escape(sid)}</b> · {place}'
 
-    def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
-        """A button that runs ``action()``; an error shows in the view."""
-        b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-        b.on_click(lambda _b: self._click(action))
-        return b
-
-    @guarded
-    def _click(self, action: Callable[[], Any]) -> None:
-        action()
-
     def _make_tools(self) -> list[W.Button]:
         """The toolbar both views share, in one order, named after the shared keys."""
         self.submit_button = self._button("Submit (Enter)", "wb-submit", self.submit)
         self.submit_button.button_style = "primary"
-        self.skip_button = self._button("Skip (s)", "wb-skip", self.skip)
-        self.undo_button = self._button("Undo (⌫)", "wb-undo", self.undo)
-        self.prev_button = self._button("◀ Back", "wb-prev", self.prev)
-        self.next_button = self._button("Forward ▶", "wb-next", self.next)
-        return [
-            self.submit_button,
-            self.skip_button,
-            self.undo_button,
-            self.prev_button,
-            self.next_button,
-        ]
+        return [self.submit_button, *self._browse_buttons()]
 
     def _show(self) -> None:  # pragma: no cover - implemented by the views
         raise NotImplementedError
@@ -288,7 +354,4 @@ class LabelingView(W.VBox):
         session = self.__dict__.get("session")
         if session is not None:
             session.close()
-        keys = self.__dict__.get("_keys")
-        if keys is not None:
-            keys.close()
         super().close()

@@ -107,16 +107,9 @@ class BoxLabeler(LabelingView):
         self._size = (1, 1)
         self.error = ErrorBanner()
         self.session = LabelingSession(
-            catalog,
-            store,
-            annotator=annotator,
-            kind="boxes",
-            classes=classes,
-            pre_annotations=pre_annotations,
-            round=round,
-            task=store_task,
-            blind=blind,
-        )
+            catalog, store, annotator=annotator, round=round, task=store_task, kind="boxes",
+            classes=classes, pre_annotations=pre_annotations, blind=blind,
+        )  # fmt: skip
         self.classes: list[str] = self.session.classes
         self._build_widgets()
         self._show()

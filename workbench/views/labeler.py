@@ -150,22 +150,11 @@ class Labeler(LabelingView):
         self._syncing = False
         self.error = ErrorBanner()
         self.session = LabelingSession(
-            catalog,
-            store,
-            annotator=annotator,
-            kind=task,
-            order=order,
-            assistant=assistant,
-            embeddings=embeddings,
-            classes=classes,
-            render=lambda sid: catalog.thumbnail(sid, image_size),
-            prefetch=prefetch,
-            refit_every=refit_every,
-            round=round,
-            task=store_task,
-            seed=seed,
-            blind=blind,
-        )
+            catalog, store, annotator=annotator, round=round, task=store_task, kind=task,
+            classes=classes, order=order, seed=seed, assistant=assistant, embeddings=embeddings,
+            refit_every=refit_every, render=lambda sid: catalog.thumbnail(sid, image_size),
+            prefetch=prefetch, blind=blind,
+        )  # fmt: skip
         #: The classes offered: all of the store's.
         self.classes: list[str] = self.store.classes
         self._build_widgets(pinned)
@@ -198,12 +187,7 @@ class Labeler(LabelingView):
         self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
         self.assistant_label = W.HTML(layout=W.Layout(margin="0 0 0 24px"))
         self.assistant_label.add_class("wb-assistant")
-        self.image = W.Image(
-            format="png",
-            layout=W.Layout(
-                width=f"{self.image_size}px", height=f"{self.image_size}px", object_fit="contain"
-            ),
-        ).add_class("wb-image")
+        self.image = self._image_box(self.image_size)
         self.info = W.HTML().add_class("wb-info")
         self.suggestion_header = W.HTML("<b>Suggestions</b>", layout=W.Layout(display="none"))
         self.suggestion_buttons: list[W.Button] = []
@@ -229,16 +213,7 @@ class Labeler(LabelingView):
         self.buttons = W.HBox(
             list(self.class_buttons.values()), layout=W.Layout(flex_flow="row wrap")
         ).add_class("wb-classes")
-        self.search: W.Combobox | None = None
-        if len(self.classes) > len(self.keymap):
-            self.search = W.Combobox(
-                options=self.classes,
-                placeholder=f"any of {len(self.classes)} classes: type, then Enter",
-                ensure_option=False,
-                continuous_update=False,
-                layout=W.Layout(width="340px"),
-            ).add_class("wb-class-search")
-            self.search.observe(self._on_search_change, "value")
+        self._class_search(self.classes, len(self.keymap), self._on_search_change)
 
         nav = self._make_tools()
         if self.task == "single":
@@ -419,22 +394,12 @@ class Labeler(LabelingView):
 
     @guarded
     def _on_search_change(self, change: dict) -> None:
-        if self._syncing or not change["new"]:
-            return
-        name = change["new"]
-        try:
-            if name not in self.classes:
-                raise LabelError(
-                    f"unknown class {name!r}; pick one of the {len(self.classes)} classes"
-                )
-            self._choose(name)
-        finally:
-            self._syncing = True
-            try:
-                assert self.search is not None
-                self.search.value = ""
-            finally:
-                self._syncing = False
+        self._pick_searched(change, self._choose_known)
+
+    def _choose_known(self, name: str) -> None:
+        if name not in self.classes:
+            raise LabelError(f"unknown class {name!r}; pick one of the {len(self.classes)} classes")
+        self._choose(name)
 
     @guarded
     def _on_suggestion_click(self, k: int) -> None:
@@ -455,14 +420,11 @@ class Labeler(LabelingView):
     def _sync_toggles(self) -> None:
         if self.task != "multi":
             return
-        self._syncing = True
-        try:
+        with self._syncing_controls():
             for name, b in self.class_buttons.items():
                 want = name in self._pending
                 if b.value != want:
                     b.value = want
-        finally:
-            self._syncing = False
 
     def _show(self) -> None:
         s = self.session

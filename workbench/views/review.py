@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
 from workbench.quality.review import REASONS, ReviewSession
 from workbench.views._common import ErrorBanner, KeyReader, escape, guarded, reports_inline
-from workbench.views._labeling import CONFIRM_SECONDS, done_tile
+from workbench.views._labeling import CONFIRM_SECONDS, DecisionControls, done_tile
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +52,7 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
 
 
-class ReviewQueue(W.VBox):
+class ReviewQueue(DecisionControls, W.VBox):
     """Review the items that need a second look; every decision is a ``review`` event.
 
     Parameters
@@ -131,12 +131,7 @@ class ReviewQueue(W.VBox):
             layout=W.Layout(flex_flow="row wrap"),
         ).add_class("wb-filters")
 
-        self.image = W.Image(
-            format="png",
-            layout=W.Layout(
-                width=f"{self.image_size}px", height=f"{self.image_size}px", object_fit="contain"
-            ),
-        ).add_class("wb-image")
+        self.image = self._image_box(self.image_size)
         self.info = W.HTML().add_class("wb-info")
         self.labels_html = W.HTML().add_class("wb-labels")
         self.consensus_html = W.HTML().add_class("wb-consensus")
@@ -156,29 +151,15 @@ class ReviewQueue(W.VBox):
         choose: list[W.Widget] = [
             W.HBox(list(self.class_buttons.values()), layout=W.Layout(flex_flow="row wrap"))
         ]
-        self.search: W.Combobox | None = None
-        if len(s.classes) > len(self.keymap):
-            self.search = W.Combobox(
-                options=s.classes,
-                placeholder=f"any of {len(s.classes)} classes: type, then Enter",
-                ensure_option=False,
-                continuous_update=False,
-                layout=W.Layout(width="340px"),
-            ).add_class("wb-class-search")
-            self.search.observe(self._on_search_change, "value")
+        if self._class_search(s.classes, len(self.keymap), self._on_search_change) is not None:
             choose.append(self.search)
         self.accept_button = self._button("Accept (Enter)", "wb-accept", self.accept)
         self.accept_button.button_style = "primary"
         self.unsure_button = self._button("Unsure (u)", "wb-unsure", self.unsure)
-        self.skip_button = self._button("Skip (s)", "wb-skip", self.skip)
-        self.undo_button = self._button("Undo (⌫)", "wb-undo", self.undo)
-        self.prev_button = self._button("◀ Back", "wb-prev", self.prev)
-        self.next_button = self._button("Forward ▶", "wb-next", self.next)
         tools = W.HBox(
-            [self.accept_button, self.unsure_button, self.skip_button, self.undo_button,
-             self.prev_button, self.next_button],
+            [self.accept_button, self.unsure_button, *self._browse_buttons()],
             layout=W.Layout(flex_flow="row wrap"),
-        ).add_class("wb-tools")  # fmt: skip
+        ).add_class("wb-tools")
         keys = "".join(self.keymap)
         first = f"{keys[0]}–{keys[-1]}" if len(keys) > 1 else keys
         self.help = W.HTML(
@@ -197,11 +178,6 @@ class ReviewQueue(W.VBox):
         self._keys = KeyReader("wb-review", [*_ACTION_KEYS, *self.keymap])
         self._keys.on_key(self._on_key)
         self.children = (*self.children, self._keys)
-
-    def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
-        b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-        b.on_click(lambda _b: self._click(action))
-        return b
 
     # ------------------------------------------------------------------ public API
     @property
@@ -291,12 +267,6 @@ class ReviewQueue(W.VBox):
         self._show()
 
     # ------------------------------------------------------------------ handlers
-    @guarded
-    def _click(self, action: Callable[[], Any]) -> None:
-        action()
-
-    _syncing = False
-
     def _sync_filters(self) -> None:
         f = self.session.filters
         self._syncing = True
@@ -323,17 +293,7 @@ class ReviewQueue(W.VBox):
 
     @guarded
     def _on_search_change(self, change: dict) -> None:
-        if self._syncing or not change["new"]:
-            return
-        try:
-            self.set_label(change["new"])
-        finally:
-            self._syncing = True
-            try:
-                assert self.search is not None
-                self.search.value = ""
-            finally:
-                self._syncing = False
+        self._pick_searched(change, self.set_label)
 
     @guarded
     def _on_key(self, event: dict) -> None:
@@ -465,10 +425,3 @@ class ReviewQueue(W.VBox):
             style = "info" if name == chosen else ""
             if b.button_style != style:
                 b.button_style = style
-
-    def close(self) -> None:
-        """Close the widgets (and the key reader)."""
-        keys = self.__dict__.get("_keys")
-        if keys is not None:
-            keys.close()
-        super().close()

@@ -1,5 +1,6 @@
-"""What the label formats share: file helpers, matching file names to samples, and the one
-import skeleton of the formats whose entries name image files (COCO, YOLO)."""
+"""What the label formats share: file helpers, the checked batch and the listing files of the
+folder exports (YOLO, ImageFolder), matching file names to samples, and the one import skeleton
+of the formats whose entries name image files (COCO, YOLO)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.errors import LabelError, WorkbenchError
-from workbench.fsutil import PLACE_MODES, atomic_write
+from workbench.fsutil import PLACE_MODES, atomic_write, inside
 from workbench.labels._checks import _need, _short
-from workbench.labels.batch import ImportRow
+from workbench.labels.batch import ExportBatch, ImportRow
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -53,6 +54,51 @@ def _read_json(path: Path) -> Any:
         raise LabelError(f"{str(path)!r} does not exist") from None
     except (OSError, ValueError, RecursionError) as e:
         raise LabelError(f"{str(path)!r} is not valid JSON: {_short(str(e), 120)}") from None
+
+
+def folder_export(
+    store: LabelStore,
+    catalog: Catalog | None,
+    mode: str | None,
+    *,
+    task: str,
+    annotator: str | None,
+    round: int | None,
+    boxes: bool,
+    files_optional: bool = False,
+) -> ExportBatch:
+    """The batch a folder export writes, checked before anything is written.
+
+    ``mode`` must be one of :data:`EXPORT_MODES` (or ``None`` when ``files_optional``); every
+    value must be boxes (``boxes=True``) or class names, else :class:`LabelError` naming the
+    export that fits.
+    """
+    cat = store.need_catalog(catalog)
+    modes = f"{EXPORT_MODES} or None" if files_optional else str(EXPORT_MODES)
+    _need(
+        mode in EXPORT_MODES or (files_optional and mode is None),
+        f"mode must be one of {modes}, got {mode!r}",
+    )
+    batch = store.export_batch(cat, task=task, annotator=annotator, round=round)
+    for row in batch.rows:
+        v = row.value
+        if boxes:
+            _need(
+                isinstance(v, list) and not (v and isinstance(v[0], str)),
+                f"task {task!r} holds class labels, not boxes; use to_imagefolder()",
+            )
+        else:
+            _need(
+                all(isinstance(n, str) for n in ([v] if isinstance(v, str) else v)),
+                f"task {task!r} holds boxes; export it with to_coco() or to_yolo()",
+            )
+    return batch
+
+
+def write_listing(folder: Path, meta: dict[str, Any], table: pd.DataFrame) -> None:
+    """A folder export's ``classes.json`` (``meta``) and ``samples.csv`` (``table``)."""
+    atomic_write(inside(folder, "classes.json"), _json_bytes(meta), fsync=False)
+    _write_csv(inside(folder, "samples.csv"), table)
 
 
 def _file_matcher(cat: Catalog) -> Callable[..., str]:

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from workbench.fsutil import atomic_dir, atomic_write, inside, place, safe_names, sample_file_names
-from workbench.labels._checks import _need
-from workbench.labels.formats._common import EXPORT_MODES, _json_bytes, _write_csv, label_errors
+from workbench.fsutil import atomic_dir, inside, place, safe_names, sample_file_names
+from workbench.labels.formats._common import folder_export, label_errors, write_listing
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -57,16 +56,12 @@ def to_imagefolder(
     overwrite
         Replace an existing ``out`` folder (otherwise :class:`LabelError`).
     """
-    cat = store.need_catalog(catalog)
-    _need(mode in EXPORT_MODES, f"mode must be one of {EXPORT_MODES}, got {mode!r}")
-    batch = store.export_batch(cat, task=task, annotator=annotator, round=round)
+    batch = folder_export(
+        store, catalog, mode, task=task, annotator=annotator, round=round, boxes=False
+    )
     rows, paths = [], {}
     for row in batch.rows:
         names = [row.value] if isinstance(row.value, str) else row.value
-        _need(
-            all(isinstance(n, str) for n in names),
-            f"task {task!r} holds boxes; export it with to_coco() or to_yolo()",
-        )
         rows.extend((row.sample_id, n) for n in names)
         paths[row.sample_id] = row.path
     codes = batch.classes
@@ -82,10 +77,9 @@ def to_imagefolder(
             for n, c in codes.items()
         ]
         meta = {"format": "imagefolder", "task": task, "classes": classes, "skipped": batch.skipped}
-        atomic_write(inside(tmp, "classes.json"), _json_bytes(meta), fsync=False)
         table = pd.DataFrame(
             [(sid, n, f"{folders[n]}/{files[sid]}") for sid, n in rows],
             columns=["id", "class", "file"],
         )
-        _write_csv(inside(tmp, "samples.csv"), table)
+        write_listing(tmp, meta, table)
     return Path(out)

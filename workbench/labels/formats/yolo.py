@@ -22,13 +22,12 @@ from workbench.fsutil import atomic_dir, atomic_write, inside, place, sample_fil
 from workbench.labels._checks import _is_int, _need, _short, _text
 from workbench.labels.batch import ImportRow
 from workbench.labels.formats._common import (
-    EXPORT_MODES,
     Parsed,
     _import_matched,
-    _json_bytes,
     _read_json,
-    _write_csv,
+    folder_export,
     label_errors,
+    write_listing,
 )
 
 if TYPE_CHECKING:
@@ -55,15 +54,10 @@ def to_yolo(
     ``out/classes.json`` (index, code and name of each class; the samples left out) and
     ``out/samples.csv`` (``id, stem``). File names are made safe and unique from the ids.
     """
-    cat = store.need_catalog(catalog)
-    _need(mode is None or mode in EXPORT_MODES, f"mode must be in {EXPORT_MODES} or None")
-    batch = store.export_batch(cat, task=task, annotator=annotator, round=round)
-    for row in batch.rows:
-        v = row.value
-        _need(
-            isinstance(v, list) and not (v and isinstance(v[0], str)),
-            f"task {task!r} holds class labels, not boxes; use to_imagefolder()",
-        )
+    batch = folder_export(
+        store, catalog, mode, task=task, annotator=annotator, round=round, boxes=True,
+        files_optional=True,
+    )  # fmt: skip
     codes = batch.classes
     index = {n: i for i, n in enumerate(codes)}
     ids = [row.sample_id for row in batch.rows]
@@ -83,9 +77,8 @@ def to_yolo(
         atomic_write(inside(tmp, "data.yaml"), data, fsync=False)
         classes = [{"index": i, "code": c, "name": n} for i, (n, c) in enumerate(codes.items())]
         meta = {"format": "yolo", "task": task, "classes": classes, "skipped": batch.skipped}
-        atomic_write(inside(tmp, "classes.json"), _json_bytes(meta), fsync=False)
         table = pd.DataFrame([(sid, stems[sid]) for sid in ids], columns=["id", "stem"])
-        _write_csv(inside(tmp, "samples.csv"), table)
+        write_listing(tmp, meta, table)
     return Path(out)
 
 
