@@ -422,12 +422,14 @@ def threshold(b: Bench) -> tuple[Callable[[], None], Callable]:
     return b.drag(handle, f"threshold-{issue}", first=-1)  # thresholds sit at the right end
 
 
+# A group's buttons stay disabled until its hidden members are shown: act on the first group whose
+# button is enabled (the small groups on the page; the large ones need "Show all" first).
 def exclude_group(b: Bench) -> tuple[Callable[[], None], None]:
-    return b.click(b.find(f"{ISSUES} .wb-group .wb-exclude-group"))
+    return b.click(b.find(f"{ISSUES} .wb-group button.wb-exclude-group:not(:disabled)"))
 
 
 def keep_group(b: Bench) -> tuple[Callable[[], None], None]:
-    return b.click(b.find(f"{ISSUES} .wb-group .wb-keep-group"))
+    return b.click(b.find(f"{ISSUES} .wb-group button.wb-keep-group:not(:disabled)"))
 
 
 def issue_next_page(b: Bench) -> tuple[Callable[[], None], None]:
