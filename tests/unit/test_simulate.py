@@ -16,6 +16,7 @@ from workbench.quality.assignment import assign
 from workbench.quality.simulate import (
     SIMULATION_COLUMNS,
     SimulatedAnnotator,
+    answers,
     biased,
     careful,
     careless,
@@ -202,6 +203,40 @@ def test_gold_items_are_labeled_blind_like_any_other(store, catalog):
     assert len(gold_rows) > 0
     done = set(zip(out["id"], out["annotator"], strict=True))
     assert set(zip(gold_rows["id"], gold_rows["annotator"], strict=True)) <= done
+
+
+def test_answers_in_memory_are_the_labels_simulate_records(store, catalog):
+    truth = _truth_of(catalog.ids)
+    plan = assign(store, ["ana", "bo", "cy"], overlap=0.3, seed=4)
+    recorded = simulate(catalog, store, _team(), truth)
+    memory = answers(plan, _team(), truth, CLASSES)
+    assert list(memory.columns) == ["id", "annotator", "truth", "value", "correct"]
+    key = ["id", "annotator"]
+    a = recorded.drop(columns="event").sort_values(key).reset_index(drop=True)
+    b = memory.sort_values(key).reset_index(drop=True)
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize(
+    "plan, team, truth, message",
+    [
+        ("not a plan", None, None, "columns id and annotator"),
+        (None, [careful("ana")], None, "not simulated"),
+        (None, None, {}, "no true class"),
+        (None, [], None, "non-empty list"),
+    ],
+)
+def test_answers_refuses_bad_inputs(catalog, plan, team, truth, message):
+    from workbench.quality.assignment import plan_assignment
+
+    good = plan_assignment(catalog.ids, ["ana", "bo", "cy"], overlap=0.2, seed=0)
+    with pytest.raises(ParameterError, match=message):
+        answers(
+            good if plan is None else plan,
+            _team() if team is None else team,
+            _truth_of(catalog.ids) if truth is None else truth,
+            CLASSES,
+        )
 
 
 # ------------------------------------------------------------------ bad inputs

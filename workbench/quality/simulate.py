@@ -6,7 +6,8 @@ stands in for a person whose behaviour is known exactly. :func:`simulate` gives 
 (:func:`workbench.quality.assign`) and answers item after item with ``session.submit(value)``,
 so every label is an ordinary event in the store (annotator, round, task, time), the session
 serves only that annotator's items, blind, and nothing bypasses the checks a person's label goes
-through.
+through. :func:`answers` gives the same labels for an assignment plan without a store, for
+repeating a simulation over many seeds in memory.
 
 Behaviours
 ----------
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     from workbench.catalog import Catalog
     from workbench.labels import LabelStore
 
-__all__ = ["SIMULATION_COLUMNS", "SimulatedAnnotator", "biased", "careful", "careless", "simulate"]
+__all__ = ["SIMULATION_COLUMNS", "SimulatedAnnotator", "answers", "biased", "careful", "careless",
+           "simulate"]  # fmt: skip
 
 #: Columns of :func:`simulate`'s table: one row per label given.
 SIMULATION_COLUMNS = ["id", "annotator", "truth", "value", "correct", "event"]
@@ -167,9 +169,70 @@ def _truth(catalog: Catalog, truth: Mapping[str, Any] | pd.Series | None) -> dic
             raise ParameterError("the catalog has no labels: pass truth={sample id: class}")
         df = catalog.df[catalog.df["label"].notna()]
         return dict(zip(df["id"].astype(str), df["label"].astype(str), strict=True))
+    return _truth_map(truth)
+
+
+def _truth_map(truth: Any) -> dict[str, Any]:
     if not isinstance(truth, (Mapping, pd.Series)):
         raise ParameterError("truth maps sample ids to their true class (a dict or Series)")
     return {str(k): v for k, v in dict(truth).items()}
+
+
+def _team(annotators: Any) -> list[SimulatedAnnotator]:
+    people = list(annotators) if isinstance(annotators, Sequence) else None
+    if not people or not all(isinstance(a, SimulatedAnnotator) for a in people):
+        raise ParameterError("annotators must be a non-empty list of SimulatedAnnotator")
+    if len({a.name for a in people}) != len(people):
+        raise ParameterError("simulated annotators must have distinct names")
+    return people
+
+
+def answers(
+    plan: pd.DataFrame,
+    annotators: Sequence[SimulatedAnnotator],
+    truth: Mapping[str, Any] | pd.Series,
+    classes: Sequence[Any],
+) -> pd.DataFrame:
+    """The labels the annotators would give for an assignment plan, without a store.
+
+    The same answers :func:`simulate` records for that plan (each depends only on the seed, the
+    annotator and the item), in memory: for repeating a simulation over many seeds quickly.
+
+    Parameters
+    ----------
+    plan
+        An assignment (:func:`workbench.quality.plan_assignment`): columns ``id`` and
+        ``annotator``.
+    annotators
+        :class:`SimulatedAnnotator` objects, one for every annotator of the plan.
+    truth
+        Sample id → true class, for every item of the plan.
+    classes
+        The classes to answer from.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, annotator, truth, value, correct`` in plan order (for
+        :meth:`~workbench.quality.Votes.from_frame`).
+    """
+    people = {a.name: a for a in _team(annotators)}
+    if not isinstance(plan, pd.DataFrame) or not {"id", "annotator"} <= set(plan.columns):
+        raise ParameterError("plan must be an assignment table with columns id and annotator")
+    answers_of = _truth_map(truth)
+    unknown = sorted(set(plan["annotator"]) - set(people))
+    if unknown:
+        raise ParameterError(f"the plan names annotators that are not simulated: {unknown[:5]}")
+    missing = [i for i in plan["id"] if i not in answers_of]
+    if missing:
+        raise ParameterError(f"no true class for {len(missing)} item(s), e.g. {missing[0]!r}")
+    classes = list(classes)
+    rows = []
+    for sid, who in zip(plan["id"], plan["annotator"], strict=True):
+        true = answers_of[sid]
+        value = people[who].answer(sid, true, classes)
+        rows.append((sid, who, true, value, value == true))
+    return pd.DataFrame(rows, columns=["id", "annotator", "truth", "value", "correct"])
 
 
 def simulate(
@@ -213,12 +276,8 @@ def simulate(
     """
     from workbench.labels.session import LabelingSession
 
-    people = list(annotators) if isinstance(annotators, Sequence) else None
-    if not people or not all(isinstance(a, SimulatedAnnotator) for a in people):
-        raise ParameterError("annotators must be a non-empty list of SimulatedAnnotator")
-    if len({a.name for a in people}) != len(people):
-        raise ParameterError("simulated annotators must have distinct names")
-    answers = _truth(catalog, truth)
+    people = _team(annotators)
+    known = _truth(catalog, truth)
     sessions = []
     try:
         for a in people:  # open every session first: a bad setup fails before any label
@@ -228,28 +287,28 @@ def simulate(
                 )
             )
         for a, s in zip(people, sessions, strict=True):
-            _check_setup(a, s, answers)
+            _check_setup(a, s, known)
         rows = []
         for a, s in zip(people, sessions, strict=True):
             while (sid := s.current) is not None:
-                value = a.answer(sid, answers[sid], s.classes)
+                value = a.answer(sid, known[sid], s.classes)
                 event = s.submit(value)
-                rows.append((sid, a.name, answers[sid], value, value == answers[sid], event))
+                rows.append((sid, a.name, known[sid], value, value == known[sid], event))
     finally:
         for s in sessions:
             s.close()
     return pd.DataFrame(rows, columns=SIMULATION_COLUMNS)
 
 
-def _check_setup(a: SimulatedAnnotator, session: Any, answers: Mapping[str, Any]) -> None:
-    missing = [i for i in session.queue if i not in answers]
+def _check_setup(a: SimulatedAnnotator, session: Any, known: Mapping[str, Any]) -> None:
+    missing = [i for i in session.queue if i not in known]
     if missing:
         raise ParameterError(
             f"no true class for {len(missing)} of {a.name!r}'s items (e.g. {missing[0]!r}): "
             "pass truth={sample id: class} covering every assigned item"
         )
     offered = set(session.classes)
-    needed = {answers[i] for i in session.queue} | {g for g, _ in a.confusions.values()}
+    needed = {known[i] for i in session.queue} | {g for g, _ in a.confusions.values()}
     unknown = sorted(map(str, needed - offered))
     if unknown:
         raise ParameterError(
