@@ -422,14 +422,29 @@ def threshold(b: Bench) -> tuple[Callable[[], None], Callable]:
     return b.drag(handle, f"threshold-{issue}", first=-1)  # thresholds sit at the right end
 
 
-# A group's buttons stay disabled until its hidden members are shown: act on the first group whose
-# button is enabled (the small groups on the page; the large ones need "Show all" first).
+# A group's buttons stay disabled until its hidden members are shown (the first page holds the
+# largest groups): "Show all" is clicked first, untimed, as a user would before acting.
+def _first_group_button(b: Bench, button: str) -> Any:
+    group = b.find(f"{ISSUES} .wb-group")
+    target = group.locator(f"button.{button}").first
+    more = group.locator("button.wb-more").first
+    if not target.is_enabled() and more.count() and more.is_visible() and more.is_enabled():
+        more.click()
+    try:
+        b.page.wait_for_function(
+            "(el) => !el.disabled", arg=target.element_handle(), timeout=10_000
+        )
+    except Exception:
+        raise Unavailable(f"{ISSUES} .wb-group button.{button} (enabled)") from None
+    return target
+
+
 def exclude_group(b: Bench) -> tuple[Callable[[], None], None]:
-    return b.click(b.find(f"{ISSUES} .wb-group button.wb-exclude-group:not(:disabled)"))
+    return b.click(_first_group_button(b, "wb-exclude-group"))
 
 
 def keep_group(b: Bench) -> tuple[Callable[[], None], None]:
-    return b.click(b.find(f"{ISSUES} .wb-group button.wb-keep-group:not(:disabled)"))
+    return b.click(_first_group_button(b, "wb-keep-group"))
 
 
 def issue_next_page(b: Bench) -> tuple[Callable[[], None], None]:
