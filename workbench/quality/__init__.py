@@ -25,7 +25,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("assignment", "agreement", "consensus", "label_errors", "completeness", "final")
+_MODULES = (
+    "assignment",
+    "agreement",
+    "consensus",
+    "label_errors",
+    "completeness",
+    "final",
+    "simulate",
+)
 
 # name -> submodule it comes from (kept literal so that tools can read it without importing).
 _EXPORTS = {
@@ -54,6 +62,10 @@ _EXPORTS = {
     "throughput": "completeness", "under_labeled": "completeness", "unlabeled": "completeness",
     # final
     "FINAL_COLUMNS": "final", "SOURCES": "final", "final_labels": "final",
+    # review, report, simulate
+    "ReviewItem": "review", "ReviewSession": "review", "QualityReport": "report",
+    "SimulatedAnnotator": "simulate", "answers": "simulate", "biased": "simulate",
+    "careful": "simulate", "careless": "simulate",
 }  # fmt: skip
 
 __all__ = sorted([*_MODULES, *_EXPORTS])
