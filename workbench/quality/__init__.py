@@ -65,7 +65,7 @@ _EXPORTS = {
     # review, report, simulate
     "ReviewItem": "review", "ReviewSession": "review", "QualityReport": "report",
     "SimulatedAnnotator": "simulate", "answers": "simulate", "biased": "simulate",
-    "careful": "simulate", "careless": "simulate",
+    "careful": "simulate", "careless": "simulate", "SIMULATION_COLUMNS": "simulate",
 }  # fmt: skip
 
 __all__ = sorted([*_MODULES, *_EXPORTS])
