@@ -162,6 +162,12 @@ class ReviewSession:
         The ids shown, filtered (:meth:`filter`) and by severity.
     position : int
         Index of the current item in :attr:`queue` (``len(queue)``: nothing left).
+
+    Notes
+    -----
+    One concept in about 500 lines: the queue and the decisions that move it (gathering the
+    items, their order and filters, each decision with its undo) share one position and one
+    round; split apart, each half would have to keep the other's state in step.
     """
 
     def __init__(
