@@ -708,6 +708,31 @@ def layout_problems(page: Any, root: str, controls: str = _CONTROLS) -> dict[str
     return page.evaluate(_LAYOUT_JS, [root, controls])
 
 
+COLOUR_CLASSES = ["red", "green", "blue"]
+
+
+def colour_workspace(path: Path) -> tuple[Any, Any]:
+    """A workspace whose saved catalog holds 9 small images, 3 per class in
+    :data:`COLOUR_CLASSES`, each one different; returns ``(workspace, catalog)``."""
+    import numpy as np
+    from PIL import Image
+
+    from workbench import Catalog, Workspace
+
+    rng = np.random.default_rng(0)
+    root = path / "images" / "colours"
+    for k, name in enumerate(COLOUR_CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            a = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
+            a[..., k] += np.uint8(120 + 40 * i)
+            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
+    ws = Workspace(path)
+    catalog = Catalog.from_folder(root, progress=False)
+    ws.save_catalog(catalog)
+    return ws, catalog
+
+
 def write_notebook(target: Path, cells: list[str]) -> Path:
     """Write a notebook of code ``cells`` (python3 kernel) to ``target``; returns ``target``."""
     import nbformat
@@ -760,6 +785,7 @@ class UiHelpers:
     screenshot = staticmethod(screenshot)
     layout_problems = staticmethod(layout_problems)
     write_notebook = staticmethod(write_notebook)
+    colour_workspace = staticmethod(colour_workspace)
     type_into = staticmethod(type_into)
     report_failure = staticmethod(report_failure)
 

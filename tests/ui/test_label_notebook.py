@@ -21,10 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import numpy as np
 import pytest
-from PIL import Image
 
 pytestmark = pytest.mark.ui
 
@@ -34,23 +31,7 @@ IMAGE = ".wb-labeler img.wb-image"
 PROGRESS = ".wb-labeler .wb-progress"
 
 
-def _make_workspace(path: Path) -> None:
-    """A workspace whose catalog holds 9 small images, 3 per class, each one different."""
-    from workbench import Catalog, Workspace
-
-    rng = np.random.default_rng(0)
-    root = path / "images" / "colours"
-    for k, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(3):
-            a = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
-            a[..., k] += np.uint8(120 + 40 * i)
-            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
-    ws = Workspace(path)
-    ws.save_catalog(Catalog.from_folder(root, progress=False))
-
-
-def _write_notebook(target: Path, workspace: Path) -> None:
+def _write_notebook(target: Path, workspace: Path, ui: Any) -> None:
     cells = [
         "from workbench import Workspace\n"
         "from workbench.labels import LabelStore\n"
@@ -66,13 +47,7 @@ def _write_notebook(target: Path, workspace: Path) -> None:
         "                   display_size=240)\n"
         "boxer",
     ]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, target)
+    ui.write_notebook(target, cells)
 
 
 def _state(page: Any) -> dict[str, str]:
@@ -103,8 +78,8 @@ def test_digit_key_labels_in_the_browser(page: Any, jupyter_lab: Any, ui: Any, t
     from workbench.labels import LabelStore
 
     workspace = jupyter_lab.workspace / "label-ui"
-    _make_workspace(workspace)
-    _write_notebook(jupyter_lab.root / NOTEBOOK, workspace)
+    ui.colour_workspace(workspace)
+    _write_notebook(jupyter_lab.root / NOTEBOOK, workspace, ui)
 
     ui.open_notebook(page, jupyter_lab, NOTEBOOK)
     try:

@@ -16,29 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytestmark = pytest.mark.ui
 
 CLASSES = ["red", "green", "blue"]
 LAB = ".wb-labeler >> nth=0"
 BLIND = ".wb-labeler >> nth=1"
-
-
-def _make_workspace(path: Path) -> None:
-    from workbench import Catalog, Workspace
-
-    rng = np.random.default_rng(0)
-    root = path / "images" / "colours"
-    for k, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(3):
-            a = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
-            a[..., k] += np.uint8(120 + 40 * i)
-            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
-    Workspace(path).save_catalog(Catalog.from_folder(root, progress=False))
 
 
 def _setup_cell(workspace: Path) -> str:
@@ -90,7 +74,7 @@ def _no_layout_problems(ui: Any, page: Any, root: str) -> None:
 
 def test_labeler_keys_buttons_search_confirmation_and_blind(page, jupyter_lab, ui, tmp_path):
     workspace = jupyter_lab.workspace / "labeler-view"
-    _make_workspace(workspace)
+    ui.colour_workspace(workspace)
     db, shared = workspace / "keys.db", workspace / "shared.db"
     cells = [
         _setup_cell(workspace),
@@ -199,7 +183,7 @@ def test_box_labeler_one_toolbar_one_picker_shared_keys(page, jupyter_lab, ui, t
     from playwright.sync_api import expect
 
     workspace = jupyter_lab.workspace / "boxes-view"
-    _make_workspace(workspace)
+    ui.colour_workspace(workspace)
     db = workspace / "boxes.db"
     cells = [
         _setup_cell(workspace),

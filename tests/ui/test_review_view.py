@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytestmark = pytest.mark.ui
 
@@ -23,21 +21,10 @@ CLASSES = ["red", "green", "blue"]
 VIEW = ".wb-review"
 
 
-def _make_workspace(path: Path) -> None:
-    from workbench import Catalog, Workspace
+def _make_workspace(path: Path, ui: Any) -> None:
     from workbench.labels import LabelStore
 
-    rng = np.random.default_rng(0)
-    root = path / "images" / "colours"
-    for k, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(3):
-            a = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
-            a[..., k] += np.uint8(120 + 40 * i)
-            Image.fromarray(a).save(root / name / f"{name}_{i}.png")
-    ws = Workspace(path)
-    catalog = Catalog.from_folder(root, progress=False)
-    ws.save_catalog(catalog)
+    _, catalog = ui.colour_workspace(path)
     store = LabelStore(path / "review.db", catalog=catalog)
     store.add_classes(CLASSES)
     # red_0: a tie; green_0 and blue_0: 2 to 1; the rest unanimous.
@@ -67,7 +54,7 @@ def _wait_text(page: Any, selector: str, text: str) -> None:
 
 def test_review_keys_clicks_filters_and_layout(page, jupyter_lab, ui, tmp_path):
     workspace = jupyter_lab.workspace / "review-view"
-    _make_workspace(workspace)
+    _make_workspace(workspace, ui)
     db = workspace / "review.db"
     cells = [
         "from workbench import Workspace\n"
