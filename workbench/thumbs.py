@@ -6,6 +6,7 @@ renames and moving the dataset root, and a file whose pixels changed gets a new 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -25,6 +26,10 @@ class Thumb(NamedTuple):
 
     data: bytes
     format: str
+
+    def data_uri(self) -> str:
+        """The image as a ``data:`` URI, for ``<img src=...>`` in HTML."""
+        return f"data:image/{self.format};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 def render(im: Image.Image, size: int) -> Thumb:

@@ -1,6 +1,7 @@
+import base64
 import io
+import re
 
-import ipywidgets as W
 import numpy as np
 import pytest
 from corpus import encode
@@ -31,11 +32,22 @@ def checked(tmp_path_factory):
 
 
 def _thumb_bytes(view):
-    return [
-        t.children[0].value
-        for row in view.body.children
-        for t in (row.children if not view.is_group_view else row.children[1].children)
-    ]
+    """The tiles' images as the body draws them (one HTML value for the whole page)."""
+    tiles = re.findall(r'<img class="wb-thumb" src="data:image/\w+;base64,([^"]+)"', view.body.html)
+    return [base64.b64decode(t) for t in tiles]
+
+
+def _act(view, action, item):
+    """A click in the body as the page sends it (a custom message of the body)."""
+    view.body._handle_custom_msg({"type": "action", "action": action, "item": item}, [])
+
+
+def _buttons_html(view, keeper):
+    """The group head of ``keeper``'s group as drawn: {first word of the label: disabled?}."""
+    head = next(h for h in view.body.html.split('<div class="wb-group">') if keeper in h)
+    head = head.split('<div class="wb-tiles">')[0]
+    found = re.findall(r"<button ([^>]*)>([^<]*)</button>", head)
+    return {label.split()[0]: " disabled" in attrs for attrs, label in found}
 
 
 def test_issue_selector_counts_and_switching(checked):
@@ -59,12 +71,11 @@ def test_duplicate_groups_side_by_side_with_keeper_marked(checked):
     v.select("near_duplicate")
     group = next(g for g in v.items() if "s05.png" in g)
     assert group[0] == "s05_big.png"  # larger resolution is the keeper
-    row = next(
-        r for r in v.body.children if "s05_big" in r.children[1].children[0].children[1].value
-    )
-    tiles = row.children[1].children
-    assert "wb-keeper" in tiles[0]._dom_classes and "keeper" in tiles[0].children[1].value
-    assert "wb-keeper" not in tiles[1]._dom_classes
+    row = next(r for r in v.shown if r["group"][0] == "s05_big.png")
+    tiles = row["tiles"]
+    assert tiles[0]["keeper"] and "keeper" in tiles[0]["caption"]
+    assert not tiles[1]["keeper"]
+    assert '<div class="wb-tile wb-keeper">' in v.body.html
 
 
 def test_threshold_slider_updates_flagged_set_and_histogram_live(checked):
@@ -94,15 +105,13 @@ def test_exclude_keep_saved_and_reversible(checked, tmp_path):
     v.on_decision(lambda action, ids: seen.append((action, ids)))
     v.select("exact_duplicate")
     group = v.items()[0]
-    drop = v.body.children[0].children[0].children[1]
-    assert "wb-exclude-group" in drop._dom_classes
-    drop.click()
+    assert 'data-wb-action="exclude-group"' in v.body.html
+    _act(v, "exclude-group", group[0])
     assert Decisions(ws).excluded == set(group[1:]) and seen[-1] == ("exclude", group[1:])
-    caption = v.body.children[0].children[1].children[1].children[1].value
-    assert "excluded" in caption
-    keep = v.body.children[0].children[1].children[1].children[2]
-    assert keep.description == "Keep"
-    keep.click()
+    tile = v.shown[0]["tiles"][1]
+    assert "excluded" in tile["caption"] and tile["excluded"]
+    assert re.search(r'class="[^"]*wb-keep"[^>]*>Keep</button>', v.body.html)
+    _act(v, "toggle", group[1])
     assert Decisions(ws).excluded == set()
     v.select("unreadable")
     v.exclude_all.click()
@@ -147,12 +156,7 @@ def test_decisions_from_the_view_are_in_the_workspace_store(checked, tmp_path):
 
 def _group_row(view, member):
     """The body row (group) holding ``member``."""
-    return next(r for r in view.body.children if member in r.group)
-
-
-def _buttons(row):
-    head = row.children[0].children
-    return {c.description.split()[0]: c for c in head if isinstance(c, W.Button)}
+    return next(r for r in view.shown if member in r["group"])
 
 
 def _twins(root, sizes):
@@ -177,18 +181,17 @@ def test_keep_all_reverts_only_this_groups_own_exclusions(tmp_path):
     code.exclude([group[1]], issue="low_information")
     code.exclude([other[1]], issue="exact_duplicate")
     before = Decisions(ws).excluded
-    row = _group_row(v, group[0])
-    _buttons(row)["Exclude"].click()
+    _act(v, "exclude-group", group[0])
     assert Decisions(ws).excluded == before | set(group[1:])
-    _buttons(row)["Keep"].click()
+    _act(v, "keep-group", group[0])
     assert Decisions(ws).excluded == before  # the notebook's exclusion for another reason stands
-    _buttons(_group_row(v, other[0]))["Keep"].click()  # same issue, but decided in code
+    _act(v, "keep-group", other[0])  # same issue, but decided in code
     assert Decisions(ws).excluded == before
-    caption = _group_row(v, group[0]).children[1].children[1].children[1].value
+    caption = _group_row(v, group[0])["tiles"][1]["caption"]
     assert "excluded</b> (low_information)" in caption  # says why it is still out
-    tile = _group_row(v, other[0]).children[1].children[1]
-    assert "excluded</b> (earlier)" in tile.children[1].value
-    tile.children[2].click()  # the tile's own Keep: the user's explicit call
+    tile = _group_row(v, other[0])["tiles"][1]
+    assert "excluded</b> (earlier)" in tile["caption"]
+    _act(v, "toggle", other[1])  # the tile's own Keep: the user's explicit call
     assert Decisions(ws).excluded == {group[1]}
 
 
@@ -202,32 +205,34 @@ def test_the_header_follows_decisions_taken_in_code(checked, tmp_path):
     Decisions(ws).exclude([group[1], "black.png"], issue="suggested")  # not through the view
     assert "2 excluded in total" in v.counts.value
     assert "1 of them excluded" in v.counts.value
-    tile = _group_row(v, group[1]).children[1].children[1]
-    assert "wb-excluded" in tile._dom_classes and "excluded" in tile.children[1].value
-    assert tile.children[2].description == "Keep"
+    tile = _group_row(v, group[1])["tiles"][1]
+    assert tile["excluded"] and "excluded" in tile["caption"]
+    assert '<div class="wb-tile wb-excluded">' in v.body.html
     Decisions(ws).keep([group[1]])
-    assert "wb-excluded" not in tile._dom_classes and "1 excluded in total" in v.counts.value
+    assert not _group_row(v, group[1])["tiles"][1]["excluded"]
+    assert "wb-excluded" not in v.body.html and "1 excluded in total" in v.counts.value
 
 
 def test_hidden_members_are_shown_before_a_group_button_acts_on_them(tmp_path):
     cat, rep = _twins(tmp_path / "imgs", [17])  # 12 tiles + 5 hidden
     v = IssueReview(cat, rep)
     v.select("exact_duplicate")
-    row = v.body.children[0]
-    buttons = _buttons(row)
-    assert buttons["Exclude"].disabled and buttons["Keep"].disabled
-    buttons["Exclude"].click()  # a click that reaches the kernel anyway does nothing
+    keeper = v.items()[0][0]
+    assert _buttons_html(v, keeper) == {"Exclude": True, "Keep": True, "Show": False}
+    _act(v, "exclude-group", keeper)  # a click that reaches the kernel anyway does nothing
     assert v.excluded == set()
-    more = buttons["Show"]
-    assert more.description == "Show all 17" and "wb-more" in more._dom_classes
+    assert re.search(r'class="[^"]*wb-more"[^>]*>Show all 17</button>', v.body.html)
+    assert "wb-hidden-members" not in v.body.html
     v.exclude_duplicates(v.items()[0])  # from code it is the caller's call
     v.keep(v.items()[0])
-    more.click()
-    assert not buttons["Exclude"].disabled and row.children[2].layout.display != "none"
-    assert row.children[2].value.count("<img") == 5
-    buttons["Exclude"].click()
+    _act(v, "more", keeper)
+    assert _buttons_html(v, keeper) == {"Exclude": False, "Keep": False}
+    hidden = v.body.html.split("wb-hidden-members")[1]
+    assert hidden.count("<img") == 5
+    _act(v, "exclude-group", keeper)
     assert len(v.excluded) == 16
-    assert row.children[2].value.count("wb-excluded") == 5  # hidden members dimmed too
+    hidden = v.body.html.split("wb-hidden-members")[1]
+    assert hidden.count("wb-excluded") == 5  # hidden members dimmed too
 
 
 def test_counts_name_what_they_count(checked):
@@ -238,3 +243,58 @@ def test_counts_name_what_they_count(checked):
     v.select("unreadable")
     assert "1 image<" in v.page_label.value and "items" not in v.page_label.value
     assert "1 flagged" in v.counts.value
+
+
+def _sent_states(widget):
+    """Every state message the widget sends to the front end, recorded on its comm."""
+    sent = []
+    send = widget.comm.send
+
+    def record(data=None, *args, **kwargs):
+        if isinstance(data, dict) and data.get("method") == "update":
+            sent.append(dict(data["state"]))
+        return send(data, *args, **kwargs)
+
+    widget.comm.send = record
+    return sent
+
+
+def test_an_issue_switch_sends_the_threshold_as_one_message_on_its_step(checked):
+    """The browser snaps a value to the step it holds and sends the snapped value back: the new
+    step and value must arrive together, the value on the step (exact_duplicate: 1.000)."""
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    v.select("near_duplicate")
+    v.set_threshold(1 - 19 / 128)  # not on exact_duplicate's step of 0.005
+    sent = _sent_states(v.threshold)
+    v.select("exact_duplicate")
+    assert [sorted(s) for s in sent] == [["step", "value"]]
+    assert sent[0] == {"step": 0.005, "value": 1.0} == {"step": v.threshold.step, "value": 1.0}
+    assert rep.thresholds["exact_duplicate"] == 1.0 and rep.thresholds["near_duplicate"] == (
+        1 - 19 / 128
+    )
+
+
+def test_a_page_is_one_message_of_the_body(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep, page_size=6)
+    v.select("blurry")
+    v.set_threshold(0.0)
+    sent = _sent_states(v.body)
+    v.next_button.click()
+    assert len(sent) == 1 and sent[0]["html"].count('<img class="wb-thumb"') == 6
+
+
+def test_captions_break_ids_only_after_a_slash(tmp_path):
+    root = tmp_path / "imgs" / "a_rather_long_folder_name"
+    root.mkdir(parents=True)
+    im = Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8))
+    for i in range(2):
+        (root / f"an_equally_long_file_name_{i}.png").write_bytes(encode(im, "PNG"))
+    cat = Catalog.from_folder(tmp_path / "imgs", progress=False)
+    v = IssueReview(cat, check(cat, progress=False, checks=["exact_duplicate"]))
+    caption = v.shown[0]["tiles"][0]["caption"]
+    assert "anywhere" not in v.body.html and "break-all" not in v.body.html
+    pieces = re.findall(r'<span class="wb-seg">([^<]*)</span>', caption)
+    assert pieces == ["a_rather_long_folder_name/", "an_equally_long_file_name_0.png"]
+    assert caption.count("<wbr>") == 1

@@ -1,5 +1,6 @@
 """Small pieces every view shares: the inline error banner, the guards around methods, HTML,
-and :class:`KeyReader`, the keyboard shortcuts that never take keys from a text field.
+:class:`KeyReader`, the keyboard shortcuts that never take keys from a text field, and
+:class:`HtmlBoard`, many tiles drawn from one widget value.
 
 Two guards, for two kinds of caller: :func:`guarded` wraps handlers the front end calls (an error
 shows in the view and goes no further: ipywidgets would swallow it), :func:`reports_inline` wraps
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -99,6 +101,15 @@ def escape(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def path_html(path: str, cls: str) -> str:
+    """A path that wraps only after a ``/`` (or ``\\``), never inside a name; a part too long
+    for its box ends in an ellipsis (CSS class ``wb-seg``). The full path is the title.
+    """
+    parts = [p for p in re.split(r"(?<=[/\\])", path) if p]
+    segs = "<wbr>".join(f'<span class="wb-seg">{escape(p)}</span>' for p in parts)
+    return f'<span class="{cls}" title="{escape(path)}">{segs}</span>'
+
+
 _KEYS_ESM = r"""
 const EDITABLE = 'input, textarea, select, [contenteditable=""], [contenteditable="true"]';
 
@@ -180,3 +191,65 @@ class KeyReader(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") == "keydown":
             for fn in self._callbacks:
                 fn(content)
+
+
+_BOARD_ESM = r"""
+function render({ model, el }) {
+  const draw = () => { el.innerHTML = model.get("html"); };
+  draw();
+  model.on("change:html", draw);
+  const onClick = (e) => {
+    const t = e.target.closest && e.target.closest("[data-wb-action]");
+    if (!t || !el.contains(t) || t.disabled) return;
+    model.send({
+      type: "action", action: t.dataset.wbAction,
+      index: t.dataset.wbIndex === undefined ? -1 : Number(t.dataset.wbIndex),
+      item: t.dataset.wbItem === undefined ? null : t.dataset.wbItem,
+    });
+  };
+  el.addEventListener("click", onClick);
+  return () => {
+    model.off("change:html", draw);
+    el.removeEventListener("click", onClick);
+  };
+}
+export default { render };
+"""
+
+
+class HtmlBoard(anywidget.AnyWidget):
+    """Many tiles (images, captions, buttons) drawn from ONE widget value, ``html``.
+
+    A page of tiles then reaches the browser as one message and is drawn at once; with a widget
+    per tile, a page is dozens of messages, each decoded and drawn in turn (several hundred ms
+    for a page of 24). Images go in as ``data:`` URIs (:meth:`Thumb.data_uri
+    <workbench.thumbs.Thumb.data_uri>`); the caller escapes user data.
+
+    A click on an element with a ``data-wb-action`` attribute (a tile, a ``<button>``; not a
+    disabled one) calls ``on_action(fn)`` callbacks with ``(action, index, item)``: the
+    attribute values of ``data-wb-action``, ``data-wb-index`` (an int, ``-1`` when absent) and
+    ``data-wb-item`` (a string or ``None``). Only the event crosses to the kernel: the page's
+    clicks and keys stay the page's.
+    """
+
+    _esm = _BOARD_ESM
+    html = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._callbacks: list[Callable[[str, int, str | None], None]] = []
+        self.on_msg(self._receive)
+
+    def on_action(self, fn: Callable[[str, int, str | None], None]) -> None:
+        """Call ``fn(action, index, item)`` for each click on an element with an action."""
+        self._callbacks.append(fn)
+
+    def _receive(self, _widget: Any, content: dict, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "action":
+            index = content.get("index")
+            for fn in self._callbacks:
+                fn(
+                    str(content.get("action")),
+                    int(index) if isinstance(index, int | float) else -1,
+                    content.get("item"),
+                )

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ipywidgets as W
-from ipyevents import Event
 
 from workbench._validation import check_positive_int
 from workbench.catalog import Catalog
 from workbench.errors import ParameterError
 from workbench.plots import summary_png
-from workbench.views._common import ErrorBanner, KeyReader, escape, guarded
+from workbench.thumbs import Thumb
+from workbench.views._common import ErrorBanner, HtmlBoard, KeyReader, escape, guarded, path_html
 
 PAGE_SIZES = (12, 24, 48, 96)
 _ALL = "(all)"
@@ -53,7 +52,10 @@ def _columns_css(scope: str, page_size: int, tile: int) -> str:
 
 _STYLE = """
 .{scope} .wb-grid-wrap {{ container-type: inline-size; }}
-.{scope} .wb-tile {{ border-radius: 4px; padding: 2px 0; }}
+.{scope} .wb-grid {{ display: grid; gap: {gap}px; width: 100%; align-content: flex-start; }}
+.{scope} .wb-tile {{ border-radius: 4px; padding: 2px 0; display: flex; flex-direction: column;
+  align-items: center; cursor: pointer; min-width: 0; }}
+.{scope} .wb-tile img {{ display: block; }}
 .{scope} .wb-tile.wb-selected {{ outline: 3px solid #1976d2; background: #e3f0fc; }}
 .{scope} .wb-detail-meta table {{ font-size: 12px; line-height: 1.35; table-layout: fixed;
   width: 100%; border-collapse: collapse; }}
@@ -66,21 +68,11 @@ _STYLE = """
 """
 
 
-def _path_html(path: str, cls: str) -> str:
-    """A path that wraps only after a ``/`` (or ``\\``); a too-long part ends in an ellipsis.
-
-    The full path is the title (shown on hover).
-    """
-    parts = [p for p in re.split(r"(?<=[/\\])", path) if p]
-    segs = "<wbr>".join(f'<span class="wb-seg">{escape(p)}</span>' for p in parts)
-    return f'<span class="{cls}" title="{escape(path)}">{segs}</span>'
-
-
 def _detail_html(row: dict[str, Any]) -> str:
     """All metadata of one sample as a key/value table, escaped; paths break only at ``/``."""
     cells = []
     for k, v in row.items():
-        shown = _path_html(str(v), f"wb-{k}") if k in ("id", "path") else escape(v)
+        shown = path_html(str(v), f"wb-{k}") if k in ("id", "path") else escape(v)
         cells.append(f"<tr><th>{escape(k)}</th><td>{shown}</td></tr>")
     return f"<table>{''.join(cells)}</table>"
 
@@ -132,7 +124,7 @@ class DataBrowser(W.VBox):
         self._selected_slot: int | None = None
         self._select_callbacks: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wb-thumbs")
-        self._events: list[Event] = []
+        self._shown: list[tuple[dict[str, Any], Thumb]] = []  # the page's rows and thumbnails
         self._scope = f"wb-browser-{next(_instances)}"
 
         self.error = ErrorBanner()
@@ -179,9 +171,9 @@ class DataBrowser(W.VBox):
         self.common = W.HTML().add_class("wb-common")
 
         self._style = W.HTML(layout=W.Layout(display="none"))
-        self.grid = W.GridBox(
-            layout=W.Layout(grid_gap=f"{_GAP}px", width="100%", align_content="flex-start")
-        ).add_class("wb-grid")
+        # The page's tiles are one widget value: a page flip is one message, not one per tile.
+        self.grid = HtmlBoard(layout=W.Layout(width="100%")).add_class("wb-grid-board")
+        self.grid.on_action(self._on_grid_action)
         grid_wrap = W.Box(
             [self.grid], layout=W.Layout(flex="1 1 0%", min_width="0")
         ).add_class("wb-grid-wrap")  # fmt: skip
@@ -236,7 +228,7 @@ class DataBrowser(W.VBox):
         )  # fmt: skip
         self.add_class("wb-browser")
         self.add_class(self._scope)
-        self._build_tiles()
+        self._set_style()
         self._apply()
 
     # ------------------------------------------------------------------ public API
@@ -276,7 +268,7 @@ class DataBrowser(W.VBox):
             self.detail_meta.value = _detail_html(row)
             self.detail.layout.display = None
             self.selected_id = sample_id
-            self._highlight()
+            self._draw_grid()
         for fn in self._select_callbacks:
             fn(sample_id)
 
@@ -285,7 +277,7 @@ class DataBrowser(W.VBox):
         with self.hold_sync():
             self.detail.layout.display = "none"
             self.selected_id = None
-            self._highlight()
+            self._draw_grid()
 
     def on_select(self, fn: Callable[[str], None]) -> None:
         """Call ``fn(sample_id)`` whenever a tile is clicked."""
@@ -295,8 +287,6 @@ class DataBrowser(W.VBox):
         pool = getattr(self, "_pool", None)  # absent when the constructor refused its arguments
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        for ev in getattr(self, "_events", []):
-            ev.close()
         keys = self.__dict__.get("shortcut_keys")
         if keys is not None:
             keys.close()
@@ -318,7 +308,7 @@ class DataBrowser(W.VBox):
     @guarded
     def _on_page_size_change(self, change: dict) -> None:
         first = self.page * change["old"]
-        self._build_tiles()
+        self._set_style()
         self.page = first // change["new"]
         self._render_page()
 
@@ -333,6 +323,11 @@ class DataBrowser(W.VBox):
     @guarded
     def _on_close_click(self, _button: W.Button) -> None:
         self.close_detail()
+
+    @guarded
+    def _on_grid_action(self, action: str, index: int, _item: str | None) -> None:
+        if action == "select":
+            self._on_tile_click(index)
 
     @guarded
     def _on_tile_click(self, slot: int) -> None:
@@ -390,36 +385,32 @@ class DataBrowser(W.VBox):
             self.common.value = ""
             self.common.layout.display = "none"
 
-    def _build_tiles(self) -> None:
-        for ev in self._events:
-            ev.close()
-        self.tiles, self._events = [], []
-        self._selected_slot = None
-        for slot in range(self.page_size.value):
-            img = W.Image(format="png", layout=W.Layout(width=f"{self.thumb_size}px"))
-            img.add_class("wb-thumb")
-            caption = W.HTML(layout=W.Layout(width=f"{self.thumb_size + 8}px"))
-            tile = W.VBox([img, caption], layout=W.Layout(align_items="center"))
-            tile.add_class("wb-tile")
-            ev = Event(source=img, watched_events=["click"])
-            ev.on_dom_event(lambda _e, slot=slot: self._on_tile_click(slot))
-            self.tiles.append(tile)
-            self._events.append(ev)
-        css = _STYLE.format(scope=self._scope)
+    def _set_style(self) -> None:
+        css = _STYLE.format(scope=self._scope, gap=_GAP)
         columns = _columns_css(self._scope, self.page_size.value, self.thumb_size + 8)
         self._style.value = f"<style>{css}\n{columns}</style>"
 
-    def _highlight(self) -> None:
-        """Mark the tile of ``selected_id`` when it is on this page (and only that one)."""
-        ids = self.visible_ids
-        slot = ids.index(self.selected_id) if self.selected_id in ids else None
-        if slot == self._selected_slot:
-            return
-        if self._selected_slot is not None:
-            self.tiles[self._selected_slot].remove_class("wb-selected")
-        if slot is not None:
-            self.tiles[slot].add_class("wb-selected")
-        self._selected_slot = slot
+    @property
+    def tile_ids(self) -> list[str]:
+        """Ids of the tiles drawn now, in order."""
+        return [row["id"] for row, _ in self._shown]
+
+    def _draw_grid(self) -> None:
+        """The page's tiles as one HTML value; the selected sample's tile is marked."""
+        size = self.thumb_size
+        tiles = []
+        for k, (row, thumb) in enumerate(self._shown):
+            marked = " wb-selected" if row["id"] == self.selected_id else ""
+            tiles.append(
+                f'<div class="wb-tile{marked}" data-wb-action="select" data-wb-index="{k}">'
+                f'<img class="wb-thumb" src="{thumb.data_uri()}" width="{size}" '
+                f'alt="{escape(row["id"])}" style="width:{size}px;height:auto">'
+                f'<div class="wb-caption" style="width:{size + 8}px">{self._caption(row)}</div>'
+                "</div>"
+            )
+        html = f'<div class="wb-grid">{"".join(tiles)}</div>'
+        if self.grid.html != html:
+            self.grid.html = html
 
     def _caption(self, row: dict) -> str:
         name = escape(row["id"].rsplit("/", 1)[-1])
@@ -442,14 +433,9 @@ class DataBrowser(W.VBox):
         thumbs = list(
             self._pool.map(lambda r: self.catalog.thumbnail(r["id"], self.thumb_size), rows)
         )
+        self._shown = list(zip(rows, thumbs, strict=True))
         with self.hold_sync():
-            for tile, row, thumb in zip(self.tiles, rows, thumbs, strict=False):
-                img, caption = tile.children
-                img.format = thumb.format
-                img.value = thumb.data
-                caption.value = self._caption(row)
-            self.grid.children = self.tiles[: len(rows)]
-            self._highlight()
+            self._draw_grid()
             total = len(view)
             shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
             self.page_label.value = (

@@ -10,8 +10,8 @@ view show here at once.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as W
 
@@ -22,18 +22,28 @@ from workbench.clean import CHECKS, DUPLICATE_CHECKS, HASH_BITS, IssueReport
 from workbench.decisions import Decisions
 from workbench.errors import ParameterError
 from workbench.plots import score_histogram_png
-from workbench.views._common import ErrorBanner, escape, guarded
+from workbench.views._common import ErrorBanner, HtmlBoard, escape, guarded, path_html
 from workbench.workspace import Workspace
 
-_MAX_GROUP_TILES = 12  # a chained group of hundreds must not become hundreds of widgets
-# Classes, not inline styles, so a decision restyles a tile by toggling one class.
+_MAX_GROUP_TILES = 12  # a chained group of hundreds shows 12 tiles, the rest as small images
+# The body (every tile, group head and button of the page) is ONE widget value: a page flip,
+# a threshold move or a decision is one message, not one per tile. Classes, not inline styles.
 _CSS = """<style>
+.wb-issues .wb-issue-body .wb-tiles { display: flex; flex-wrap: wrap; }
+.wb-issues .wb-tile { display: flex; flex-direction: column; align-items: center; margin: 2px;
+  padding: 2px; }
+.wb-issues .wb-tile img { display: block; }
 .wb-issues .wb-tile.wb-excluded .wb-thumb, .wb-issues img.wb-excluded { opacity: 0.35; }
 .wb-issues .wb-tile.wb-keeper { outline: 2px solid #2e7d32; outline-offset: -2px; }
-.wb-issues .wb-caption, .wb-issues .wb-caption .widget-html-content {
-  font-size: 11px; line-height: 1.3; overflow-wrap: anywhere; height: auto; }
+.wb-issues .wb-caption { font-size: 11px; line-height: 1.3; margin: 2px 0; }
+.wb-issues .wb-caption .wb-seg { display: inline-block; max-width: 100%; overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
+.wb-issues .wb-group { margin: 4px 0; }
+.wb-issues .wb-group-head { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
+.wb-issues .wb-hidden-members { display: flex; flex-wrap: wrap; }
 .wb-issues .wb-hidden-members img { margin: 1px; }
 .wb-issues .widget-button { margin-right: 6px; }
+.wb-issues .wb-issue-body .jupyter-button { width: auto; flex: 0 0 auto; }
 </style>"""
 
 
@@ -56,132 +66,16 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-class _Tile(W.VBox):
-    """One sample: thumbnail, caption (id, score, state) and an Exclude / Keep button; refilled
-    in place for another sample instead of being rebuilt."""
-
-    def __init__(self, view: IssueReview) -> None:
-        size = view.thumb_size
-        self.sample_id: str | None = None
-        self.note = ""  # what decisions taken on this tile carry: its group, if any
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{size}px", height=f"{size}px"))
-        self.image.add_class("wb-thumb")
-        self.caption = W.HTML(layout=W.Layout(width=f"{size + 8}px"))
-        self.caption.add_class("wb-caption")
-        self.button = W.Button(layout=W.Layout(width=f"{size}px"))
-        self.button.on_click(lambda _b: view._on_tile_click(self))
-        super().__init__(
-            [self.image, self.caption, self.button],
-            layout=W.Layout(margin="2px", padding="2px", align_items="center"),
-        )
-        self.add_class("wb-tile")
-        self._key: tuple = ()
-
-    def show(
-        self, view: IssueReview, sample_id: str, *, keeper: bool = False, note: str = ""
-    ) -> None:
-        self.note = note
-        if sample_id != self.sample_id:
-            thumb = view.catalog.thumbnail(sample_id, view.thumb_size)
-            self.image.format = thumb.format
-            self.image.value = thumb.data
-            self.sample_id = sample_id
-            self._key = ()
-        self.restyle(view, keeper=keeper)
-
-    def restyle(self, view: IssueReview, *, keeper: bool | None = None) -> None:
-        """Caption, button and classes from the current decisions (only what changed is sent)."""
-        sid = self.sample_id
-        assert sid is not None
-        keeper = ("wb-keeper" in self._dom_classes) if keeper is None else keeper
-        reason = view._excluded.get(sid)
-        score = view._scores().get(sid)
-        key = (sid, keeper, reason, score, view.issue.value, self.note)
-        if key == self._key:
-            return
-        self._key = key
-        badge = "<b style='color:#2e7d32'>keeper</b><br>" if keeper else ""
-        score_s = "" if score is None else f"score {score:.3f}"
-        state = ""
-        if reason is not None:
-            issue, note = reason
-            why = ""  # say so when the exclusion is not this tile's own: its buttons keep it
-            if issue != view.issue.value:
-                why = f" ({escape(issue or 'in code')})"
-            elif note != self.note:
-                why = " (earlier)"
-            state = f"<br><b style='color:#b00020'>excluded</b>{why}"
-        self.caption.value = (
-            f"<div title='{escape(sid)}'>{badge}{escape(sid)}<br>{score_s}{state}</div>"
-        )
-        out = reason is not None
-        self.button.description = "Keep" if out else "Exclude"
-        self.button.button_style = "" if out else "warning"
-        self.button._dom_classes = ("wb-keep",) if out else ("wb-exclude",)
-        classes = ["wb-tile"] + (["wb-keeper"] if keeper else []) + (["wb-excluded"] if out else [])
-        self._dom_classes = tuple(classes)
-
-
-class _GroupRow(W.VBox):
-    """One duplicate group: a head (size, group buttons, "show all"), tiles, hidden members."""
-
-    def __init__(self, view: IssueReview) -> None:
-        self.group: list[str] = []
-        self._mosaic_key: tuple = ()
-        self.title = W.HTML()
-        auto = W.Layout(width="auto")
-        self.drop = W.Button(description="Exclude all but keeper", button_style="warning",
-                             layout=auto)  # fmt: skip
-        self.drop.add_class("wb-exclude-group")
-        self.back = W.Button(description="Keep all", layout=W.Layout(width="auto"))
-        self.back.add_class("wb-keep-group")
-        self.more = W.Button(layout=W.Layout(width="auto"))
-        self.more.add_class("wb-more")
-        self.drop.on_click(lambda _b: view._on_group_click("exclude", self))
-        self.back.on_click(lambda _b: view._on_group_click("keep", self))
-        self.more.on_click(lambda _b: view._on_more_click(self))
-        self.tiles = [_Tile(view) for _ in range(_MAX_GROUP_TILES)]
-        self.box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
-        self.hidden = W.HTML(layout=W.Layout(display="none"))
-        self.hidden.add_class("wb-hidden-members")
-        head = W.HBox([self.title, self.drop, self.back, self.more],
-                      layout=W.Layout(align_items="center"))  # fmt: skip
-        super().__init__([head, self.box, self.hidden], layout=W.Layout(margin="4px 0"))
-        self.add_class("wb-group")
-
-    def show(self, view: IssueReview, group: list[str]) -> None:
-        self.group = group
-        shown = group[:_MAX_GROUP_TILES]
-        for k, sid in enumerate(shown):
-            self.tiles[k].show(view, sid, keeper=k == 0, note=_group_note(group))
-        if len(self.box.children) != len(shown):
-            self.box.children = self.tiles[: len(shown)]
-        self.restyle(view)
-
-    def restyle(self, view: IssueReview) -> None:
-        group = self.group
-        for tile in self.box.children:
-            tile.restyle(view)
-        hidden = len(group) - _MAX_GROUP_TILES
-        expanded = hidden <= 0 or group[0] in view._expanded
-        out = sum(i in view._excluded for i in group)
-        self.title.value = f"<b>{_n(len(group), 'image')}</b>" + (
-            f" · {out:,} excluded" if out else ""
-        )
-        self.drop.disabled = self.back.disabled = not expanded
-        note = "" if expanded else f"show all {len(group)} first: {hidden} are hidden"
-        self.drop.tooltip = self.back.tooltip = note or None
-        self.more.description = f"Show all {len(group)}"
-        self.more.layout.display = "none" if expanded else None
-        if hidden > 0 and expanded:
-            rest = group[_MAX_GROUP_TILES:]
-            key = (tuple(rest), frozenset(i for i in rest if i in view._excluded))
-            if key != self._mosaic_key:  # hundreds of thumbnails: rebuilt only when they change
-                self.hidden.value = view._mosaic(rest)
-                self._mosaic_key = key
-            self.hidden.layout.display = None
-        else:
-            self.hidden.layout.display = "none"
+def _button(label: str, cls: str, action: str, item: str, *, style: str = "",
+            disabled: bool = False, tooltip: str = "", width: str = "") -> str:  # fmt: skip
+    """A button inside the body: looks like an ipywidgets button, clicks reach the board."""
+    mod = f" mod-{style}" if style else ""
+    extra = (" disabled" if disabled else "") + (f' title="{escape(tooltip)}"' if tooltip else "")
+    size = f' style="width:{width}"' if width else ""
+    return (
+        f'<button class="jupyter-button widget-button{mod} {cls}" data-wb-action="{action}" '
+        f'data-wb-item="{escape(item)}"{extra}{size}>{escape(label)}</button>'
+    )
 
 
 class IssueReview(W.VBox):
@@ -258,11 +152,13 @@ class IssueReview(W.VBox):
         self.exclude_all = W.Button(description="Exclude all flagged", button_style="warning",
                                     layout=W.Layout(width="auto"))  # fmt: skip
         self.exclude_all.add_class("wb-exclude-all")
-        self.body = W.VBox().add_class("wb-issue-body")
-        # made once and refilled: building widgets is what made every click slow
-        self._singles = [_Tile(self) for _ in range(self.page_size)]
-        self._single_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
-        self._rows = [_GroupRow(self) for _ in range(max(1, self.page_size // 3))]
+        self.body = HtmlBoard(layout=W.Layout(width="100%")).add_class("wb-issue-body")
+        self.body.on_action(self._on_body_action)
+        #: What the body draws now: per group (or one row of single samples) its ids, tiles
+        #: and buttons; the body's HTML is made from it.
+        self.shown: list[dict[str, Any]] = []
+        self._uris: dict[tuple[str, int], str] = {}  # thumbnails as data URIs, by id and size
+        self._mosaics: dict[str, tuple[tuple, str]] = {}  # hidden members' HTML, by keeper
         # thumbnails of the next page and the other issues' histograms, made while the user looks
         self._warmer = Latest("wb-issues-warm")
 
@@ -345,9 +241,7 @@ class IssueReview(W.VBox):
     def expand(self, group: list[str]) -> None:
         """Show every member of a group (the first 12 are tiles, the rest small thumbnails)."""
         self._expanded.add(group[0])
-        for row in self.body.children:
-            if isinstance(row, _GroupRow) and row.group and row.group[0] == group[0]:
-                row.restyle(self)
+        self._draw_body()
 
     @property
     def excluded(self) -> set[str]:
@@ -361,11 +255,7 @@ class IssueReview(W.VBox):
     @guarded
     def _on_issue_change(self, change: dict) -> None:
         self.page = 0
-        with self.hold_sync():
-            self.threshold.unobserve(self._on_threshold_change, "value")
-            self.threshold.step = _step(change["new"])
-            self.threshold.value = self.report.thresholds[change["new"]]
-            self.threshold.observe(self._on_threshold_change, "value")
+        self._set_slider(change["new"])
         self._refresh()
 
     @guarded
@@ -390,37 +280,39 @@ class IssueReview(W.VBox):
         self._decide("exclude", self.decisions.exclude_new(ids, issue=self.issue.value))
 
     @guarded
-    def _on_tile_click(self, tile: _Tile) -> None:
-        if tile.sample_id is None:
+    def _on_body_action(self, action: str, _index: int, item: str | None) -> None:
+        """A click in the body: a tile's Exclude / Keep (``item``: its id) or a group's button
+        (``item``: the group's keeper). A click on what is no longer shown does nothing."""
+        if item is None:
             return
-        if tile.sample_id in self._excluded:
-            self.keep([tile.sample_id], note=tile.note)
-        else:
-            self.exclude([tile.sample_id], note=tile.note)
-
-    @guarded
-    def _on_group_click(self, action: str, row: _GroupRow) -> None:
-        if row.drop.disabled:  # members hidden: nothing acts on what was not shown
+        items = self.visible()
+        if action == "toggle":
+            group = next((g for g in items if item in g), None)
+            if group is None:
+                return
+            note = _group_note(group) if self.is_group_view else ""
+            if item in self._excluded:
+                self.keep([item], note=note)
+            else:
+                self.exclude([item], note=note)
             return
-        if action == "exclude":
-            self.exclude_duplicates(row.group)
-        else:
-            self.keep_group(row.group)
-
-    @guarded
-    def _on_more_click(self, row: _GroupRow) -> None:
-        self.expand(row.group)
+        group = next((g for g in items if g[0] == item), None)
+        if group is None or not self.is_group_view:
+            return
+        if action == "more":
+            self.expand(group)
+        elif not self._all_shown(group):  # members hidden: nothing acts on what was not shown
+            return
+        elif action == "exclude-group":
+            self.exclude_duplicates(group)
+        elif action == "keep-group":
+            self.keep_group(group)
 
     @guarded
     def _on_decisions_change(self, _action: str, _ids: list[str]) -> None:
         """Any decision on the store (this view, code, another view): restyle, recount."""
         self._excluded = self.decisions.excluded_for()
-        for row in self.body.children:
-            if isinstance(row, _GroupRow):
-                row.restyle(self)
-            else:
-                for tile in row.children:
-                    tile.restyle(self)
+        self._draw_body()
         self._update_counts()
 
     # ------------------------------------------------------------------ internals
@@ -502,20 +394,141 @@ class IssueReview(W.VBox):
             scores = t.loc[t["issue"] == issue, "score"].to_numpy()
             score_histogram_png(scores, 0.5, xlabel=_xlabel(issue))
 
-    def _mosaic(self, ids: list[str]) -> str:
-        """Small thumbnails of a group's members beyond its tiles (one widget for hundreds)."""
+    def _uri(self, sid: str, size: int) -> str:
+        key = (sid, size)
+        uri = self._uris.get(key)
+        if uri is None:
+            if len(self._uris) > 4096:  # a bound on memory; thumbnails stay in the catalog's cache
+                self._uris.clear()
+            uri = self._uris[key] = self.catalog.thumbnail(sid, size).data_uri()
+        return uri
+
+    def _mosaic(self, group: list[str]) -> str:
+        """Small thumbnails of a group's members beyond its tiles (made again only when they or
+        their decisions change: a group can hold hundreds)."""
+        rest = group[_MAX_GROUP_TILES:]
+        key = (tuple(rest), frozenset(i for i in rest if i in self._excluded))
+        cached = self._mosaics.get(group[0])
+        if cached is not None and cached[0] == key:
+            return cached[1]
         size = max(24, self.thumb_size // 2)
         imgs = []
-        for sid in ids:
-            thumb = self.catalog.thumbnail(sid, size)
-            src = f"data:image/{thumb.format};base64,{base64.b64encode(thumb.data).decode()}"
+        for sid in rest:
             out = " class='wb-excluded'" if sid in self._excluded else ""
             why = " (excluded)" if out else ""
             imgs.append(
-                f"<img src='{src}' width='{size}' height='{size}'{out}"
+                f"<img src='{self._uri(sid, size)}' width='{size}' height='{size}'{out}"
                 f" title='{escape(sid)}{why}' alt='{escape(sid)}'>"
             )
-        return f"<div style='display:flex;flex-wrap:wrap'>{''.join(imgs)}</div>"
+        html = f"<div class='wb-hidden-members'>{''.join(imgs)}</div>"
+        self._mosaics[group[0]] = (key, html)
+        return html
+
+    def _all_shown(self, group: list[str]) -> bool:
+        return len(group) <= _MAX_GROUP_TILES or group[0] in self._expanded
+
+    def _tile(self, sid: str, *, keeper: bool = False, note: str = "") -> dict[str, Any]:
+        """One sample's tile: its state, caption (id, score, why excluded) and button."""
+        reason = self._excluded.get(sid)
+        score = self._scores().get(sid)
+        badge = "<b style='color:#2e7d32'>keeper</b><br>" if keeper else ""
+        score_s = "" if score is None else f"score {score:.3f}"
+        state = ""
+        if reason is not None:
+            issue, why_note = reason
+            why = ""  # say so when the exclusion is not this tile's own: its buttons keep it
+            if issue != self.issue.value:
+                why = f" ({escape(issue or 'in code')})"
+            elif why_note != note:
+                why = " (earlier)"
+            state = f"<br><b style='color:#b00020'>excluded</b>{why}"
+        # ids break only after a "/", never inside a name
+        caption = f"{badge}{path_html(sid, 'wb-id')}<br>{score_s}{state}"
+        return {"id": sid, "keeper": keeper, "excluded": reason is not None, "caption": caption}
+
+    def _body_rows(self) -> list[dict[str, Any]]:
+        """What the body shows: per duplicate group (or one row of single samples) the tiles,
+        the group's state and its hidden members."""
+        items = self.visible()
+        if not self.is_group_view:
+            return [{"group": None, "tiles": [self._tile(sid) for (sid,) in items]}]
+        rows = []
+        for group in items:
+            note = _group_note(group)
+            tiles = [
+                self._tile(sid, keeper=k == 0, note=note)
+                for k, sid in enumerate(group[:_MAX_GROUP_TILES])
+            ]
+            rows.append(
+                {
+                    "group": group,
+                    "tiles": tiles,
+                    "expanded": self._all_shown(group),
+                    "excluded": sum(i in self._excluded for i in group),
+                }
+            )
+        return rows
+
+    def _tile_html(self, tile: dict[str, Any]) -> str:
+        size = self.thumb_size
+        classes = "wb-tile" + (" wb-keeper" if tile["keeper"] else "")
+        out = tile["excluded"]
+        classes += " wb-excluded" if out else ""
+        sid = tile["id"]
+        button = _button(
+            "Keep" if out else "Exclude", "wb-keep" if out else "wb-exclude", "toggle", sid,
+            style="" if out else "warning", width=f"{size}px",
+        )  # fmt: skip
+        return (
+            f'<div class="{classes}"><img class="wb-thumb" src="{self._uri(sid, size)}" '
+            f'width="{size}" height="{size}" alt="{escape(sid)}">'
+            f'<div class="wb-caption" style="width:{size + 8}px">{tile["caption"]}</div>'
+            f"{button}</div>"
+        )
+
+    def _row_html(self, row: dict[str, Any]) -> str:
+        tiles = "".join(self._tile_html(t) for t in row["tiles"])
+        group = row["group"]
+        if group is None:
+            return f'<div class="wb-tiles">{tiles}</div>'
+        keeper, expanded, hidden = group[0], row["expanded"], len(group) - _MAX_GROUP_TILES
+        title = f"<b>{_n(len(group), 'image')}</b>" + (
+            f" · {row['excluded']:,} excluded" if row["excluded"] else ""
+        )
+        note = "" if expanded else f"show all {len(group)} first: {hidden} are hidden"
+        head = [
+            f'<span class="wb-group-title">{title}</span>',
+            _button("Exclude all but keeper", "wb-exclude-group", "exclude-group", keeper,
+                    style="warning", disabled=not expanded, tooltip=note),
+            _button("Keep all", "wb-keep-group", "keep-group", keeper, disabled=not expanded,
+                    tooltip=note),
+        ]  # fmt: skip
+        if not expanded:
+            head.append(_button(f"Show all {len(group)}", "wb-more", "more", keeper))
+        more = self._mosaic(group) if hidden > 0 and expanded else ""
+        return (
+            f'<div class="wb-group"><div class="wb-group-head">{"".join(head)}</div>'
+            f'<div class="wb-tiles">{tiles}</div>{more}</div>'
+        )
+
+    def _draw_body(self) -> None:
+        """The page's tiles, group heads and buttons as the body's one HTML value."""
+        self.shown = self._body_rows()
+        html = "".join(self._row_html(r) for r in self.shown)
+        if self.body.html != html:
+            self.body.html = html
+
+    def _set_slider(self, issue: str) -> None:
+        """Range, step and value of the issue's threshold, as ONE message and unobserved: the
+        browser never sees the old value on the new step (it would snap it and send it back)."""
+        self.threshold.unobserve(self._on_threshold_change, "value")
+        try:
+            with self.threshold.hold_sync():
+                self.threshold.min, self.threshold.max = 0.0, 1.0
+                self.threshold.step = _step(issue)
+                self.threshold.value = self.report.thresholds[issue]
+        finally:
+            self.threshold.observe(self._on_threshold_change, "value")
 
     def _update_counts(self) -> None:
         issue = self.issue.value
@@ -550,19 +563,7 @@ class IssueReview(W.VBox):
         self._render_body()
 
     def _render_body(self) -> None:
-        items = self.visible()
-        if self.is_group_view:
-            for row, group in zip(self._rows, items, strict=False):
-                row.show(self, group)
-            rows: list[W.Widget] = self._rows[: len(items)]
-        else:
-            for tile, (sid,) in zip(self._singles, items, strict=False):
-                tile.show(self, sid)
-            if len(self._single_box.children) != len(items):
-                self._single_box.children = self._singles[: len(items)]
-            rows = [self._single_box]
-        if list(self.body.children) != rows:
-            self.body.children = rows
+        self._draw_body()
         n = self._per_page()
         upcoming = self._items()[(self.page + 1) * n : (self.page + 2) * n]
         if upcoming:
