@@ -356,7 +356,7 @@ def test_a_preview_cell_is_the_core_replay_with_the_documented_seed(backend):
 
 def test_close_releases_every_widget(small_catalog):
     t = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
-    widgets = [t.images[0][0], t.cards[0].p, t.add_button, t.grid]
+    widgets = [t.cards[0].p, t.add_button, t.grid]
     t.close()
     assert all(w.comm is None for w in [t, *widgets])
     t.render()  # a render after closing does not fail

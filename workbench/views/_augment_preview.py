@@ -10,12 +10,13 @@ preview cell is exactly the core's replay. Boxes and masks are drawn on the cell
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import io
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as W
@@ -36,7 +37,7 @@ from workbench.augment import (
 )
 from workbench.background import Latest
 from workbench.errors import ParameterError
-from workbench.views._common import escape, guarded
+from workbench.views._common import HtmlBoard, escape, guarded
 
 _NEAREST = InterpolationMode.NEAREST
 
@@ -290,40 +291,37 @@ class _Samples:
         return _thumb(convert_sample(im, "pil"), size)
 
 
-class _PreviewGrid(W.GridBox):
+@dataclass
+class _Cell:
+    """One encoded preview cell, as drawn: ``value`` (bytes) and ``format``."""
+
+    value: bytes = b""
+    format: str = "png"
+
+
+@dataclass
+class _Caption:
+    """One row's caption, as drawn (HTML, escaped)."""
+
+    value: str = ""
+
+
+class _PreviewGrid(HtmlBoard):
     """The preview grid: a header row, then per sample the original (captioned) and its draws.
 
-    Cells are ``W.Image`` widgets with classes ``wb-preview-image`` and ``wb-original`` or
-    ``wb-draw``; captions are ``wb-caption``. The grid itself is ``wb-grid``.
+    The whole grid is one widget value: a render is one message, not one per changed cell (each
+    of which the browser decodes and draws in turn). Cells are ``<img>`` with classes
+    ``wb-preview-image`` and ``wb-original`` or ``wb-draw``; captions are ``wb-caption``. The
+    grid itself is ``wb-grid``. ``images`` and ``captions`` hold what is drawn.
     """
 
     def __init__(self, rows: int, draws: int, size: int) -> None:
-        header = [W.HTML("<b>original</b>")] + [
-            W.HTML(f"<b>draw {k + 1}</b>") for k in range(draws)
-        ]
-        self.images: list[list[W.Image]] = []
-        self.captions: list[W.HTML] = []
-        cells: list[W.Widget] = list(header)
-        for _ in range(rows):
-            row = []
-            for k in range(1 + draws):
-                img = W.Image(format="png", layout=W.Layout(max_width="100%"))
-                img.add_class("wb-preview-image")
-                img.add_class("wb-original" if k == 0 else "wb-draw")
-                row.append(img)
-            caption = W.HTML().add_class("wb-caption")
-            self.images.append(row)
-            self.captions.append(caption)
-            cells += [W.VBox([row[0], caption]), *row[1:]]
-        super().__init__(
-            cells,
-            layout=W.Layout(
-                grid_template_columns=f"repeat({1 + draws}, minmax(0, {size}px))",
-                grid_gap="4px",
-                align_items="flex-start",
-            ),
-        )
+        super().__init__(layout=W.Layout(width="100%"))
         self.add_class("wb-grid")
+        self.draws, self.size = draws, size
+        self.images: list[list[_Cell]] = [[_Cell() for _ in range(1 + draws)] for _ in range(rows)]
+        self.captions: list[_Caption] = [_Caption() for _ in range(rows)]
+        self._draw()
 
     @property
     def preview_bytes(self) -> list[list[bytes]]:
@@ -331,23 +329,42 @@ class _PreviewGrid(W.GridBox):
         return [[img.value for img in row] for row in self.images]
 
     def show(self, cells: list[list[tuple[bytes, str]]], captions: list[str]) -> None:
-        """Set the encoded ``(bytes, format)`` cells and the captions (escaped here).
+        """Set the encoded ``(bytes, format)`` cells and the captions (escaped here); the grid
+        is sent once, and only when something changed."""
+        for r, row in enumerate(cells):
+            for k, (data, fmt) in enumerate(row):
+                self.images[r][k] = _Cell(data, fmt)
+            caption = escape(captions[r])
+            # Wrapped, never cut: ids and paths are long and differ at the end.
+            self.captions[r].value = (
+                f'<div class="wb-caption" title="{caption}" style="font-size:11px;'
+                f'line-height:1.25;overflow-wrap:anywhere">{caption}</div>'
+            )
+        self._draw()
 
-        Only cells that changed are sent, each as one message.
-        """
-        with contextlib.ExitStack() as stack:
-            for r, row in enumerate(cells):
-                for img, (data, fmt) in zip(self.images[r], row, strict=True):
-                    if img.value != data or img.format != fmt:
-                        stack.enter_context(img.hold_sync())
-                        img.format = fmt
-                        img.value = data
-                caption = escape(captions[r])
-                # Wrapped, never cut: ids and paths are long and differ at the end.
-                self.captions[r].value = (
-                    f'<div title="{caption}" style="font-size:11px;line-height:1.25;'
-                    f'overflow-wrap:anywhere">{caption}</div>'
+    def _draw(self) -> None:
+        head = "".join(
+            f"<div><b>{'original' if k == 0 else f'draw {k}'}</b></div>"
+            for k in range(1 + self.draws)
+        )
+        cells = []
+        for row, caption in zip(self.images, self.captions, strict=True):
+            for k, cell in enumerate(row):
+                kind = "wb-original" if k == 0 else "wb-draw"
+                img = (
+                    f'<img class="wb-preview-image {kind}" style="max-width:100%;display:block" '
+                    f'src="data:image/{cell.format};base64,'
+                    f'{base64.b64encode(cell.value).decode("ascii")}">'
+                    if cell.value
+                    else ""
                 )
+                cells.append(f"<div>{img}{caption.value}</div>" if k == 0 else f"<div>{img}</div>")
+        html = (
+            f'<div style="display:grid;grid-template-columns:repeat({1 + self.draws},'
+            f' minmax(0, {self.size}px));gap:4px;align-items:start">{head}{"".join(cells)}</div>'
+        )
+        if self.html != html:
+            self.html = html
 
 
 class _PreviewRendering:

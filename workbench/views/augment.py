@@ -221,8 +221,8 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         self.seed_label = W.HTML().add_class("wb-seed")
         self.timing = W.HTML().add_class("wb-timing")
         self.grid = _PreviewGrid(self.n_rows, draws, size)
-        self.images: list[list[W.Image]] = self.grid.images
-        self.captions: list[W.HTML] = self.grid.captions
+        self.images = self.grid.images  # the cells as drawn: ``.value`` bytes and ``.format``
+        self.captions = self.grid.captions
         self.save_button = W.Button(
             description="Save",
             icon="save",
