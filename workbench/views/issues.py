@@ -1,11 +1,12 @@
 """IssueReview: flagged samples per issue type, duplicate groups side by side, live thresholds.
 
-The view stays quick on large datasets by never rebuilding what did not change: tile widgets are
-made once and refilled (a page flip sets images and captions; a decision only restyles the tiles
-whose state changed), the histogram is redrawn only when the issue or its threshold changes, and
-groups and counts are computed once per threshold. It listens to its
-:class:`~workbench.decisions.Decisions` store, so decisions taken in a notebook cell or another
-view show here at once.
+The view stays quick on large datasets: the body (every tile, group head and button of a page) is
+one widget value, so a page flip, a threshold move or a decision reaches the browser as one
+message (a widget per tile made a page dozens of messages, drawn one after another); thumbnails'
+data URIs and a large group's hidden members are kept between redraws; the histogram is redrawn
+only when the issue or its threshold changes; groups and counts are computed once per threshold.
+It listens to its :class:`~workbench.decisions.Decisions` store, so decisions taken in a notebook
+cell or another view show here at once.
 """
 
 from __future__ import annotations
@@ -76,6 +77,135 @@ def _button(label: str, cls: str, action: str, item: str, *, style: str = "",
         f'<button class="jupyter-button widget-button{mod} {cls}" data-wb-action="{action}" '
         f'data-wb-item="{escape(item)}"{extra}{size}>{escape(label)}</button>'
     )
+
+
+class _Body:
+    """The body's HTML from the view's state: per duplicate group (or one row of single samples)
+    its head, tiles and hidden members. Thumbnails' data URIs and the hidden members' HTML are
+    kept (a group can hold hundreds of members)."""
+
+    def __init__(self) -> None:
+        self._uris: dict[tuple[str, int], str] = {}  # thumbnails as data URIs, by id and size
+        self._mosaics: dict[str, tuple[tuple, str]] = {}  # hidden members' HTML, by keeper
+
+    def uri(self, view: IssueReview, sid: str, size: int) -> str:
+        key = (sid, size)
+        uri = self._uris.get(key)
+        if uri is None:
+            if len(self._uris) > 4096:  # a bound on memory; thumbnails stay in the catalog's cache
+                self._uris.clear()
+            uri = self._uris[key] = view.catalog.thumbnail(sid, size).data_uri()
+        return uri
+
+    def mosaic(self, view: IssueReview, group: list[str]) -> str:
+        """Small thumbnails of a group's members beyond its tiles (made again only when they or
+        their decisions change: a group can hold hundreds)."""
+        rest = group[_MAX_GROUP_TILES:]
+        key = (tuple(rest), frozenset(i for i in rest if i in view._excluded))
+        cached = self._mosaics.get(group[0])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        size = max(24, view.thumb_size // 2)
+        imgs = []
+        for sid in rest:
+            out = " class='wb-excluded'" if sid in view._excluded else ""
+            why = " (excluded)" if out else ""
+            imgs.append(
+                f"<img src='{self.uri(view, sid, size)}' width='{size}' height='{size}'{out}"
+                f" title='{escape(sid)}{why}' alt='{escape(sid)}'>"
+            )
+        html = f"<div class='wb-hidden-members'>{''.join(imgs)}</div>"
+        self._mosaics[group[0]] = (key, html)
+        return html
+
+    def tile(
+        self, view: IssueReview, sid: str, *, keeper: bool = False, note: str = ""
+    ) -> dict[str, Any]:
+        """One sample's tile: its state, caption (id, score, why excluded) and button."""
+        reason = view._excluded.get(sid)
+        score = view._scores().get(sid)
+        badge = "<b style='color:#2e7d32'>keeper</b><br>" if keeper else ""
+        score_s = "" if score is None else f"score {score:.3f}"
+        state = ""
+        if reason is not None:
+            issue, why_note = reason
+            why = ""  # say so when the exclusion is not this tile's own: its buttons keep it
+            if issue != view.issue.value:
+                why = f" ({escape(issue or 'in code')})"
+            elif why_note != note:
+                why = " (earlier)"
+            state = f"<br><b style='color:#b00020'>excluded</b>{why}"
+        # ids break only after a "/", never inside a name
+        caption = f"{badge}{path_html(sid, 'wb-id')}<br>{score_s}{state}"
+        return {"id": sid, "keeper": keeper, "excluded": reason is not None, "caption": caption}
+
+    def rows(self, view: IssueReview) -> list[dict[str, Any]]:
+        """What the body shows: per duplicate group (or one row of single samples) the tiles,
+        the group's state and its hidden members."""
+        items = view.visible()
+        if not view.is_group_view:
+            return [{"group": None, "tiles": [self.tile(view, sid) for (sid,) in items]}]
+        rows = []
+        for group in items:
+            note = _group_note(group)
+            tiles = [
+                self.tile(view, sid, keeper=k == 0, note=note)
+                for k, sid in enumerate(group[:_MAX_GROUP_TILES])
+            ]
+            rows.append(
+                {
+                    "group": group,
+                    "tiles": tiles,
+                    "expanded": view._all_shown(group),
+                    "excluded": sum(i in view._excluded for i in group),
+                }
+            )
+        return rows
+
+    def tile_html(self, view: IssueReview, tile: dict[str, Any]) -> str:
+        size = view.thumb_size
+        classes = "wb-tile" + (" wb-keeper" if tile["keeper"] else "")
+        out = tile["excluded"]
+        classes += " wb-excluded" if out else ""
+        sid = tile["id"]
+        button = _button(
+            "Keep" if out else "Exclude", "wb-keep" if out else "wb-exclude", "toggle", sid,
+            style="" if out else "warning", width=f"{size}px",
+        )  # fmt: skip
+        return (
+            f'<div class="{classes}"><img class="wb-thumb" src="{self.uri(view, sid, size)}" '
+            f'width="{size}" height="{size}" alt="{escape(sid)}">'
+            f'<div class="wb-caption" style="width:{size + 8}px">{tile["caption"]}</div>'
+            f"{button}</div>"
+        )
+
+    def row_html(self, view: IssueReview, row: dict[str, Any]) -> str:
+        tiles = "".join(self.tile_html(view, t) for t in row["tiles"])
+        group = row["group"]
+        if group is None:
+            return f'<div class="wb-tiles">{tiles}</div>'
+        keeper, expanded, hidden = group[0], row["expanded"], len(group) - _MAX_GROUP_TILES
+        title = f"<b>{_n(len(group), 'image')}</b>" + (
+            f" · {row['excluded']:,} excluded" if row["excluded"] else ""
+        )
+        note = "" if expanded else f"show all {len(group)} first: {hidden} are hidden"
+        head = [
+            f'<span class="wb-group-title">{title}</span>',
+            _button("Exclude all but keeper", "wb-exclude-group", "exclude-group", keeper,
+                    style="warning", disabled=not expanded, tooltip=note),
+            _button("Keep all", "wb-keep-group", "keep-group", keeper, disabled=not expanded,
+                    tooltip=note),
+        ]  # fmt: skip
+        if not expanded:
+            head.append(_button(f"Show all {len(group)}", "wb-more", "more", keeper))
+        more = self.mosaic(view, group) if hidden > 0 and expanded else ""
+        return (
+            f'<div class="wb-group"><div class="wb-group-head">{"".join(head)}</div>'
+            f'<div class="wb-tiles">{tiles}</div>{more}</div>'
+        )
+
+    def html(self, view: IssueReview, rows: list[dict[str, Any]]) -> str:
+        return "".join(self.row_html(view, r) for r in rows)
 
 
 class IssueReview(W.VBox):
@@ -157,8 +287,7 @@ class IssueReview(W.VBox):
         #: What the body draws now: per group (or one row of single samples) its ids, tiles
         #: and buttons; the body's HTML is made from it.
         self.shown: list[dict[str, Any]] = []
-        self._uris: dict[tuple[str, int], str] = {}  # thumbnails as data URIs, by id and size
-        self._mosaics: dict[str, tuple[tuple, str]] = {}  # hidden members' HTML, by keeper
+        self._html = _Body()
         # thumbnails of the next page and the other issues' histograms, made while the user looks
         self._warmer = Latest("wb-issues-warm")
 
@@ -394,127 +523,13 @@ class IssueReview(W.VBox):
             scores = t.loc[t["issue"] == issue, "score"].to_numpy()
             score_histogram_png(scores, 0.5, xlabel=_xlabel(issue))
 
-    def _uri(self, sid: str, size: int) -> str:
-        key = (sid, size)
-        uri = self._uris.get(key)
-        if uri is None:
-            if len(self._uris) > 4096:  # a bound on memory; thumbnails stay in the catalog's cache
-                self._uris.clear()
-            uri = self._uris[key] = self.catalog.thumbnail(sid, size).data_uri()
-        return uri
-
-    def _mosaic(self, group: list[str]) -> str:
-        """Small thumbnails of a group's members beyond its tiles (made again only when they or
-        their decisions change: a group can hold hundreds)."""
-        rest = group[_MAX_GROUP_TILES:]
-        key = (tuple(rest), frozenset(i for i in rest if i in self._excluded))
-        cached = self._mosaics.get(group[0])
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        size = max(24, self.thumb_size // 2)
-        imgs = []
-        for sid in rest:
-            out = " class='wb-excluded'" if sid in self._excluded else ""
-            why = " (excluded)" if out else ""
-            imgs.append(
-                f"<img src='{self._uri(sid, size)}' width='{size}' height='{size}'{out}"
-                f" title='{escape(sid)}{why}' alt='{escape(sid)}'>"
-            )
-        html = f"<div class='wb-hidden-members'>{''.join(imgs)}</div>"
-        self._mosaics[group[0]] = (key, html)
-        return html
-
     def _all_shown(self, group: list[str]) -> bool:
         return len(group) <= _MAX_GROUP_TILES or group[0] in self._expanded
 
-    def _tile(self, sid: str, *, keeper: bool = False, note: str = "") -> dict[str, Any]:
-        """One sample's tile: its state, caption (id, score, why excluded) and button."""
-        reason = self._excluded.get(sid)
-        score = self._scores().get(sid)
-        badge = "<b style='color:#2e7d32'>keeper</b><br>" if keeper else ""
-        score_s = "" if score is None else f"score {score:.3f}"
-        state = ""
-        if reason is not None:
-            issue, why_note = reason
-            why = ""  # say so when the exclusion is not this tile's own: its buttons keep it
-            if issue != self.issue.value:
-                why = f" ({escape(issue or 'in code')})"
-            elif why_note != note:
-                why = " (earlier)"
-            state = f"<br><b style='color:#b00020'>excluded</b>{why}"
-        # ids break only after a "/", never inside a name
-        caption = f"{badge}{path_html(sid, 'wb-id')}<br>{score_s}{state}"
-        return {"id": sid, "keeper": keeper, "excluded": reason is not None, "caption": caption}
-
-    def _body_rows(self) -> list[dict[str, Any]]:
-        """What the body shows: per duplicate group (or one row of single samples) the tiles,
-        the group's state and its hidden members."""
-        items = self.visible()
-        if not self.is_group_view:
-            return [{"group": None, "tiles": [self._tile(sid) for (sid,) in items]}]
-        rows = []
-        for group in items:
-            note = _group_note(group)
-            tiles = [
-                self._tile(sid, keeper=k == 0, note=note)
-                for k, sid in enumerate(group[:_MAX_GROUP_TILES])
-            ]
-            rows.append(
-                {
-                    "group": group,
-                    "tiles": tiles,
-                    "expanded": self._all_shown(group),
-                    "excluded": sum(i in self._excluded for i in group),
-                }
-            )
-        return rows
-
-    def _tile_html(self, tile: dict[str, Any]) -> str:
-        size = self.thumb_size
-        classes = "wb-tile" + (" wb-keeper" if tile["keeper"] else "")
-        out = tile["excluded"]
-        classes += " wb-excluded" if out else ""
-        sid = tile["id"]
-        button = _button(
-            "Keep" if out else "Exclude", "wb-keep" if out else "wb-exclude", "toggle", sid,
-            style="" if out else "warning", width=f"{size}px",
-        )  # fmt: skip
-        return (
-            f'<div class="{classes}"><img class="wb-thumb" src="{self._uri(sid, size)}" '
-            f'width="{size}" height="{size}" alt="{escape(sid)}">'
-            f'<div class="wb-caption" style="width:{size + 8}px">{tile["caption"]}</div>'
-            f"{button}</div>"
-        )
-
-    def _row_html(self, row: dict[str, Any]) -> str:
-        tiles = "".join(self._tile_html(t) for t in row["tiles"])
-        group = row["group"]
-        if group is None:
-            return f'<div class="wb-tiles">{tiles}</div>'
-        keeper, expanded, hidden = group[0], row["expanded"], len(group) - _MAX_GROUP_TILES
-        title = f"<b>{_n(len(group), 'image')}</b>" + (
-            f" · {row['excluded']:,} excluded" if row["excluded"] else ""
-        )
-        note = "" if expanded else f"show all {len(group)} first: {hidden} are hidden"
-        head = [
-            f'<span class="wb-group-title">{title}</span>',
-            _button("Exclude all but keeper", "wb-exclude-group", "exclude-group", keeper,
-                    style="warning", disabled=not expanded, tooltip=note),
-            _button("Keep all", "wb-keep-group", "keep-group", keeper, disabled=not expanded,
-                    tooltip=note),
-        ]  # fmt: skip
-        if not expanded:
-            head.append(_button(f"Show all {len(group)}", "wb-more", "more", keeper))
-        more = self._mosaic(group) if hidden > 0 and expanded else ""
-        return (
-            f'<div class="wb-group"><div class="wb-group-head">{"".join(head)}</div>'
-            f'<div class="wb-tiles">{tiles}</div>{more}</div>'
-        )
-
     def _draw_body(self) -> None:
         """The page's tiles, group heads and buttons as the body's one HTML value."""
-        self.shown = self._body_rows()
-        html = "".join(self._row_html(r) for r in self.shown)
+        self.shown = self._html.rows(self)
+        html = self._html.html(self, self.shown)
         if self.body.html != html:
             self.body.html = html
 
