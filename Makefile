@@ -68,10 +68,12 @@ test-ui: setup browser
 test: lint test-unit test-widgets test-notebooks test-ui
 
 # imagededup and cleanvision are only the peers of bench_clean.py and bench_checks.py: installed here only.
-bench: setup
+# bench_ui drives JupyterLab in Debian's Chromium (hence browser) on a 10k workspace it builds in a
+# temporary folder: about 10 minutes of the run.
+bench: setup browser
 	$(PIP) install -q imagededup==0.3.3.post2
 	$(PIP) install -q cleanvision==0.3.7
-	cd benchmarks && for b in bench_scan bench_clean bench_checks bench_augment bench_label; do \
+	cd benchmarks && for b in bench_scan bench_clean bench_checks bench_augment bench_label bench_ui; do \
 	  ../$(PY) $$b.py || exit 1; done
 
 clean:

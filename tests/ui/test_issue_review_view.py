@@ -13,7 +13,8 @@ DOM contract of ``workbench.views.issues.IssueReview`` relied on here (``add_cla
 - ``button.wb-prev`` / ``button.wb-next``
 - ``.wb-group``                       a duplicate group; in it ``button.wb-exclude-group``,
   ``button.wb-keep-group``, ``button.wb-more`` ("Show all N") and ``.wb-hidden-members img``
-- ``.wb-tile`` (``.wb-excluded`` when excluded, ``.wb-keeper`` for the keeper), ``img.wb-thumb``
+- ``.wb-tile`` (``.wb-excluded`` when excluded, ``.wb-keeper`` for the keeper), ``img.wb-thumb``,
+  ``.wb-caption`` (ids break only after a ``/``: ``.wb-seg`` parts)
 """
 
 from __future__ import annotations
@@ -131,10 +132,16 @@ def test_every_control_of_the_issue_review(page: Any, jupyter_lab: Any, ui: Any,
         _wait_total(page, 1)  # the last cell ran after the view was shown: the header follows
         _no_layout_problems(page, ui)
 
-        # issue switch: the duplicate groups
+        # issue switch: the duplicate groups; the threshold arrives on the new issue's step,
+        # never the old value snapped to it and sent back (it showed 0.955, not 1.000)
+        _select_issue(page, "near_duplicate")
+        readout = page.locator(f"{ROOT} .wb-threshold .widget-readout").first
+        expect(readout).not_to_have_text("1.000")
         _select_issue(page, "exact_duplicate")
+        expect(readout).to_have_text("1.000")
         expect(page.locator(PAGE).first).to_contain_text("4 groups (21 images)")
         expect(page.locator(PAGE).first).to_contain_text("Page 1 / 2")
+        expect(readout).to_have_text("1.000")  # after the redraw too: nothing came back
         big = page.locator(f"{ROOT} .wb-group").first
         drop = big.locator("button.wb-exclude-group")
         keep_all = big.locator("button.wb-keep-group")
@@ -145,6 +152,13 @@ def test_every_control_of_the_issue_review(page: Any, jupyter_lab: Any, ui: Any,
         expect(drop).to_be_enabled()
         _no_layout_problems(page, ui)
         ui.screenshot(page, tmp_path, "expanded.png")
+        # captions: an id breaks only after a "/", each part on one line (never mid-word)
+        heights = page.evaluate(
+            """(root) => [...document.querySelectorAll(root + ' .wb-caption .wb-seg')].map(
+                 e => e.offsetHeight / parseFloat(getComputedStyle(e).lineHeight))""",
+            ROOT,
+        )
+        assert heights and all(h < 1.5 for h in heights), heights
 
         # exclude all but keeper, then keep all: the code's exclusion stands throughout
         drop.click()

@@ -261,3 +261,20 @@ def test_menu_labels_take_the_width_they_need(small_catalog):
     b = DataBrowser(small_catalog)
     for dd in [*b.column_filters.values(), b.sort_column, b.page_size]:
         assert dd.style.description_width == "initial", dd.description
+
+
+def test_a_page_flip_is_one_message_for_all_tiles(small_catalog):
+    """A widget per tile sent a message per tile, drawn in turn; the grid is one value now."""
+    b = DataBrowser(small_catalog, page_size=12)
+    sent = []
+    send = b.grid.comm.send
+
+    def record(data=None, *args, **kwargs):
+        if isinstance(data, dict) and data.get("method") == "update":
+            sent.append(dict(data["state"]))
+        return send(data, *args, **kwargs)
+
+    b.grid.comm.send = record
+    b.next_page()
+    assert len(sent) == 1 and sent[0]["html"].count('<img class="wb-thumb"') == 12
+    assert 'data-wb-action="select" data-wb-index="11"' in sent[0]["html"]
