@@ -194,8 +194,33 @@ class KeyReader(anywidget.AnyWidget):
 
 
 _BOARD_ESM = r"""
+// Patch the live nodes into the new HTML, position by position: an element whose tag is
+// unchanged is kept (its attributes updated), so an image whose src did not change is neither
+// fetched nor decoded again (a decision restyles a page of tiles without reloading them).
+function patchChildren(from, to) {
+  const old = [...from.childNodes], now = [...to.childNodes];
+  now.forEach((n, i) => {
+    const o = old[i];
+    if (!o) from.appendChild(n);
+    else if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName) from.replaceChild(n, o);
+    else if (o.nodeType !== 1) { if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue; }
+    else patch(o, n);
+  });
+  for (const o of old.slice(now.length)) from.removeChild(o);
+}
+function patch(from, to) {
+  for (const a of [...from.attributes]) if (!to.hasAttribute(a.name)) from.removeAttribute(a.name);
+  for (const a of [...to.attributes])
+    if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+  patchChildren(from, to);
+}
+
 function render({ model, el }) {
-  const draw = () => { el.innerHTML = model.get("html"); };
+  const draw = () => {
+    const t = document.createElement("template");  // inert: nothing loads until adopted
+    t.innerHTML = model.get("html");
+    patchChildren(el, t.content);
+  };
   draw();
   model.on("change:html", draw);
   const onClick = (e) => {
@@ -222,8 +247,10 @@ class HtmlBoard(anywidget.AnyWidget):
 
     A page of tiles then reaches the browser as one message and is drawn at once; with a widget
     per tile, a page is dozens of messages, each decoded and drawn in turn (several hundred ms
-    for a page of 24). Images go in as ``data:`` URIs (:meth:`Thumb.data_uri
-    <workbench.thumbs.Thumb.data_uri>`); the caller escapes user data.
+    for a page of 24). The page patches what it shows into the new HTML (elements kept, their
+    attributes updated), so an image whose ``src`` did not change is not loaded again. Images
+    go in as ``data:`` URIs (:meth:`Thumb.data_uri <workbench.thumbs.Thumb.data_uri>`); the
+    caller escapes user data.
 
     A click on an element with a ``data-wb-action`` attribute (a tile, a ``<button>``; not a
     disabled one) calls ``on_action(fn)`` callbacks with ``(action, index, item)``: the
