@@ -161,8 +161,12 @@ def test_every_control_of_the_issue_review(page: Any, jupyter_lab: Any, ui: Any,
         assert heights and all(h < 1.5 for h in heights), heights
 
         # exclude all but keeper, then keep all: the code's exclusion stands throughout
+        first_thumb = f"{ROOT} .wb-group img.wb-thumb"
+        page.evaluate("(s) => { document.querySelector(s).wbKept = true; }", first_thumb)
         drop.click()
         _wait_total(page, 15)
+        # the redraw patched the tiles: the same image element, not loaded again
+        assert page.evaluate("(s) => document.querySelector(s).wbKept === true", first_thumb)
         assert len(decisions.excluded) == 15
         expect(big.locator(".wb-tile.wb-excluded")).to_have_count(11)
         expect(big.locator(".wb-hidden-members img.wb-excluded")).to_have_count(3)
