@@ -308,15 +308,15 @@ class Trainer:
                     state["_in_step"] = False
                     bar.update(1)
                     bar.set_postfix(loss=f"{value:.4f}")
+                    every = cfg.checkpoint_every
+                    if every and state["batch"] % every == 0:
+                        self._checkpoint(state)
                     self._emit({"kind": "batch", "epoch": epoch, "batch": state["batch"],
                                 "batches": s["per_epoch"], "loss": value,
                                 "lr": float(sched.get_last_lr()[-1])})  # fmt: skip
                     if self._stop.is_set():
                         stopped = True
                         break
-                    every = cfg.checkpoint_every
-                    if every and state["batch"] % every == 0:
-                        self._checkpoint(state)
             state["seconds"] += time.perf_counter() - t0
             if stopped:
                 status = "stopped"

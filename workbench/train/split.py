@@ -88,7 +88,12 @@ def grouped_split(
             "is a duplicate of every other (check the duplicate groups of notebook 02)"
         )
     strata = pd.factorize(y.map(lambda v: _NONE if _missing(v) else str(v)))[0]
-    k = min(max(2, round(1 / val_fraction)), n_groups)
+    # scikit-learn refuses more folds than the largest class has members
+    k = min(max(2, round(1 / val_fraction)), n_groups, int(np.bincount(strata).max()))
+    if k < 2:
+        raise TrainError(
+            "every class has a single sample: too few for a validation split; label more samples"
+        )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only N members": expected
