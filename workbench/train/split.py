@@ -100,7 +100,7 @@ def grouped_split(
         _, val = next(cv.split(np.zeros((len(ids), 1)), strata, g))
     side = np.full(len(ids), "train", dtype=object)
     side[val] = "val"
-    return pd.Series(side, index=index, name="split")
+    return pd.Series(side, index=index.rename("id"), name="split")
 
 
 def _missing(v: Any) -> bool:
@@ -136,7 +136,9 @@ def load_split(workspace: Workspace) -> pd.Series:
         raise TrainError(f"{p} cannot be read ({e}); delete it to make a new split") from None
     if not {"id", "split"} <= set(df.columns) or not df["split"].isin(SIDES).all():
         raise TrainError(f"{p} is not a saved split; delete it to make a new split")
-    return pd.Series(df["split"].to_numpy(object), index=pd.Index(df["id"]), name="split")
+    return pd.Series(
+        df["split"].to_numpy(object), index=pd.Index(df["id"], name="id"), name="split"
+    )
 
 
 def duplicate_ties(workspace: Workspace | None, catalog: Catalog) -> np.ndarray:
