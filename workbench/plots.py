@@ -324,12 +324,13 @@ def plot_training(
     Parameters
     ----------
     epochs
-        One row per finished epoch (a DataFrame or a list of dicts) with ``epoch`` (counted from
-        1) and any of ``train_loss, val_loss, train_acc, val_acc``; each is drawn at the end of
-        its epoch (x = epoch).
+        One row per finished epoch (a DataFrame such as ``Trainer.history`` or ``Run.history``,
+        or a list of dicts) with ``epoch`` (counted from 0, as there) and any of
+        ``train_loss, val_loss, train_acc, val_acc``; each is drawn at the end of its epoch
+        (x = epoch + 1).
     batches
-        Per-batch training losses as a Series indexed by position in epochs (batch ``b`` of
-        ``B`` in epoch ``e`` at ``e - 1 + b / B``), drawn faint, with their moving average
+        Per-batch training losses as a Series indexed by position in epochs (the ``b``-th batch
+        of ``B`` in epoch ``e`` at ``e + b / B``), drawn faint, with their moving average
         (:func:`smooth_losses`) over them.
     smoothing
         Weight of the past in the moving average (0: no smoothing).
@@ -341,6 +342,7 @@ def plot_training(
     """
     import pandas as pd
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     with DRAW_LOCK:
         fig = fig if fig is not None else Figure(figsize=_TRAINING_SIZE)
@@ -361,9 +363,10 @@ def plot_training(
             for side, style in styles.items():
                 col = f"{side}_{metric}"
                 if col in rows and rows[col].notna().any():
-                    x = rows["epoch"].to_numpy(dtype=float)
+                    x = rows["epoch"].to_numpy(dtype=float) + 1
                     ax.plot(x, rows[col].to_numpy(dtype=float), ms=4, label=side, **style)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if total_epochs:
                 ax.set_xlim(0, max(int(total_epochs), 1))
             ax.grid(alpha=0.3)

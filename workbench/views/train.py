@@ -48,6 +48,12 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def _where(epochs_done: int, batch: int) -> str:
+    """A point of a run as people count it: the trainer's (epochs done, batches done in the
+    next epoch) -> "epoch 2, batch 41" (from 1), or "the end of epoch 2" between epochs."""
+    return f"epoch {epochs_done + 1}, batch {batch}" if batch else f"the end of epoch {epochs_done}"
+
+
 def _span(text: str, color: str = "#333") -> str:
     return f'<span style="color:{color}">{text}</span>'
 
@@ -131,7 +137,8 @@ class TrainingMonitor(W.VBox):
         self._run_id: str | None = None
         self._total_epochs = 0
         self._batches = 0
-        self._position: tuple[int, int] = (0, 0)  # (epoch, batch) of the last batch event
+        # (epoch index from 0, batches done in it), as the trainer's events count
+        self._position: tuple[int, int] = (0, 0)
         self._epoch_started = time.monotonic()
         self._seconds: list[float] = []
         self._last_bars = 0.0
@@ -143,7 +150,8 @@ class TrainingMonitor(W.VBox):
     @property
     def running(self) -> bool:
         """Whether the training thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        thread = getattr(self, "_thread", None)  # None too on a view whose __init__ failed
+        return thread is not None and thread.is_alive()
 
     @reports_inline
     def start(self) -> TrainingMonitor:
@@ -174,12 +182,21 @@ class TrainingMonitor(W.VBox):
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the run has ended and the view shows its end; return the RunResult.
 
+        While this waits, the kernel is busy and the Stop button's click waits too; interrupting
+        the kernel (the toolbar's ■, or I I) stops the run instead, at the next batch.
+
         Raises what ``trainer.fit`` raised (the view shows it in its banner too), and
         ``TimeoutError`` if the run is still going after ``timeout`` seconds.
         """
         if self._thread is None:
             raise ParameterError("nothing to wait for: start() the run first")
-        self._thread.join(timeout)
+        try:
+            self._thread.join(timeout)
+        except KeyboardInterrupt:
+            # While wait() holds the kernel a Stop click cannot reach it, but the kernel's
+            # interrupt can: it stops the run the same way, at the next batch, with a checkpoint.
+            self.stop()
+            self._thread.join()
         if self._thread.is_alive():
             raise TimeoutError(f"the run is still going after {timeout} s")
         self._drawer.wait()
@@ -191,7 +208,8 @@ class TrainingMonitor(W.VBox):
         """Stop a run still going, then close the widgets and the drawing thread."""
         if self.running:
             self.trainer.stop()
-        self._drawer.close()
+        if hasattr(self, "_drawer"):
+            self._drawer.close()
         super().close()
 
     # ------------------------------------------------------------------ the training thread
@@ -207,10 +225,8 @@ class TrainingMonitor(W.VBox):
             self.error.show(f"Unexpected error in training ({type(e).__name__}): {e}")
         finally:
             self.stop_button.disabled = True
-            if self._exception is not None and not self.status.value:
-                e, b = self._position
-                where = f" at epoch {e}, batch {b}" if b else ""
-                self._set_status(_span(f"failed{where}", "#b00020"))
+            if self._exception is not None and "failed" not in self.status.value:
+                self._set_status(_span("failed before training began", "#b00020"))
                 self._bars(final=True, style="danger")
 
     @guarded
@@ -225,7 +241,7 @@ class TrainingMonitor(W.VBox):
             e, b, n = int(event["epoch"]), int(event["batch"]), int(event["batches"])
             self._position, self._batches = (e, b), n
             with self._lock:
-                self._batch_x.append(e - 1 + b / max(n, 1))
+                self._batch_x.append(e + b / max(n, 1))
                 self._batch_loss.append(float(event["loss"]))
             if now - self._last_bars >= _BAR_SECONDS or b == n:
                 self._bars()
@@ -248,23 +264,24 @@ class TrainingMonitor(W.VBox):
         self._batches = int(event.get("batches") or 0)
         self._epoch_started = time.monotonic()
         resumed = event.get("resumed_from")
+        text = f"run {escape(self._run_id)}"
         if resumed:
             self._position = (int(resumed[0]), int(resumed[1]))
             self._resume_history()
-        text = f"run {escape(self._run_id)}"
-        if resumed:
-            text += f" · resumed from epoch {int(resumed[0])}, batch {int(resumed[1])}"
+            text += f" · resumed from {_where(*self._position)}"
         self._set_status(_span(text, "#555"))
         self._bars(final=False)
         self._draw()
 
     def _resume_history(self) -> None:
-        """The epochs a resumed run finished before, so its curves start where they stopped."""
-        history = getattr(self.trainer, "history", None)
-        if history is None or not len(history):
-            return
+        """What a resumed run did before, so its curves go on where they stopped: the epochs
+        from ``trainer.history``, the batch losses from ``trainer.batch_losses`` (every epoch
+        has the same number of batches, so the i-th loss sits at ``i // B + (i % B + 1) / B``)."""
+        history, losses, n = self.trainer.history, self.trainer.batch_losses, max(self._batches, 1)
         with self._lock:
-            self.epochs = [dict(r) for r in history.to_dict("records")]
+            self.epochs = [dict(r) for r in history.to_dict("records")] if len(history) else []
+            self._batch_loss = [float(v) for v in losses]
+            self._batch_x = [i // n + (i % n + 1) / n for i in range(len(losses))]
 
     def _on_end(self, event: dict[str, Any]) -> None:
         status = str(event.get("status"))
@@ -275,13 +292,13 @@ class TrainingMonitor(W.VBox):
         if status == "failed":
             if event.get("error"):
                 self.error.show(str(event["error"]))
-            self._set_status(_span(f"failed at epoch {e}, batch {b}", "#b00020"))
+            self._set_status(_span(f"failed at {_where(e, b)}", "#b00020"))
             self._bars(final=True, style="danger")
             self._draw()
             return
         if status == "stopped":
             text = (
-                f"stopped at epoch {e}, batch {b} — checkpoint saved; resume with "
+                f"stopped at {_where(e, b)} — checkpoint saved; resume with "
                 f"<code>{escape(self._resume_hint())}</code>"
             )
             self._set_status(_span(text, "#8a5300"))
@@ -291,21 +308,30 @@ class TrainingMonitor(W.VBox):
         self._draw()
 
     def _resume_hint(self) -> str:
-        return f"Trainer.resume(ws, {self._run_id!r})"
+        """The call that continues this run (a run on labels passed in needs its data again)."""
+        given = self.trainer.data.versions.get("labels_source") == "given"
+        return f"Trainer.resume(ws, {self._run_id!r}{', data=data' if given else ''})"
 
     def _summary(self, status: str) -> str:
-        """One line on a finished run: epochs, best validation accuracy, where it is recorded."""
-        done = "finished" if status == "finished" else "stopped early (no better val loss)"
-        parts = [f"{done} after {len(self.epochs)} epoch(s)"]
-        accs = [(r.get("val_acc"), r.get("epoch")) for r in self.epochs]
-        accs = [(a, ep) for a, ep in accs if a is not None and a == a]
-        if accs:
-            best, at = max(accs, key=lambda t: t[0])
-            parts.append(f"best val accuracy {best:.3f} (epoch {at})")
+        """One line on an ended run: how it ended, the validation accuracy of the weights kept
+        (the epoch with the lowest validation loss), where it is recorded."""
+        n = len(self.epochs)
+        if status == "finished":
+            parts = [f"finished {n} epoch(s)"]
+        else:
+            parts = [f"stopped early after {n} epoch(s): the val loss stopped improving"]
+        best = [r for r in self.epochs if r.get("best")]
+        if best:
+            r = best[-1]
+            parts.append(
+                f"best val accuracy {float(r['val_acc']):.3f} "
+                f"(epoch {int(r['epoch']) + 1}, lowest val loss; its weights are kept)"
+            )
+        parts = [escape(p) for p in parts]
         where = self._run_dir()
         if where:
             parts.append(f"recorded in <code>{escape(where)}</code>")
-        return escape(parts[0]) + "".join(f" · {p}" for p in parts[1:])
+        return " · ".join(parts)
 
     def _run_dir(self) -> str | None:
         ws = getattr(self.trainer, "workspace", None)
@@ -334,10 +360,7 @@ class TrainingMonitor(W.VBox):
             self.progress.value = self._progress_text(e, b, final)
 
     def _progress_text(self, epoch: int, batch: int, final: bool) -> str:
-        parts = [
-            f"epoch {max(epoch, 1)}/{self._total_epochs}",
-            f"batch {batch}/{self._batches}",
-        ]
+        parts = [f"epoch {epoch + 1}/{self._total_epochs}", f"batch {batch}/{self._batches}"]
         if self._seconds:
             per_epoch = sum(self._seconds[-3:]) / len(self._seconds[-3:])
             parts.append(f"{_duration(per_epoch)}/epoch")
