@@ -269,8 +269,10 @@ class Trainer:
         state["_objects"] = s
         self.history = pd.DataFrame(state["history"])
         self.batch_losses = list(state["batch_losses"])
-        if state["status"] in ("finished", "early_stopped"):
+        if state["status"] in ("finished", "early_stopped"):  # nothing left to train
             self.status = state["status"]
+            self._emit({"kind": "end", "status": self.status, "epoch": state["epoch"],
+                        "batch": state["batch"], "error": None})  # fmt: skip
             return self._result(state)
         run.write_status(status="running", error=None)
         self._emit({"kind": "start", "run": run.id, "epochs": cfg.epochs,
@@ -321,7 +323,13 @@ class Trainer:
             if stopped:
                 status = "stopped"
                 break
-            if self._end_epoch(state, epoch, time.perf_counter() - t0):
+            early = self._end_epoch(state, epoch, time.perf_counter() - t0)
+            if progress:
+                r = state["history"][-1]
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {r['train_loss']:.4f} "
+                           f"acc {r['train_acc']:.3f} · val loss {r['val_loss']:.4f} "
+                           f"acc {r['val_acc']:.3f}{' (best)' if r['best'] else ''}")  # fmt: skip
+            if early:
                 status = "early_stopped"
                 break
             if self._stop.is_set():
