@@ -47,6 +47,25 @@ lab: data
 	printf '\nJupyterLab is ready. Open this address in your browser (Ctrl+C stops it):\n\n    %s\n\n' "$$URL"; \
 	wait
 
+# The tour, headless: notebooks 01-06 in order on the embedded sample, in a fresh workspace
+# under data/runs/<time>/ (never the one `make lab` uses), full schedule; the executed notebooks,
+# their HTML and the reports the notebooks write stay there.
+RUNS ?= data/runs
+.PHONY: run
+run: setup
+	@DIR=$(RUNS)/$$(date +%Y%m%d-%H%M%S); mkdir -p $$DIR/notebooks; DIR=$$(cd $$DIR && pwd); \
+	for nb in notebooks/0[1-6]_*.ipynb; do \
+	  echo "running $$nb"; \
+	  WORKBENCH_WORKSPACE=$$DIR/workspace WORKBENCH_SCHEDULE=full $(VENV)/bin/jupyter nbconvert \
+	    --to notebook --execute --ExecutePreprocessor.timeout=-1 --log-level=WARN \
+	    --output-dir $$DIR/notebooks $$nb || exit 1; \
+	  $(VENV)/bin/jupyter nbconvert --to html --log-level=WARN $$DIR/notebooks/$$(basename $$nb) \
+	    || exit 1; \
+	done; \
+	printf '\nThe tour ran. In %s:\n    notebooks/  the executed notebooks (.ipynb and .html)\n' "$$DIR"; \
+	printf '    workspace/  the workspace they filled; reports:\n'; \
+	ls -1 $$DIR/workspace/reports | sed "s|^|        $$DIR/workspace/reports/|"
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
