@@ -286,6 +286,53 @@ def score_histogram_png(
     return buf.getvalue()
 
 
+# ---------------------------------------------------------------------------- training
+def plot_confusion_matrix(confusion: Any, ax: Any = None, title: str = "Confusion matrix") -> Any:
+    """Counts of actual classes (rows) against predicted ones (columns), a DataFrame as
+    :meth:`workbench.train.Interpretation.confusion` gives it; returns the axes (the heatmap's
+    values are ``ax.images[0].get_array()``)."""
+    rows, cols = [str(c) for c in confusion.index], [str(c) for c in confusion.columns]
+    ax = ax if ax is not None else new_axes((1.8 + 0.5 * len(cols), 1.4 + 0.45 * len(rows)))
+    with DRAW_LOCK:
+        _matrix(ax, confusion.to_numpy(), rows, cols, ".0f", cmap="Blues")
+        ax.set_ylabel("actual")
+        ax.set_xlabel("predicted")
+        ax.set_title(title)
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_top_losses(
+    tiles: Any, titles: Any, wrong: Any = None, *, ncols: int = 4, tile_inches: float = 1.8
+) -> Any:
+    """A grid of thumbnail tiles (:class:`workbench.thumbs.Thumb` or encoded bytes) with a
+    caption each (e.g. given / predicted, loss / probability); captions of ``wrong`` items are
+    red. Returns the figure (made without pyplot: safe off the main thread)."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    tiles, titles = list(tiles), [str(t) for t in titles]
+    wrong = [True] * len(tiles) if wrong is None else [bool(w) for w in wrong]
+    n = max(len(tiles), 1)
+    ncols = max(1, min(int(ncols), n))
+    nrows = -(-n // ncols)
+    with DRAW_LOCK:
+        fig = Figure(figsize=(tile_inches * ncols, (tile_inches + 0.45) * nrows))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        for ax in axes:
+            ax.set_axis_off()
+        for ax, tile, title, bad in zip(axes, tiles, titles, wrong, strict=False):
+            data = tile.data if hasattr(tile, "data") else tile
+            im = Image.open(io.BytesIO(data))
+            ax.imshow(np.asarray(im), cmap="gray" if im.mode == "L" else None,
+                      interpolation="nearest")  # fmt: skip
+            ax.set_title(title, fontsize=8, color="#c0392b" if bad else "#1d6b2f")
+        if not tiles:
+            axes[0].text(0.5, 0.5, "no samples", ha="center", va="center")
+        fig.tight_layout()
+    return fig
+
+
 @functools.cache
 def _font(size: int) -> Any:
     """matplotlib's own DejaVu Sans, so the caption matches the axes' lettering."""

@@ -5,13 +5,16 @@ torch and torchvision are imported on first use of a function or class that need
 
 from workbench.train.config import TrainConfig, TrainError
 from workbench.train.data import TrainingData
+from workbench.train.interpret import Interpretation
 from workbench.train.loop import STATUSES, RunResult, Trainer
-from workbench.train.runs import Run, list_runs
+from workbench.train.runs import Run, RunEmbedder, list_runs
 from workbench.train.split import grouped_split, load_split, save_split, split_for
 
 __all__ = [
     "STATUSES",
+    "Interpretation",
     "Run",
+    "RunEmbedder",
     "RunResult",
     "TrainConfig",
     "TrainError",

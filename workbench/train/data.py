@@ -30,8 +30,6 @@ from workbench.train.config import TrainConfig, TrainError
 from workbench.train.split import split_fingerprint, split_for
 
 if TYPE_CHECKING:
-    import torch
-
     from workbench.augment import Pipeline
     from workbench.catalog import Catalog
     from workbench.labels import LabelStore
@@ -287,16 +285,6 @@ class TrainingData:
             # a private generator: worker seeds never draw from (and shift) the global RNG
             generator=torch.Generator().manual_seed(self.config.seed),
         )  # fmt: skip
-
-    def tensors(self, side: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
-        """All of one side, untransformed by augmentation, as ``(x, y)`` tensors (small data)."""
-        import torch
-
-        xs, ys = [], []
-        for x, y in self.loader(side, self.batches("val" if side == "val" else "eval")):
-            xs.append(x)
-            ys.append(y)
-        return torch.cat(xs), torch.cat(ys)
 
     # ------------------------------------------------------------------ from a workspace
     @classmethod

@@ -269,8 +269,10 @@ class Trainer:
         state["_objects"] = s
         self.history = pd.DataFrame(state["history"])
         self.batch_losses = list(state["batch_losses"])
-        if state["status"] in ("finished", "early_stopped"):
+        if state["status"] in ("finished", "early_stopped"):  # nothing left to train
             self.status = state["status"]
+            self._emit({"kind": "end", "status": self.status, "epoch": state["epoch"],
+                        "batch": state["batch"], "error": None})  # fmt: skip
             return self._result(state)
         run.write_status(status="running", error=None)
         self._emit({"kind": "start", "run": run.id, "epochs": cfg.epochs,
@@ -308,20 +310,26 @@ class Trainer:
                     state["_in_step"] = False
                     bar.update(1)
                     bar.set_postfix(loss=f"{value:.4f}")
+                    every = cfg.checkpoint_every
+                    if every and state["batch"] % every == 0:
+                        self._checkpoint(state)
                     self._emit({"kind": "batch", "epoch": epoch, "batch": state["batch"],
                                 "batches": s["per_epoch"], "loss": value,
                                 "lr": float(sched.get_last_lr()[-1])})  # fmt: skip
                     if self._stop.is_set():
                         stopped = True
                         break
-                    every = cfg.checkpoint_every
-                    if every and state["batch"] % every == 0:
-                        self._checkpoint(state)
             state["seconds"] += time.perf_counter() - t0
             if stopped:
                 status = "stopped"
                 break
-            if self._end_epoch(state, epoch, time.perf_counter() - t0):
+            early = self._end_epoch(state, epoch, time.perf_counter() - t0)
+            if progress:
+                r = state["history"][-1]
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {r['train_loss']:.4f} "
+                           f"acc {r['train_acc']:.3f} · val loss {r['val_loss']:.4f} "
+                           f"acc {r['val_acc']:.3f}{' (best)' if r['best'] else ''}")  # fmt: skip
+            if early:
                 status = "early_stopped"
                 break
             if self._stop.is_set():

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from workbench.embed import Embedder
 from workbench.errors import WorkspaceError
 from workbench.fsutil import atomic_open, atomic_write
 from workbench.train.config import TrainConfig, TrainError
@@ -33,10 +34,9 @@ if TYPE_CHECKING:
     import torch
 
     from workbench.catalog import Catalog
-    from workbench.embed import Embedder
     from workbench.workspace import Workspace
 
-__all__ = ["VERSION_KEYS", "Run", "list_runs"]
+__all__ = ["VERSION_KEYS", "Run", "RunEmbedder", "list_runs"]
 
 #: The data versions a resumed run must find unchanged.
 VERSION_KEYS = ("labels", "catalog", "pipeline", "normalizer", "split", "classes")
@@ -232,20 +232,28 @@ class Run:
         """An :class:`~workbench.embed.Embedder` whose network is this run's fine-tuned backbone
         (best weights, head removed); its cache key names the run, so vectors of different runs
         never mix. Give it to the Assistant so y = g(x; w) improves with the model."""
-        from workbench.embed import Embedder
+        return RunEmbedder(self, batch_size=batch_size, device=device)
 
-        run = self
 
-        class RunEmbedder(Embedder):
-            def _network(self) -> tuple[Any, Any, Any]:
-                return run.model(), run.transform(), f"run:{run.id}"
+class RunEmbedder(Embedder):
+    """An :class:`~workbench.embed.Embedder` over a run's fine-tuned backbone (best weights,
+    head removed) and its validation transform. Vectors are cached under a key naming the run
+    (``run-<id>-best``), apart from the pretrained model's and other runs'."""
 
-            @property
-            def cache_key(self) -> str:
-                return f"run-{run.id}-best"
+    def __init__(self, run: Run, batch_size: int = 64, device: str = "cpu") -> None:
+        cfg = run.config
+        super().__init__(cfg.model, batch_size, device, image_size=cfg.image_size)
+        self.run = run
 
-        emb = RunEmbedder(self.config.model, batch_size, device, image_size=self.config.image_size)
-        return emb
+    def __repr__(self) -> str:
+        return f"RunEmbedder({self.run.id!r}, batch_size={self.batch_size})"
+
+    def _network(self) -> tuple[Any, Any, Any]:
+        return self.run.model(), self.run.transform(), f"run:{self.run.id}"
+
+    @property
+    def cache_key(self) -> str:
+        return f"run-{self.run.id}-best"
 
 
 def list_runs(workspace: Workspace) -> pd.DataFrame:

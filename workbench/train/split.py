@@ -88,14 +88,19 @@ def grouped_split(
             "is a duplicate of every other (check the duplicate groups of notebook 02)"
         )
     strata = pd.factorize(y.map(lambda v: _NONE if _missing(v) else str(v)))[0]
-    k = min(max(2, round(1 / val_fraction)), n_groups)
+    # scikit-learn refuses more folds than the largest class has members
+    k = min(max(2, round(1 / val_fraction)), n_groups, int(np.bincount(strata).max()))
+    if k < 2:
+        raise TrainError(
+            "every class has a single sample: too few for a validation split; label more samples"
+        )
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only N members": expected
         _, val = next(cv.split(np.zeros((len(ids), 1)), strata, g))
     side = np.full(len(ids), "train", dtype=object)
     side[val] = "val"
-    return pd.Series(side, index=index, name="split")
+    return pd.Series(side, index=index.rename("id"), name="split")
 
 
 def _missing(v: Any) -> bool:
@@ -131,7 +136,9 @@ def load_split(workspace: Workspace) -> pd.Series:
         raise TrainError(f"{p} cannot be read ({e}); delete it to make a new split") from None
     if not {"id", "split"} <= set(df.columns) or not df["split"].isin(SIDES).all():
         raise TrainError(f"{p} is not a saved split; delete it to make a new split")
-    return pd.Series(df["split"].to_numpy(object), index=pd.Index(df["id"]), name="split")
+    return pd.Series(
+        df["split"].to_numpy(object), index=pd.Index(df["id"], name="id"), name="split"
+    )
 
 
 def duplicate_ties(workspace: Workspace | None, catalog: Catalog) -> np.ndarray:
