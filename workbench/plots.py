@@ -344,6 +344,7 @@ def _font(size: int) -> Any:
 
 # ------------------------------------------------------------------------------------ training
 _TRAINING_SIZE = (9.0, 3.0)  # inches: loss and accuracy side by side
+_STEADY_EPOCHS = 200
 
 
 def smooth_losses(losses: Any, smoothing: float = 0.9) -> np.ndarray:
@@ -382,7 +383,9 @@ def plot_training(
     smoothing
         Weight of the past in the moving average (0: no smoothing).
     total_epochs
-        Fix the x axis to the whole schedule, so the curves grow into a steady frame.
+        Fix the x axis to the whole schedule, so the curves grow into a steady frame (up to
+        :data:`_STEADY_EPOCHS` epochs; a longer schedule would squeeze the curves into its
+        first pixels, so there the axis follows the data).
     fig
         A matplotlib figure to draw into (cleared first); default: a new one made without
         pyplot, so a background thread can draw it.
@@ -414,7 +417,7 @@ def plot_training(
                     ax.plot(x, rows[col].to_numpy(dtype=float), ms=4, label=side, **style)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if total_epochs:
+            if total_epochs and total_epochs <= _STEADY_EPOCHS:
                 ax.set_xlim(0, max(int(total_epochs), 1))
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
