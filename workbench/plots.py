@@ -344,6 +344,7 @@ def _font(size: int) -> Any:
 
 # ------------------------------------------------------------------------------------ training
 _TRAINING_SIZE = (9.0, 3.0)  # inches: loss and accuracy side by side
+_STEADY_EPOCHS = 200
 
 
 def smooth_losses(losses: Any, smoothing: float = 0.9) -> np.ndarray:
@@ -382,7 +383,9 @@ def plot_training(
     smoothing
         Weight of the past in the moving average (0: no smoothing).
     total_epochs
-        Fix the x axis to the whole schedule, so the curves grow into a steady frame.
+        Fix the x axis to the whole schedule, so the curves grow into a steady frame (up to
+        :data:`_STEADY_EPOCHS` epochs; a longer schedule would squeeze the curves into its
+        first pixels, so there the axis follows the data).
     fig
         A matplotlib figure to draw into (cleared first); default: a new one made without
         pyplot, so a background thread can draw it.
@@ -414,7 +417,7 @@ def plot_training(
                     ax.plot(x, rows[col].to_numpy(dtype=float), ms=4, label=side, **style)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if total_epochs:
+            if total_epochs and total_epochs <= _STEADY_EPOCHS:
                 ax.set_xlim(0, max(int(total_epochs), 1))
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
@@ -434,3 +437,31 @@ def training_png(epochs: Any, batches: Any = None, *, dpi: int = 80, **kwargs: A
     """:func:`plot_training` as PNG bytes (for an ``Image`` widget)."""
     with DRAW_LOCK:
         return figure_png(plot_training(epochs, batches, **kwargs), dpi)
+
+
+def plot_comparison(
+    table: Any,
+    value: str = "mean",
+    error: str | None = "std",
+    *,
+    ax: Any = None,
+    ylabel: str = "validation accuracy",
+    title: str = "What each step bought",
+) -> Any:
+    """One bar per row of ``table`` (its index names the bars) at ``table[value]``, with
+    ``table[error]`` as error bars and the value written over each bar; returns the axes."""
+    ax = ax if ax is not None else new_axes((1.5 + 1.3 * max(len(table), 3), 3.2))
+    with DRAW_LOCK:
+        heights = table[value].to_numpy(dtype=float)
+        spread = table[error].fillna(0).to_numpy(dtype=float) if error else None
+        x = np.arange(len(table))
+        ax.bar(x, heights, yerr=spread, capsize=4, color="#4c78a8")
+        for xi, h in zip(x, heights, strict=True):
+            ax.annotate(f"{h:.3f}", (xi, h), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right")
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.figure.tight_layout()
+    return ax

@@ -140,6 +140,7 @@ def test_stop_ends_the_run_at_a_batch_boundary_and_its_hint_resumes_it(workspace
     text = monitor.status.value
     assert "stopped at epoch 2, batch 2 — checkpoint saved; resume with" in text
     assert monitor.epoch_bar.bar_style == "warning" and monitor.stop_button.disabled
+    assert monitor.stop_button.description == "Stopped"
     assert (monitor.epoch_bar.value, monitor.batch_bar.value) == (1, 2)
 
     # the hint is code that resumes this run where it stopped
@@ -205,6 +206,8 @@ def test_training_figure_draws_the_numbers_it_is_given():
     acc = {ln.get_label(): ln for ln in acc_ax.lines}
     np.testing.assert_allclose(acc["val"].get_ydata(), [0.25, 0.5, np.nan])
     assert loss_ax.get_xlim() == (0, 6)
+    long = plot_training(epochs, batches, total_epochs=100_000)  # the axis follows the data
+    assert long.axes[0].get_xlim()[1] < 10
     assert training_png(epochs, batches)[:8] == b"\x89PNG\r\n\x1a\n"
     empty = plot_training([], None)  # before the first epoch: empty axes, no error
     assert [len(a.lines) for a in empty.axes] == [0, 0]

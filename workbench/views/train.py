@@ -288,7 +288,9 @@ class TrainingMonitor(W.VBox):
         e, b = int(event.get("epoch") or 0), int(event.get("batch") or 0)
         with self._status_lock:
             self._ended = True
-        self.stop_button.disabled = True
+        with self.stop_button.hold_sync():
+            self.stop_button.disabled = True
+            self.stop_button.description = "Stopped" if status == "stopped" else "Stop"
         if status == "failed":
             if event.get("error"):
                 self.error.show(str(event["error"]))
