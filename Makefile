@@ -10,7 +10,7 @@ WORKSPACE ?= data/workspace
 LAB_PORT  ?= 8888
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup data browser lab test test-unit test-widgets test-notebooks test-ui lint bench clean
+.PHONY: setup data browser lab run test test-unit test-widgets test-notebooks test-ui lint bench clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,27 @@ lab: data
 	  sleep 0.5; done; \
 	printf '\nJupyterLab is ready. Open this address in your browser (Ctrl+C stops it):\n\n    %s\n\n' "$$URL"; \
 	wait
+
+# The whole tour headless: notebooks 01-06 in order on the embedded animals sample, in a fresh
+# workspace under data/run-<UTC time>/; the executed notebooks (.ipynb and .html) are saved beside
+# it and the workspace's HTML reports are listed. Notebook 06 trains its short schedule unless
+# WORKBENCH_SCHEDULE=full is set.
+RUN_STAMP := $(shell date -u +%Y%m%d-%H%M%S)
+RUN_DIR   ?= data/run-$(RUN_STAMP)
+run: setup
+	@test ! -e $(RUN_DIR) || { echo "$(RUN_DIR) exists: give a new RUN_DIR=" >&2; exit 1; }
+	@mkdir -p $(RUN_DIR)/workspace $(RUN_DIR)/notebooks
+	@for nb in notebooks/0[1-6]_*.ipynb; do \
+	  echo "running $$nb"; \
+	  WORKBENCH_WORKSPACE=$(abspath $(RUN_DIR))/workspace $(VENV)/bin/jupyter nbconvert \
+	    --execute --to notebook --ExecutePreprocessor.timeout=-1 \
+	    --output-dir $(RUN_DIR)/notebooks $$nb --log-level=WARN || exit 1; \
+	  $(VENV)/bin/jupyter nbconvert --to html --output-dir $(RUN_DIR)/notebooks \
+	    $(RUN_DIR)/notebooks/$$(basename $$nb) --log-level=WARN || exit 1; \
+	done
+	@printf '\nThe tour ran in %s\n  executed notebooks: %s/notebooks/ (.ipynb and .html)\n' \
+	  "$(RUN_DIR)" "$(RUN_DIR)"
+	@printf '  reports:\n'; ls -1 $(RUN_DIR)/workspace/reports/*.html | sed 's/^/    /'
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -166,23 +166,30 @@ class Embedder:
         if getattr(self, "model_", None) is not None:
             return self
         self._check_params()
+        net, self.transform_, self.weights_ = self._network()
+        self.dim_ = _strip_head(net)
+        net = net.to(self.device).eval()
+        if self.optimize:
+            size = getattr(self.transform_, "crop_size", [self.image_size or 224])[0]
+            net = _optimized(net, int(size), self.device)
+        self.model_ = net
+        return self
+
+    def _network(self) -> tuple[torch.nn.Module, Any, Any]:
+        """``(classifier, transform of uint8 (B, 3, H, W) batches, weights)`` to embed with.
+
+        A subclass returns another network here (a fine-tuned one: ``Run.embedder()``).
+        """
         w = resolve_weights(self.model, self.weights)
         net = load_model(self.model, w.name)
-        dim = _strip_head(net)
-        self.transform_ = (
+        transform = (
             w.transforms()
             if self.image_size is None
             else w.transforms(
                 crop_size=self.image_size, resize_size=round(self.image_size * 256 / 224)
             )
         )
-        self.weights_ = w
-        self.dim_ = dim
-        net = net.to(self.device).eval()
-        if self.optimize:
-            net = _optimized(net, int(self.transform_.crop_size[0]), self.device)
-        self.model_ = net
-        return self
+        return net, transform, w
 
     @property
     def cache_key(self) -> str:

@@ -286,6 +286,53 @@ def score_histogram_png(
     return buf.getvalue()
 
 
+# ---------------------------------------------------------------------------- training
+def plot_confusion_matrix(confusion: Any, ax: Any = None, title: str = "Confusion matrix") -> Any:
+    """Counts of actual classes (rows) against predicted ones (columns), a DataFrame as
+    :meth:`workbench.train.Interpretation.confusion` gives it; returns the axes (the heatmap's
+    values are ``ax.images[0].get_array()``)."""
+    rows, cols = [str(c) for c in confusion.index], [str(c) for c in confusion.columns]
+    ax = ax if ax is not None else new_axes((1.8 + 0.5 * len(cols), 1.4 + 0.45 * len(rows)))
+    with DRAW_LOCK:
+        _matrix(ax, confusion.to_numpy(), rows, cols, ".0f", cmap="Blues")
+        ax.set_ylabel("actual")
+        ax.set_xlabel("predicted")
+        ax.set_title(title)
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_top_losses(
+    tiles: Any, titles: Any, wrong: Any = None, *, ncols: int = 4, tile_inches: float = 1.8
+) -> Any:
+    """A grid of thumbnail tiles (:class:`workbench.thumbs.Thumb` or encoded bytes) with a
+    caption each (e.g. given / predicted, loss / probability); captions of ``wrong`` items are
+    red. Returns the figure (made without pyplot: safe off the main thread)."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    tiles, titles = list(tiles), [str(t) for t in titles]
+    wrong = [True] * len(tiles) if wrong is None else [bool(w) for w in wrong]
+    n = max(len(tiles), 1)
+    ncols = max(1, min(int(ncols), n))
+    nrows = -(-n // ncols)
+    with DRAW_LOCK:
+        fig = Figure(figsize=(tile_inches * ncols, (tile_inches + 0.45) * nrows))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        for ax in axes:
+            ax.set_axis_off()
+        for ax, tile, title, bad in zip(axes, tiles, titles, wrong, strict=False):
+            data = tile.data if hasattr(tile, "data") else tile
+            im = Image.open(io.BytesIO(data))
+            ax.imshow(np.asarray(im), cmap="gray" if im.mode == "L" else None,
+                      interpolation="nearest")  # fmt: skip
+            ax.set_title(title, fontsize=8, color="#c0392b" if bad else "#1d6b2f")
+        if not tiles:
+            axes[0].text(0.5, 0.5, "no samples", ha="center", va="center")
+        fig.tight_layout()
+    return fig
+
+
 @functools.cache
 def _font(size: int) -> Any:
     """matplotlib's own DejaVu Sans, so the caption matches the axes' lettering."""
@@ -293,3 +340,128 @@ def _font(size: int) -> Any:
     from PIL import ImageFont
 
     return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+# ------------------------------------------------------------------------------------ training
+_TRAINING_SIZE = (9.0, 3.0)  # inches: loss and accuracy side by side
+_STEADY_EPOCHS = 200
+
+
+def smooth_losses(losses: Any, smoothing: float = 0.9) -> np.ndarray:
+    """Exponential moving average of per-batch losses, bias-corrected so the first values are
+    not pulled towards zero (fastai's smoothed loss): ``pandas.Series.ewm(alpha=1 - smoothing,
+    adjust=True)``."""
+    import pandas as pd
+
+    values = pd.Series(np.asarray(losses, dtype=float))
+    if not len(values) or smoothing <= 0:
+        return values.to_numpy()
+    return values.ewm(alpha=1.0 - float(smoothing), adjust=True).mean().to_numpy()
+
+
+def plot_training(
+    epochs: Any,
+    batches: Any = None,
+    *,
+    smoothing: float = 0.9,
+    total_epochs: int | None = None,
+    fig: Any = None,
+) -> Any:
+    """Loss (left) and accuracy (right) of a training run; returns the figure.
+
+    Parameters
+    ----------
+    epochs
+        One row per finished epoch (a DataFrame such as ``Trainer.history`` or ``Run.history``,
+        or a list of dicts) with ``epoch`` (counted from 0, as there) and any of
+        ``train_loss, val_loss, train_acc, val_acc``; each is drawn at the end of its epoch
+        (x = epoch + 1).
+    batches
+        Per-batch training losses as a Series indexed by position in epochs (the ``b``-th batch
+        of ``B`` in epoch ``e`` at ``e + b / B``), drawn faint, with their moving average
+        (:func:`smooth_losses`) over them.
+    smoothing
+        Weight of the past in the moving average (0: no smoothing).
+    total_epochs
+        Fix the x axis to the whole schedule, so the curves grow into a steady frame (up to
+        :data:`_STEADY_EPOCHS` epochs; a longer schedule would squeeze the curves into its
+        first pixels, so there the axis follows the data).
+    fig
+        A matplotlib figure to draw into (cleared first); default: a new one made without
+        pyplot, so a background thread can draw it.
+    """
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    with DRAW_LOCK:
+        fig = fig if fig is not None else Figure(figsize=_TRAINING_SIZE)
+        fig.clear()
+        loss_ax, acc_ax = fig.subplots(1, 2)
+        rows = pd.DataFrame(epochs)
+        if batches is not None and len(batches):
+            x = np.asarray(batches.index, dtype=float)
+            loss_ax.plot(x, batches.to_numpy(dtype=float), color="#9ecae9", lw=0.8,
+                         label="batch")  # fmt: skip
+            loss_ax.plot(x, smooth_losses(batches, smoothing), color="#4c78a8", lw=1.5,
+                         label="batch (smoothed)")  # fmt: skip
+        styles = {
+            "train": {"color": "#4c78a8", "marker": "o", "ls": "--"},
+            "val": {"color": "#f58518", "marker": "s", "ls": "-"},
+        }
+        for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
+            for side, style in styles.items():
+                col = f"{side}_{metric}"
+                if col in rows and rows[col].notna().any():
+                    x = rows["epoch"].to_numpy(dtype=float) + 1
+                    ax.plot(x, rows[col].to_numpy(dtype=float), ms=4, label=side, **style)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if total_epochs and total_epochs <= _STEADY_EPOCHS:
+                ax.set_xlim(0, max(int(total_epochs), 1))
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                # a fixed corner: "best" searches every point on each redraw
+                ax.legend(loc="upper right" if metric == "loss" else "lower right", fontsize=8)
+        loss_ax.set_ylabel("loss")
+        loss_ax.set_title("Loss")
+        acc_ax.set_ylabel("accuracy")
+        acc_ax.set_ylim(0, 1.02)
+        acc_ax.set_title("Accuracy")
+        # fixed margins: tight_layout would measure every label again on each redraw
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.9, wspace=0.22)
+    return fig
+
+
+def training_png(epochs: Any, batches: Any = None, *, dpi: int = 80, **kwargs: Any) -> bytes:
+    """:func:`plot_training` as PNG bytes (for an ``Image`` widget)."""
+    with DRAW_LOCK:
+        return figure_png(plot_training(epochs, batches, **kwargs), dpi)
+
+
+def plot_comparison(
+    table: Any,
+    value: str = "mean",
+    error: str | None = "std",
+    *,
+    ax: Any = None,
+    ylabel: str = "validation accuracy",
+    title: str = "What each step bought",
+) -> Any:
+    """One bar per row of ``table`` (its index names the bars) at ``table[value]``, with
+    ``table[error]`` as error bars and the value written over each bar; returns the axes."""
+    ax = ax if ax is not None else new_axes((1.5 + 1.3 * max(len(table), 3), 3.2))
+    with DRAW_LOCK:
+        heights = table[value].to_numpy(dtype=float)
+        spread = table[error].fillna(0).to_numpy(dtype=float) if error else None
+        x = np.arange(len(table))
+        ax.bar(x, heights, yerr=spread, capsize=4, color="#4c78a8")
+        for xi, h in zip(x, heights, strict=True):
+            ax.annotate(f"{h:.3f}", (xi, h), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.set_xticks(x, [str(i) for i in table.index], rotation=20, ha="right")
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.figure.tight_layout()
+    return ax

@@ -7,7 +7,8 @@ Layout::
         catalog.parquet     the Catalog table
         images/             materialised samples (or the catalog root points at your own folder)
         cache/thumbs/       thumbnails, keyed by content hash
-        models/  reports/   later stages
+        split.csv           the train/validation split (grouped by duplicates)
+        models/  runs/  reports/   later stages
 
 Every write is atomic: a crash leaves the previous version, never half a file.
 """
@@ -46,6 +47,7 @@ LAYOUT: dict[str, str] = {
     "embeddings": "models/embeddings",
     "models": "models",
     "runs": "runs",
+    "split": "split.csv",
     "exports": "exports",
     "reports": "reports",
 }

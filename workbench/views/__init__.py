@@ -6,5 +6,14 @@ from workbench.views.browser import DataBrowser
 from workbench.views.issues import IssueReview
 from workbench.views.labeler import Labeler
 from workbench.views.review import ReviewQueue
+from workbench.views.train import TrainingMonitor
 
-__all__ = ["AugmentTuner", "BoxLabeler", "DataBrowser", "IssueReview", "Labeler", "ReviewQueue"]
+__all__ = [
+    "AugmentTuner",
+    "BoxLabeler",
+    "DataBrowser",
+    "IssueReview",
+    "Labeler",
+    "ReviewQueue",
+    "TrainingMonitor",
+]
