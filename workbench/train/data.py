@@ -256,11 +256,13 @@ class TrainingData:
         return [float(v) for v in n.mean_], [float(v) for v in n.std_]
 
     def _dataset(self, rows: np.ndarray, transform: Any) -> CatalogDataset:
+        from workbench.catalog import Catalog
         from workbench.torchdata import CatalogDataset
 
-        sub = self.catalog.filter(pd.Series(rows, index=self.catalog.df.index))
+        df = self.catalog.df[rows].copy()
         # targets from the final labels, not the catalog's folder-name column
-        sub.df["label"] = self.labels.loc[sub.df["id"].astype(str).to_numpy()].to_numpy()
+        df["label"] = self.labels.loc[df["id"].astype(str).to_numpy()].to_numpy(object)
+        sub = Catalog(df, self.catalog.root, thumbs=self.catalog.thumbs)
         return CatalogDataset(sub, transform=transform, classes=self.classes)
 
     def batches(self, side: str = "train", *, seed: int = 0) -> EpochBatches:
