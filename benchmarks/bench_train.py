@@ -13,7 +13,9 @@ Sections (``--section``; more can be registered in ``SECTIONS``):
     animals sample written as an ImageFolder tree), the same batch size and the same workers.
     No model runs: batches are drawn and dropped. Rounds interleave the two (their order flips
     each round); one epoch each per round; median, spread and machine load are printed.
-    Target: our median >= 0.9x the peer's.
+    Target: our median >= 0.9x the peer's. Then the CPU time per item of both datasets in one
+    process (one thread, interleaved rounds), which a busy machine disturbs far less than the
+    wall clock of worker processes.
 """
 
 from __future__ import annotations
@@ -130,9 +132,44 @@ def bench_pipeline(args: argparse.Namespace) -> None:
         print(f"| {name} | {statistics.median(v):.0f} | {min(v):.0f} | {max(v):.0f} |")
     med = statistics.median(rates["ours"]) / statistics.median(rates["peer"])
     verdict = "met" if med >= 0.9 else "NOT met"
+    cpu_per_item(data, folder, args)
     print(f"\nratio of medians ours/peer: {med:.3f}; per-round ratios: median "
           f"{statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}; "
           f"target >= 0.9 -> {verdict}; load after {load()}")  # fmt: skip
+
+
+def cpu_per_item(data: TrainingData, folder: torch.utils.data.Dataset, args: argparse.Namespace
+                 ) -> None:  # fmt: skip
+    """CPU time per item of the two datasets in this process (one torch thread, no workers).
+
+    On a busy machine wall-clock rounds swing with the neighbours' load; the process's own CPU
+    time per item (``time.process_time``) swings much less and compares the work each side
+    does for an image: decode, augmentation draw, transforms.
+    """
+    torch.set_num_threads(1)
+    n = min(args.cpu_items, len(folder))
+    sides = {
+        "ours": lambda k: data.train[(k, k)],  # a seeded draw, as the training loop asks
+        "peer": lambda k: folder[k],
+    }
+    for fn in sides.values():
+        for k in range(20):
+            fn(k)
+    per: dict[str, list[float]] = {"ours": [], "peer": []}
+    for r in range(args.rounds):
+        for name in ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]:
+            t0 = time.process_time()
+            for k in range(n):
+                sides[name](k)
+            per[name].append((time.process_time() - t0) / n * 1e6)
+    print(f"\nCPU time per item, in-process, one thread, {n} items x {args.rounds} rounds "
+          f"(interleaved); load {load()}")  # fmt: skip
+    print("| side | median us/item | min | max |")
+    print("|---|---:|---:|---:|")
+    for name, v in per.items():
+        print(f"| {name} | {statistics.median(v):.0f} | {min(v):.0f} | {max(v):.0f} |")
+    ratio = statistics.median(per["peer"]) / statistics.median(per["ours"])
+    print(f"throughput ratio from CPU time (peer us / our us): {ratio:.3f}")
 
 
 #: ``--section`` name -> function(args). The fine-tune accuracy section registers here.
@@ -147,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=0, help="images in all (0: the 10,000)")
+    ap.add_argument("--cpu-items", type=int, default=300, help="items per CPU-time round")
     ap.add_argument("--tmp", default=None, help="folder for the workspace (default: a new one)")
     args = ap.parse_args(argv)
     for name, fn in SECTIONS.items():

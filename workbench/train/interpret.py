@@ -64,6 +64,13 @@ class Interpretation:
         weights."""
         import torch
 
+        from workbench.train.config import TrainError
+
+        if list(run.classes) != list(data.classes):
+            raise TrainError(
+                f"run {run.id} was trained on the classes {run.classes}, the data has "
+                f"{data.classes}; interpret it on the data it was trained on"
+            )
         net = run.model(which)
         probs, targets = [], []
         with torch.inference_mode():
