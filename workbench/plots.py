@@ -419,6 +419,8 @@ def plot_training(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if total_epochs and total_epochs <= _STEADY_EPOCHS:
                 ax.set_xlim(0, max(int(total_epochs), 1))
+            elif len(rows) or (batches is not None and len(batches)):
+                ax.set_xlim(left=0)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 # a fixed corner: "best" searches every point on each redraw

@@ -104,6 +104,9 @@ def test_curves_bars_and_summary_follow_the_real_events(workspace):
     assert "finished 3 epoch(s)" in monitor.status.value and best in monitor.status.value
     assert str(run_dir) in monitor.status.value and run_dir.is_dir()
     assert monitor.stop_button.disabled and monitor.error.message == ""
+    # started again, the complete run ends at once (no events): the view still says how it ended
+    summary = monitor.status.value
+    assert monitor.start().wait().status == "finished" and monitor.status.value == summary
     monitor.close()
 
 

@@ -225,7 +225,7 @@ class TrainingMonitor(W.VBox):
             self.error.show(f"Unexpected error in training ({type(e).__name__}): {e}")
         finally:
             self.stop_button.disabled = True
-            if self._exception is not None and "failed" not in self.status.value:
+            if self._exception is not None and not self._ended:
                 self._set_status(_span("failed before training began", "#b00020"))
                 self._bars(final=True, style="danger")
 
@@ -288,13 +288,19 @@ class TrainingMonitor(W.VBox):
         e, b = int(event.get("epoch") or 0), int(event.get("batch") or 0)
         with self._status_lock:
             self._ended = True
+        started = self._run_id is not None
+        if not started and status != "failed":  # a run complete already ends without a start
+            self._run_id = self.trainer.run_id
+            with self._lock:
+                self.epochs = [dict(r) for r in self.trainer.history.to_dict("records")]
         with self.stop_button.hold_sync():
             self.stop_button.disabled = True
             self.stop_button.description = "Stopped" if status == "stopped" else "Stop"
         if status == "failed":
             if event.get("error"):
                 self.error.show(str(event["error"]))
-            self._set_status(_span(f"failed at {_where(e, b)}", "#b00020"))
+            where = f"at {_where(e, b)}" if started else "before training began"
+            self._set_status(_span(f"failed {where}", "#b00020"))
             self._bars(final=True, style="danger")
             self._draw()
             return
