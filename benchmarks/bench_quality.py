@@ -186,7 +186,7 @@ def label_errors(args: argparse.Namespace, sets: dict[str, dict[str, object]]) -
     rows = []
     for name, data in sets.items():
         y, k = np.asarray(data["y"]), len(data["classes"])
-        for kind in ("symmetric", "class-conditional"):
+        for kind in args.kinds:
             res: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "ours": []}
             secs = {"baseline": 0.0, "ours": 0.0}
             for seed in range(args.seeds):
@@ -229,7 +229,7 @@ def label_errors(args: argparse.Namespace, sets: dict[str, dict[str, object]]) -
     )
     summary = []
     for name in sets:
-        for kind in ("symmetric", "class-conditional"):
+        for kind in args.kinds:
             f = {w: a[:, 2].mean() for n, kd, w, a, _ in rows if n == name and kd == kind}
             goal = " (target >= 0.85: " + ("met)" if f["ours"] >= 0.85 else "NOT met)")
             summary.append(f"{name} {kind}: F1 ours {f['ours']:.3f} vs baseline "
@@ -523,7 +523,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--items", type=int, default=50_000, help="time: items (3 labels each)")
+    ap.add_argument("--sets", default="animals,digits", help="errors: which sets (comma-separated)")
+    ap.add_argument("--kinds", default="symmetric,class-conditional",
+                    help="errors: which noise kinds (comma-separated)")  # fmt: skip
     args = ap.parse_args(argv)
+    args.sets, args.kinds = args.sets.split(","), args.kinds.split(",")
     if args.part == "time-child":
         timing_child(args)
         return
@@ -546,10 +550,12 @@ def main(argv: list[str] | None = None) -> None:
             tmp = tempfile.TemporaryDirectory(prefix="bench-quality-")
         ws = Workspace(Path(args.workspace or tmp.name))
         try:
-            sets["animals"] = load_set("animals", ws, 100 if args.quick else None)
+            if "consensus" in parts or "animals" in args.sets:
+                sets["animals"] = load_set("animals", ws, 100 if args.quick else None)
             if "errors" in parts:
-                sets["digits"] = load_set("digits", ws, 60 if args.quick else None)
-                label_errors(args, sets)
+                if "digits" in args.sets:
+                    sets["digits"] = load_set("digits", ws, 60 if args.quick else None)
+                label_errors(args, {n: d for n, d in sets.items() if n in args.sets})
             if "consensus" in parts:
                 consensus_accuracy(args, sets["animals"])
         finally:
