@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py [--part errors|consensus|time|all] [--quick]
         [--workspace DIR] [--seeds 3] [--rounds 7] [--items 50000]
+        [--sets animals,digits] [--kinds symmetric,class-conditional]
 
 1. Label errors (``--part errors``). 10 % of each class's labels are replaced, either by a
    uniformly random other class (symmetric) or all by one fixed other class, the next one in the
