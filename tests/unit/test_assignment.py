@@ -77,9 +77,42 @@ def test_gold_rate_within_one_item_per_annotator(catalog, rate):
                            gold_rate=rate, seed=3)  # fmt: skip
     for _, mine in plan.groupby("annotator"):
         assert abs(mine["gold"].sum() - rate * len(mine)) <= 1
-    assert set(plan.loc[plan["gold"], "id"]) <= set(gold)
-    assert not set(plan.loc[~plan["gold"], "id"]) & set(gold)  # gold items are not regular
-    assert set(plan.loc[~plan["gold"], "id"]) == set(catalog.ids) - set(gold)
+    served = set(plan.loc[plan["gold"], "id"])
+    assert served <= set(gold)
+    assert not set(plan.loc[~plan["gold"], "id"]) & served  # a gold item is nobody's regular
+    assert set(plan["id"]) == set(catalog.ids)  # the pool's other items are regular items
+
+
+@pytest.mark.parametrize("m, pool, rate", [(3, 25, 0.05), (2, 30, 0.1), (5, 40, 0.05),
+                                           (3, 10, 0.0), (4, 8, 0.25)])  # fmt: skip
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_gold_pool_item_is_left_unlabeled(catalog, m, pool, rate, seed):
+    gold = _gold(catalog, pool)
+    names = [f"a{k}" for k in range(m)]
+    plan = plan_assignment(catalog, names, overlap=0.2, gold=gold, gold_rate=rate, seed=seed)
+    assert set(plan["id"]) == set(catalog.ids)  # every item goes to someone
+    served = plan.loc[plan["gold"], "id"]
+    regular = plan.loc[~plan["gold"], "id"]
+    assert not set(served) & set(regular)
+    assert not plan.duplicated(["id", "annotator"]).any()
+    # each queue still holds its share of gold (within one item) and no more pool items serve
+    # as gold than the fullest queue needs
+    for _, mine in plan.groupby("annotator"):
+        assert abs(mine["gold"].sum() - rate * len(mine)) <= 1
+    fullest = plan.groupby("annotator")["gold"].sum().max()
+    assert served.nunique() == fullest
+    again = plan_assignment(catalog, names, overlap=0.2, gold=gold, gold_rate=rate, seed=seed)
+    assert again.equals(plan)
+
+
+def test_gold_answers_are_recorded_only_for_items_served_as_gold(catalog, store):
+    gold = _gold(catalog, 30)
+    plan = assign(store, ["ana", "bo", "cy"], overlap=0.2, gold=gold, gold_rate=0.05, seed=0)
+    served = set(plan.loc[plan["gold"], "id"])
+    assert 0 < len(served) < len(gold)
+    assert gold_answers(store) == {s: gold[s] for s in served}
+    rec = store.assignments(round=0)
+    assert set(rec["id"]) == set(catalog.ids)
 
 
 def test_two_annotators_with_20_percent_overlap_get_the_right_counts(catalog, store):

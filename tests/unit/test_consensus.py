@@ -186,7 +186,7 @@ def test_crowdlab_through_cleanlab_uses_the_model():
     t = truth[np.asarray(votes.items, dtype=int)]
     probs = np.full((votes.n_items, 3), 0.1)
     probs[np.arange(votes.n_items), t] = 0.8
-    res = cs.consensus(votes, pred_probs=probs)
+    res = cs.consensus(votes, "crowdlab", pred_probs=probs)
     assert (res["method"] == "crowdlab").all()
     assert accuracy_of(res, truth) > accuracy_of(cs.majority_vote(votes), truth)
     assert res["confidence"].between(0, 1).all()
@@ -249,3 +249,44 @@ def test_bad_consensus_inputs_raise_and_leave_the_store_unchanged(tmp_path):
     ]:
         with pytest.raises(WorkbenchError):
             call()
+
+
+def _model_probs(truth, items, k, acc, rng, over=None):
+    """Probabilities whose arg-max is right with probability ``acc`` (wrong: uniform other)."""
+    t = truth[np.asarray(items, dtype=int)]
+    guess = np.where(rng.random(len(t)) < acc, t, (t + rng.integers(1, k, len(t))) % k)
+    probs = np.full((len(t), k), 0.02 if over else 0.1)
+    probs[np.arange(len(t)), guess] = 1 - probs[0, 0] * (k - 1)
+    return probs
+
+
+def test_default_with_a_model_is_dawid_skene_with_the_model_as_an_annotator():
+    rng = np.random.default_rng(5)
+    k = 4
+    planted = [one_coin(0.7, k), one_coin(0.6, k), one_coin(0.55, k), np.full((k, k), 1 / k)]
+    votes, truth = simulate(planted, 600, 3, rng)
+    good = _model_probs(truth, votes.items, k, 0.9, rng)
+    res = cs.consensus(votes, pred_probs=good)
+    assert (res["method"] == "dawid_skene+model").all()
+    assert res["votes"].tolist() == votes.votes_per_item().tolist()  # the model is no vote here
+    majority_model = accuracy_of(cs.majority_vote(votes, pred_probs=good), truth)
+    assert accuracy_of(res, truth) > majority_model + 0.05  # the model weighs as it earns
+    # the model's votes as an ordinary annotator give the same posterior
+    frame = pd.DataFrame({"id": np.concatenate([votes.items[votes.item], votes.items]),
+                          "annotator": np.concatenate([votes.annotators[votes.annotator],
+                                                       ["model"] * votes.n_items]),
+                          "value": np.concatenate([votes.code, good.argmax(axis=1)])})  # fmt: skip
+    by_hand = cs.dawid_skene(Votes.from_frame(frame, classes=list(range(k))))
+    assert by_hand["label"].tolist() == res["label"].tolist()
+    np.testing.assert_allclose(by_hand["confidence"], res["confidence"], atol=1e-9)
+    # a useless, over-confident model (the trap of trusting probabilities) costs little: its
+    # confusion matrix is estimated, so it earns almost no weight
+    useless = _model_probs(truth, votes.items, k, 1 / k, rng, over=True)
+    alone = accuracy_of(cs.dawid_skene(votes), truth)
+    assert accuracy_of(cs.consensus(votes, pred_probs=useless), truth) > alone - 0.02
+    assert accuracy_of(cs.crowdlab(votes, useless), truth) < alone - 0.05
+    one = cs.consensus(votes, "one_coin", pred_probs=good)
+    assert (one["method"] == "one_coin+model").all()
+    named = votes_from([("x", "model", "cat"), ("x", "b", "dog")], ["cat", "dog"])
+    with pytest.raises(ParameterError, match="model"):
+        cs.consensus(named, pred_probs=np.array([[0.5, 0.5]]))

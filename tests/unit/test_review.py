@@ -79,8 +79,29 @@ def test_stored_consensus_is_used_with_its_confidence(store):
     c = s.items["d3"].consensus
     assert c["stored"] and c["label"] == "dog" and c["method"] == "majority"
     assert c["event"] == events(store, "d3", "consensus:majority")["consensus:majority"]
-    assert s.round == 2  # a consensus round is not a labeling round
+    assert s.round == 6  # after the stored consensus (round 5): a review follows it
     assert "consensus:majority" not in s.annotators
+
+
+def test_default_round_follows_a_stored_consensus_and_resumes(store):
+    votes = Votes.from_store(store)
+    write_consensus(store, majority_vote(votes), round=2)  # labels in rounds 0-1, consensus 2
+    s = ReviewSession(store, reviewer="rita")
+    assert s.round == 3
+    s.accept("d3")
+    s.set_label("bird", "t")  # a correction: rita's label in round 3
+    s.unsure("d4")
+    s.undo()  # an undo marker in round 3 too
+    assert set(store.history(kind="review")["round"]) == {3}
+    assert store.current(annotator="rita")["round"].tolist() == [3]
+    # the review round's own events do not push the round on: rita resumes, ivo joins, in 3
+    again = ReviewSession(store, reviewer="rita")
+    assert again.round == 3 and again.progress["done"] == 2
+    assert ReviewSession(store, reviewer="ivo").round == 3
+    # an explicit round still wins; a new labeling round moves the default on
+    assert ReviewSession(store, reviewer="rita", round=7).round == 7
+    store.label("x", "cat", annotator="bo", round=4)
+    assert ReviewSession(store, reviewer="rita").round == 5
 
 
 def test_label_errors_and_model_suggestions(store, tmp_path):

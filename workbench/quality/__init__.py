@@ -10,7 +10,8 @@ Every public name of the submodules is available here, imported on first use (so
   :func:`fleiss_kappa`, :func:`krippendorff_alpha`, :func:`pairwise`, :func:`accuracy`, ...
 - :mod:`~workbench.quality.consensus`: :func:`majority_vote`, :class:`DawidSkene`,
   :func:`crowdlab`, :func:`write_consensus`, ...
-- :mod:`~workbench.quality.label_errors`, :mod:`~workbench.quality.completeness`,
+- :mod:`~workbench.quality.label_errors`, :mod:`~workbench.quality.boxes`,
+  :mod:`~workbench.quality.completeness`,
   :mod:`~workbench.quality.final` (:func:`final_labels`) and :class:`Votes`.
 
 Two functions share their module's name and are reached through it: ``consensus.consensus``
@@ -30,6 +31,7 @@ _MODULES = (
     "agreement",
     "consensus",
     "label_errors",
+    "boxes",
     "completeness",
     "final",
     "simulate",
@@ -47,16 +49,18 @@ _EXPORTS = {
     "cohen_kappa": "agreement", "fleiss_kappa": "agreement", "krippendorff_alpha": "agreement",
     "pairwise": "agreement", "percent_agreement": "agreement", "summary": "agreement",
     # consensus (its function ``consensus`` stays ``consensus.consensus``)
-    "COLUMNS": "consensus", "DEFAULT_PRIOR": "consensus", "METHODS": "consensus",
+    "AUTO_NOTE": "consensus", "COLUMNS": "consensus", "DEFAULT_PRIOR": "consensus",
+    "METHODS": "consensus", "MODEL_ANNOTATOR": "consensus",
     "DawidSkene": "consensus", "crowdlab": "consensus", "dawid_skene": "consensus",
     "majority_vote": "consensus", "write_consensus": "consensus",
     # label_errors
-    "BOX_ISSUES": "label_errors", "FILTERS": "label_errors", "ISSUE": "label_errors",
-    "RANKINGS": "label_errors", "LabelIssueReport": "label_errors", "box_agreement": "label_errors",
-    "box_issues": "label_errors", "duplicate_groups": "label_errors",
+    "FILTERS": "label_errors", "ISSUE": "label_errors", "RANKINGS": "label_errors",
+    "LabelIssueReport": "label_errors", "duplicate_groups": "label_errors",
     "find_label_errors": "label_errors", "group_folds": "label_errors",
-    "iou_matrix": "label_errors", "label_issues": "label_errors", "match_boxes": "label_errors",
-    "out_of_fold_probs": "label_errors",
+    "label_issues": "label_errors", "out_of_fold_probs": "label_errors",
+    # boxes
+    "BOX_ISSUES": "boxes", "box_agreement": "boxes", "box_issues": "boxes", "iou_matrix": "boxes",
+    "match_boxes": "boxes",
     # completeness (its function ``completeness`` stays ``completeness.completeness``)
     "balance": "completeness", "class_counts": "completeness", "coverage_by_round": "completeness",
     "throughput": "completeness", "under_labeled": "completeness", "unlabeled": "completeness",

@@ -14,8 +14,15 @@ How the split works
   needs) with any number of annotators. The other items go to one annotator each, again the
   least loaded. Regular loads end within one item of each other.
 - Gold items (known answers) are mixed into each annotator's share at ``gold_rate``: annotator
-  ``a`` with ``n_a`` regular items gets ``round(gold_rate * n_a / (1 - gold_rate))`` gold items
-  drawn from the gold pool, so that gold is ``gold_rate`` of their queue (within one item).
+  ``a`` with ``n_a`` regular items gets ``round(gold_rate * n_a / (1 - gold_rate))`` gold items,
+  so that gold is ``gold_rate`` of their queue (within one item).
+- Only as many pool items serve as gold as the fullest queue needs (``G``, the fewest that
+  suffice once the rest are regular); they are the first ``G`` of a seeded shuffle of the pool,
+  and each queue draws the ones drawn least so far (ties by seed), so every one of them is
+  drawn. The other pool items are **regular** items like any other (their known answers are
+  not recorded): no item to label is left unassigned. Only when the queues together need fewer
+  than ``G`` gold items (tiny shares) does a never-drawn one also become regular, one more item
+  for the least loaded annotator.
 """
 
 from __future__ import annotations
@@ -97,8 +104,9 @@ def plan_assignment(
     per_item
         Annotators per overlapping item (2 to the number of annotators).
     gold
-        Known answers, sample id → label. These items are not labeled as regular items;
-        they are mixed in at ``gold_rate``.
+        Known answers, sample id → label. As many as the queues need serve as gold, mixed
+        in at ``gold_rate``; the rest (and all of them when ``gold_rate`` is 0) are regular
+        items, so every item is assigned (see the module notes).
     gold_rate
         Share of each annotator's queue that is gold (0 to below 1; needs ``gold``).
     seed
@@ -131,19 +139,25 @@ def plan_assignment(
     if gold_rate > 0 and not pool:
         raise ParameterError("gold_rate > 0 needs gold={sample id: known answer, ...}")
     m = len(names)
+    per_item = check_int(per_item, "per_item", low=2)
     in_pool = set(pool)
-    regular = [i for i in ids if i not in in_pool]
+    in_items = set(ids)
+    base = [i for i in ids if i not in in_pool]
+    rng = np.random.default_rng(seed)
+    shuffled = [pool[k] for k in rng.permutation(len(pool))]
+    n_gold = _gold_needed(shuffled, in_items, len(base), m, overlap, per_item, gold_rate)
+    used = shuffled[:n_gold]
+    spare = set(shuffled[n_gold:]) & in_items  # pool items no queue needs: regular items
+    regular = [i for i in ids if i not in in_pool or i in spare]
     n = len(regular)
     if n == 0:
         raise ParameterError("there are no items to assign (every item is a gold item)")
     n_over = int(np.rint(overlap * n))
-    per_item = check_int(per_item, "per_item", low=2)
     if n_over and per_item > m:
         raise ParameterError(
             f"per_item={per_item} needs at least {per_item} annotators, got {m}; lower "
             "per_item or add annotators"
         )
-    rng = np.random.default_rng(seed)
     order = [regular[k] for k in rng.permutation(n)]
     load = np.zeros(m, dtype=np.int64)
     rows: list[tuple[str, str, bool, int]] = []
@@ -153,24 +167,58 @@ def plan_assignment(
             rows.append((sid, names[a], False, per_item))
             load[a] += 1
     rank = rng.permutation(m)  # tie-break among equally loaded annotators
-    for sid in order[n_over:]:
+
+    def single(sid: str) -> None:
         a = int(np.argmin(load * m + rank))
         rows.append((sid, names[a], False, 1))
         load[a] += 1
+
+    for sid in order[n_over:]:
+        single(sid)
     picks: dict[int, list[str]] = {}
-    if gold_rate > 0:
-        for a in range(m):
-            g = int(np.rint(gold_rate * load[a] / (1.0 - gold_rate)))
-            if g > len(pool):
-                raise ParameterError(
-                    f"gold_rate={gold_rate} gives {names[a]!r} {g} gold items but gold has only "
-                    f"{len(pool)}; add gold answers or lower gold_rate"
-                )
-            picks[a] = [pool[k] for k in sorted(rng.choice(len(pool), g, replace=False))]
+    if used:
+        drawn = np.zeros(len(used), dtype=np.int64)
+        wanted = np.rint(gold_rate * load / (1.0 - gold_rate)).astype(np.int64)
+        for a in rng.permutation(m).tolist():
+            # The least drawn first, so that every item serving as gold is drawn by someone.
+            best = np.lexsort((rng.random(len(used)), drawn))[: wanted[a]]
+            drawn[best] += 1
+            picks[a] = [used[k] for k in sorted(best.tolist())]
+        for k in np.flatnonzero(drawn == 0).tolist():
+            if used[k] in in_items:
+                single(used[k])
     times = pd.Series([s for p in picks.values() for s in p], dtype=object).value_counts()
-    for a, chosen in picks.items():
-        rows += [(sid, names[a], True, int(times[sid])) for sid in chosen]
+    for a in range(m):
+        rows += [(sid, names[a], True, int(times[sid])) for sid in picks.get(a, [])]
     return pd.DataFrame(rows, columns=ASSIGNMENT_COLUMNS)
+
+
+def _gold_needed(
+    shuffled: list[str],
+    items: set[str],
+    n_base: int,
+    m: int,
+    overlap: float,
+    per_item: int,
+    rate: float,
+) -> int:
+    """How many pool items serve as gold: the fewest ``G`` that the fullest queue's share fits,
+    the pool items after the first ``G`` being regular (so fewer gold means more regular items
+    and a larger share: the least fixed point of a decreasing map)."""
+    if rate <= 0 or not shuffled:
+        return 0
+    # Regular loads end within one item of each other: the fullest is ceil(total / m).
+    spare = [*np.cumsum([s in items for s in reversed(shuffled)])[::-1].tolist(), 0]
+    for g in range(len(shuffled) + 1):
+        n = n_base + spare[g]
+        total = n + int(np.rint(overlap * n)) * (per_item - 1 if per_item <= m else 0)
+        need = int(np.rint(rate * -(-total // m) / (1.0 - rate)))
+        if need <= g:
+            return g
+    raise ParameterError(
+        f"gold_rate={rate} gives the fullest queue {need} gold items but gold has only "
+        f"{len(shuffled)}; add gold answers or lower gold_rate"
+    )
 
 
 def assign(

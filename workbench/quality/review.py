@@ -20,7 +20,8 @@ Each item carries every annotator's label with its event id, the consensus with 
 computed on the fly with :func:`workbench.quality.consensus.consensus`) and the model's
 suggestion. The reviewer sees all of them; annotators never do (their sessions are blind).
 
-Decisions are events in the review round (by default one after the highest round of the labels):
+Decisions are events in the review round (by default one after the highest round of the task's
+events, a stored consensus round included; see ``round`` in :class:`ReviewSession`):
 
 - :meth:`ReviewSession.accept` — ``review(id, "accept", target=<event of the label accepted>)``;
 - :meth:`ReviewSession.set_label` — a class an annotator gave is an ``accept`` of their event;
@@ -119,6 +120,19 @@ def _is_correction(cur: pd.DataFrame, reviews: pd.DataFrame) -> np.ndarray:
     return np.array([k in keys for k in rows], dtype=bool)
 
 
+def _next_round(hist: pd.DataFrame) -> int:
+    """One after the highest round of ``hist`` (a task's events), leaving out review rounds:
+    every event of a reviewer in a round where they reviewed (verdicts, corrections, undos)."""
+    rounds = pd.to_numeric(hist["round"], errors="coerce")
+    is_review = (hist["kind"] == "review").to_numpy()
+    review_rounds = set(zip(hist["annotator"][is_review], rounds[is_review], strict=True))
+    in_review = np.array(
+        [k in review_rounds for k in zip(hist["annotator"], rounds, strict=True)], dtype=bool
+    )
+    rest = rounds[~in_review].dropna()
+    return int(rest.max()) + 1 if len(rest) else 0
+
+
 def _num(x: Any) -> float:
     ok = isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool)
     return float(x) if ok else math.nan
@@ -149,8 +163,11 @@ class ReviewSession:
         :data:`~workbench.quality.consensus.METHODS`); ``"majority"`` by default, whose ties are
         marked (never a coin flip) and come here as ``tie`` items.
     round
-        The review round; default: one after the highest round of the labels (corrections by
-        reviewers left out, so a resumed session keeps its round).
+        The review round; default: one after the highest round of the task's events in the
+        store (labels, a stored consensus, assignments), so a review after a consensus written
+        as round 1 is round 2. Review rounds themselves are left out (every event of a
+        reviewer in a round where they reviewed: verdicts and corrections), so a resumed
+        session, or a second reviewer, keeps the round.
     task
         The store's task.
 
@@ -219,14 +236,12 @@ class ReviewSession:
         and stay on the current item when it is still in the queue."""
         keep = self.current
         cur = self.store.current(task=self.task)
-        reviews = self.store.history(kind="review", task=self.task)
+        self._history = self.store.history(task=self.task)
+        reviews = self._history[self._history["kind"] == "review"]
         is_cons = cur["annotator"].astype(str).str.startswith(CONSENSUS_PREFIX).to_numpy()
         fix = _is_correction(cur, reviews)
         votes_df = cur[~is_cons & ~fix]
-        rounds = votes_df["round"].astype(int)
-        self.round = self._round if self._round is not None else (
-            int(rounds.max()) + 1 if len(rounds) else 0
-        )  # fmt: skip
+        self.round = self._round if self._round is not None else _next_round(self._history)
         self.classes: list[str] = list(self.store.classes)
         self.annotators: list[str] = sorted(map(str, votes_df["annotator"].unique()))
         self.items = self._gather(votes_df, cur[is_cons])
@@ -302,8 +317,7 @@ class ReviewSession:
     def _stored_consensus(self, cons_df: pd.DataFrame) -> dict[str, dict[str, Any]]:
         if cons_df.empty:
             return {}
-        extra_of: dict[int, Any] = {}
-        hist = self.store.history(task=self.task)
+        hist = self._history
         hist = hist[hist["event"].isin(set(cons_df["event"].astype(int)))]
         extra_of = dict(zip(hist["event"].astype(int), hist["extra"], strict=True))
         out: dict[str, dict[str, Any]] = {}
