@@ -12,7 +12,6 @@ group``) and reused until a new one is asked for.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,7 @@ def grouped_split(
     pandas.Series
         Index: the ids; values ``"train"`` / ``"val"``.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from workbench.quality.label_errors import group_folds
 
     ids = list(ids)
     index = pd.Index(ids)
@@ -94,10 +93,8 @@ def grouped_split(
         raise TrainError(
             "every class has a single sample: too few for a validation split; label more samples"
         )
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "least populated class has only N members": expected
-        _, val = next(cv.split(np.zeros((len(ids), 1)), strata, g))
+    # the first of k stratified group folds is the validation side
+    val = group_folds(strata, g, n_splits=k, random_state=seed) == 0
     side = np.full(len(ids), "train", dtype=object)
     side[val] = "val"
     return pd.Series(side, index=index.rename("id"), name="split")
