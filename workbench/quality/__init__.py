@@ -54,10 +54,12 @@ _EXPORTS = {
     "DawidSkene": "consensus", "crowdlab": "consensus", "dawid_skene": "consensus",
     "majority_vote": "consensus", "write_consensus": "consensus",
     # label_errors
-    "FILTERS": "label_errors", "ISSUE": "label_errors", "RANKINGS": "label_errors",
+    "C_GRID": "label_errors", "FILTERS": "label_errors", "ISSUE": "label_errors",
+    "RANKINGS": "label_errors",
     "LabelIssueReport": "label_errors", "duplicate_groups": "label_errors",
     "find_label_errors": "label_errors", "group_folds": "label_errors",
     "label_issues": "label_errors", "out_of_fold_probs": "label_errors",
+    "choose_regularization": "label_errors", "regularized_classifier": "label_errors",
     # boxes
     "BOX_ISSUES": "boxes", "box_agreement": "boxes", "box_issues": "boxes", "iou_matrix": "boxes",
     "match_boxes": "boxes",
