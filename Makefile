@@ -49,7 +49,7 @@ lab: data
 
 # The whole tour headless: notebooks 01-06 in order on the embedded animals sample, in a fresh
 # workspace under data/run-<UTC time>/; the executed notebooks (.ipynb and .html) are saved beside
-# it and the workspace's HTML reports are listed. Notebook 06 trains its full schedule (about 7
+# it and the workspace's HTML reports are listed. Notebook 06 trains its full schedule (about 9
 # minutes on two cores) unless WORKBENCH_SCHEDULE=short is set.
 RUN_STAMP := $(shell date -u +%Y%m%d-%H%M%S)
 RUN_DIR   ?= data/run-$(RUN_STAMP)
