@@ -100,11 +100,12 @@ class Ratio:
 
     def text(self, digits: int = 3) -> str:
         q1, q3 = self.iqr
-        return f"{self.median:.{digits}f} (IQR {q1:.{digits}f}-{q3:.{digits}f}, n={len(self.values)})"
+        n = len(self.values)
+        return f"{self.median:.{digits}f} (IQR {q1:.{digits}f}-{q3:.{digits}f}, n={n})"
 
 
 def verdict(ratio: Ratio, target: float, higher_is_better: bool = True, digits: int = 3) -> str:
-    """"0.871 (IQR 0.85-0.89, n=7) target >= 0.85: met in this invocation"."""
+    """ "0.871 (IQR 0.85-0.89, n=7) target >= 0.85: met in this invocation"."""
     op = ">=" if higher_is_better else "<="
     met = "met" if ratio.meets(target, higher_is_better) else "MISSED"
     return f"{ratio.text(digits)} target {op} {target}: {met} in this invocation"
@@ -145,7 +146,9 @@ def summary(last: int = 3) -> list[str]:
             hib = rows[-1]["higher_is_better"]
             target = rows[-1]["target"]
             ok = all((m >= target) if hib else (m <= target) for m in meds)
-            verdict_ = ("met" if ok else "missed") if len(rows) == last else f"{len(rows)} of {last} runs"
+            verdict_ = "met" if ok else "missed"
+            if len(rows) < last:
+                verdict_ = f"{len(rows)} of {last} invocations"
             op = ">=" if hib else "<="
             out.append(
                 f"{path.stem} | {name} | medians {', '.join(f'{m:.3f}' for m in meds)} | "
