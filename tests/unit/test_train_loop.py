@@ -238,3 +238,29 @@ def test_missing_weights_offline_name_the_fix(tmp_path, monkeypatch):
     assert "WeightsError" in events[-1]["error"]
     assert Run.load(ws, trainer.run_id).status["status"] == "failed"
     assert issubclass(WeightsError, WorkbenchError)
+
+
+def test_stop_between_epochs_and_after_the_last(setup):
+    """A stop asked during validation ends the run at that epoch's end (resumable there); one
+    asked during the last epoch's validation leaves the run finished, not stopped."""
+    ws, _, data, _, _ = setup
+    for epoch, expected in ((0, ("stopped", 1)), (SMALL["epochs"] - 1, ("finished", 3))):
+        trainer = Trainer(data)
+
+        def on_event(e, epoch=epoch, trainer=trainer):
+            if e["kind"] == "epoch" and e["epoch"] == epoch:
+                trainer.stop()  # as a click during validation lands: after the epoch's record
+
+        trainer.on_event(on_event)
+        result = trainer.fit(progress=False)
+        assert (result.status, result.epoch, result.batch) == (*expected, 0)
+        run = Run.load(ws, result.run_id)
+        assert run.status["status"] == expected[0]
+        assert run.load_checkpoint()["state"]["epoch"] == expected[1]
+
+
+def test_predict_proba_names_an_unknown_id(setup):
+    ws, cat, _, _, result = setup
+    run = Run.load(ws, result.run_id)
+    with pytest.raises(TrainError, match="not readable samples"):
+        run.predict_proba(cat, [cat.df["id"].iloc[0], "no/such.png"])

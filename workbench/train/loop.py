@@ -332,7 +332,7 @@ class Trainer:
             if early:
                 status = "early_stopped"
                 break
-            if self._stop.is_set():
+            if self._stop.is_set() and state["status"] == "running":  # not after the last epoch
                 status = "stopped"
                 break
         return self._finish(state, status)

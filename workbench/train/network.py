@@ -18,7 +18,7 @@ from workbench.train.config import TrainConfig
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_network", "head_name"]
+__all__ = ["build_network", "head_name", "parameter_groups"]
 
 
 def head_name(net: torch.nn.Module) -> str:

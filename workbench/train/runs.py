@@ -181,9 +181,9 @@ class Run:
         loss) or the ``"last"`` checkpoint's."""
         from workbench.train.network import build_network
 
-        p = self.file("best" if which == "best" else "checkpoint")
         if which not in ("best", "last"):
             raise TrainError(f"which must be 'best' or 'last', got {which!r}")
+        p = self.file("best" if which == "best" else "checkpoint")
         if not p.exists():
             raise TrainError(f"run {self.id} has no {which} weights yet; train it first (fit())")
         net = build_network(self.config.replace(pretrained=False), len(self.classes))
@@ -216,7 +216,14 @@ class Run:
 
         cat = catalog.ok
         if ids is not None:
-            cat = cat.filter(cat.df["id"].isin(list(ids)))
+            ids = [str(i) for i in ids]
+            cat = cat.filter(cat.df["id"].isin(ids))
+            missing = sorted(set(ids) - set(cat.df["id"].astype(str)))
+            if missing:
+                raise TrainError(
+                    f"{len(missing)} id(s) are not readable samples of the catalog, e.g. "
+                    f"{missing[0]!r}"
+                )
         ds = CatalogDataset(cat, transform=self.transform(), target=None)
         net = self.model()
         out = []
@@ -226,7 +233,7 @@ class Run:
                 out.append(torch.softmax(net(x), dim=1))
         p = torch.cat(out).numpy() if out else []
         df = pd.DataFrame(p, index=pd.Index(ds.ids, name="id"), columns=self.classes)
-        return df.loc[list(ids)] if ids is not None else df
+        return df.loc[ids] if ids is not None else df
 
     def embedder(self, batch_size: int = 64, device: str = "cpu") -> Embedder:
         """An :class:`~workbench.embed.Embedder` whose network is this run's fine-tuned backbone
