@@ -695,7 +695,9 @@ _LAYOUT_JS = """([root, controls, board]) => {
       && getComputedStyle(e).overflowX !== 'scroll';
     if (cut) out.clipped.push(name(e) + ` (${e.scrollWidth} > ${e.clientWidth})`);
   }
-  // Text inside a board cut by an ancestor that hides its overflow (a tile, a caption box).
+  // Text inside a board cut by an ancestor that hides its overflow (a tile, a caption box);
+  // reported once, as cut: the part drawn outside its box is not on screen to overlap.
+  const cut = new Set();
   for (const e of inBoards.filter(visible)) {
     const r = e.getBoundingClientRect();
     for (let a = e.parentElement; a && a !== box.parentElement; a = a.parentElement) {
@@ -705,11 +707,13 @@ _LAYOUT_JS = """([root, controls, board]) => {
       if ((hideX && (r.right > q.right + 1 || r.left < q.left - 1))
           || (hideY && (r.bottom > q.bottom + 1 || r.top < q.top - 1))) {
         out.clipped.push(name(e) + ' (cut by ' + name(a) + ')');
+        cut.add(e);
         break;
       }
     }
   }
-  const leaves = els.filter(e => shown(e) && !els.some(o => o !== e && e.contains(o)));
+  const leaves = els.filter(e => shown(e) && !cut.has(e)
+    && !els.some(o => o !== e && e.contains(o)));
   for (let i = 0; i < leaves.length; i++) for (let j = i + 1; j < leaves.length; j++) {
     const a = leaves[i].getBoundingClientRect(), b = leaves[j].getBoundingClientRect();
     const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
