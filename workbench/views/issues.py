@@ -584,8 +584,9 @@ class IssueReview(W.VBox):
         if list(self.issue.options) != options:
             self.issue.unobserve(self._on_issue_change, "value")
             try:
-                self.issue.options = options
-                self.issue.value = issue
+                with self.issue.hold_sync():  # new labels and the same choice: one message
+                    self.issue.options = options
+                    self.issue.value = issue
             finally:
                 self.issue.observe(self._on_issue_change, "value")
         self.histogram.value = png
