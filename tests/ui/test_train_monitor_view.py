@@ -77,11 +77,15 @@ def test_stop_clicked_in_the_browser_ends_the_run_at_a_batch_boundary(page, jupy
         text = view.locator(".wb-train-status").inner_text()
         # inside an epoch "epoch E, batch B"; a click that lands in validation or between epochs
         # stops at the boundary: "the end of epoch N" (N epochs done, no batch of the next)
-        inside = re.search(r"stopped at epoch (\d+), batch (\d+) — checkpoint saved; resume with", text)
-        between = re.search(r"stopped at the end of epoch (\d+) — checkpoint saved; resume with", text)
+        saved = " — checkpoint saved; resume with"
+        inside = re.search(r"stopped at epoch (\d+), batch (\d+)" + saved, text)
+        between = re.search(r"stopped at the end of epoch (\d+)" + saved, text)
         assert inside or between, text
-        done, batch = (int(inside.group(1)) - 1, int(inside.group(2))) if inside else (
-            int(between.group(1)), 0)
+        done, batch = (
+            (int(inside.group(1)) - 1, int(inside.group(2)))
+            if inside
+            else (int(between.group(1)), 0)
+        )
         assert (batch > 0) if inside else done >= 1, text
         stop = view.locator(".wb-train-stop").first
         assert stop.is_disabled() and stop.inner_text().strip() == "Stopped"
