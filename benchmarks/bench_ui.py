@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_ui.py [--quick] [--actions 20] [--workspace PATH]
         [--warmup 1] [--think 0.3] [--quiet-ms 500] [--timeout 60] [--screenshot FILE]
+        [--views browser,issues,tuner,labeler,boxer]
 
 What a user waits for, measured in the page. One notebook builds each view in its own cell over
 the 10,000-image animals workspace (``--quick``: 2,000 images, 3 actions each): DataBrowser,
@@ -681,6 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-ms", type=float, default=500, help="no change this long: done")
     parser.add_argument("--timeout", type=float, default=60, help="per action, s")
     parser.add_argument("--screenshot", type=Path, help="save the page here at the end")
+    parser.add_argument(
+        "--views", default="", help="only these views' actions, e.g. 'issues,tuner' (of: "
+        "browser, issues, tuner, labeler, boxer); default all"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     rounds = args.actions or (3 if args.quick else 20)
     if not H.CHROMIUM.exists():
@@ -704,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"load before: {_load()}", flush=True)
         views = make_actions()
+        if args.views:
+            wanted = [v.strip() for v in args.views.split(",") if v.strip()]
+            unknown = sorted(set(wanted) - set(views))
+            if unknown:
+                parser.error(f"--views: unknown {unknown}; choose from {list(views)}")
+            views = {k: v for k, v in views.items() if k in wanted}
         with H.start_lab(tmp / "lab") as lab, sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=str(H.CHROMIUM), headless=True, args=H.CHROMIUM_ARGS

@@ -273,6 +273,15 @@ class IssueReport:
     computed: int = 0
     seconds: float = 0.0
     _groups: dict[str, list[list[str]]] = field(default_factory=dict, repr=False, compare=False)
+    # The pairs as integer edges sorted by distance, with (group, keeper) per radius: a
+    # threshold move regroups without string lookups, and a drag revisits the same radii.
+    _near: _NearGraph | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # adopt the graph check() grouped with: the first threshold move then builds nothing
+        graph = _BUILT.pop() if _BUILT else None
+        if graph is not None and graph.adopt(self.pairs, self.samples):
+            self._near = graph
 
     def summary(self) -> pd.DataFrame:
         """Per issue: samples checked, flagged, threshold."""
@@ -318,8 +327,11 @@ class IssueReport:
 
     def _regroup_near(self) -> None:
         rows = self.table.index[self.table["issue"] == "near_duplicate"]
-        groups, keepers = _near_groups(self.table.loc[rows, "id"], self.pairs, self.radius,
-                                       self.samples)  # fmt: skip
+        ids = self.table.loc[rows, "id"].to_numpy(object)
+        near = self._near
+        if near is None or not near.fits(ids, self.pairs, self.samples):
+            near = self._near = _NearGraph(ids, self.pairs, self.samples)
+        groups, keepers = near.groups(self.radius)
         self.table.loc[rows, "group"] = groups
         self.table.loc[rows, "keeper"] = keepers
 
@@ -333,27 +345,86 @@ def _radius(threshold: float) -> int:
     return math.floor((1.0 - threshold) * HASH_BITS + 1e-9)
 
 
+class _NearGraph:
+    """The near-duplicate pairs of one report as integer edges between content hashes, sorted
+    by distance: grouping at any radius is then a prefix of the edges and one vectorised
+    connected-components call (no string lookups per threshold move)."""
+
+    def __init__(self, ids: Any, pairs: pd.DataFrame, samples: pd.DataFrame) -> None:
+        self.ids = np.asarray(ids, dtype=object)
+        self._pairs, self._samples = pairs, samples  # what it was built from
+        info = samples.set_index("id").reindex(self.ids)
+        h = info["hash"].to_numpy(object)
+        nodes = pd.Index(pd.unique(h))  # first appearance order: component labels follow it
+        self.node = nodes.get_indexer(h)
+        self.n = len(nodes)
+        ia = nodes.get_indexer(pairs["a"].to_numpy(object))
+        ib = nodes.get_indexer(pairs["b"].to_numpy(object))
+        keep = (ia >= 0) & (ib >= 0)
+        dist = pairs["distance"].to_numpy(float)[keep]
+        order = np.argsort(dist, kind="stable")
+        self.a, self.b, self.dist = ia[keep][order], ib[keep][order], dist[order]
+        self.area = info["area"].to_numpy()
+
+        self._by_radius: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def adopt(self, pairs: pd.DataFrame, samples: pd.DataFrame) -> bool:
+        """Serve a report holding these pairs and an equal copy of the samples."""
+        if pairs is not self._pairs or not samples.equals(self._samples):
+            return False
+        self._samples = samples
+        return True
+
+    def fits(self, ids: np.ndarray, pairs: pd.DataFrame, samples: pd.DataFrame) -> bool:
+        """Built from these very pairs and samples, for these ids."""
+        return (
+            pairs is self._pairs
+            and samples is self._samples
+            and len(ids) == len(self.ids)
+            and bool((ids == self.ids).all())
+        )
+
+    def groups(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Group per id (``None`` outside any) and keeper flags at ``radius`` (copies)."""
+        if radius not in self._by_radius:
+            self._by_radius[radius] = self._group(radius)
+        group, keeper = self._by_radius[radius]
+        return group.copy(), keeper.copy()
+
+    def _group(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        m = int(np.searchsorted(self.dist, radius, side="right"))
+        a, b = self.a[:m], self.b[:m]
+        graph = coo_matrix((np.ones(m, dtype=np.int8), (a, b)), shape=(self.n, self.n))
+        _, comp = connected_components(graph, directed=False)
+        touched = np.zeros(self.n, dtype=bool)
+        touched[a] = touched[b] = True
+        label = np.where(touched, comp, -1)[self.node]
+        inside = np.flatnonzero(label >= 0)
+        _, rank = np.unique(label[inside], return_inverse=True)
+        group = np.full(len(self.ids), None, dtype=object)
+        group[inside] = np.char.add("n", rank.astype(str)).astype(object)
+        best = pd.DataFrame({"c": label[inside], "a": self.area[inside],
+                             "id": self.ids[inside], "at": inside})  # fmt: skip
+        best = best.sort_values(["c", "a", "id"], ascending=[True, False, True])
+        keeper = np.zeros(len(self.ids), dtype=bool)
+        keeper[best.drop_duplicates("c")["at"].to_numpy()] = True
+        return group, keeper
+
+
 def _near_groups(
     ids: Any, pairs: pd.DataFrame, radius: int, samples: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
     """Group per id (components of content pairs within ``radius``; ``None`` outside any) and
     the suggested keeper: largest area, then first id."""
-    close = pairs[pairs["distance"] <= radius]
-    ids = np.asarray(ids, dtype=object)
-    info = samples.set_index("id").reindex(ids)
-    h = info["hash"].to_numpy(object)
-    hashes = pd.unique(h)
-    label = _components(hashes, close["a"], close["b"])[pd.Index(hashes).get_indexer(h)]
-    inside = np.flatnonzero(label >= 0)
-    _, rank = np.unique(label[inside], return_inverse=True)
-    group = np.full(len(ids), None, dtype=object)
-    group[inside] = np.char.add("n", rank.astype(str)).astype(object)
-    best = pd.DataFrame({"c": label[inside], "a": info["area"].to_numpy()[inside],
-                         "id": ids[inside], "at": inside})  # fmt: skip
-    best = best.sort_values(["c", "a", "id"], ascending=[True, False, True])
-    keeper = np.zeros(len(ids), dtype=bool)
-    keeper[best.drop_duplicates("c")["at"].to_numpy()] = True
-    return group, keeper
+    graph = _NearGraph(ids, pairs, samples)
+    _BUILT[:] = [graph]  # for the report check() makes next (IssueReport.__post_init__)
+    return graph.groups(radius)
+
+
+_BUILT: list[_NearGraph] = []  # the last graph _near_groups built, until a report adopts it
 
 
 def check(

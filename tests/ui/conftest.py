@@ -661,10 +661,18 @@ _CONTROLS = (
     " .widget-html-content, .widget-checkbox label"
 )
 
-_LAYOUT_JS = """([root, controls]) => {
+# Views that draw many tiles from one HTML value (``HtmlBoard``, the labelers' card) carry the
+# class ``wb-html-board``; every element there holding text is checked like a control, and also
+# for being cut by an ancestor (``overflow: hidden``) inside the view.
+_BOARD = ".wb-html-board"
+
+_LAYOUT_JS = """([root, controls, board]) => {
   const out = {clipped: [], overlapping: []};
   const box = document.querySelector(root);
   if (!box) return {missing: root};
+  const hasText = e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  const inBoards = [...box.querySelectorAll(board)]
+    .flatMap(b => [...b.querySelectorAll('*')].filter(hasText));
   const visible = e => { const r = e.getBoundingClientRect();
     const st = getComputedStyle(e);
     return r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none'; };
@@ -681,13 +689,31 @@ _LAYOUT_JS = """([root, controls]) => {
       }
     }
     return true; };
-  const els = [...box.querySelectorAll(controls)].filter(visible);
+  const els = [...new Set([...box.querySelectorAll(controls), ...inBoards])].filter(visible);
   for (const e of els) {
     const cut = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'auto'
       && getComputedStyle(e).overflowX !== 'scroll';
     if (cut) out.clipped.push(name(e) + ` (${e.scrollWidth} > ${e.clientWidth})`);
   }
-  const leaves = els.filter(e => shown(e) && !els.some(o => o !== e && e.contains(o)));
+  // Text inside a board cut by an ancestor that hides its overflow (a tile, a caption box);
+  // reported once, as cut: the part drawn outside its box is not on screen to overlap.
+  const cut = new Set();
+  for (const e of inBoards.filter(visible)) {
+    const r = e.getBoundingClientRect();
+    for (let a = e.parentElement; a && a !== box.parentElement; a = a.parentElement) {
+      const st = getComputedStyle(a);
+      const q = a.getBoundingClientRect();
+      const hideX = /(hidden|clip)/.test(st.overflowX), hideY = /(hidden|clip)/.test(st.overflowY);
+      if ((hideX && (r.right > q.right + 1 || r.left < q.left - 1))
+          || (hideY && (r.bottom > q.bottom + 1 || r.top < q.top - 1))) {
+        out.clipped.push(name(e) + ' (cut by ' + name(a) + ')');
+        cut.add(e);
+        break;
+      }
+    }
+  }
+  const leaves = els.filter(e => shown(e) && !cut.has(e)
+    && !els.some(o => o !== e && e.contains(o)));
   for (let i = 0; i < leaves.length; i++) for (let j = i + 1; j < leaves.length; j++) {
     const a = leaves[i].getBoundingClientRect(), b = leaves[j].getBoundingClientRect();
     const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
@@ -702,10 +728,14 @@ _LAYOUT_JS = """([root, controls]) => {
 def layout_problems(page: Any, root: str, controls: str = _CONTROLS) -> dict[str, list[str]]:
     """Controls under ``root`` whose text is cut (``scrollWidth > clientWidth``) or that overlap.
 
+    Inside tiles drawn from one HTML value (class ``wb-html-board``: captions, group heads, the
+    labelers' card) every element holding text counts as a control, and text cut by an
+    ancestor that hides its overflow counts as clipped too.
+
     Returns ``{"clipped": [...], "overlapping": [...]}`` (both empty when the layout is sound);
     ``{"missing": root}`` if no element matches ``root``.
     """
-    return page.evaluate(_LAYOUT_JS, [root, controls])
+    return page.evaluate(_LAYOUT_JS, [root, controls, _BOARD])
 
 
 COLOUR_CLASSES = ["red", "green", "blue"]

@@ -70,3 +70,40 @@ def test_button_click_updates_label(page: Any, jupyter_lab: Any, ui: Any, tmp_pa
         shot = ui.screenshot(page, tmp_path, "smoke-failure.png")
         print(f"screenshot: {shot}\nconsole errors: {page.wb_console_errors}")
         raise
+
+
+BOARD_CELL = """\
+import ipywidgets as widgets
+from workbench.views._common import HtmlBoard
+
+board = HtmlBoard(html=(
+    '<div style="display:flex;gap:8px">'
+    '<div class="t-ok" style="width:120px">fits/ok.png</div>'
+    '<div style="width:60px;overflow:hidden"><span class="t-cut" style="white-space:nowrap">'
+    'a caption far too long for its tile</span></div>'
+    '<div style="width:60px"><span class="t-seg" style="display:inline-block;max-width:100%;'
+    'overflow:hidden;text-overflow:ellipsis;white-space:nowrap">cow_000457_long.png</span></div>'
+    '</div>'
+))
+box = widgets.VBox([board])
+box.add_class("wb-board-check")
+box
+"""
+
+
+def test_layout_problems_sees_text_cut_inside_an_html_board(
+    page: Any, jupyter_lab: Any, ui: Any, tmp_path: Path
+) -> None:
+    """Captions drawn inside one HTML value count: cut by their tile, or ended in an ellipsis."""
+    from playwright.sync_api import expect
+
+    ui.write_notebook(jupyter_lab.root / "ui_board.ipynb", [BOARD_CELL])
+    ui.open_notebook(page, jupyter_lab, "ui_board.ipynb")
+    ui.run_all(page)
+    assert not ui.error_outputs(page)
+    expect(page.locator(".wb-board-check .t-ok")).to_be_visible(timeout=30_000)
+    found = ui.layout_problems(page, ".wb-board-check")
+    clipped = " | ".join(found["clipped"])
+    assert "a caption far too long" in clipped and "(cut by" in clipped, found
+    assert "cow_000457_long.png" in clipped, found
+    assert "fits/ok.png" not in clipped and not found["overlapping"], found

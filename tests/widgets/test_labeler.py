@@ -364,3 +364,22 @@ def test_blind_labeling_hides_the_id(cat, store):
     assert lab.current not in lab.info.value and "item 1 of 60" in lab.info.value
     seen = Labeler(cat, store, annotator="ana", blind=False)
     assert "item 1 of 60" in seen.info.value and "&lt;i&gt;wasp/00.png" in seen.info.value
+
+
+def test_a_key_reaches_the_browser_as_one_message(cat, store, monkeypatch):
+    """Progress, confirmation, image and info change together: one widget message per key."""
+    import ipywidgets
+
+    lab = Labeler(cat, store, annotator="ana")
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        ipywidgets.Widget, "_send", lambda w, msg, buffers=None: sent.append((w.model_id, msg))
+    )
+    for k in ("1", "s", "Backspace", "ArrowRight"):
+        before = lab.image.value
+        browser_key(lab, k)
+        assert len(sent) == 1, (k, [m["state"].keys() for _, m in sent])
+        ((model, msg),) = sent
+        assert model == lab.card.model_id and lab.image.value != before
+        assert ["image"] in msg["buffer_paths"] and "info" in msg["state"]
+        sent.clear()

@@ -264,6 +264,7 @@ class HtmlBoard(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.add_class("wb-html-board")  # browser tests check the text drawn inside for cuts
         self._callbacks: list[Callable[[str, int, str | None], None]] = []
         self.on_msg(self._receive)
 

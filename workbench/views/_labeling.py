@@ -20,7 +20,9 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import anywidget
 import ipywidgets as W
+import traitlets
 
 from workbench.catalog import Catalog
 from workbench.labels import LabelStore
@@ -28,7 +30,10 @@ from workbench.labels.session import LabelingSession
 from workbench.thumbs import Thumb, escape
 from workbench.views._common import ErrorBanner, KeyReader, guarded, reports_inline
 
-__all__ = ["SHARED_KEYS", "DecisionControls", "LabelingView", "done_tile", "session_attribute"]
+__all__ = [
+    "CARD_CSS", "SHARED_KEYS", "DecisionControls", "LabelCard", "LabelingView", "done_tile",
+    "session_attribute",
+]  # fmt: skip
 
 #: Keys that do the same in every labeling view: submit, skip, undo, browse back and forward.
 SHARED_KEYS = ("Enter", "s", "Backspace", "ArrowLeft", "ArrowRight")
@@ -51,6 +56,81 @@ def done_tile(size: int, text: str) -> Thumb:
 def session_attribute(name: str, doc: str) -> property:
     """A read-only view attribute that reads ``view.session.<name>``."""
     return property(lambda self: getattr(self.session, name), doc=doc)
+
+
+_CARD_ESM = r"""
+function render({ model, el }) {
+  el.innerHTML = `<div class="wb-card-top"><span class="wb-progress"></span>
+    <span class="wb-status"></span></div><div class="wb-card-main">
+    <img class="wb-image" alt="the item to label"><div class="wb-info"></div></div>`;
+  const [progress, status, img, info] = [".wb-progress", ".wb-status", ".wb-image", ".wb-info"]
+    .map((s) => el.querySelector(s));
+  let url = null;
+  const draw = () => {
+    const size = model.get("size") + "px";
+    img.style.width = img.style.height = size;
+    const bytes = model.get("image");
+    if (url) URL.revokeObjectURL(url);
+    url = bytes && bytes.byteLength
+      ? URL.createObjectURL(new Blob([bytes], { type: "image/" + model.get("format") }))
+      : null;
+    if (url) img.src = url; else img.removeAttribute("src");
+    info.innerHTML = model.get("info");
+    progress.innerHTML = model.get("progress");
+    status.innerHTML = model.get("status");
+  };
+  draw();
+  model.on("change", draw);
+  return () => { model.off("change", draw); if (url) URL.revokeObjectURL(url); };
+}
+export default { render };
+"""
+
+CARD_CSS = """<style>
+.wb-card .wb-card-top { display: flex; align-items: baseline; gap: 16px; min-height: 1.5em; }
+.wb-card .wb-card-main { display: flex; align-items: flex-start; }
+.wb-card .wb-image { object-fit: contain; flex: 0 0 auto; }
+.wb-card .wb-info { padding: 0 0 0 12px; width: 320px; overflow-wrap: anywhere; }
+</style>"""
+
+
+class LabelCard(anywidget.AnyWidget):
+    """The part of a labeling view that changes on every decision, as ONE widget: progress,
+    the confirmation, the large image and which item it is (classes ``wb-progress``,
+    ``wb-status``, ``wb-image``, ``wb-info``). A key press then reaches the browser as one
+    message (four widgets made it four, each decoded and drawn in turn).
+
+    Change several parts in ``with card.hold_sync():`` to send them together. ``parts()``
+    gives each part as an object with a ``value`` trait, so the view's ``image``, ``info``,
+    ``progress_label`` and ``status`` keep reading and writing like the widgets they were.
+    """
+
+    _esm = _CARD_ESM
+    image = traitlets.Bytes(b"").tag(sync=True)
+    format = traitlets.Unicode("png").tag(sync=True)
+    size = traitlets.Int(384).tag(sync=True)
+    info = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("wb-html-board")  # browser tests check the text drawn inside for cuts
+
+    def part(self, name: str) -> _CardPart:
+        """The part ``name`` as an object whose ``value`` reads and writes it."""
+        return _CardPart(self, name)
+
+
+class _CardPart(traitlets.HasTraits):
+    """One part of a :class:`LabelCard`: ``value`` mirrors the card's trait both ways."""
+
+    value = traitlets.Any()
+
+    def __init__(self, card: LabelCard, name: str) -> None:
+        super().__init__(value=getattr(card, name))
+        self.observe(lambda ch: setattr(card, name, ch["new"]), "value")
+        card.observe(lambda ch: setattr(self, "value", ch["new"]), name)
 
 
 class DecisionControls:
@@ -197,7 +277,7 @@ class LabelingView(DecisionControls, W.VBox):
     # ------------------------------------------------------------------ navigation
     def go(self, where: int | str) -> None:
         """Show the item at queue position ``where`` (clipped), or the sample with that id."""
-        with self.session.lock:
+        with self.session.lock, self._batch():
             self.session.go(where)
             self._show()
             self.status.value = ""  # a confirmation belongs to the item it was made on
@@ -248,8 +328,13 @@ class LabelingView(DecisionControls, W.VBox):
 
     def _after_decision(self) -> None:
         self.error.clear()
-        self._show()
-        self.status.value = self._status_html()
+        with self._batch():
+            self._show()
+            self.status.value = self._status_html()
+
+    def _batch(self) -> contextlib.AbstractContextManager:
+        """Changes made inside reach the browser together (a view with one card: one message)."""
+        return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ drawing
     def _progress_html(self) -> str:

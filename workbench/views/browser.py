@@ -395,7 +395,13 @@ class DataBrowser(W.VBox):
         """Ids of the tiles drawn now, in order."""
         return [row["id"] for row, _ in self._shown]
 
-    def _draw_grid(self) -> None:
+    def _draw_grid(self, html: str | None = None) -> None:
+        """Show the page's tiles (``html``: made by :meth:`_grid_html` already)."""
+        html = self._grid_html() if html is None else html
+        if self.grid.html != html:
+            self.grid.html = html
+
+    def _grid_html(self) -> str:
         """The page's tiles as one HTML value; the selected sample's tile is marked."""
         size = self.thumb_size
         tiles = []
@@ -408,9 +414,7 @@ class DataBrowser(W.VBox):
                 f'<div class="wb-caption" style="width:{size + 8}px">{self._caption(row)}</div>'
                 "</div>"
             )
-        html = f'<div class="wb-grid">{"".join(tiles)}</div>'
-        if self.grid.html != html:
-            self.grid.html = html
+        return f'<div class="wb-grid">{"".join(tiles)}</div>'
 
     def _caption(self, row: dict) -> str:
         name = escape(row["id"].rsplit("/", 1)[-1])
@@ -434,15 +438,17 @@ class DataBrowser(W.VBox):
             self._pool.map(lambda r: self.catalog.thumbnail(r["id"], self.thumb_size), rows)
         )
         self._shown = list(zip(rows, thumbs, strict=True))
+        html = self._grid_html()  # made before anything is sent: the changes go out together
+        total = len(view)
+        shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
+        label = (
+            f"<span>Page <b>{self.page + 1}</b> / {self.pages} · {shown} of {total:,}"
+            f"{'' if total == len(self.catalog) else f' (filtered from {len(self.catalog):,})'}"
+            "</span>"
+        )
         with self.hold_sync():
-            self._draw_grid()
-            total = len(view)
-            shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
-            self.page_label.value = (
-                f"<span>Page <b>{self.page + 1}</b> / {self.pages} · {shown} of {total:,}"
-                f"{'' if total == len(self.catalog) else f' (filtered from {len(self.catalog):,})'}"
-                "</span>"
-            )
+            self._draw_grid(html)
+            self.page_label.value = label
             self.prev_button.disabled = self.page == 0
             self.next_button.disabled = self.page >= self.pages - 1
         self._prefetch(self.page + 1)

@@ -384,8 +384,7 @@ class IssueReview(W.VBox):
     @guarded
     def _on_issue_change(self, change: dict) -> None:
         self.page = 0
-        self._set_slider(change["new"])
-        self._refresh()
+        self._refresh(slider=True)
 
     @guarded
     def _on_threshold_change(self, change: dict) -> None:
@@ -441,8 +440,10 @@ class IssueReview(W.VBox):
     def _on_decisions_change(self, _action: str, _ids: list[str]) -> None:
         """Any decision on the store (this view, code, another view): restyle, recount."""
         self._excluded = self.decisions.excluded_for()
-        self._draw_body()
-        self._update_counts()
+        html, counts = self._body_html(), self._counts_html()  # both ready, then both sent
+        if self.body.html != html:
+            self.body.html = html
+        self.counts.value = counts
 
     # ------------------------------------------------------------------ internals
     def _decide(self, action: str, ids: list[str]) -> None:
@@ -526,10 +527,13 @@ class IssueReview(W.VBox):
     def _all_shown(self, group: list[str]) -> bool:
         return len(group) <= _MAX_GROUP_TILES or group[0] in self._expanded
 
-    def _draw_body(self) -> None:
-        """The page's tiles, group heads and buttons as the body's one HTML value."""
+    def _body_html(self) -> str:
+        """The page's tiles, group heads and buttons as one HTML value (``shown`` follows)."""
         self.shown = self._html.rows(self)
-        html = self._html.html(self, self.shown)
+        return self._html.html(self, self.shown)
+
+    def _draw_body(self) -> None:
+        html = self._body_html()
         if self.body.html != html:
             self.body.html = html
 
@@ -546,11 +550,14 @@ class IssueReview(W.VBox):
             self.threshold.observe(self._on_threshold_change, "value")
 
     def _update_counts(self) -> None:
+        self.counts.value = self._counts_html()
+
+    def _counts_html(self) -> str:
         issue = self.issue.value
         shown = {i for g in self._items() for i in g}
         here = sum(i in self._excluded for i in shown)
         what = "in groups" if self.is_group_view else "flagged"
-        self.counts.value = (
+        return (
             f"<span>{_n(len(shown), 'image')} {what} · {here:,} of them excluded · "
             f"{len(self._excluded):,} excluded in total</span>"
             if issue in DUPLICATE_CHECKS
@@ -558,41 +565,67 @@ class IssueReview(W.VBox):
             f"{len(self._excluded):,} excluded in total</span>"
         )
 
-    def _refresh(self) -> None:
+    def _refresh(self, slider: bool = False) -> None:
+        """Redraw for a new issue (``slider``: its threshold range too) or threshold.
+
+        Everything is computed first and the changes are sent back to back at the end, so
+        they reach the page together instead of one by one as each is ready."""
         self.error.clear()
         issue = self.issue.value
         self._excluded = self.decisions.excluded_for()
-        with self.hold_sync():
-            options = self._options()
-            if list(self.issue.options) != options:
-                self.issue.unobserve(self._on_issue_change, "value")
-                self.issue.options = options
-                self.issue.value = issue
+        options = self._options()
+        png = self._histogram_png()
+        note = ""
+        if issue == "near_duplicate":
+            note = f"pHash + dHash distance ≤ <b>{self.report.radius}</b> of 128 bits"
+        page = self._page_values()
+        if slider:
+            self._set_slider(issue)
+        if list(self.issue.options) != options:
+            self.issue.unobserve(self._on_issue_change, "value")
+            try:
+                with self.issue.hold_sync():  # new labels and the same choice: one message
+                    self.issue.options = options
+                    self.issue.value = issue
+            finally:
                 self.issue.observe(self._on_issue_change, "value")
-            self.histogram.value = self._histogram_png()
-            note = ""
-            if issue == "near_duplicate":
-                note = f"pHash + dHash distance ≤ <b>{self.report.radius}</b> of 128 bits"
-            self.threshold_note.value = f"<span style='font-size:12px'>{note}</span>"
-            self.threshold_note.layout.display = None if note else "none"
-        self._render_body()
+        self.histogram.value = png
+        self.threshold_note.value = f"<span style='font-size:12px'>{note}</span>"
+        self.threshold_note.layout.display = None if note else "none"
+        self._show_page(page)
 
     def _render_body(self) -> None:
-        self._draw_body()
-        n = self._per_page()
-        upcoming = self._items()[(self.page + 1) * n : (self.page + 2) * n]
-        if upcoming:
-            self._warmer.submit(
-                self._warm_thumbnails, [i for g in upcoming for i in g[:_MAX_GROUP_TILES]]
-            )
+        self._show_page(self._page_values())
+
+    def _page_values(self) -> dict[str, Any]:
+        """The body's HTML, the page label, the buttons' states and the counts, computed."""
+        body = self._body_html()
         total = len(self._items())
         what = (
             f"{_n(total, 'group')} ({_n(sum(map(len, self._items())), 'image')})"
             if self.is_group_view
             else _n(total, "image")
         )
-        with self.hold_sync():
-            self.page_label.value = f"<span>Page {self.page + 1} / {self._pages()} · {what}</span>"
-            self.prev_button.disabled = self.page == 0
-            self.next_button.disabled = self.page >= self._pages() - 1
-        self._update_counts()
+        return {
+            "body": body,
+            "label": f"<span>Page {self.page + 1} / {self._pages()} · {what}</span>",
+            "first": self.page == 0,
+            "last": self.page >= self._pages() - 1,
+            "counts": self._counts_html(),
+        }
+
+    def _show_page(self, values: dict[str, Any]) -> None:
+        """Send what :meth:`_page_values` computed (only what changed), then warm the next
+        page's thumbnails."""
+        if self.body.html != values["body"]:
+            self.body.html = values["body"]
+        self.page_label.value = values["label"]
+        self.prev_button.disabled = values["first"]
+        self.next_button.disabled = values["last"]
+        self.counts.value = values["counts"]
+        n = self._per_page()
+        upcoming = self._items()[(self.page + 1) * n : (self.page + 2) * n]
+        if upcoming:
+            self._warmer.submit(
+                self._warm_thumbnails, [i for g in upcoming for i in g[:_MAX_GROUP_TILES]]
+            )

@@ -37,6 +37,7 @@ Enter, s, Backspace and the arrows do the same in the :class:`~workbench.views.b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,13 @@ from workbench.errors import ParameterError
 from workbench.labels import LabelError, LabelStore
 from workbench.labels.session import ACTIVE_ORDERS, ORDERS, LabelingSession
 from workbench.views._common import ErrorBanner, escape, guarded, log, reports_inline
-from workbench.views._labeling import LabelingView, done_tile, session_attribute
+from workbench.views._labeling import (
+    CARD_CSS,
+    LabelCard,
+    LabelingView,
+    done_tile,
+    session_attribute,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,8 +124,10 @@ class Labeler(LabelingView):
         The sample ids in the order they are offered.
     suggestions : list of (str, float)
         The assistant's top-3 for the current item (empty without a fitted assistant).
-    image : ipywidgets.Image
-        The large image (class ``wb-image``).
+    card : LabelCard
+        Progress, confirmation, the large image (class ``wb-image``) and the item's info as one
+        widget; ``image``, ``info``, ``progress_label`` and ``status`` are its parts (each a
+        ``value``).
     """
 
     def __init__(
@@ -183,12 +192,14 @@ class Labeler(LabelingView):
         #: hotkey -> class name
         self.keymap: dict[str, str] = dict(zip(CLASS_KEYS, pinned, strict=False))
 
-        self.progress_label = W.HTML().add_class("wb-progress")
-        self.status = W.HTML(layout=W.Layout(margin="0 0 0 16px")).add_class("wb-status")
-        self.assistant_label = W.HTML(layout=W.Layout(margin="0 0 0 24px"))
+        #: Progress, confirmation, image and item info: one widget, one message per key.
+        self.card = LabelCard(size=self.image_size).add_class("wb-card")
+        self.progress_label = self.card.part("progress")
+        self.status = self.card.part("status")
+        self.image = self.card.part("image")
+        self.info = self.card.part("info")
+        self.assistant_label = W.HTML(layout=W.Layout(margin="0 0 4px 0"))
         self.assistant_label.add_class("wb-assistant")
-        self.image = self._image_box(self.image_size)
-        self.info = W.HTML().add_class("wb-info")
         self.suggestion_header = W.HTML("<b>Suggestions</b>", layout=W.Layout(display="none"))
         self.suggestion_buttons: list[W.Button] = []
         for k in (1, 2, 3):
@@ -229,18 +240,15 @@ class Labeler(LabelingView):
         self.help = W.HTML(f'<span style="color:#666;font-size:12px">{escape(help_text)}</span>')
 
         side = W.VBox(
-            [self.info, self.suggestion_box], layout=W.Layout(padding="0 0 0 12px", width="320px")
+            [self.assistant_label, self.suggestion_box],
+            layout=W.Layout(padding="0 0 0 12px", width="300px"),
         )
         choose = [self.buttons] if self.search is None else [self.buttons, self.search]
         self.board = W.VBox(
-            [W.HBox([self.image, side]), *choose, W.HBox(nav).add_class("wb-tools")]
+            [W.HBox([self.card, side]), *choose, W.HBox(nav).add_class("wb-tools")]
         ).add_class("wb-board")
-        rows: list[W.Widget] = [
-            W.HBox([self.progress_label, self.status, self.assistant_label]),
-            self.error,
-            self.board,
-            self.help,
-        ]
+        style = W.HTML(CARD_CSS, layout=W.Layout(height="0px", margin="0"))
+        rows: list[W.Widget] = [style, self.error, self.board, self.help]
         W.VBox.__init__(self, rows)
         self.add_class("wb-labeler")
         keys = [*self.keymap, "Escape"]
@@ -433,10 +441,16 @@ class Labeler(LabelingView):
         value = s.value_of(sid) if sid is not None else None
         if self.task == "multi":
             self._pending = set(value) if isinstance(value, list) else set()
-        with self.image.hold_sync():
-            self.image.format = thumb.format
-            self.image.value = thumb.data
+        with self.card.hold_sync():
+            self._draw(s, sid, thumb, value)
         s.mark_shown()
+
+    def _batch(self) -> contextlib.AbstractContextManager:
+        return self.card.hold_sync()
+
+    def _draw(self, s: Any, sid: str | None, thumb: Any, value: Any) -> None:
+        self.card.format = thumb.format
+        self.card.image = thumb.data
         if sid is None:
             info = "<b>Every item is done.</b> ◀ Back or go(i) to revisit one."
         else:
