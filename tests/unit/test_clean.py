@@ -357,3 +357,14 @@ def test_argument_messages_say_what_is_accepted(planted):
         check(cat, checks=["outlier"], k=0, progress=False)
     with pytest.raises(ParameterError, match=r"^threshold for dark must be .*got True"):
         check(cat, checks=["dark"], thresholds={"dark": True}, progress=False)
+
+
+def test_a_cache_from_before_a_feature_existed_is_recomputed_not_misread(planted, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    cat = Catalog.from_folder(planted, progress=False)
+    first = check(cat, workspace=ws, progress=False)
+    old = pd.read_parquet(ws.file("features")).drop(columns="v01")  # as the previous version
+    old.to_parquet(ws.file("features"), index=False)
+    again = check(cat, workspace=ws, progress=False)
+    assert again.computed == first.computed
+    pd.testing.assert_frame_equal(again.table, first.table)
