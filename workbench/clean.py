@@ -126,12 +126,12 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     ``hashes_only`` computes just the perceptual hashes (all a duplicate search needs); the
     other fields are then missing and filled in by a later full run.
     """
-    from PIL import Image
+    from PIL import Image, ImageChops
 
+    from workbench._moments import Moments  # not via normalize: that imports sklearn per worker
     from workbench.errors import DecodeError
     from workbench.hashindex import perceptual_hashes
     from workbench.io import decode
-    from workbench.normalize import Moments
 
     try:
         im = decode(path)
@@ -147,9 +147,14 @@ def image_features(path: str, hashes_only: bool = False) -> dict[str, Any] | Non
     a = np.asarray(gray)
     counts = gray.histogram()
     cdf = np.cumsum(counts) / a.size
-    # HSV value (max channel): what a brightness shift lifts; for gray images the gray level
-    v = np.asarray(im).max(axis=-1) if im.mode == "RGB" else a
-    vcdf = np.cumsum(np.bincount(v.ravel(), minlength=256)) / v.size
+    # HSV value (max channel): what a brightness shift lifts; for gray images the gray level.
+    # Pillow's lighter() is several times faster than numpy's max over the last axis.
+    if im.mode == "RGB":
+        r, g, b = im.split()
+        vcounts = ImageChops.lighter(ImageChops.lighter(r, g), b).histogram()
+    else:
+        vcounts = counts
+    vcdf = np.cumsum(vcounts) / a.size
     chan = math.nan
     if im.mode == "RGB":  # a global property: a 64-px copy answers it
         c = np.asarray(im.reduce(max(1, max(im.size) // 64)), dtype=np.int16)
