@@ -1,62 +1,46 @@
-"""Per-image quality checks against cleanvision: precision / recall on planted defects, speed.
+"""Per-image quality checks against cleanvision, on defects defined outside either tool.
 
-    .venv/bin/python benchmarks/bench_checks.py [--bases 1200] [--per-defect 100] [--repeats 2]
-        [--workers N] [--threshold ISSUE=VALUE ...]
+    .venv/bin/python benchmarks/bench_checks.py [--crops 40] [--animals 600] [--share 0.1]
+        [--workers N] [--rounds 7] [--threshold ISSUE=VALUE ...]
 
-A generated, labelled set (written once to ``<tmp>/wb-bench-checks/set``, reused while complete;
-``truth.json`` there holds every file's kind and defects). Every file is an 8-bit RGB PNG, so no
-truth depends on the file mode.
+Truth comes from a published definition, not from our measures: the ImageNet-C corruptions
+(Hendrycks & Dietterich, ICLR 2019) Gaussian blur, defocus blur, brightness, contrast, JPEG and
+Gaussian noise at their five severities, with the constants of the paper's reference code
+(``ImageNet-C/create_c/make_imagenet_c.py`` in hendrycks/robustness), re-implemented below with
+numpy, scipy, scikit-image and Pillow (the reference also needs OpenCV and Wand). They are
+applied to real pictures: 224 px crops of the bundled colour photos (the size the constants
+were made for) and the 25 px face crops of ``skimage.data.lfw_subset``.
 
-* Clean bases (``--bases``): 5/6 random crops of the bundled colour photos (aspect 3:4 to 4:3,
-  96-256 px, zoomed out up to 2x), 1/6 animal silhouettes upscaled (bicubic) to 96-160 px and
-  tinted with two random colours. A base is kept only if it is plainly fine by measures neither
-  tool uses: mean luma in [50, 205], luma std >= 25, mean chroma (max - min channel) >= 10, and
-  at least 5 % of pixels on an edge (luma gradient > 16). That drops the star field, black
-  corners and plain sky, whose truth would be arguable.
-* Defect copies, ``--per-defect`` of each truth issue, from random bases (one defect each):
-  ``blurry``: Gaussian blur σ = 2 px (``blur_mild``) and σ = 4 px (``blur_strong``), that many
-  of each; ``dark``: mean luma brought to 8-28 by scaling (``dark_scale``) or by a gamma
-  (``dark_gamma``), half each; ``bright``: mean luma brought to 228-248 the same two ways;
-  ``grayscale``: the base's luma saved as RGB (``gray_rgb``); ``odd_size``: the base shrunk to
-  8-16 px on its long side (``tiny``). New images: ``low_information``: flat colour (luma
-  50-205) plus Gaussian noise σ 0.5-3 per channel, sized like a photo base (``flat_noise``);
-  ``odd_aspect_ratio``: photo crops at 3:1 to 8:1 (either way up) with a base-like area,
-  passing the base filter (``aspect``).
+Clean natural sets, to measure how often each check fires on images nothing was done to:
+``photos`` (``--crops`` random square crops per bundled photo, 224 px, no filtering: star
+field, microscopy and retina crops included), ``faces`` (all 200 of ``lfw_subset``: 100 faces,
+100 non-faces, 25 px gray), ``animals`` (``--animals`` distinct animal-mnist silhouettes, 28 px,
+from :mod:`workbench.samples`) and ``digits`` (sklearn's digits, distinct files, 8 px).
+Settings were tuned on ``photos`` and ``animals``; ``faces`` and ``digits`` were used for
+nothing but this report.
 
-Both tools at their default thresholds (``--threshold`` overrides workbench's, to try a
-proposal), from the folder to the flags, timed best of ``--repeats`` (interleaved) with the same
-worker count: workbench ``Catalog.from_folder`` + ``check`` over the seven checks below;
-cleanvision 0.3.7 ``Imagelab(filepaths=...)`` + ``find_issues`` over its seven image-property
-issue types (``n_jobs`` = workers). Duplicates are left out on both sides: every defect copy is
-a near duplicate of its base by construction (``bench_clean.py`` measures near duplicates).
+A catalog is one clean set alone (flag rates per check), or a clean set plus a corrupted copy
+of a random ``--share`` of its images at one corruption and severity (detection rate: the
+share of the corrupted copies that the expected check flags). Both tools run at their defaults
+over the seven checks they share plus our outlier check; duplicates are left out (crops of the
+same photo overlap; ``bench_clean.py`` measures near duplicates). cleanvision's verdicts for
+these issue types depend on each image alone (fixed thresholds), so it runs once over every
+file of a source and is read per catalog; ours run per catalog, since our thresholds are
+relative to the catalog.
 
-cleanvision's defaults, for reading the tables: ``blurry`` is edge strength measured on a copy
-shrunk to 64 px (plus a histogram-spread term), ``dark`` is the 99th percentile of its
-brightness sqrt(0.241 R² + 0.691 G² + 0.068 B²) below 0.32, ``light`` the 5th percentile above
-0.95, ``low_information`` the Pillow ``entropy()`` of the file under 3 bits, ``odd_size`` an
-IQR fence (3 IQR) on sqrt(area), ``odd_aspect_ratio`` min(w/h, h/w) under 0.35.
+Expected check per corruption (ours / cleanvision):
 
-Issue mapping (truth: workbench / cleanvision):
+* Gaussian blur, defocus blur: ``blurry`` / ``blurry``.
+* brightness (HSV value + 0.1 ... 0.5): ``bright`` / ``light``.
+* contrast (deviations from the mean × 0.4 ... 0.05): ``low_information`` / ``low_information``.
+  The gray standard deviation falls by exactly that factor while the mean stays, so the image
+  is neither dark nor bright; what it loses is the spread of levels that carries its content.
+* JPEG (quality 25 ... 7), Gaussian noise (σ 0.08 ... 0.38): neither tool has a compression or
+  noise check; the table shows every check that fires on them anyway.
 
-* ``blurry``: ``blurry`` / ``blurry``
-* ``dark``: ``dark`` / ``dark``
-* ``bright``: ``bright`` / ``light``
-* ``low_information``: ``low_information`` / ``low_information``
-* ``grayscale``: ``grayscale_in_color`` / ``grayscale``. The truth is "an RGB file whose pixels
-  are gray". cleanvision's ``grayscale`` flags a file exactly when Pillow opens it in mode ``L``
-  (any gray file stored as such), whatever its pixels; ours looks at the pixels of colour files
-  only. With every file RGB here, cleanvision cannot flag any: read its row as "that case is
-  outside what it checks", not as a tuning result.
-* ``odd_aspect_ratio``: ``odd_aspect_ratio`` / ``odd_aspect_ratio``
-* ``odd_size``: ``odd_size`` / ``odd_size`` (only too-small images are planted)
-
-Precision counts every flag on a file without that defect as false (so a darkened copy that is
-also flagged low-information costs the low-information row). The second table gives the flag
-rate of each tool per kind of file, which shows where false flags come from and the recall of
-each defect strength. Two parts of the truth are arguable and worth reading there: the animal
-bases are 28-px images upscaled 3.4-5.7x, soft at the pixel level (a blur check that works at
-full resolution sees that); and a gamma-darkened photo of a lit subject on a dark background
-(``dark_gamma``) can look like a legitimate low-key picture although its mean luma is < 30.
+Speed: ``--rounds`` interleaved rounds (:mod:`benchmarks._method`) over the photo catalog with
+its severity-3 copies of every corruption, folder to flags, the same worker count, each side
+starting its own pool inside its time; the ratio cleanvision / ours is recorded.
 """
 
 from __future__ import annotations
@@ -64,230 +48,214 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
+import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from _method import interleaved, load, record, timed, verdict
+from PIL import Image
 
 from workbench import Catalog, Workspace, samples
 from workbench.clean import check
 
-#: truth issue -> (workbench issue, cleanvision issue)
-ISSUES = {
-    "blurry": ("blurry", "blurry"),
-    "dark": ("dark", "dark"),
-    "bright": ("bright", "light"),
-    "low_information": ("low_information", "low_information"),
-    "grayscale": ("grayscale_in_color", "grayscale"),
-    "odd_aspect_ratio": ("odd_aspect_ratio", "odd_aspect_ratio"),
-    "odd_size": ("odd_size", "odd_size"),
+#: ImageNet-C severities 1-5 (make_imagenet_c.py, hendrycks/robustness).
+SEVERITY: dict[str, list] = {
+    "gaussian_blur": [1, 2, 3, 4, 6],  # sigma, px
+    "defocus_blur": [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)],  # disk radius, alias
+    "brightness": [0.1, 0.2, 0.3, 0.4, 0.5],  # added to HSV value
+    "contrast": [0.4, 0.3, 0.2, 0.1, 0.05],  # factor on deviations from the channel mean
+    "jpeg_compression": [25, 18, 15, 10, 7],  # quality
+    "gaussian_noise": [0.08, 0.12, 0.18, 0.26, 0.38],  # sigma on [0, 1]
 }
-#: kind of defect copy -> (truth issue, share of --per-defect)
-DEFECTS = {
-    "blur_mild": ("blurry", 1.0),
-    "blur_strong": ("blurry", 1.0),
-    "dark_scale": ("dark", 0.5),
-    "dark_gamma": ("dark", 0.5),
-    "bright_scale": ("bright", 0.5),
-    "bright_gamma": ("bright", 0.5),
-    "flat_noise": ("low_information", 1.0),
-    "gray_rgb": ("grayscale", 1.0),
-    "aspect": ("odd_aspect_ratio", 1.0),
-    "tiny": ("odd_size", 1.0),
+#: corruption -> expected check (ours, cleanvision); None: neither tool has one
+EXPECTED = {
+    "gaussian_blur": ("blurry", "blurry"),
+    "defocus_blur": ("blurry", "blurry"),
+    "brightness": ("bright", "light"),
+    "contrast": ("low_information", "low_information"),
+    "jpeg_compression": None,
+    "gaussian_noise": None,
 }
-KINDS = ("photo", "animal", *DEFECTS)
-SET_VERSION = 2  # bump when the generator changes
-_LUMA = np.array([0.299, 0.587, 0.114])
+#: our check -> cleanvision's (None: it has none)
+CHECKS = {
+    "blurry": "blurry",
+    "dark": "dark",
+    "bright": "light",
+    "low_information": "low_information",
+    "grayscale_in_color": "grayscale",
+    "odd_size": "odd_size",
+    "odd_aspect_ratio": "odd_aspect_ratio",
+    "outlier": None,
+}
+SOURCES = ("photos", "faces")  # corrupted
+SETS = {"photos": "tuned", "animals": "tuned", "faces": "held out", "digits": "held out"}
+SET_VERSION = 3
+CROP = 224
 
-# ---------------------------------------------------------------------------- the set
-
-
-def luma(a: np.ndarray) -> np.ndarray:
-    return a[..., :3].astype(np.float64) @ _LUMA
-
-
-def plainly_fine(a: np.ndarray) -> bool:
-    """Well exposed, some contrast, some colour, some edges: a base whose truth is "clean"."""
-    y = luma(a)
-    chroma = (a.max(-1).astype(np.int16) - a.min(-1)).mean()
-    edges = np.hypot(np.diff(y, axis=0)[:, :-1], np.diff(y, axis=1)[:-1, :])
-    return bool(
-        50 <= y.mean() <= 205 and y.std() >= 25 and chroma >= 10 and (edges > 16).mean() >= 0.05
-    )
+# ---------------------------------------------------------------------------- corruptions
 
 
-def photo_crop(pic: Image.Image, w: int, h: int, rng: np.random.Generator) -> Image.Image:
-    """A ``w`` x ``h`` crop of a region up to 2x larger (zoomed out), where it fits."""
-    zmax = min(2.0, pic.width / w, pic.height / h)
-    z = float(rng.uniform(1.0, zmax)) if zmax > 1 else min(pic.width / w, pic.height / h)
-    cw, ch = max(1, round(w * z)), max(1, round(h * z))
-    x, y = int(rng.integers(0, pic.width - cw + 1)), int(rng.integers(0, pic.height - ch + 1))
-    return pic.resize((w, h), Image.Resampling.LANCZOS, box=(x, y, x + cw, y + ch))
+def _disk(radius: float, alias_blur: float) -> np.ndarray:
+    """The reference ``disk``: an aliased disk, then cv2.GaussianBlur (3 or 5 taps, reflect-101
+    border, which is scipy's "mirror")."""
+    from scipy.ndimage import correlate1d
+
+    r = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
+    taps = 3 if radius <= 8 else 5
+    x, y = np.meshgrid(r, r)
+    d = (x**2 + y**2 <= radius**2).astype(np.float64)
+    d /= d.sum()
+    g = np.exp(-((np.arange(taps) - (taps - 1) / 2) ** 2) / (2 * alias_blur**2))
+    g /= g.sum()
+    return correlate1d(correlate1d(d, g, axis=0, mode="mirror"), g, axis=1, mode="mirror")
 
 
-def make_base(kind: str, pics, animals, rng: np.random.Generator) -> Image.Image:
-    while True:
-        if kind == "photo":
-            s, r = rng.uniform(96, 256), np.sqrt(rng.uniform(0.75, 4 / 3))
-            im = photo_crop(pics[rng.integers(len(pics))], round(s * r), round(s / r), rng)
-        else:
-            s = int(rng.integers(96, 161))
-            g = animals[rng.integers(len(animals))].resize((s, s), Image.Resampling.BICUBIC)
-            t = np.asarray(g, dtype=np.float64)[..., None] / 255
-            fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-            if abs(float(fg @ _LUMA - bg @ _LUMA)) < 120:
-                continue
-            im = Image.fromarray(np.round(bg + (fg - bg) * t).astype(np.uint8))
-        if plainly_fine(np.asarray(im)):
-            return im
+def corrupt(im: Image.Image, name: str, severity: int, rng: np.random.Generator) -> Image.Image:
+    """``im`` (RGB or L) with ImageNet-C corruption ``name`` at ``severity`` (1-5)."""
+    from scipy.ndimage import correlate
+    from skimage.color import hsv2rgb, rgb2hsv
+    from skimage.filters import gaussian
 
-
-def _tone(a: np.ndarray, target: float, gamma: bool) -> np.ndarray:
-    """Bring the mean luma of ``a`` to ``target`` by a scale (towards black for a dark target,
-    towards white for a bright one) or by a gamma found by bisection."""
-    x = a.astype(np.float64) / 255
-    dark = target < 128
-    if not gamma:
-        m = luma(x).mean() if dark else 1 - luma(x).mean()
-        k = (target / 255 if dark else 1 - target / 255) / m
-        y = x * k if dark else 1 - (1 - x) * k
+    c = SEVERITY[name][severity - 1]
+    if name == "jpeg_compression":
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=c)
+        return Image.open(buf).convert(im.mode)
+    x = np.asarray(im, dtype=np.float64) / 255.0
+    rgb = x.ndim == 3
+    if name == "gaussian_noise":
+        x = x + rng.normal(size=x.shape, scale=c)
+    elif name == "gaussian_blur":
+        x = gaussian(x, sigma=c, channel_axis=-1 if rgb else None)
+    elif name == "defocus_blur":
+        k = _disk(*c)
+        chans = np.atleast_3d(x).transpose(2, 0, 1)
+        x = np.stack([correlate(ch, k, mode="mirror") for ch in chans], axis=-1)
+        x = x if rgb else x[..., 0]
+    elif name == "brightness":
+        if rgb:
+            h = rgb2hsv(x)
+            h[..., 2] = np.clip(h[..., 2] + c, 0, 1)
+            x = hsv2rgb(h)
+        else:  # the HSV value of a gray pixel is its level
+            x = x + c
+    elif name == "contrast":
+        m = x.mean(axis=(0, 1), keepdims=True)
+        x = (x - m) * c + m
     else:
-        lo, hi = (1.0, 40.0) if dark else (0.01, 1.0)
-        for _ in range(40):
-            g = (lo + hi) / 2
-            mean = luma(x**g).mean() * 255
-            if mean > target:  # x**g falls as g grows
-                lo = g
-            else:
-                hi = g
-        y = x ** ((lo + hi) / 2)
-    return np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
+        raise ValueError(name)
+    # the reference's np.uint8(): truncation, not rounding
+    return Image.fromarray(np.uint8(np.clip(x, 0, 1) * 255), im.mode)
 
 
-def make_defect(kind: str, base: Image.Image, pics, rng: np.random.Generator) -> Image.Image:
-    a = np.asarray(base)
-    if kind in ("blur_mild", "blur_strong"):
-        return base.filter(ImageFilter.GaussianBlur(2 if kind == "blur_mild" else 4))
-    if kind.startswith(("dark", "bright")):
-        target = rng.uniform(8, 28) if kind.startswith("dark") else rng.uniform(228, 248)
-        return Image.fromarray(_tone(a, target, kind.endswith("gamma")))
-    if kind == "gray_rgb":
-        return base.convert("L").convert("RGB")
-    if kind == "tiny":
-        f = rng.uniform(8, 16) / max(base.size)
-        size = (max(1, round(base.width * f)), max(1, round(base.height * f)))
-        return base.resize(size, Image.Resampling.LANCZOS)
-    if kind == "flat_noise":
-        while True:
-            c = rng.integers(0, 256, 3)
-            if 50 <= c @ _LUMA <= 205:
-                break
-        s, r = rng.uniform(96, 256), np.sqrt(rng.uniform(0.75, 4 / 3))
-        w, h = round(s * r), round(s / r)
-        noise = rng.normal(0, rng.uniform(0.5, 3), (h, w, 3))
-        return Image.fromarray(np.clip(np.round(c + noise), 0, 255).astype(np.uint8))
-    if kind == "aspect":
-        while True:
-            s, r = rng.uniform(120, 220), np.sqrt(rng.uniform(3, 8))
-            w, h = round(s * r), round(s / r)
-            if rng.integers(2):
-                w, h = h, w
-            pic = pics[rng.integers(len(pics))]
-            if w > pic.width or h > pic.height:
+# ---------------------------------------------------------------------------- the sets
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen: set[bytes] = set()
+    out = []
+    for p in paths:
+        key = np.asarray(Image.open(p)).tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def make_sets(root: Path, crops: int = 40, animals: int = 600, share: float = 0.1,
+              seed: int = 0) -> dict[str, list[Path]]:  # fmt: skip
+    """Write the clean sets and the corrupted copies once; return the files per folder key."""
+    marker = root / f".complete-v{SET_VERSION}-{crops}-{animals}-{share}-{seed}"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        rng = np.random.default_rng(seed)
+        src = root / "src"
+        clean = {k: root / "clean" / k for k in SETS}
+        for d in clean.values():
+            d.mkdir(parents=True)
+        for p in sorted(samples.materialize("photos", src, progress=False).glob("*.*")):
+            if p.name.startswith("."):
                 continue
-            im = photo_crop(pic, w, h, rng)
-            if plainly_fine(np.asarray(im)):
-                return im
-    raise ValueError(kind)
+            pic = Image.open(p).convert("RGB")
+            for i in range(crops):  # ImageNet-style: a random square, resized to 224
+                s = int(rng.integers(CROP, min(pic.size) + 1))
+                x0, y0 = (int(rng.integers(0, n - s + 1)) for n in pic.size)
+                crop = pic.resize((CROP, CROP), Image.Resampling.LANCZOS, (x0, y0, x0 + s, y0 + s))
+                crop.save(clean["photos"] / f"{p.stem}_{i:03d}.png")
+        from skimage.data import lfw_subset
+
+        for i, a in enumerate(lfw_subset()):
+            kind = "face" if i < 100 else "other"
+            Image.fromarray(np.round(a * 255).astype(np.uint8)).save(
+                clean["faces"] / f"{kind}_{i:03d}.png"
+            )
+        for key, n in (("animals", animals), ("digits", None)):
+            files = _unique(sorted(samples.materialize(key, src, progress=False).rglob("*.png")))
+            if n is not None:
+                files = [files[i] for i in np.sort(rng.choice(len(files), n, replace=False))]
+            for p in files:
+                shutil.copyfile(p, clean[key] / f"{p.parent.name}_{p.name}")
+        for source in SOURCES:
+            bases = sorted(clean[source].glob("*.png"))
+            k = max(1, round(share * len(bases)))
+            for name in SEVERITY:
+                for sev in range(1, 6):
+                    cell = root / "corrupt" / source / f"{name}-{sev}"
+                    cell.mkdir(parents=True)
+                    for i in np.sort(rng.choice(len(bases), k, replace=False)):
+                        im = corrupt(Image.open(bases[i]), name, sev, rng)
+                        im.save(cell / f"{bases[i].stem}~{name}-{sev}.png")
+        marker.touch()
+    out = {f"clean/{k}": sorted((root / "clean" / k).glob("*.png")) for k in SETS}
+    for cell in sorted((root / "corrupt").glob("*/*")):
+        out[f"corrupt/{cell.parent.name}/{cell.name}"] = sorted(cell.glob("*.png"))
+    return out
 
 
-def make_set(out: Path, n_bases: int, per_defect: int, seed: int = 0) -> dict[str, dict]:
-    """Write the set once; return {file name: {"kind": ..., "defects": [...]}}."""
-    marker = out / f".complete-v{SET_VERSION}-{n_bases}-{per_defect}-{seed}"
-    if marker.exists():
-        return json.loads((out / "truth.json").read_text())
-    rng = np.random.default_rng(seed)
-    ws = Workspace(out.parent / "sources")
-    animals = samples.load("animals", ws, progress=False)
-    photos = samples.load("photos", ws, progress=False)
-    picked = animals.df.drop_duplicates("hash").sample(n_bases, random_state=seed)
-    animal_ims = [Image.open(p).convert("L") for p in picked["path"]]
-    pics = [Image.open(p).convert("RGB") for p in photos.df["path"]]
-    out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("*.png"), *out.glob(".complete-*")]:
-        old.unlink()
-    truth: dict[str, dict] = {}
-    bases = []
-    for i in range(n_bases):
-        kind = "animal" if i % 6 == 5 else "photo"
-        im = make_base(kind, pics, animal_ims, rng)
-        name = f"{kind[0]}{i:05d}"
-        im.save(out / f"{name}.png")
-        truth[f"{name}.png"] = {"kind": kind, "defects": []}
-        bases.append((name, im))
-    for kind, (issue, share) in DEFECTS.items():
-        for _ in range(round(per_defect * share)):
-            name, base = bases[rng.integers(len(bases))]
-            fname = f"{name}_{kind}.png"
-            while fname in truth:
-                name, base = bases[rng.integers(len(bases))]
-                fname = f"{name}_{kind}.png"
-            make_defect(kind, base, pics, rng).convert("RGB").save(out / fname)
-            truth[fname] = {"kind": kind, "defects": [issue]}
-    (out / "truth.json").write_text(json.dumps(truth, indent=0, sort_keys=True))
-    marker.touch()
-    return truth
+def catalog_folder(root: Path, files: list[Path], name: str) -> Path:
+    """A folder of hard links to ``files`` (one catalog), made afresh."""
+    d = root / "catalogs" / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for p in files:
+        os.link(p, d / p.name)
+    return d
 
 
 # ---------------------------------------------------------------------------- the tools
 
 
-def run_workbench(
-    folder: Path, workers: int, thresholds: dict[str, float] | None = None
-) -> tuple[dict[str, set[str]], float, object]:
-    """Flagged file names per truth issue, wall seconds, and the report."""
-    t = time.perf_counter()
+def run_ours(folder: Path, workers: int, ws: Workspace | None = None,
+             thresholds: dict[str, float] | None = None) -> dict[str, set[str]]:  # fmt: skip
+    """Flagged file names per our check."""
     cat = Catalog.from_folder(folder, labels=None, progress=False, workers=workers)
-    checks = [wb for wb, _ in ISSUES.values()]
-    rep = check(cat, checks=checks, thresholds=thresholds, progress=False, workers=workers)
-    dt = time.perf_counter() - t
-    flags = rep.table[rep.table["flagged"]]
-    name = {i: Path(p).name for i, p in zip(cat.df["id"], cat.df["path"], strict=True)}
-    out = {
-        issue: {name[i] for i in flags.loc[flags["issue"] == wb, "id"]}
-        for issue, (wb, _) in ISSUES.items()
-    }
-    return out, dt, rep
+    rep = check(cat, checks=list(CHECKS), thresholds=thresholds, workspace=ws, progress=False,
+                workers=workers)  # fmt: skip
+    t = rep.table[rep.table["flagged"]]
+    return {c: {Path(i).name for i in t.loc[t["issue"] == c, "id"]} for c in CHECKS}
 
 
-def run_cleanvision(folder: Path, workers: int) -> tuple[dict[str, set[str]], float, object]:
+def run_cleanvision(paths: list[Path], workers: int) -> dict[str, set[str]]:
+    """Flagged file names per our check name (cleanvision's equivalent; empty where none)."""
     from cleanvision import Imagelab
 
-    paths = sorted(str(p) for p in folder.glob("*.png"))
-    t = time.perf_counter()
     quiet = io.StringIO()  # its messages and progress bars
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        lab = Imagelab(filepaths=paths)
-        lab.find_issues(
-            issue_types={cv: {} for _, cv in ISSUES.values()}, n_jobs=workers, verbose=False
-        )
-    dt = time.perf_counter() - t
+        lab = Imagelab(filepaths=[str(p) for p in paths])
+        lab.find_issues(issue_types={cv: {} for cv in CHECKS.values() if cv}, n_jobs=workers,
+                        verbose=False)  # fmt: skip
     iss = lab.issues
-    out = {
-        issue: {Path(p).name for p in iss.index[iss[f"is_{cv}_issue"].to_numpy(bool)]}
-        for issue, (_, cv) in ISSUES.items()
+    return {
+        c: {Path(p).name for p in iss.index[iss[f"is_{cv}_issue"].to_numpy(bool)]} if cv else set()
+        for c, cv in CHECKS.items()
     }
-    return out, dt, lab
 
 
-def prf(pred: set[str], truth: set[str]) -> tuple[float, float, float]:
-    tp = len(pred & truth)
-    p, r = tp / max(1, len(pred)), tp / max(1, len(truth))
-    return p, r, 2 * p * r / max(1e-12, p + r)
+def _pct(flags: set[str], files: list[Path]) -> float:
+    names = {p.name for p in files}
+    return 100.0 * len(flags & names) / max(1, len(names))
 
 
 # ---------------------------------------------------------------------------- report
@@ -295,66 +263,96 @@ def prf(pred: set[str], truth: set[str]) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bases", type=int, default=1200)
-    ap.add_argument("--per-defect", type=int, default=100)
+    ap.add_argument("--crops", type=int, default=40, help="224 px crops per bundled photo")
+    ap.add_argument("--animals", type=int, default=600)
+    ap.add_argument("--share", type=float, default=0.1, help="corrupted share per catalog")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each tool, best kept")
-    ap.add_argument(
-        "--threshold",
-        action="append",
-        default=[],
-        metavar="ISSUE=VALUE",
-        help="workbench threshold override (repeatable), e.g. dark=0.8; default: the defaults",
-    )
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (0: none)")
+    ap.add_argument("--threshold", action="append", default=[], metavar="ISSUE=VALUE",
+                    help="our threshold override (repeatable), to try a proposal")  # fmt: skip
     args = ap.parse_args()
-    thresholds = {k: float(v) for k, v in (t.split("=", 1) for t in args.threshold)}
+    thresholds = {k: float(v) for k, v in (t.split("=", 1) for t in args.threshold)} or None
 
-    folder = Path(tempfile.gettempdir()) / "wb-bench-checks" / "set"
-    truth = make_set(folder, args.bases, args.per_defect)
-    import cleanvision  # noqa: F401  both tools import before their clocks start
+    root = Path(tempfile.gettempdir()) / "wb-bench-checks-v3"
+    files = make_sets(root, args.crops, args.animals, args.share)
+    ws = Workspace(root / "ws")  # features cached by content: each file decoded once
+    print(f"load {load()}; {args.workers} workers; set in {root}")
 
-    wb_t = cv_t = float("inf")
-    for _ in range(args.repeats):  # interleaved, best of each: the machine is shared
-        wb, t, _rep = run_workbench(folder, args.workers, thresholds or None)
-        wb_t = min(wb_t, t)
-        cv, t, _lab = run_cleanvision(folder, args.workers)
-        cv_t = min(cv_t, t)
+    ours_clean = {
+        k: run_ours(catalog_folder(root, files[f"clean/{k}"], k), args.workers, ws, thresholds)
+        for k in SETS
+    }
+    cv_all: dict[str, dict[str, set[str]]] = {}
+    for k in SETS:
+        everything = [p for key, v in files.items() if key.split("/")[1] == k for p in v]
+        cv_all[k] = run_cleanvision(everything, args.workers)
 
-    kinds = {f: v["kind"] for f, v in truth.items()}
-    counts = {k: sum(v == k for v in kinds.values()) for k in KINDS}
-    n_clean = counts["photo"] + counts["animal"]
-    print(
-        f"\n## per-image checks: {len(truth)} RGB PNGs, {counts['photo']} photo crops + "
-        f"{counts['animal']} tinted animals clean, {len(truth) - n_clean} with one planted defect"
-    )
-    cols = ["truth", "wb P ", "wb R ", "wb F1", "cv P ", "cv R ", "cv F1"]
-    print(f"| {'issue':16} | {'workbench / cleanvision name':35} | " + " | ".join(cols) + " |")
-    print(f"|{'-' * 18}|{'-' * 37}|" + "|".join("-" * (len(c) + 1) + ":" for c in cols) + "|")
-    for issue, (wname, cname) in ISSUES.items():
-        true = {f for f, v in truth.items() if issue in v["defects"]}
-        cells = [f"{x:5.3f}" for x in (*prf(wb[issue], true), *prf(cv[issue], true))]
-        names = f"{wname} / {cname}"
-        print(f"| {issue:16} | {names:35} | {len(true):5d} | " + " | ".join(cells) + " |")
-    if thresholds:
-        print(f"workbench threshold overrides: {thresholds}")
-    print(
-        f"wall time, folder to flags, best of {args.repeats}, {args.workers} workers: workbench "
-        f"{wb_t:.2f} s, cleanvision {cv_t:.2f} s ({cv_t / wb_t:.2f}x)."
-    )
+    print("\n## flag rate on clean natural sets, % (ours / cleanvision; - : it has no such check)")
+    print("| set | use | n | " + " | ".join(CHECKS) + " |")
+    print("|---|---|--:|" + "--:|" * len(CHECKS))
+    for k, use in SETS.items():
+        f = files[f"clean/{k}"]
+        cells = [
+            f"{_pct(ours_clean[k][c], f):.1f} / " + (f"{_pct(cv_all[k][c], f):.1f}" if cv else "-")
+            for c, cv in CHECKS.items()
+        ]
+        print(f"| {k} | {use} | {len(f)} | " + " | ".join(cells) + " |")
+    halves = {h: [p for p in files["clean/faces"] if p.name.startswith(h)]
+              for h in ("face", "other")}  # fmt: skip
+    print("faces by half (lfw_subset: 100 faces, 100 non-face patches), ours / cleanvision: "
+          + "; ".join(f"{c} " + ", ".join(f"{h} {_pct(ours_clean['faces'][c], v):.0f} / "
+                                          f"{_pct(cv_all['faces'][c], v):.0f}"
+                                          for h, v in halves.items())
+                      for c in ("blurry", "dark", "bright", "low_information")))  # fmt: skip
 
-    print("\n## flag rate per kind of file, % (workbench / cleanvision); planted issue in bold")
-    print("| kind         |    n | " + " | ".join(f"{i:>16}" for i in ISSUES) + " |")
-    print("|--------------|-----:|" + "|".join("-" * 17 + ":" for _ in ISSUES) + "|")
-    for kind in KINDS:
-        files = {f for f, k in kinds.items() if k == kind}
-        planted = DEFECTS.get(kind, (None,))[0]
-        cells = []
-        for issue in ISSUES:
-            a = 100 * len(wb[issue] & files) / len(files)
-            b = 100 * len(cv[issue] & files) / len(files)
-            c = f"{a:.0f} / {b:.0f}"
-            cells.append(f"**{c}**".rjust(16) if issue == planted else c.rjust(16))
-        print(f"| {kind:12} | {len(files):4d} | " + " | ".join(cells) + " |")
+    for source in SOURCES:
+        clean = files[f"clean/{source}"]
+        print(f"\n## detection on {source} ({SETS[source]}; catalog = {len(clean)} clean + "
+              f"the corrupted copies of one row), % of corrupted copies flagged")  # fmt: skip
+        print("| corruption | severity | n | expected (ours / cv) | ours | cleanvision | "
+              "other checks firing, ours / cv (>= 10 %) |")  # fmt: skip
+        print("|---|--:|--:|---|--:|--:|---|")
+        for name in SEVERITY:
+            for sev in range(1, 6):
+                cell = files[f"corrupt/{source}/{name}-{sev}"]
+                ours = run_ours(catalog_folder(root, clean + cell, f"{source}-{name}-{sev}"),
+                                args.workers, ws, thresholds)  # fmt: skip
+                cv = cv_all[source]
+                exp = EXPECTED[name]
+                want = f"{exp[0]} / {exp[1]}" if exp else "none"
+                a = f"{_pct(ours[exp[0]], cell):.0f}" if exp else "-"
+                b = f"{_pct(cv[exp[0]], cell):.0f}" if exp else "-"
+                other = [
+                    f"{c} {_pct(ours[c], cell):.0f} / {_pct(cv[c], cell):.0f}"
+                    for c in CHECKS
+                    if (not exp or c != exp[0])
+                    and max(_pct(ours[c], cell), _pct(cv[c], cell)) >= 10
+                ]
+                print(f"| {name} | {sev} | {len(cell)} | {want} | {a} | {b} | "
+                      f"{', '.join(other) or ''} |")  # fmt: skip
+
+    if args.rounds:
+        speed = [p for k, v in files.items() if k.startswith("corrupt/photos") and k[-2:] == "-3"
+                 for p in v]  # fmt: skip
+        folder = catalog_folder(root, files["clean/photos"] + speed, "speed")
+        paths = sorted(folder.glob("*.png"))
+        import cleanvision  # noqa: F401  imported before either clock starts
+
+        rounds = interleaved(
+            {
+                "ours": timed(lambda: run_ours(folder, args.workers, None, thresholds)),
+                "cleanvision": timed(lambda: run_cleanvision(paths, args.workers)),
+            },
+            rounds=args.rounds,
+        )
+        ratio = rounds.ratio("cleanvision", "ours")
+        print(f"\n## speed, folder to flags, {len(paths)} files (224 px PNG), {args.workers} "
+              f"workers, {args.rounds} interleaved rounds, load {rounds.load_before} -> "
+              f"{rounds.load_after}")  # fmt: skip
+        print(f"ours median {rounds.median('ours'):.2f} s, cleanvision median "
+              f"{rounds.median('cleanvision'):.2f} s")  # fmt: skip
+        print(f"cleanvision / ours: {verdict(ratio, 1.0)}")
+        record("bench_checks", "cleanvision / ours wall time, photo catalog", ratio, 1.0)
 
 
 if __name__ == "__main__":

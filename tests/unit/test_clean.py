@@ -118,9 +118,12 @@ def test_cache_only_processes_new_files(planted, tmp_path):
     dups = check(Catalog.from_folder(root, progress=False), workspace=ws, progress=False,
                  checks=["exact_duplicate", "near_duplicate"])  # fmt: skip
     assert dups.computed == 0  # full features cached: hashes are among them
-    a = first.table[first.table["issue"] == "dark"].set_index("id")["score"]
-    b = again.table[again.table["issue"] == "dark"].set_index("id")["score"]
-    pd.testing.assert_series_equal(a, b.reindex(a.index))
+    # scores are relative to the catalog: the cached run must equal a run with no cache at all
+    fresh = check(Catalog.from_folder(root, progress=False), progress=False)
+    for issue in ("dark", "bright", "blurry", "low_information"):
+        a = fresh.table[fresh.table["issue"] == issue].set_index("id")["score"]
+        b = again.table[again.table["issue"] == issue].set_index("id")["score"]
+        pd.testing.assert_series_equal(a, b.reindex(a.index))
 
 
 def test_duplicate_only_run_computes_hashes_then_a_full_run_completes(planted, tmp_path):
@@ -354,3 +357,14 @@ def test_argument_messages_say_what_is_accepted(planted):
         check(cat, checks=["outlier"], k=0, progress=False)
     with pytest.raises(ParameterError, match=r"^threshold for dark must be .*got True"):
         check(cat, checks=["dark"], thresholds={"dark": True}, progress=False)
+
+
+def test_a_cache_from_before_a_feature_existed_is_recomputed_not_misread(planted, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    cat = Catalog.from_folder(planted, progress=False)
+    first = check(cat, workspace=ws, progress=False)
+    old = pd.read_parquet(ws.file("features")).drop(columns="v01")  # as the previous version
+    old.to_parquet(ws.file("features"), index=False)
+    again = check(cat, workspace=ws, progress=False)
+    assert again.computed == first.computed
+    pd.testing.assert_frame_equal(again.table, first.table)
