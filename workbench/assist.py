@@ -612,8 +612,9 @@ def order(
     against 164.8, 0.5720x (0.5168-0.6570); on sets used for nothing else, sklearn's digits
     0.5496x (0.4372-0.6830) and crops of the bundled photos labelled by their photo 0.5666x
     (0.4826-0.7993). ``propagation=0.7``, tried on animals after that: 68.7 labels against
-    136.8, 0.5024x (0.4743-0.5349). Margin order roughly halves the labels; it does not reliably
-    reach 0.50x.
+    136.8, 0.5024x (0.4743-0.5349), still a miss; on digits 0.5822x (0.4567-0.6617), photo crops
+    0.5376x (0.4432-0.6252). Margin order roughly halves the labels; it does not reliably reach
+    0.50x.
     """
     p = _check_probs(probs)
     n = len(p)
