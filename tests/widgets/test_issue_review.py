@@ -83,9 +83,9 @@ def test_threshold_slider_updates_flagged_set_and_histogram_live(checked):
     v = IssueReview(cat, rep)
     v.select("dark")
     before, hist = len(v.items()), v.histogram.value
-    v.set_threshold(0.3)
+    v.set_threshold(0.1)
     assert len(v.items()) > before and v.histogram.value != hist
-    assert rep.thresholds["dark"] == 0.3
+    assert rep.thresholds["dark"] == 0.1
     v.select("near_duplicate")
     assert v.threshold.value == rep.thresholds["near_duplicate"]
     steps = v.threshold.value / v.threshold.step  # the browser snaps to the step: stay on it
