@@ -51,20 +51,28 @@ class _KnnGraph:
 
     Rows given later are matched to nodes by their exact bytes (an embedding of a node reads the
     node); any other row reads the weighted mean of its ``k`` nearest nodes, memoised by bytes.
+    Neighbours are searched with :class:`workbench.ann.NeighborIndex` (``exact``: see there).
     """
 
-    def __init__(self, rows: Any, stats: tuple[np.ndarray, np.ndarray], k: int = 10):
+    def __init__(
+        self,
+        rows: Any,
+        stats: tuple[np.ndarray, np.ndarray],
+        k: int = 10,
+        exact: bool | None = None,
+    ):
         import scipy.sparse as sp
-        from sklearn.neighbors import NearestNeighbors
+
+        from workbench.ann import NeighborIndex
 
         X = np.asarray(rows, dtype=np.float64)
         self.k = min(k, len(X) - 1)
         self.stats = stats
         self.nodes = {key: i for i, key in enumerate(_row_keys(X))}
         Z = self._embed(X)
-        self.index = NearestNeighbors(n_neighbors=self.k + 1).fit(Z)
-        dist, idx = self.index.kneighbors(Z)
-        dist, idx = dist[:, 1:], idx[:, 1:]  # without the row itself
+        # exact below workbench.ann.EXACT_BELOW rows, HNSW above: the exact graph is quadratic
+        self.index = NeighborIndex(Z, exact=exact)
+        dist, idx = self.index.neighbors(self.k)  # without the row itself
         self.sigma2 = float(np.median(dist) ** 2) or 1.0
         n = len(X)
         w = np.exp(-(dist.ravel() ** 2) / self.sigma2)
@@ -109,7 +117,7 @@ class _KnnGraph:
             else:
                 todo.append(i)
         if todo:
-            dist, nb = self.index.kneighbors(self._embed(X[todo]), n_neighbors=self.k)
+            dist, nb = self.index.query(self._embed(X[todo]), self.k)
             w = np.exp(-(dist**2) / self.sigma2) + 1e-300
             w /= w.sum(axis=1, keepdims=True)
             with self._lock:

@@ -1,0 +1,128 @@
+"""workbench.ann: exact and HNSW neighbours, similar pairs, and their users (propagation graph,
+k-NN outlier scores), checked against scikit-learn's exact search."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from workbench import ann
+from workbench.clean import _knn_outlier_scores
+from workbench.errors import ParameterError
+from workbench.propagation import _KnnGraph
+
+
+def _clustered(n: int = 3000, d: int = 64, clusters: int = 30, seed: int = 0) -> np.ndarray:
+    """Gaussian blobs of unequal spread, as embeddings of a few classes look."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (clusters, d))
+    which = rng.integers(0, clusters, n)
+    spread = rng.uniform(0.2, 0.6, clusters)[which, None]
+    return (centres[which] + rng.normal(0, 1, (n, d)) * spread).astype(np.float32)
+
+
+def _exact(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+    return dist[:, 1:], idx[:, 1:]
+
+
+def _recall(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, want, strict=True)]))
+
+
+def test_hnsw_recall_at_10_is_at_least_095_against_exact_search():
+    X = _clustered()
+    dist, idx = ann.neighbors(X, 10, exact=False)
+    _, want = _exact(X, 10)
+    assert idx.shape == dist.shape == (3000, 10)
+    assert _recall(idx, want) >= 0.95
+    assert (idx != np.arange(3000)[:, None]).all()  # never a row itself
+    assert (np.diff(dist, axis=1) >= -1e-5).all()  # nearest first
+    # distances are Euclidean, not squared
+    np.testing.assert_allclose(dist[:, 0], np.linalg.norm(X - X[idx[:, 0]], axis=1), rtol=1e-4)
+
+
+def test_exact_search_is_sklearns_and_is_used_below_the_crossover():
+    X = _clustered(500, 16)
+    index = ann.NeighborIndex(X)
+    assert index.exact_ and len(X) < ann.EXACT_BELOW
+    dist, idx = index.neighbors(5)
+    want_d, want_i = _exact(X, 5)
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_allclose(dist, want_d, rtol=1e-5)
+
+
+def test_a_duplicate_row_is_a_neighbour_but_the_row_itself_is_not():
+    X = _clustered(300, 8)
+    X[7] = X[3]
+    for exact in (True, False):
+        dist, idx = ann.neighbors(X, 3, exact=exact)
+        assert idx[3, 0] == 7 and idx[7, 0] == 3 and dist[3, 0] == 0
+        assert (idx != np.arange(300)[:, None]).all()
+
+
+def test_an_hnsw_index_is_the_same_in_every_build_and_after_pickling():
+    X = _clustered(1500, 32)
+    a = ann.NeighborIndex(X, exact=False)
+    b = ann.NeighborIndex(X, exact=False)
+    Q = _clustered(200, 32, seed=5)
+    np.testing.assert_array_equal(a.query(Q, 7)[1], b.query(Q, 7)[1])
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a.query(Q, 7)[1], c.query(Q, 7)[1])
+
+
+def test_pairs_above_finds_every_pair_over_the_threshold():
+    X = _clustered(800, 24, clusters=8)
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+    S = Z @ Z.T
+    want = {(i, j) for i, j in zip(*np.nonzero(np.triu(S >= 0.9, 1)), strict=True)}
+    assert len(want) > 2000  # more pairs per row than k: the widening is exercised
+    i, j, sim = ann.pairs_above(X, 0.9, k=4, exact=True)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == want
+    assert (i < j).all() and (sim >= 0.9 - 1e-6).all()
+    np.testing.assert_allclose(sim, S[i, j], rtol=1e-5)
+    hi, hj, _ = ann.pairs_above(X, 0.9, k=4, exact=False)
+    got = set(zip(hi.tolist(), hj.tolist(), strict=True))
+    assert got <= want and len(got) >= 0.95 * len(want)
+
+
+def test_propagation_graph_on_hnsw_keeps_the_exact_graphs_edges():
+    X = _clustered(2000, 48).astype(np.float64)
+    stats = (X.mean(0), X.std(0))
+    exact = _KnnGraph(X, stats, k=10, exact=True)
+    approx = _KnnGraph(X, stats, k=10, exact=False)
+    assert not approx.index.exact_
+    a, b = (exact.S > 0).astype(int), (approx.S > 0).astype(int)
+    assert a.multiply(b).sum() >= 0.95 * a.sum()
+    codes = np.arange(40) % 3
+    Fa = exact.propagate(X[:40], codes, 3)
+    Fb = approx.propagate(X[:40], codes, 3)
+    assert (Fa.argmax(1) == Fb.argmax(1)).mean() >= 0.95
+
+
+def test_outlier_scores_use_the_k_nearest_other_rows():
+    X = _clustered(400, 8)
+    X[0] += 25.0  # far from every cluster
+    scores = _knn_outlier_scores(X, 5)
+    d = _exact(X, 5)[0].mean(1)
+    q1, q3 = np.percentile(d, [25, 75])
+    np.testing.assert_allclose(scores, 1.0 - np.exp2(-d / (q3 + 1.5 * (q3 - q1))), rtol=1e-5)
+    assert scores.argmax() == 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ann.neighbors(np.zeros((3, 2)), 3), r"^k=3 needs more than 3 rows"),
+        (lambda: ann.neighbors(np.zeros(3), 1), r"^X must be a 2-D numeric array"),
+        (lambda: ann.neighbors([[0.0, np.nan], [1, 1]], 1), r"^X contains NaN"),
+        (lambda: ann.NeighborIndex(np.zeros((4, 2))).query(np.zeros((1, 3)), 2), r"^Q has 3"),
+        (lambda: ann.pairs_above(np.zeros((4, 2)), 1.5), r"^similarity must be in \[-1, 1\]"),
+    ],
+)
+def test_bad_arguments_say_what_to_pass(call, message):
+    with pytest.raises(ParameterError, match=message):
+        call()
