@@ -109,7 +109,7 @@ def test_outlier_scores_use_the_k_nearest_other_rows():
     scores = _knn_outlier_scores(X, 5)
     d = _exact(X, 5)[0].mean(1)
     q1, q3 = np.percentile(d, [25, 75])
-    np.testing.assert_allclose(scores, 1.0 - np.exp2(-d / (q3 + 1.5 * (q3 - q1))), rtol=1e-5)
+    np.testing.assert_allclose(scores, 1.0 - np.exp2(-d / (q3 + 2.0 * (q3 - q1))), rtol=1e-5)
     assert scores.argmax() == 0
 
 
