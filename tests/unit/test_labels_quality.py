@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from workbench.labels import AssignRow, ImportRow, LabelError, LabelStore
-from workbench.labels._sqlite import SCHEMA_VERSION
+from workbench.labels._migrations import SCHEMA_VERSION
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ reads them; :func:`workbench.labels.values.assigned_ids` gives a session its ids
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from workbench.labels._sqlite import GOLD_PREFIX
 from workbench.labels.batch import AssignRow, assign_events, gold_events
 
 if TYPE_CHECKING:
+    from workbench.labels._db import Conn
     from workbench.labels.store import LabelStore
 
 __all__ = ["ASSIGN_COLUMNS", "assign_batch", "assignments"]
@@ -60,7 +60,8 @@ def assign_batch(
     params = assign_events(rows, store._index, store.catalog, rnd, task)
     answers = list((gold or {}).items())
 
-    def tx(con: sqlite3.Connection) -> int:
+    def tx(con: Conn) -> int:
+        con.lock()  # one assignment per round: check and write as one writer
         if sql.has_assignment(con, rnd, task):
             raise LabelError(
                 f"round {rnd} of task {task!r} has an assignment already; assign a new round"
