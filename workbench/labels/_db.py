@@ -282,7 +282,7 @@ class Database:
 
     def _transaction(self, con: Conn, fn: Callable[[Conn], T], how: str) -> T:
         if con.pg:
-            con.raw.execute("BEGIN" if how == "write" else "BEGIN REPEATABLE READ READ ONLY")
+            con.raw.execute("BEGIN" if how == "write" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         else:
             con.raw.execute("BEGIN IMMEDIATE" if how == "write" else "BEGIN DEFERRED")
         try:
