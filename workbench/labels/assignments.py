@@ -18,6 +18,7 @@ from workbench.labels import _sqlite as sql
 from workbench.labels._checks import _need, _round, _text
 from workbench.labels._sqlite import GOLD_PREFIX
 from workbench.labels.batch import AssignRow, assign_events, gold_events
+from workbench.labels.leases import has_pool
 
 if TYPE_CHECKING:
     from workbench.labels._db import Conn
@@ -62,9 +63,10 @@ def assign_batch(
 
     def tx(con: Conn) -> int:
         con.lock()  # one assignment per round: check and write as one writer
-        if sql.has_assignment(con, rnd, task):
+        if sql.has_assignment(con, rnd, task) or has_pool(con, rnd, task):
             raise LabelError(
-                f"round {rnd} of task {task!r} has an assignment already; assign a new round"
+                f"round {rnd} of task {task!r} has an assignment or a pool already; assign a "
+                "new round"
             )
         s = store._schema(con)
         sql.insert_many(con, gold_events(answers, store._index, store.catalog, s, who, rnd, task))

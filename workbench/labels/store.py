@@ -55,6 +55,7 @@ from workbench.fsutil import safe_names
 from workbench.labels import _sqlite as sql
 from workbench.labels import assignments as _assignments
 from workbench.labels import batch as _batch
+from workbench.labels import leases as _leases
 from workbench.labels._catalog import CatalogIndex
 from workbench.labels._checks import (
     _as_list,
@@ -426,6 +427,8 @@ class LabelStore:
             s = self._schema(con)
             stored = None if kind == "skip" else s.store(value, size)
             more = None if extra is None else extra(s)
+            if kind in sql.DECISION_KINDS:  # a leased item's lease is settled with its decision
+                _leases.settle(con, sid, fields["who"], fields["rnd"], fields["task"])
             return insert(con, kind, value=stored, extra=more, **fields)
 
         return self._db.write(tx)
@@ -666,6 +669,24 @@ class LabelStore:
     # ------------------------------------------------------------------ assignments
     assign_batch = _assignments.assign_batch
     assignments = _assignments.assignments
+
+    # ------------------------------------------------------------------ pools and leases
+    add_pool = _leases.add_pool
+    pool_status = _leases.pool_status
+    leased_ids = _leases.leased_ids
+
+    def claim(
+        self, annotator: str, *, round: int = 0, task: str = "class", lease: float = 600.0
+    ) -> str | None:
+        """The next item of the pool for ``annotator``, leased for ``lease`` seconds; None when
+        the pool has nothing left for them (see :mod:`workbench.labels.leases`)."""
+        who, rnd, task = _text("annotator", annotator), _round(round), _text("task", task)
+        _need(_is_number(lease) and lease > 0, f"lease is a number of seconds > 0, got {lease!r}")
+        return self._db.write(lambda con: _leases.claim(con, who, rnd, task, float(lease)))
+
+    def has_pool(self, *, round: int = 0, task: str = "class") -> bool:
+        """Whether ``round`` of ``task`` is served from a pool with leases."""
+        return self._read(lambda con: _leases.has_pool(con, _round(round), _text("task", task)))
 
     # ------------------------------------------------------------------ formats
     to_csv = csv.to_csv
