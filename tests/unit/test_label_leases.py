@@ -58,7 +58,9 @@ def test_schema_version_lists_every_migration_and_a_newer_database_is_refused(st
     store.close()
     LabelStore(url).close()  # opening again applies nothing twice
     assert raw.execute("SELECT count(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
-    raw.execute("INSERT INTO schema_version (version, applied) VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    raw.execute(
+        "INSERT INTO schema_version (version, applied) VALUES (?, 0)", (SCHEMA_VERSION + 1,)
+    )
     with pytest.raises(LabelError, match="newer workbench"):
         LabelStore(url)
 

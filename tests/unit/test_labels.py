@@ -3,7 +3,6 @@
 import re
 import threading
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

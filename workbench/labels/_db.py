@@ -120,7 +120,9 @@ class Conn:
     def now(self) -> float:
         """Unix time on the database's clock (the server's, shared by every annotator)."""
         if self.pg:
-            return float(self.raw.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+            return float(
+                self.raw.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0]
+            )
         return time.time()
 
     @property
@@ -282,7 +284,9 @@ class Database:
 
     def _transaction(self, con: Conn, fn: Callable[[Conn], T], how: str) -> T:
         if con.pg:
-            con.raw.execute("BEGIN" if how == "write" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            con.raw.execute(
+                "BEGIN" if how == "write" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            )
         else:
             con.raw.execute("BEGIN IMMEDIATE" if how == "write" else "BEGIN DEFERRED")
         try:

@@ -1,4 +1,4 @@
-"""The label store's SQL: the events table's columns, and every query, written once for both backends.
+"""The label store's SQL: the events table and every query on it, written once for both backends.
 
 Every SQL statement of the label store's events is in this module (with ``?`` placeholders; a
 :class:`~workbench.labels._db.Conn` runs them on SQLite or PostgreSQL), so the store itself
@@ -207,9 +207,7 @@ def suggestion_rows(con: Conn, model: str | None, task: str | None) -> list[tupl
     return con.execute(sql, args).fetchall()
 
 
-def last_sample(
-    con: Conn, annotator: str, round: int | None, task: str | None
-) -> str | None:
+def last_sample(con: Conn, annotator: str, round: int | None, task: str | None) -> str | None:
     """The sample of ``annotator``'s latest label, import, skip or undo."""
     where, args = _where(
         [("round", round), ("task", task)],

@@ -25,8 +25,8 @@ from workbench.labels._sqlite import CONSENSUS_PREFIX, GOLD_PREFIX, SOURCES, eve
 from workbench.labels.schema import _class_names, _Schema
 
 if TYPE_CHECKING:
-    from workbench.labels._db import Conn
     from workbench.catalog import Catalog
+    from workbench.labels._db import Conn
     from workbench.labels.store import LabelStore
 
 

@@ -1,7 +1,7 @@
 """A work pool with leases: concurrent annotators ask the store for their next item.
 
-:func:`workbench.quality.assignment.open_pool` plans a pool (overlap and gold as for a fixed assignment) and
-records it with :func:`add_pool`; each annotator's :class:`~workbench.labels.LabelingSession`
+:func:`workbench.quality.assignment.open_pool` plans a pool (overlap and gold as for a fixed
+assignment) and records it with :func:`add_pool`; each annotator's ``LabelingSession``
 then calls :func:`claim` for its next item. The store's ``label`` / ``skip`` settle the lease in
 the same transaction as the decision.
 
@@ -240,7 +240,9 @@ def pool_status(store: LabelStore, *, round: int = 0, task: str = "class") -> di
     return store._read(q)
 
 
-def leased_ids(store: LabelStore, annotator: str, *, round: int = 0, task: str = "class") -> list[str]:
+def leased_ids(
+    store: LabelStore, annotator: str, *, round: int = 0, task: str = "class"
+) -> list[str]:
     """The items ``annotator`` holds or has settled in the pool, in the order they were taken."""
 
     def q(con: Conn) -> list[str]:

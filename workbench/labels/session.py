@@ -134,9 +134,9 @@ class LabelingSession:
         ``render(sample_id)`` (e.g. a thumbnail) is run ahead for the next ``prefetch`` items
         on a background thread; :meth:`rendered` returns it.
     lease
-        Seconds an item taken from a pool (:func:`workbench.quality.assignment.open_pool`) stays this
-        annotator's before another may get it; the pool serves the round and task when it has
-        one (unless ``assigned_only=False``), one claim at a time.
+        Seconds an item taken from a pool (:func:`workbench.quality.assignment.open_pool`)
+        stays this annotator's before another may get it; the pool serves the round and task
+        when it has one (unless ``assigned_only=False``), one claim at a time.
 
     Attributes
     ----------
@@ -294,7 +294,7 @@ class LabelingSession:
                 f"the pool of round {self.round}, task {self.task!r} has nothing left for "
                 f"{self.annotator!r}"
             )
-        return mine + [first] if first is not None and first not in mine else mine
+        return [*mine, first] if first is not None and first not in mine else mine
 
     def _initial_queue(self) -> list[str]:
         ids = list(self.ids)
@@ -392,8 +392,12 @@ class LabelingSession:
 
     def _claim_next(self) -> bool:
         ahead = [s for s in self.queue[self.position + 1 :] if s not in self._done]
-        sid = ahead[0] if ahead else self.store.claim(
-            self.annotator, round=self.round, task=self.task, lease=self.lease
+        sid = (
+            ahead[0]
+            if ahead
+            else self.store.claim(
+                self.annotator, round=self.round, task=self.task, lease=self.lease
+            )
         )
         if sid is None:
             return False

@@ -10,8 +10,8 @@ Guarantees
 - **Append-only.** ``label``, ``skip``, ``undo``, ``import``, ``model`` (a suggestion), ``review``,
   ``assign`` and ``gold`` (see :meth:`LabelStore.assign_batch`) and the class-schema events
   (``class_add``, ``class_rename``, ``class_merge``) are rows appended to one ``events`` table;
-  the database's triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list and progress are
-  *derived* from the events.
+  the database's triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list
+  and progress are *derived* from the events.
 - **Durable on return.** Each write is one ``BEGIN IMMEDIATE`` transaction, committed in WAL mode
   with ``synchronous=FULL`` (the WAL is fsynced at every commit) before the method returns: an
   event id you were given survives a killed process, and a power cut.
