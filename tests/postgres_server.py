@@ -84,9 +84,12 @@ def start(bin_dir: Path | None = None, *, fsync: bool = True) -> Server:
     root = Path(tempfile.mkdtemp(prefix="wb-pg-"))
     as_user: dict = {}
     if os.geteuid() == 0:  # the server refuses root: run it as nobody, in a folder it owns
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
         os.chmod(root, 0o700)
-        os.chown(root, 65534, 65534)
-        as_user = {"user": 65534, "group": 65534, "extra_groups": []}
+        os.chown(root, nobody.pw_uid, nobody.pw_gid)
+        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
     data, log = root / "data", root / "log"
     subprocess.run(
         [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",

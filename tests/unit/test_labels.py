@@ -295,6 +295,28 @@ def test_workspace_holds_labels_db(tmp_path):
         LabelStore(42)
 
 
+def test_one_environment_variable_points_workspace_stores_at_one_database(
+    tmp_path, label_url, monkeypatch
+):
+    monkeypatch.setenv("WORKBENCH_LABELS_URL", label_url)
+    one, two = Workspace(tmp_path / "one"), Workspace(tmp_path / "two")
+    LabelStore(one).add_classes(["cat"])
+    LabelStore(one).label("x", "cat", annotator="ana")
+    other = LabelStore(two)  # another notebook's workspace: the same database
+    assert other.url == label_url and other.current()["id"].tolist() == ["x"]
+    assert not (two.path / "labels.db").exists()
+    monkeypatch.delenv("WORKBENCH_LABELS_URL")
+    assert LabelStore(two).current().empty  # without it: the workspace's own file
+
+
+def test_an_unreachable_server_says_what_to_do():
+    with pytest.raises(
+        LabelError, match="cannot reach the label server.*WORKBENCH_LABELS_URL"
+    ) as e:
+        LabelStore("postgresql://nobody:secret@127.0.0.1:1/none")
+    assert "secret" not in str(e.value)  # never the password
+
+
 def test_threads_share_one_store(store):
     def work(k):
         for i in range(20):

@@ -261,7 +261,8 @@ class Database:
             raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
             raise LabelError(
-                f"cannot reach the label server {self.where!r}: {str(e).strip()}; check the URL "
+                f"cannot reach the label server {self.where!r}: {' '.join(str(e).split())}; "
+                "check the URL "
                 "(and $WORKBENCH_LABELS_URL) and that the server runs"
             ) from None
         ms = int(self.busy_timeout * 1000)
