@@ -311,7 +311,7 @@ def test_one_environment_variable_points_workspace_stores_at_one_database(
 
 def test_an_unreachable_server_says_what_to_do():
     with pytest.raises(
-        LabelError, match="cannot reach the label server.*WORKBENCH_LABELS_URL"
+        LabelError, match=r"cannot reach the label server.*WORKBENCH_LABELS_URL"
     ) as e:
         LabelStore("postgresql://nobody:secret@127.0.0.1:1/none")
     assert "secret" not in str(e.value)  # never the password
