@@ -15,7 +15,7 @@ from workbench.errors import LabelError, ParameterError
 from workbench.labels import LabelStore
 from workbench.labels._migrations import SCHEMA_VERSION
 from workbench.labels.session import LabelingSession
-from workbench.quality.assignment import gold_answers, open_pool, plan_pool
+from workbench.quality.assignment import gold_accuracy, gold_answers, open_pool, plan_pool
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -133,6 +133,9 @@ def test_gold_is_mixed_in_at_its_rate_and_never_twice_to_one_annotator(store, ca
     regular = [s for v in got.values() for s in v if s not in gold]
     assert sorted(regular) == sorted(set(catalog.ids) - set(gold))
     assert gold_answers(store) == gold
+    acc = gold_accuracy(store).set_index("annotator")  # the quality side reads it as always
+    for who, items in got.items():
+        assert acc.loc[who, "n"] == sum(s in gold for s in items)
     assert set(store.current()["annotator"]) == {"ana", "bo"}  # gold answers are never current
 
 
@@ -171,3 +174,28 @@ def test_sessions_ask_the_store_for_their_next_item(store, catalog):
 def overlapping(store):
     raw = raw_connection(store)
     return {r[0] for r in raw.execute("SELECT sample_id FROM pool_items WHERE needed > 1")}
+
+
+def test_annotators_claiming_at_once_never_get_the_same_item(store, catalog):
+    import threading
+
+    open_pool(store, catalog.ids, overlap=0.0)
+    got: dict[str, list[str]] = {}
+    barrier = threading.Barrier(6)
+
+    def annotator(who):
+        own = LabelStore(store.url)  # a connection of its own, as in another kernel
+        barrier.wait()
+        mine = got.setdefault(who, [])
+        while (sid := own.claim(who, lease=600)) is not None:
+            mine.append(sid)
+            own.label(sid, "cat", annotator=who)
+        own.close()
+
+    threads = [threading.Thread(target=annotator, args=(f"a{k}",)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    served = [s for v in got.values() for s in v]
+    assert sorted(served) == sorted(catalog.ids)  # every item once: none twice, none lost

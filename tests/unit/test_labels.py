@@ -317,6 +317,25 @@ def test_an_unreachable_server_says_what_to_do():
     assert "secret" not in str(e.value)  # never the password
 
 
+def test_classes_added_at_once_by_many_writers_get_distinct_codes(store):
+    barrier = threading.Barrier(6)
+
+    def work(k):
+        own = LabelStore(store.url)  # a connection of its own, as in another kernel
+        barrier.wait()
+        for i in range(5):
+            own.add_classes([f"c{k}-{i}"])
+        own.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = store.class_codes
+    assert len(codes) == 3 + 30 and sorted(codes.values()) == list(range(33))
+
+
 def test_threads_share_one_store(store):
     def work(k):
         for i in range(20):

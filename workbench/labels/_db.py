@@ -225,7 +225,9 @@ class Database:
         return con
 
     def _broken(self) -> bool:
-        return self._con is not None and self._con.pg and self._con.raw.closed
+        # A lost server connection is reopened on next use (the failed call said so already).
+        raw = self._con.raw if self._con is not None and self._con.pg else None
+        return raw is not None and (raw.closed or raw.broken)
 
     def _open_sqlite(self) -> Conn:
         assert self.path is not None
