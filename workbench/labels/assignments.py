@@ -63,11 +63,11 @@ def assign_batch(
 
     def tx(con: Conn) -> int:
         con.lock()  # one assignment per round: check and write as one writer
-        if sql.has_assignment(con, rnd, task) or has_pool(con, rnd, task):
-            raise LabelError(
-                f"round {rnd} of task {task!r} has an assignment or a pool already; assign a "
-                "new round"
-            )
+        for what, there in (("an assignment", sql.has_assignment), ("a pool", has_pool)):
+            if there(con, rnd, task):
+                raise LabelError(
+                    f"round {rnd} of task {task!r} has {what} already; assign a new round"
+                )
         s = store._schema(con)
         sql.insert_many(con, gold_events(answers, store._index, store.catalog, s, who, rnd, task))
         return sql.insert_many(con, params)
