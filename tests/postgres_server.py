@@ -64,10 +64,22 @@ class Server:
             con.execute(f"CREATE DATABASE {name}")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`new_database` (its connections are ended first)."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url, autocommit=True) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     def stop(self) -> None:
-        """Stop the server by its PID (a fast shutdown), then remove its folder."""
+        """Stop the server by its PID, then remove its folder.
+
+        An immediate shutdown (SIGQUIT): the data is thrown away, so the shutdown checkpoint a
+        fast shutdown writes (minutes after hundreds of test databases on a busy disk) is waste.
+        """
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)
+            os.kill(self.proc.pid, signal.SIGQUIT)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:

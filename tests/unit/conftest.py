@@ -22,9 +22,18 @@ def pg_server():
 def fresh_url(request, tmp_path):
     """A function giving a new, empty label database on this test's backend, as a URL."""
     if request.param == "postgresql":
-        return request.getfixturevalue("pg_server").new_database
-    made = iter(range(1_000_000))
-    return lambda: f"sqlite:///{tmp_path / f'labels{next(made)}.db'}"
+        server, made = request.getfixturevalue("pg_server"), []
+
+        def new() -> str:
+            made.append(server.new_database())
+            return made[-1]
+
+        yield new
+        for url in made:  # keep the throw-away server small
+            server.drop_database(url)
+        return
+    counter = iter(range(1_000_000))
+    yield lambda: f"sqlite:///{tmp_path / f'labels{next(counter)}.db'}"
 
 
 @pytest.fixture
