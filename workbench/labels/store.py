@@ -12,21 +12,27 @@ Guarantees
   (``class_add``, ``class_rename``, ``class_merge``) are rows appended to one ``events`` table;
   the database's triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list
   and progress are *derived* from the events.
-- **Durable on return.** Each write is one ``BEGIN IMMEDIATE`` transaction, committed in WAL mode
-  with ``synchronous=FULL`` (the WAL is fsynced at every commit) before the method returns: an
-  event id you were given survives a killed process, and a power cut.
+- **Durable on return.** Each write is one transaction, committed before the method returns
+  (SQLite: ``BEGIN IMMEDIATE`` in WAL mode with ``synchronous=FULL``; PostgreSQL: the commit
+  waits for the server's WAL flush): an event id you were given survives a killed process, and
+  a power cut.
 - **Many writers.** Any number of processes (kernels, annotators) may write to one store at once.
-  Each connection waits for the write lock (SQLite ``busy_timeout``) and every transaction is
-  retried with jittered exponential back-off on ``SQLITE_BUSY`` / ``SQLITE_LOCKED`` for up to
-  ``retry_for`` seconds, so "database is locked" never reaches the user; if the store stays locked
-  that long, a :class:`LabelError` says so and nothing was written.
+  Each connection waits for the write lock (SQLite ``busy_timeout``, PostgreSQL
+  ``lock_timeout``) and every transaction is retried with jittered exponential back-off on
+  busy / locked / serialization failures for up to ``retry_for`` seconds, so "database is
+  locked" never reaches the user; if the store stays locked that long, a :class:`LabelError`
+  says so and nothing was written.
 - **Stable class codes.** Classes have integer codes that never change and are never reused (a
   ``LabelEncoder`` whose codes never silently move). Values are stored *by code*, so renaming a
   class relabels nothing, and a merge makes the merged codes read as the target class.
 - **All-or-nothing batches.** An import (or a consensus written back) and an assignment are
   checked row by row and appended in one transaction.
-- **Older files open.** A store written by an older version is upgraded in place, once, in one
-  transaction (see :mod:`workbench.labels._sqlite`).
+- **Older files open.** The schema is versioned (``schema_version``); a store written by an
+  older version is upgraded in place by numbered migrations, once, in one transaction (see
+  :mod:`workbench.labels._migrations`).
+- **Leased work.** With a pool (:func:`workbench.quality.assignment.open_pool`), annotators
+  ask :meth:`LabelStore.claim` for their next item under a lease (see
+  :mod:`workbench.labels.leases`).
 
 Values at the API use class *names*: ``"cat"``; ``["cat", "dog"]`` (a set: each class once,
 in code order); or boxes ``[[x, y, w, h, "cat"], ...]`` in original-image pixels (the image as
