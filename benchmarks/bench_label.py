@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_label.py [--part active|interaction|store|all]
         [--sets animals digits faces crops] [--seeds 10] [--jobs 2] [--data-dir DIR]
         [--scale-on labels|pool|both] [--propagation 0.5] [--strategies random margin ...]
-        [--items 200] [--think 0.05] [--events 2000]
+        [--items 200] [--think 0.05] [--events 800] [--rounds 7]
 
 Active learning (``--part active``): how many labels an uncertainty order needs, as a ratio to
 random order, with the true labels as the oracle. Per set: start from one label per class, label
@@ -35,8 +35,9 @@ digest of all accuracy curves.
 
 Interaction latency (``--part interaction``): kernel-side time from ``Labeler.submit`` to the next
 image's bytes on the widget, p50/p95 over 200 items, with and without prefetch (target p95 <= 50
-ms with prefetch). Store throughput (``--part store``): durable events/s from one and from 4
-processes against a bare sqlite3 loop. Details in the section comment below.
+ms with prefetch). Store throughput (``--part store``): durable events/s on SQLite and on PostgreSQL
+(a throw-away local server) from 1 writer and from 8 processes, beside the bare driver loops.
+Details in the section comment below.
 """
 
 from __future__ import annotations
@@ -580,30 +581,46 @@ def interaction(args: argparse.Namespace) -> None:
     )
 
 
-def _bare_sqlite(path, n: int, synchronous: str) -> float:
-    """Seconds to insert ``n`` rows, one committed transaction each, WAL, given synchronous."""
+# Store throughput: durable events/s, one committed transaction per event, on SQLite (WAL,
+# synchronous=FULL) and on PostgreSQL (a throw-away local server, fsync on, synchronous_commit on),
+# from 1 writer and from 8 writer processes. Each side writes --events events into a fresh
+# database per round; sides are interleaved (benchmarks/_method.py). The peers are the bare
+# drivers' own loops (sqlite3 and psycopg: INSERT + COMMIT per row) with 1 writer: the floor a
+# store over that database can reach.
+def _bare_sqlite(path, n: int) -> None:
     import sqlite3
 
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode = WAL")
-    con.execute(f"PRAGMA synchronous = {synchronous}")
+    con.execute("PRAGMA synchronous = FULL")
     con.execute("CREATE TABLE IF NOT EXISTS e (id INTEGER PRIMARY KEY, sample TEXT, value TEXT)")
-    t = time.perf_counter()
     for k in range(n):
         con.execute("BEGIN IMMEDIATE")
         con.execute("INSERT INTO e (sample, value) VALUES (?, ?)", (f"s{k}", '{"class":1}'))
         con.execute("COMMIT")
-    dt = time.perf_counter() - t
     con.close()
-    return dt
 
 
-def _store_writer(path: str, who: str, n: int, start, out) -> None:
+def _bare_postgres(url: str, n: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS e (id BIGSERIAL PRIMARY KEY, sample TEXT, value TEXT)"
+        )
+        for k in range(n):
+            con.execute("BEGIN")
+            con.execute("INSERT INTO e (sample, value) VALUES (%s, %s)", (f"s{k}", '{"class":1}'))
+            con.execute("COMMIT")
+
+
+def _store_writer(url: str, who: str, n: int, start, out) -> None:
     """One process: wait for the start signal, then label ``n`` samples as ``who``."""
     from workbench.labels import LabelStore
 
-    store = LabelStore(path)
+    store = LabelStore(url)
     store.classes  # open the connection before the clock starts  # noqa: B018
+    out.put(("ready", 0.0, 0))
     start.wait()
     t = time.perf_counter()
     for k in range(n):
@@ -611,71 +628,125 @@ def _store_writer(path: str, who: str, n: int, start, out) -> None:
     out.put((who, time.perf_counter() - t, store.retries))
 
 
-def _store_processes(path, n_proc: int, n_each: int) -> tuple[float, int]:
-    """Wall seconds for ``n_proc`` processes to label ``n_each`` samples each; total retries."""
+def _store_processes(url: str, n_proc: int, n_each: int) -> float:
+    """Wall seconds for ``n_proc`` processes to label ``n_each`` samples each (after start-up)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # a clean interpreter per writer, like separate kernels
     start, out = ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=_store_writer, args=(str(path), f"p{i}", n_each, start, out))
+        ctx.Process(target=_store_writer, args=(url, f"p{i}", n_each, start, out))
         for i in range(n_proc)
     ]
     for p in procs:
         p.start()
-    time.sleep(3.0)  # let every interpreter import and open the store
+    for _ in procs:  # every interpreter has imported and opened the store
+        out.get(timeout=300)
     t = time.perf_counter()
     start.set()
-    results = [out.get(timeout=600) for _ in procs]
+    for _ in procs:
+        out.get(timeout=900)
     wall = time.perf_counter() - t
     for p in procs:
         p.join()
-    return wall, sum(r[2] for r in results)
+    return wall
 
 
 def store_throughput(args: argparse.Namespace) -> None:
+    import sys
+    from itertools import count
     from pathlib import Path
+
+    from _method import interleaved, load
 
     from workbench.labels import LabelStore
 
-    n = args.events
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-label-store-", dir=args.store_dir) as tmp:
-        tmp = Path(tmp)
-        full = _bare_sqlite(tmp / "bare-full.db", n, "FULL")
-        rows.append(("bare sqlite3 INSERT+COMMIT, synchronous=FULL", 1, n, full, 0))
-        normal = _bare_sqlite(tmp / "bare-normal.db", n, "NORMAL")
-        rows.append(("bare sqlite3, synchronous=NORMAL (not durable)", 1, n, normal, 0))
-        store = LabelStore(tmp / "one.db")
-        store.add_classes(["cat", "dog"])
-        t = time.perf_counter()
-        for k in range(n):
-            store.label(f"s/{k:06d}.png", "cat" if k % 2 else "dog", annotator="one")
-        rows.append(("LabelStore.label", 1, n, time.perf_counter() - t, store.retries))
-        shared = LabelStore(tmp / "four.db")
-        shared.add_classes(["cat", "dog"])
-        wall, retries = _store_processes(tmp / "four.db", 4, n // 4)
-        rows.append(("LabelStore.label, 4 processes at once", 4, 4 * (n // 4), wall, retries))
-        assert shared.events_count("label") == 4 * (n // 4), "a process lost events"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from postgres_server import find_bin, start
 
+    n, made = args.events, count()
+    if find_bin() is None:
+        print("store: no PostgreSQL server binary (Debian's postgresql package); skipped")
+        return
+    server = start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-label-store-", dir=args.store_dir) as tmp:
+
+            def fresh(backend: str) -> str:
+                if backend == "postgresql":
+                    url = server.new_database()
+                else:
+                    url = f"sqlite:///{Path(tmp) / f'{next(made)}.db'}"
+                LabelStore(url).add_classes(["cat", "dog"])
+                return url
+
+            def store_side(backend: str, writers: int) -> Callable[[], float]:
+                def side() -> float:
+                    url = fresh(backend)
+                    if writers > 1:
+                        return _store_processes(url, writers, n // writers)
+                    store = LabelStore(url)
+                    t = time.perf_counter()
+                    for k in range(n):
+                        store.label(f"s/{k:06d}.png", "cat" if k % 2 else "dog", annotator="one")
+                    dt = time.perf_counter() - t
+                    assert store.events_count("label") == n
+                    store.close()
+                    return dt
+
+                return side
+
+            def bare_side(backend: str) -> Callable[[], float]:
+                def side() -> float:
+                    where = server.new_database() if backend == "postgresql" else None
+                    path = Path(tmp) / f"bare{next(made)}.db"
+                    t = time.perf_counter()
+                    _bare_postgres(where, n) if where else _bare_sqlite(path, n)
+                    return time.perf_counter() - t
+
+                return side
+
+            one = interleaved(
+                {
+                    "bare sqlite3": bare_side("sqlite"),
+                    "sqlite": store_side("sqlite", 1),
+                    "bare psycopg": bare_side("postgresql"),
+                    "postgresql": store_side("postgresql", 1),
+                },
+                rounds=args.rounds,
+            )
+            eight = interleaved(
+                {"sqlite": store_side("sqlite", 8), "postgresql": store_side("postgresql", 8)},
+                rounds=args.rounds,
+            )
+    finally:
+        server.stop()
+    events8 = 8 * (n // 8)
     print(
-        f"\nStore throughput: one committed transaction per event (WAL), {n:,} events, "
-        f"files in {args.store_dir or tempfile.gettempdir()}"
+        f"\nStore throughput: durable events/s (one committed transaction per event), {n:,} "
+        f"events per round, {args.rounds} interleaved rounds, median [IQR]; load before "
+        f"{one.load_before}, after {eight.load_after}"
     )
-    head = (
-        f"{'writer':<50}{'procs':>6}{'events':>8}{'seconds':>9}{'events/s':>10}"
-        f"{'÷ bare FULL':>13}{'retries':>9}"
-    )
+    head = f"{'writers':<26}{'SQLite':>24}{'PostgreSQL':>24}{'PG / SQLite':>26}"
     print(head)
     print("-" * len(head))
-    floor = n / full
-    for name, procs, events, secs, retries in rows:
-        rate = events / secs
-        print(
-            f"{name:<50}{procs:>6}{events:>8,}{secs:>9.2f}{rate:>10,.0f}{rate / floor:>12.2f}x"
-            f"{retries:>9}"
-        )
-    print("retries = transactions retried after SQLITE_BUSY (the store waits and retries).")
+
+    def rate(r, side: str, events: int) -> str:
+        per = events / np.asarray(r.times[side])
+        q1, q3 = np.percentile(per, [25, 75])
+        return f"{np.median(per):,.0f} [{q1:,.0f}-{q3:,.0f}]"
+
+    print(f"{'1, bare driver loop (peer)':<26}{rate(one, 'bare sqlite3', n):>24}"
+          f"{rate(one, 'bare psycopg', n):>24}")  # fmt: skip
+    print(f"{'1, LabelStore.label':<26}{rate(one, 'sqlite', n):>24}{rate(one, 'postgresql', n):>24}"
+          f"{one.ratio('sqlite', 'postgresql').text(2):>26}")  # fmt: skip
+    print(f"{'8 processes':<26}{rate(eight, 'sqlite', events8):>24}"
+          f"{rate(eight, 'postgresql', events8):>24}"
+          f"{eight.ratio('sqlite', 'postgresql').text(2):>26}")  # fmt: skip
+    share_s = one.ratio("bare sqlite3", "sqlite").text(2)
+    share_p = one.ratio("bare psycopg", "postgresql").text(2)
+    print(f"LabelStore / bare loop, 1 writer: SQLite {share_s}; PostgreSQL {share_p}")
+    print(f"load after: {load()}")
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
@@ -713,7 +784,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--items", type=int, default=200, help="interaction: submits per run")
     ap.add_argument("--think", type=float, default=0.05, help="interaction: s between submits")
-    ap.add_argument("--events", type=int, default=2000, help="store: events per writer setup")
+    ap.add_argument("--events", type=int, default=800, help="store: events per side and round")
+    ap.add_argument("--rounds", type=int, default=7, help="store: interleaved rounds")
     ap.add_argument("--store-dir", default=None, help="store: folder for the test databases")
     args = ap.parse_args(argv)
     args.image_size = args.image_size or None

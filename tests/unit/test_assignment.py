@@ -27,8 +27,8 @@ def catalog(tmp_path_factory):
 
 
 @pytest.fixture
-def store(tmp_path, catalog):
-    s = LabelStore(tmp_path / "labels.db", catalog=catalog)
+def store(label_url, catalog):
+    s = LabelStore(label_url, catalog=catalog)
     s.add_classes(CLASSES)
     return s
 

@@ -1,11 +1,8 @@
 """LabelStore: events, the derived current view, undo/skip, classes, catalog checks, queries."""
 
 import re
-import sqlite3
-import tempfile
 import threading
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from postgres_server import raw_connection, raw_errors
 
 from workbench import Catalog, Workspace
 from workbench.errors import WorkbenchError
@@ -36,8 +34,8 @@ def catalog(tmp_path_factory):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
+def store(label_url):
+    s = LabelStore(label_url)
     s.add_classes(["cat", "dog", "bird"])
     return s
 
@@ -45,25 +43,32 @@ def store(tmp_path):
 def test_event_is_committed_durably_and_visible_to_other_connections(store):
     eid = store.label("x", "cat", annotator="ana", seconds=2.5)
     con = store._db.connection()
-    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    if store.backend == "sqlite":
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:  # the commit waits for the server's WAL flush
+        assert con.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        assert con.execute("SHOW fsync").fetchone()[0] == "on"
     assert not con.in_transaction  # nothing left uncommitted after the call returned
-    raw = sqlite3.connect(store.path)
+    raw = raw_connection(store)
     kind, value, secs = raw.execute(
         "SELECT kind, value, seconds FROM events WHERE id = ?", (eid,)
     ).fetchone()
     assert (kind, secs) == ("label", 2.5) and value == '{"class":0}'
-    other = LabelStore(store.path)
+    other = LabelStore(store.url)
     assert other.current()["value"].tolist() == ["cat"]
 
 
 def test_events_are_append_only(store):
     store.label("x", "cat", annotator="ana")
-    raw = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        raw.execute("UPDATE events SET value = NULL")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        raw.execute("DELETE FROM events")
+    raw = raw_connection(store)
+    stmts = ["UPDATE events SET value = NULL", "DELETE FROM events"]
+    if store.backend == "postgresql":
+        stmts.append("TRUNCATE events")
+    for stmt in stmts:
+        with pytest.raises(raw_errors(), match="append-only"):
+            raw.execute(stmt)
+    assert store.events_count("label") == 1
 
 
 def test_current_is_latest_per_sample_annotator_round_task(store):
@@ -119,9 +124,16 @@ def test_undo_walks_back_through_relabels(store):
     assert seen == ["dog", "cat", None]
 
 
-def test_class_codes_are_stable_through_rename_and_merge(tmp_path):
+def test_a_folder_holds_labels_db(tmp_path):
     s = LabelStore(tmp_path)
-    assert s.path == tmp_path / "labels.db"
+    assert s.path == tmp_path / "labels.db" and s.backend == "sqlite"
+    assert LabelStore(f"sqlite:///{tmp_path / 'labels.db'}").path == s.path
+    with pytest.raises(LabelError, match="unknown database URL"):
+        LabelStore("mysql://host/db")
+
+
+def test_class_codes_are_stable_through_rename_and_merge(label_url):
+    s = LabelStore(label_url)
     assert s.add_classes(["cat", "dog"]) == [0, 1]
     assert s.add_classes(["dog", "cow", "cow"]) == [1, 2, 2]  # existing keep theirs
     s.label("1", "cat", annotator="a")
@@ -145,7 +157,7 @@ def test_class_codes_are_stable_through_rename_and_merge(tmp_path):
     with pytest.raises(LabelError):
         s.decode(99)
     assert s.add_classes(["dog"]) == [4]  # a new class never reuses a retired code
-    assert LabelStore(tmp_path).class_codes == {"feline": 0, "animal": 3, "dog": 4}
+    assert LabelStore(label_url).class_codes == {"feline": 0, "animal": 3, "dog": 4}
     kinds = s.history(kind=None)["kind"].tolist()
     assert kinds.count("class_rename") == 1 and kinds.count("class_merge") == 1
     with pytest.raises(LabelError, match="nothing to merge"):
@@ -154,9 +166,8 @@ def test_class_codes_are_stable_through_rename_and_merge(tmp_path):
 
 @given(names=st.lists(st.text(max_size=12), min_size=1, max_size=8, unique=True))
 @FAST
-def test_encode_decode_round_trip_any_names(names):
-    with tempfile.TemporaryDirectory() as d:
-        s = LabelStore(Path(d) / "l.db")
+def test_encode_decode_round_trip_any_names(fresh_url, names):
+    with LabelStore(fresh_url()) as s:
         try:
             codes = s.add_classes(names)
         except LabelError:  # only text that is not valid Unicode (lone surrogates) is refused
@@ -196,8 +207,8 @@ def test_unknown_class_and_bad_values_are_refused_and_store_unchanged(store):
     assert store.events_count() == before
 
 
-def test_catalog_checks_ids_records_hashes_and_box_bounds(tmp_path, catalog):
-    s = LabelStore(tmp_path, catalog=catalog)
+def test_catalog_checks_ids_records_hashes_and_box_bounds(label_url, catalog):
+    s = LabelStore(label_url, catalog=catalog)
     s.add_classes(["cat"])
     sid = catalog.ids[0]
     s.label(sid, "cat", annotator="a")
@@ -211,8 +222,8 @@ def test_catalog_checks_ids_records_hashes_and_box_bounds(tmp_path, catalog):
     assert s.progress("a")["total"] == len(catalog)
 
 
-def test_stale_reports_changed_missing_and_unhashed(tmp_path, catalog):
-    s = LabelStore(tmp_path, catalog=catalog)
+def test_stale_reports_changed_missing_and_unhashed(fresh_url, catalog):
+    s = LabelStore(fresh_url(), catalog=catalog)
     s.add_classes(["cat"])
     a, b, c = catalog.ids[:3]
     for sid in (a, b, c):
@@ -225,7 +236,7 @@ def test_stale_reports_changed_missing_and_unhashed(tmp_path, catalog):
     st_ = s.stale(rescanned)
     assert dict(zip(st_["id"], st_["reason"], strict=True)) == {a: "changed", b: "missing"}
     assert st_.set_index("id").loc[a, "catalog_hash"] == "0" * 32
-    bare = LabelStore(tmp_path / "other.db")
+    bare = LabelStore(fresh_url())
     bare.add_classes(["cat"])
     bare.label(c, "cat", annotator="ana")  # no catalog: no hash to compare
     assert bare.stale(catalog)["reason"].tolist() == ["unhashed"]
@@ -267,7 +278,7 @@ def test_progress_and_resume_position(store):
     assert (p["labeled"], p["skipped"], p["done"], p["seconds"]) == (2, 1, 3, 4.0)
     assert p["per_minute"] == pytest.approx(30.0) and p["total"] is None
     assert store.last_position("ana") == "c"
-    reopened = LabelStore(store.path)  # a kernel restart: resume where ana left off
+    reopened = LabelStore(store.url)  # a kernel restart: resume where ana left off
     assert reopened.last_position("ana") == "c" and reopened.last_position("bo") == "z"
     reopened.undo(annotator="ana")
     assert reopened.last_position("ana") == "c"  # back on the item whose skip was undone
@@ -282,6 +293,47 @@ def test_workspace_holds_labels_db(tmp_path):
     assert s.classes == ["a"]  # reopens after close
     with pytest.raises(LabelError):
         LabelStore(42)
+
+
+def test_one_environment_variable_points_workspace_stores_at_one_database(
+    tmp_path, label_url, monkeypatch
+):
+    monkeypatch.setenv("WORKBENCH_LABELS_URL", label_url)
+    one, two = Workspace(tmp_path / "one"), Workspace(tmp_path / "two")
+    LabelStore(one).add_classes(["cat"])
+    LabelStore(one).label("x", "cat", annotator="ana")
+    other = LabelStore(two)  # another notebook's workspace: the same database
+    assert other.url == label_url and other.current()["id"].tolist() == ["x"]
+    assert not (two.path / "labels.db").exists()
+    monkeypatch.delenv("WORKBENCH_LABELS_URL")
+    assert LabelStore(two).current().empty  # without it: the workspace's own file
+
+
+def test_an_unreachable_server_says_what_to_do():
+    with pytest.raises(
+        LabelError, match=r"cannot reach the label server.*WORKBENCH_LABELS_URL"
+    ) as e:
+        LabelStore("postgresql://nobody:secret@127.0.0.1:1/none")
+    assert "secret" not in str(e.value)  # never the password
+
+
+def test_classes_added_at_once_by_many_writers_get_distinct_codes(store):
+    barrier = threading.Barrier(6)
+
+    def work(k):
+        own = LabelStore(store.url)  # a connection of its own, as in another kernel
+        barrier.wait()
+        for i in range(5):
+            own.add_classes([f"c{k}-{i}"])
+        own.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = store.class_codes
+    assert len(codes) == 3 + 30 and sorted(codes.values()) == list(range(33))
 
 
 def test_threads_share_one_store(store):
@@ -390,9 +442,8 @@ OPS = st.lists(
 
 @given(ops=OPS)
 @FAST
-def test_current_view_matches_a_simple_model(ops):
-    with tempfile.TemporaryDirectory() as d:
-        s = LabelStore(Path(d) / "l.db")
+def test_current_view_matches_a_simple_model(fresh_url, ops):
+    with LabelStore(fresh_url()) as s:
         s.add_classes(["cat", "dog", "bird"])
         log = []  # (sample, annotator, value or None for skip), undone ones removed
         for op, sid, who, value in ops:

@@ -7,14 +7,15 @@ import json
 import sqlite3
 
 import pytest
+from postgres_server import raw_connection
 
 from workbench.labels import AssignRow, ImportRow, LabelError, LabelStore
-from workbench.labels._sqlite import SCHEMA_VERSION
+from workbench.labels._migrations import SCHEMA_VERSION
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
+def store(label_url):
+    s = LabelStore(label_url)
     s.add_classes(["cat", "dog"])
     return s
 
@@ -220,5 +221,5 @@ def test_a_newer_schema_is_refused(tmp_path):
 def test_extra_survives_json_exactly(store):
     extra = {"a": [1, 2.5, None, "x"], "b": {"c": False}}
     e = store.label("x", "cat", annotator="ana", extra=extra)
-    raw = sqlite3.connect(store.path).execute("SELECT extra FROM events WHERE id = ?", (e,))
+    raw = raw_connection(store).execute("SELECT extra FROM events WHERE id = ?", (e,))
     assert json.loads(raw.fetchone()[0]) == extra

@@ -38,8 +38,8 @@ def catalog(tmp_path_factory):
 
 
 @pytest.fixture
-def store(tmp_path, catalog):
-    return LabelStore(tmp_path / "labels.db", catalog=catalog)
+def store(label_url, catalog):
+    return LabelStore(label_url, catalog=catalog)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def embeddings(catalog):
 
 def reopen(store: LabelStore, catalog: Catalog) -> LabelStore:
     """Another connection to the same file, as after a kernel restart."""
-    return LabelStore(store.path, catalog=catalog)
+    return LabelStore(store.url, catalog=catalog)
 
 
 def test_queue_leaves_out_unreadable_files_and_offers_the_catalog_classes(catalog, store):

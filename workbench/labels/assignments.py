@@ -8,7 +8,6 @@ reads them; :func:`workbench.labels.values.assigned_ids` gives a session its ids
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +18,10 @@ from workbench.labels import _sqlite as sql
 from workbench.labels._checks import _need, _round, _text
 from workbench.labels._sqlite import GOLD_PREFIX
 from workbench.labels.batch import AssignRow, assign_events, gold_events
+from workbench.labels.leases import has_pool
 
 if TYPE_CHECKING:
+    from workbench.labels._db import Conn
     from workbench.labels.store import LabelStore
 
 __all__ = ["ASSIGN_COLUMNS", "assign_batch", "assignments"]
@@ -60,11 +61,13 @@ def assign_batch(
     params = assign_events(rows, store._index, store.catalog, rnd, task)
     answers = list((gold or {}).items())
 
-    def tx(con: sqlite3.Connection) -> int:
-        if sql.has_assignment(con, rnd, task):
-            raise LabelError(
-                f"round {rnd} of task {task!r} has an assignment already; assign a new round"
-            )
+    def tx(con: Conn) -> int:
+        con.lock()  # one assignment per round: check and write as one writer
+        for what, there in (("an assignment", sql.has_assignment), ("a pool", has_pool)):
+            if there(con, rnd, task):
+                raise LabelError(
+                    f"round {rnd} of task {task!r} has {what} already; assign a new round"
+                )
         s = store._schema(con)
         sql.insert_many(con, gold_events(answers, store._index, store.catalog, s, who, rnd, task))
         return sql.insert_many(con, params)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from workbench.labels.schema import _class_names, _Schema
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
+    from workbench.labels._db import Conn
     from workbench.labels.store import LabelStore
 
 
@@ -332,7 +332,7 @@ def import_batch(
     if classes is None:
         classes = [n for r, _ in checked for n in _class_names(r.value)]
 
-    def tx(con: sqlite3.Connection) -> int:
+    def tx(con: Conn) -> int:
         s = store._schema(con)
         missing = [c for c in dict.fromkeys(classes) if c not in s.codes]
         if missing and not add_classes:

@@ -133,6 +133,10 @@ class LabelingSession:
     render, prefetch
         ``render(sample_id)`` (e.g. a thumbnail) is run ahead for the next ``prefetch`` items
         on a background thread; :meth:`rendered` returns it.
+    lease
+        Seconds an item taken from a pool (:func:`workbench.quality.assignment.open_pool`)
+        stays this annotator's before another may get it; the pool serves the round and task
+        when it has one (unless ``assigned_only=False``), one claim at a time.
 
     Attributes
     ----------
@@ -177,6 +181,7 @@ class LabelingSession:
         refit_every: int = 10,
         render: Callable[[str], Any] | None = None,
         prefetch: int = 0,
+        lease: float = 600.0,
     ) -> None:
         if not isinstance(catalog, Catalog):
             raise ParameterError(f"catalog must be a workbench Catalog, got {type(catalog)}")
@@ -212,13 +217,26 @@ class LabelingSession:
         mine = assigned_ids(store, annotator, round=round, task=task, assigned_only=assigned_only)
         #: Whether the queue is this annotator's share of an assignment.
         self.assigned: bool = mine is not None
-        if mine is not None:
+        #: Whether items come one at a time from the store's pool, leased for ``lease`` seconds.
+        self.pooled: bool = (
+            mine is None and assigned_only is not False and store.has_pool(round=round, task=task)
+        )
+        self.lease = float(lease)
+        if self.pooled:
+            if order != "catalog":
+                raise ParameterError("a pool serves items in its own order: use order='catalog'")
+            mine = self._first_from_pool()
+            readable = set(self.ids)
+            self.ids = [i for i in mine if i in readable]
+        elif mine is not None:
             self.ids = [i for i in self.ids if i in mine]
             if not self.ids:
                 raise ParameterError(f"none of {annotator!r}'s assigned items can be read")
         self.classes = self._setup_classes(classes)
         self._class_rank = {c: k for k, c in enumerate(store.classes)}
-        self.blind: bool = (self.assigned or self._shared()) if blind is None else blind
+        self.blind: bool = (
+            (self.assigned or self.pooled or self._shared()) if blind is None else blind
+        )
         self.pre_annotations: dict[str, Any] = start_values(
             store, pre_annotations, annotator=annotator, blind=self.blind, task=task, kind=kind
         )
@@ -266,8 +284,22 @@ class LabelingSession:
             raise ParameterError(f"no {what}: pass classes=[...] or add them to the store")
         return out
 
+    def _first_from_pool(self) -> list[str]:
+        """What this annotator took from the pool before (resume), then one more claim."""
+        where = {"round": self.round, "task": self.task}
+        mine = self.store.leased_ids(self.annotator, **where)
+        first = self.store.claim(self.annotator, lease=self.lease, **where)
+        if first is None and not mine:
+            raise ParameterError(
+                f"the pool of round {self.round}, task {self.task!r} has nothing left for "
+                f"{self.annotator!r}"
+            )
+        return [*mine, first] if first is not None and first not in mine else mine
+
     def _initial_queue(self) -> list[str]:
         ids = list(self.ids)
+        if self.pooled:
+            return ids
         if self.order == "random":
             random.Random(self.seed).shuffle(ids)
             return ids
@@ -344,7 +376,12 @@ class LabelingSession:
         return out
 
     def _advance(self) -> None:
-        """Move to the next item not done (wrapping round); past the end when all are done."""
+        """Move to the next item not done (wrapping round); past the end when all are done.
+
+        From a pool, the next item not done ahead, else a new claim, else the wrap-around.
+        """
+        if self.pooled and self._claim_next():
+            return
         n = len(self.queue)
         for k in range(1, n + 1):
             j = (self.position + k) % n
@@ -352,6 +389,24 @@ class LabelingSession:
                 self.position = j
                 return
         self.position = n
+
+    def _claim_next(self) -> bool:
+        ahead = [s for s in self.queue[self.position + 1 :] if s not in self._done]
+        sid = (
+            ahead[0]
+            if ahead
+            else self.store.claim(
+                self.annotator, round=self.round, task=self.task, lease=self.lease
+            )
+        )
+        if sid is None:
+            return False
+        if sid not in self._queue_set:
+            self.queue.append(sid)
+            self.ids.append(sid)
+            self._queue_set.add(sid)
+        self.position = self.queue.index(sid)
+        return True
 
     def _moved(self) -> None:
         self._shown_at = time.monotonic()

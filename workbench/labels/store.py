@@ -1,27 +1,38 @@
-"""The LabelStore: every labeling action is an event appended to SQLite; nothing is ever lost.
+"""The LabelStore: every labeling action is an event appended to a database; nothing is ever lost.
+
+The database is a SQLite file (the default: one per workspace) or a PostgreSQL server shared by a
+team (``LabelStore("postgresql://...")``, or ``$WORKBENCH_LABELS_URL`` for every store opened
+from a Workspace); the API and the guarantees below are the same on both
+(:mod:`workbench.labels._db` says how each backend keeps them).
 
 Guarantees
 ----------
 - **Append-only.** ``label``, ``skip``, ``undo``, ``import``, ``model`` (a suggestion), ``review``,
   ``assign`` and ``gold`` (see :meth:`LabelStore.assign_batch`) and the class-schema events
   (``class_add``, ``class_rename``, ``class_merge``) are rows appended to one ``events`` table;
-  triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list and progress are
-  *derived* from the events.
-- **Durable on return.** Each write is one ``BEGIN IMMEDIATE`` transaction, committed in WAL mode
-  with ``synchronous=FULL`` (the WAL is fsynced at every commit) before the method returns: an
-  event id you were given survives a killed process, and a power cut.
+  the database's triggers refuse ``UPDATE`` and ``DELETE``. Current labels, the class list
+  and progress are *derived* from the events.
+- **Durable on return.** Each write is one transaction, committed before the method returns
+  (SQLite: ``BEGIN IMMEDIATE`` in WAL mode with ``synchronous=FULL``; PostgreSQL: the commit
+  waits for the server's WAL flush): an event id you were given survives a killed process, and
+  a power cut.
 - **Many writers.** Any number of processes (kernels, annotators) may write to one store at once.
-  Each connection waits for the write lock (SQLite ``busy_timeout``) and every transaction is
-  retried with jittered exponential back-off on ``SQLITE_BUSY`` / ``SQLITE_LOCKED`` for up to
-  ``retry_for`` seconds, so "database is locked" never reaches the user; if the store stays locked
-  that long, a :class:`LabelError` says so and nothing was written.
+  Each connection waits for the write lock (SQLite ``busy_timeout``, PostgreSQL
+  ``lock_timeout``) and every transaction is retried with jittered exponential back-off on
+  busy / locked / serialization failures for up to ``retry_for`` seconds, so "database is
+  locked" never reaches the user; if the store stays locked that long, a :class:`LabelError`
+  says so and nothing was written.
 - **Stable class codes.** Classes have integer codes that never change and are never reused (a
   ``LabelEncoder`` whose codes never silently move). Values are stored *by code*, so renaming a
   class relabels nothing, and a merge makes the merged codes read as the target class.
 - **All-or-nothing batches.** An import (or a consensus written back) and an assignment are
   checked row by row and appended in one transaction.
-- **Older files open.** A store written by an older version is upgraded in place, once, in one
-  transaction (see :mod:`workbench.labels._sqlite`).
+- **Older files open.** The schema is versioned (``schema_version``); a store written by an
+  older version is upgraded in place by numbered migrations, once, in one transaction (see
+  :mod:`workbench.labels._migrations`).
+- **Leased work.** With a pool (:func:`workbench.quality.assignment.open_pool`), annotators
+  ask :meth:`LabelStore.claim` for their next item under a lease (see
+  :mod:`workbench.labels.leases`).
 
 Values at the API use class *names*: ``"cat"``; ``["cat", "dog"]`` (a set: each class once,
 in code order); or boxes ``[[x, y, w, h, "cat"], ...]`` in original-image pixels (the image as
@@ -40,7 +51,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +61,7 @@ from workbench.fsutil import safe_names
 from workbench.labels import _sqlite as sql
 from workbench.labels import assignments as _assignments
 from workbench.labels import batch as _batch
+from workbench.labels import leases as _leases
 from workbench.labels._catalog import CatalogIndex
 from workbench.labels._checks import (
     _as_list,
@@ -63,12 +74,12 @@ from workbench.labels._checks import (
     _short,
     _text,
 )
+from workbench.labels._db import Conn, Database
 from workbench.labels._sqlite import (
     CONSENSUS_PREFIX,
     EVENT_KINDS,
     GOLD_PREFIX,
     SOURCES,
-    Database,
     insert,
 )
 from workbench.labels.batch import (
@@ -107,27 +118,35 @@ HISTORY_COLUMNS = [
 
 
 class LabelStore:
-    """Append-only, crash-safe, multi-process label events in one SQLite file.
+    """Append-only, crash-safe, multi-process label events in a SQLite file or on PostgreSQL.
 
     Parameters
     ----------
     path_or_workspace
-        A :class:`~workbench.workspace.Workspace` (the store is its ``file("labels")``), a
-        folder (the same file name inside it) or the database file itself. Created if missing.
+        A :class:`~workbench.workspace.Workspace` (the store is ``$WORKBENCH_LABELS_URL`` when
+        that is set, else its ``file("labels")``), a folder (the same file name inside it), the
+        database file itself, or a URL: ``sqlite:///path/labels.db`` or
+        ``postgresql://user:password@host:port/database`` (a team's shared server; needs
+        psycopg 3). Created (the file, or the tables in that database) if missing.
     catalog
         When given, labels for sample ids not in it raise :class:`LabelError`, each event records
         the sample's content hash from it, boxes are checked against its width and height, and
         :meth:`stale` compares hashes. Exports and imports use it unless given another one.
     busy_timeout
-        Seconds one attempt waits for another process's write lock (SQLite ``busy_timeout``).
+        Seconds one attempt waits for another process's write lock (SQLite ``busy_timeout``,
+        PostgreSQL ``lock_timeout``).
     retry_for
         Seconds a transaction keeps being retried (jittered exponential back-off, 2 ms doubling
         to 250 ms) while the database is busy or locked, before :class:`LabelError`.
 
     Attributes
     ----------
-    path : pathlib.Path
-        The database file.
+    path : pathlib.Path or None
+        The database file (None on PostgreSQL).
+    url : str
+        The database as a URL (``sqlite:///...`` or ``postgresql://...``).
+    backend : str
+        ``"sqlite"`` or ``"postgresql"``.
     catalog : Catalog or None
         The catalog that sample ids, hashes and image sizes come from.
     retries : int
@@ -163,18 +182,18 @@ class LabelStore:
         busy_timeout: float = 10.0,
         retry_for: float = 120.0,
     ) -> None:
-        self.path = sql.database_path(path_or_workspace)
         self.catalog = catalog
         self._schema_key: tuple | None = None
         self._schema_cache = _Schema()
         self._index = CatalogIndex()
         self._db = Database(
-            self.path, busy_timeout=busy_timeout, retry_for=retry_for, forget=self._forget
+            path_or_workspace, busy_timeout=busy_timeout, retry_for=retry_for, forget=self._forget
         )
+        self.path, self.url, self.backend = self._db.path, self._db.url, self._db.backend
         self._db.connection()  # create the file and the schema now, so errors show up here
 
     def __repr__(self) -> str:
-        return f"LabelStore({str(self.path)!r})"
+        return f"LabelStore({self._db.where!r})"
 
     def __enter__(self) -> LabelStore:
         return self
@@ -204,14 +223,14 @@ class LabelStore:
         # another database state: replay the schema on next use.
         self._schema_key = None
 
-    def _schema(self, con: sqlite3.Connection) -> _Schema:
+    def _schema(self, con: Conn) -> _Schema:
         # Events are append-only and ids only grow, so (count, max id) names one schema state.
         key = sql.schema_key(con)
         if key != self._schema_key:
             self._schema_cache, self._schema_key = _Schema.replay(sql.schema_events(con)), key
         return self._schema_cache
 
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _read(self, fn: Callable[[Conn], T]) -> T:
         return self._db.read(fn)
 
     # ------------------------------------------------------------------ samples
@@ -247,13 +266,18 @@ class LabelStore:
         """
         wanted = [_text("class name", n, empty_ok=True) for n in _as_list(names)]
 
-        def tx(con: sqlite3.Connection) -> list[int]:
+        def tx(con: Conn) -> list[int]:
             s = self._add_missing(con, wanted)
             return [s.codes[n] for n in wanted]
 
         return self._db.write(tx)
 
-    def _add_missing(self, con: sqlite3.Connection, names: Iterable[str]) -> _Schema:
+    def _add_missing(self, con: Conn, names: Iterable[str]) -> _Schema:
+        names = list(names)
+        s = self._schema(con)
+        if all(n in s.codes for n in names):
+            return s
+        con.lock()  # codes come from what is there: one writer at a time picks them
         s = self._schema(con)
         code = s.next_code
         for name in dict.fromkeys(names):
@@ -273,7 +297,8 @@ class LabelStore:
         """
         new = _text("class name", new, empty_ok=True)
 
-        def tx(con: sqlite3.Connection) -> int:
+        def tx(con: Conn) -> int:
+            con.lock()
             s = self._schema(con)
             code = s.code(old)
             if new in s.codes:
@@ -292,7 +317,8 @@ class LabelStore:
         src = _as_list(sources)
         into = _text("class name", into, empty_ok=True)
 
-        def tx(con: sqlite3.Connection) -> int:
+        def tx(con: Conn) -> int:
+            con.lock()
             s = self._schema(con)
             codes = sorted({s.code(n) for n in src} - {s.codes.get(into)})
             if not codes:
@@ -403,10 +429,12 @@ class LabelStore:
             "seconds": _seconds(seconds),
         }
 
-        def tx(con: sqlite3.Connection) -> int:
+        def tx(con: Conn) -> int:
             s = self._schema(con)
             stored = None if kind == "skip" else s.store(value, size)
             more = None if extra is None else extra(s)
+            if kind in sql.DECISION_KINDS:  # a leased item's lease is settled with its decision
+                _leases.settle(con, sid, fields["who"], fields["rnd"], fields["task"])
             return insert(con, kind, value=stored, extra=more, **fields)
 
         return self._db.write(tx)
@@ -427,7 +455,8 @@ class LabelStore:
         who, rnd, task = _text("annotator", annotator), _round(round), _text("task", task)
         sid = None if sample_id is None else _text("sample id", sample_id)
 
-        def tx(con: sqlite3.Connection) -> int | None:
+        def tx(con: Conn) -> int | None:
+            con.lock()  # two undos at once must not cancel the same decision twice
             row = sql.latest_decision(con, who, rnd, task, sid)
             if row is None:
                 return None
@@ -493,7 +522,7 @@ class LabelStore:
             "extra": extra,
         }
 
-        def tx(con: sqlite3.Connection) -> int:
+        def tx(con: Conn) -> int:
             if target is not None:
                 row = sql.event_sample(con, target)
                 _need(row is not None and row[0] == sid, f"event {target} is not on {sid!r}")
@@ -524,7 +553,7 @@ class LabelStore:
     ) -> tuple[list[tuple], _Schema]:
         """Raw current rows (see :func:`sql.current_rows`) and the class schema, one snapshot."""
 
-        def q(con: sqlite3.Connection) -> tuple[list[tuple], _Schema]:
+        def q(con: Conn) -> tuple[list[tuple], _Schema]:
             return sql.current_rows(con, annotator, round, task, skips=skips), self._schema(con)
 
         return self._read(q)
@@ -646,6 +675,24 @@ class LabelStore:
     # ------------------------------------------------------------------ assignments
     assign_batch = _assignments.assign_batch
     assignments = _assignments.assignments
+
+    # ------------------------------------------------------------------ pools and leases
+    add_pool = _leases.add_pool
+    pool_status = _leases.pool_status
+    leased_ids = _leases.leased_ids
+
+    def claim(
+        self, annotator: str, *, round: int = 0, task: str = "class", lease: float = 600.0
+    ) -> str | None:
+        """The next item of the pool for ``annotator``, leased for ``lease`` seconds; None when
+        the pool has nothing left for them (see :mod:`workbench.labels.leases`)."""
+        who, rnd, task = _text("annotator", annotator), _round(round), _text("task", task)
+        _need(_is_number(lease) and lease > 0, f"lease is a number of seconds > 0, got {lease!r}")
+        return self._db.write(lambda con: _leases.claim(con, who, rnd, task, float(lease)))
+
+    def has_pool(self, *, round: int = 0, task: str = "class") -> bool:
+        """Whether ``round`` of ``task`` is served from a pool with leases."""
+        return self._read(lambda con: _leases.has_pool(con, _round(round), _text("task", task)))
 
     # ------------------------------------------------------------------ formats
     to_csv = csv.to_csv

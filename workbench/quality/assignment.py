@@ -41,11 +41,15 @@ if TYPE_CHECKING:
     from workbench.catalog import Catalog
     from workbench.labels import LabelStore
 
+# open_pool, plan_pool and POOL_COLUMNS are public too; they join __all__ once the package's
+# __init__ exports them (tests/unit/test_assignment.py checks that every name here is exported).
 __all__ = ["ASSIGNMENT_COLUMNS", "assign", "assignments", "gold_accuracy", "gold_answers",
            "plan_assignment"]  # fmt: skip
 
 #: Columns of an assignment table: one row per (item, annotator).
 ASSIGNMENT_COLUMNS = ["id", "annotator", "gold", "overlap"]
+#: Columns of a pool plan: one row per item, in serving order.
+POOL_COLUMNS = ["id", "gold", "overlap"]
 
 
 def _names(annotators: Any) -> list[str]:
@@ -262,6 +266,90 @@ def assign(
     ]
     answers = {sid: gold[sid] for sid in used} if gold else None
     store.assign_batch(rows, round=round, task=task, gold=answers, gold_by=gold_by)
+    return plan
+
+
+def plan_pool(
+    items: Catalog | Sequence[str],
+    *,
+    overlap: float = 0.2,
+    per_item: int = 2,
+    gold: Mapping[str, Any] | None = None,
+    gold_rate: float = 0.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A pool for leased assignment (:func:`open_pool`): the items in a seeded serving order.
+
+    ``round(overlap * n)`` of the ``n`` regular items are to be labeled by ``per_item``
+    annotators (``overlap`` column), the others by one. With ``gold_rate > 0`` every item of
+    ``gold`` is a gold item (served at ``gold_rate`` of each annotator's stream, to any number
+    of annotators); with ``gold_rate`` 0 the gold answers are not used and those items are
+    regular. Nothing is written. Parameters as in :func:`plan_assignment`, without annotators:
+    whoever asks the store gets the next item.
+    """
+    ids = _items(items)
+    overlap = check_probability(overlap, "overlap")
+    gold_rate = check_probability(gold_rate, "gold_rate")
+    seed = check_int(seed, "seed", low=0)
+    per_item = check_int(per_item, "per_item", low=2)
+    if gold is not None and not isinstance(gold, Mapping):
+        raise ParameterError("gold maps sample ids to their known answers (a dict)")
+    if gold_rate >= 1:
+        raise ParameterError("gold_rate must be below 1: annotators need items that are not gold")
+    pool = list(gold or {}) if gold_rate > 0 else []
+    if gold_rate > 0 and not pool:
+        raise ParameterError("gold_rate > 0 needs gold={sample id: known answer, ...}")
+    in_pool = set(pool)
+    regular = [i for i in ids if i not in in_pool]
+    if not regular:
+        raise ParameterError("there are no items to assign (every item is a gold item)")
+    rng = np.random.default_rng(seed)
+    order = [regular[k] for k in rng.permutation(len(regular))]
+    n_over = int(np.rint(overlap * len(order)))
+    rows = [(sid, False, per_item if k < n_over else 1) for k, sid in enumerate(order)]
+    rows += [(sid, True, 0) for sid in (pool[k] for k in rng.permutation(len(pool)))]
+    return pd.DataFrame(rows, columns=POOL_COLUMNS)
+
+
+def open_pool(
+    store: LabelStore,
+    items: Catalog | Sequence[str] | None = None,
+    *,
+    overlap: float = 0.2,
+    per_item: int = 2,
+    gold: Mapping[str, Any] | None = None,
+    gold_rate: float = 0.0,
+    seed: int = 0,
+    round: int = 0,
+    task: str = "class",
+    gold_by: str = f"{GOLD_PREFIX}reference",
+) -> pd.DataFrame:
+    """Plan a pool (:func:`plan_pool`) and record it in ``store``, for annotators who come and go.
+
+    Each annotator's :class:`~workbench.labels.LabelingSession` of this round and task then asks
+    the store for its next item and holds it under a lease (``LabelingSession(lease=...)``):
+    two annotators never get the same item unless it is an overlap item, and an item whose
+    annotator disappears goes back to the pool when the lease runs out
+    (:mod:`workbench.labels.leases`). The gold answers become ``gold`` events, as with
+    :func:`assign`. A round and task have one pool or one assignment.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The plan (:data:`POOL_COLUMNS`).
+    """
+    from workbench.labels.leases import PoolItem
+
+    if not hasattr(store, "add_pool"):
+        raise ParameterError(f"store must be a LabelStore, got {type(store).__name__}")
+    if items is None:
+        items = store.need_catalog()
+    plan = plan_pool(items, overlap=overlap, per_item=per_item, gold=gold, gold_rate=gold_rate,
+                     seed=seed)  # fmt: skip
+    rows = [PoolItem(sid, max(int(k), 1), bool(g)) for sid, g, k in plan.itertuples(index=False)]
+    answers = {sid: gold[sid] for sid in plan.loc[plan["gold"], "id"]} if gold else None
+    store.add_pool(rows, round=round, task=task, gold_rate=gold_rate, gold=answers,
+                   gold_by=gold_by)  # fmt: skip
     return plan
 
 
