@@ -5,7 +5,8 @@ Every public name of the submodules is available here, imported on first use (so
 ``import workbench.quality`` stays cheap and cleanlab or scikit-learn load only when needed):
 
 - :mod:`~workbench.quality.assignment`: :func:`assign`, :func:`plan_assignment`,
-  :func:`gold_answers`, :func:`gold_accuracy`, :func:`assignments`.
+  :func:`gold_answers`, :func:`gold_accuracy`, :func:`assignments`; leased work pools
+  :func:`plan_pool`, :func:`open_pool`.
 - :mod:`~workbench.quality.agreement`: :func:`percent_agreement`, :func:`cohen_kappa`,
   :func:`fleiss_kappa`, :func:`krippendorff_alpha`, :func:`pairwise`, :func:`accuracy`, ...
 - :mod:`~workbench.quality.consensus`: :func:`majority_vote`, :class:`DawidSkene`,
@@ -44,6 +45,7 @@ _EXPORTS = {
     # assignment
     "ASSIGNMENT_COLUMNS": "assignment", "assign": "assignment", "assignments": "assignment",
     "gold_accuracy": "assignment", "gold_answers": "assignment", "plan_assignment": "assignment",
+    "POOL_COLUMNS": "assignment", "open_pool": "assignment", "plan_pool": "assignment",
     # agreement
     "WEIGHTS": "agreement", "accuracy": "agreement", "annotator_confusion": "agreement",
     "cohen_kappa": "agreement", "fleiss_kappa": "agreement", "krippendorff_alpha": "agreement",

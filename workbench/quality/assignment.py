@@ -41,10 +41,8 @@ if TYPE_CHECKING:
     from workbench.catalog import Catalog
     from workbench.labels import LabelStore
 
-# open_pool, plan_pool and POOL_COLUMNS are public too; they join __all__ once the package's
-# __init__ exports them (tests/unit/test_assignment.py checks that every name here is exported).
-__all__ = ["ASSIGNMENT_COLUMNS", "assign", "assignments", "gold_accuracy", "gold_answers",
-           "plan_assignment"]  # fmt: skip
+__all__ = ["ASSIGNMENT_COLUMNS", "POOL_COLUMNS", "assign", "assignments", "gold_accuracy",
+           "gold_answers", "open_pool", "plan_assignment", "plan_pool"]  # fmt: skip
 
 #: Columns of an assignment table: one row per (item, annotator).
 ASSIGNMENT_COLUMNS = ["id", "annotator", "gold", "overlap"]
