@@ -94,7 +94,7 @@ test: lint test-unit test-widgets test-notebooks test-ui
 bench: setup browser
 	$(PIP) install -q imagededup==0.3.3.post2
 	$(PIP) install -q cleanvision==0.3.7
-	cd benchmarks && for b in bench_scan bench_clean bench_checks bench_augment bench_label bench_ui; do \
+	cd benchmarks && for b in bench_scan bench_normalize bench_clean bench_checks bench_augment bench_label bench_ui; do \
 	  ../$(PY) $$b.py || exit 1; done
 
 clean:

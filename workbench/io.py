@@ -102,49 +102,56 @@ def _open(path: str, max_pixels: int | None) -> Image.Image:
 
 def _open_sized(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
     size = _check_regular_file(path)
-    try:
-        with warnings.catch_warnings():
-            # Our own limit below replaces Pillow's global one, which is shared process-wide.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # One warnings context for open and load (it costs more than a small image's header):
+    # our own limit below replaces Pillow's global one, which is shared process-wide.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
             im = Image.open(path)
-    except UnidentifiedImageError:
-        raise DecodeError(
-            "not an image: the file's bytes are not in any format Pillow can read "
-            "(check the file ending matches its content)",
-            "not_image",
-        ) from None
-    except Image.DecompressionBombError as e:
-        raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
-    except PermissionError:
-        raise DecodeError(
-            "permission denied: the file cannot be read by this user", "unreadable"
-        ) from None
-    except OSError as e:
-        raise DecodeError(f"cannot open image: {e}", "corrupt") from None
-    w, h = im.size
-    if max_pixels is not None and w * h > max_pixels:
-        im.close()
-        raise DecodeError(
-            f"image is {w}×{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-            "(a possible decompression bomb); pass a larger max_pixels to read it",
-            "too_large",
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        except UnidentifiedImageError:
+            raise DecodeError(
+                "not an image: the file's bytes are not in any format Pillow can read "
+                "(check the file ending matches its content)",
+                "not_image",
+            ) from None
+        except Image.DecompressionBombError as e:
+            raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
+        except PermissionError:
+            raise DecodeError(
+                "permission denied: the file cannot be read by this user", "unreadable"
+            ) from None
+        except OSError as e:
+            raise DecodeError(f"cannot open image: {e}", "corrupt") from None
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            im.close()
+            raise DecodeError(
+                f"image is {w}×{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                "(a possible decompression bomb); pass a larger max_pixels to read it",
+                "too_large",
+            )
+        try:
             im.load()
-    except Image.DecompressionBombError as e:
-        raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        msg = str(e) or type(e).__name__
-        if "truncated" in msg:
-            msg = f"file is truncated: {msg}"
-        raise DecodeError(f"cannot decode image data ({msg})", "corrupt") from None
+        except Image.DecompressionBombError as e:
+            raise DecodeError(f"{e} Raise max_pixels to read it.", "too_large") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            msg = str(e) or type(e).__name__
+            if "truncated" in msg:
+                msg = f"file is truncated: {msg}"
+            raise DecodeError(f"cannot decode image data ({msg})", "corrupt") from None
     return im, size
+
+
+#: Where Pillow's ``getexif`` looks for an orientation (besides a TIFF's own tags).
+_ORIENTATION_SOURCES = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
 def _oriented(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation in place (no copy when there is nothing to do)."""
+    if not hasattr(im, "tag_v2") and not any(k in im.info for k in _ORIENTATION_SOURCES):
+        # No EXIF or XMP block: getexif would find no orientation; skipping it saves about
+        # 1 % of a small JPEG's decode.
+        return im
     with contextlib.suppress(Exception):  # a broken EXIF block must not hide good pixels
         ImageOps.exif_transpose(im, in_place=True)
     return im
@@ -157,9 +164,10 @@ def _pixel_hash(im: Image.Image) -> str:
     # Image.tobytes() without its chunking and join: the raw encoder in one call, same bytes.
     encoder = Image._getencoder(im.mode, "raw", im.mode)
     encoder.setimage(im.im, (0, 0, *im.size))
-    size = max(65536, len(im.getbands()) * im.width * im.height + 16)  # 8-bit modes: one call
     while True:
-        _, status, data = encoder.encode(size)
+        # 64 kB pieces, not one of the image's size: 3-5 % less time per 256 px JPEG scanned,
+        # measured (a buffer that size is reused; a larger one means fresh pages per image).
+        _, status, data = encoder.encode(65536)
         h.update(data)
         if status:
             break

@@ -108,6 +108,8 @@ def pmap(
         return []
     n_workers = workers or default_workers()
     if executor is None and (n_workers == 1 or len(items) < MIN_PARALLEL_ITEMS):
+        if not progress:  # no bar to update: a plain loop
+            return [fn(item) for item in items]
         out: list[R] = []
         with _progress(len(items), desc, progress) as bar:
             for item in items:

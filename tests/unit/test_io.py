@@ -205,6 +205,36 @@ def test_every_exif_orientation_gives_the_pixels_a_person_sees(tmp_path, orienta
     assert pr.hash == _pixel_hash(Image.fromarray(got))  # the scan hashes what a person sees
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_orientation_from_xmp_alone_is_applied(tmp_path, fmt):
+    """An orientation stored only in an XMP block (no EXIF) is applied as Pillow's
+    exif_transpose applies it: the scan's short cut for files without EXIF must not skip it."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(6).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    p = tmp_path / f"xmp.{fmt.lower()}"
+    if fmt == "JPEG":
+        kw = {"quality": 100, "subsampling": 0, "xmp": xmp}
+    else:  # PNG keeps XMP in an iTXt chunk, read back as info["XML:com.adobe.xmp"]
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+        kw = {"pnginfo": info}
+    Image.fromarray(stored).save(p, fmt, **kw)
+    with Image.open(p) as raw:
+        assert "exif" not in raw.info
+        reference = np.asarray(ImageOps.exif_transpose(raw).convert("RGB"))
+    assert reference.shape[:2] == (40, 30)  # Pillow does read the XMP orientation
+    np.testing.assert_array_equal(np.asarray(decode(p)), reference)
+    assert (probe(p).width, probe(p).height) == (30, 40)
+
+
 def test_float_images_are_stretched_to_8_bit_or_kept(tmp_path):
     """Mode ``F`` (32-bit float TIFF, e.g. a depth map): min-max stretched to ``L``, NaN as the
     minimum; kept exactly with ``keep_16bit``; a flat image becomes black, not a division error."""

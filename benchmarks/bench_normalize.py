@@ -1,0 +1,175 @@
+"""Normalizer.fit against its limit, the bare decode loop over the same files.
+
+    .venv/bin/python benchmarks/bench_normalize.py [--n 2000] [--n16 200] [--rounds 7]
+
+The limit (the peer): a bare loop of PIL ``open`` + ``load`` over the same files, nothing else;
+also shown, informational: the same loop through ``workbench.io.decode`` (what the fit calls).
+Ours: ``Normalizer().fit(catalog)``: decode, per-channel integer sums, merge, the result.
+
+* 8-bit, 1 worker: 256 px RGB JPEGs (the scan benchmark's files), both in this process, timed in
+  CPU seconds of this process; ratio = bare / fit per round, target >= 0.8.
+* 8-bit, 2 workers: the bare loop on the same local process pool in the same chunks as the
+  fit's, both in wall seconds; per worker, since both sides use the same two workers.
+* 16-bit, 1 worker: 512 px gray PNGs (informational, no target).
+
+Method (``_method.py``): an untimed warm-up of each side (imports such as OpenCV happen there
+for the fit; the page cache for both), then >= 7 rounds alternating the order, load printed,
+median and IQR of the per-round ratio, one line per figure in ``results/bench_normalize.jsonl``
+(``python benchmarks/_method.py`` gives the three-invocation verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _method import Rounds, interleaved, load, record, verdict
+from bench_scan import make_jpegs
+from PIL import Image
+
+from workbench import Catalog
+from workbench.io import decode
+from workbench.normalize import Normalizer
+from workbench.parallel import local_pool
+
+TARGET = 0.8
+
+
+def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
+    """``n`` 16-bit gray PNGs (microscope-like: a smooth field plus noise), written once."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(16)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    paths = [root / f"s{k:05d}.png" for k in range(n)]
+    for k, p in enumerate(paths):
+        if not p.exists():
+            field = 2000 + 6000 * np.exp(-((xx - k % 7 / 7) ** 2 + (yy - 0.5) ** 2) * 8)
+            noise = rng.normal(0, 300, (side, side))
+            Image.fromarray(np.clip(field + noise, 0, 65535).astype(np.uint16)).save(p)
+    return paths
+
+
+def bare_loop(paths: list[str]) -> int:
+    """The decode limit: PIL open + load of every file, nothing else."""
+    for p in paths:
+        with Image.open(p) as im:
+            im.load()
+    return len(paths)
+
+
+def decode_loop(paths: list[str]) -> None:
+    for p in paths:
+        decode(p, keep_16bit=True, orient=False)  # as the fit decodes
+
+
+def cpu(fn: Callable[[], object]) -> Callable[[], float]:
+    def side() -> float:
+        t = time.process_time()
+        fn()
+        return time.process_time() - t
+
+    return side
+
+
+def wall(fn: Callable[[], object]) -> Callable[[], float]:
+    def side() -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    return side
+
+
+def fit(cat: Catalog, workers: int) -> None:
+    Normalizer().fit(cat, workers=workers, progress=False)
+
+
+def bare_on_pool(paths: list[str], workers: int, chunk: int) -> None:
+    """The bare loop on the pool the fit uses, in chunks of the fit's size."""
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    assert sum(local_pool(workers).map(bare_loop, chunks)) == len(paths)
+
+
+def catalog_of(paths: list[str], root: Path) -> Catalog:
+    """A catalog of exactly these files (scanned outside the timings)."""
+    return Catalog.from_dataframe(pd.DataFrame({"path": paths}), root=root, progress=False)
+
+
+def show(title: str, n: int, rounds: Rounds, names: list[str]) -> None:
+    print(f"\n### {title}: {n} images; load before {rounds.load_before}, after {rounds.load_after}")
+    print("| side                | images/s | median s |")
+    print("|---------------------|---------:|---------:|")
+    for name in names:
+        print(f"| {name:19s} | {n / rounds.median(name):8.0f} | {rounds.median(name):8.3f} |")
+    r = rounds.ratio("bare", "fit")
+    print(f"bare / fit per round: {', '.join(f'{x:.3f}' for x in r.values)}")
+
+
+def main() -> None:
+    from workbench._moments import _chunk_size
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000, help="8-bit JPEGs")
+    ap.add_argument("--n16", type=int, default=200, help="16-bit PNGs (0: skip)")
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    tmp = Path(tempfile.gettempdir())
+    root = tmp / f"wb-bench-scan-{args.n}"  # the scan benchmark's files
+    paths = [str(p) for p in make_jpegs(root, args.n)]
+    cat = catalog_of(paths, root)
+    n = len(paths)
+    print(f"Normalizer benchmark: {n} JPEGs 256x256 in {root}, {os.cpu_count()} CPUs, "
+          f"load {load()}")  # fmt: skip
+    local_pool(2).submit(int).result()
+
+    one = interleaved(
+        {
+            "fit": cpu(lambda: fit(cat, 1)),
+            "bare": cpu(lambda: bare_loop(paths)),
+            "workbench decode": cpu(lambda: decode_loop(paths)),
+        },
+        args.rounds,
+    )
+    show("8-bit, 1 worker, CPU s of this process", n, one, ["bare", "workbench decode", "fit"])
+    r1 = one.ratio("bare", "fit")
+    record("bench_normalize", "fit 8-bit 1 worker / bare decode loop", r1, TARGET)
+    print(f"vs the workbench.io.decode loop: {one.ratio('workbench decode', 'fit').text()}")
+
+    chunk = _chunk_size(n)
+    two = interleaved(
+        {
+            "fit": wall(lambda: fit(cat, 2)),
+            "bare": wall(lambda: bare_on_pool(paths, 2, chunk)),
+        },
+        args.rounds,
+    )
+    show("8-bit, 2 workers (same pool), wall s", n, two, ["bare", "fit"])
+    r2 = two.ratio("bare", "fit")
+    record("bench_normalize", "fit 8-bit 2 workers / bare decode loop on the same pool", r2, TARGET)
+
+    r16 = None
+    if args.n16:
+        root16 = tmp / "wb-bench-png16"
+        paths16 = [str(p) for p in make_png16(root16, args.n16)]
+        cat16 = catalog_of(paths16, root16)
+        sixteen = interleaved(
+            {"fit": cpu(lambda: fit(cat16, 1)), "bare": cpu(lambda: bare_loop(paths16))},
+            args.rounds,
+        )
+        show("16-bit gray PNG 512x512, 1 worker, CPU s", len(paths16), sixteen, ["bare", "fit"])
+        r16 = sixteen.ratio("bare", "fit")
+
+    print(f"\n8-bit, 1 worker: {verdict(r1, TARGET)}")
+    print(f"8-bit, 2 workers, per worker: {verdict(r2, TARGET)}")
+    if r16 is not None:
+        print(f"16-bit, 1 worker (no target): {r16.text()}")
+
+
+if __name__ == "__main__":
+    main()
