@@ -15,7 +15,7 @@ issue                  score in [0, 1]                                          
 ``near_duplicate``     1 − d/128, d = Hamming distance of pHash + dHash (64 bits       1 − 20/128
                        each) to the nearest sample with other pixels (rows only for    (1 − 6/128
                        d ≤ ``search_radius``; exact twins share their group); with     if tiny)
-                       ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 8/128
+                       ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 10/128
                        embedder's features (:mod:`workbench.neardup`), so the          embedding)
                        threshold is the cosine similarity
 ``blurry``             min over s of s_ref / (s_ref + s), for s = variance of the      0.8
