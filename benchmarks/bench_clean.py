@@ -1,91 +1,136 @@
-"""Near-duplicate quality and speed against imagededup; index scaling; Normalizer throughput.
+"""Near duplicates against imagededup: quality per subset, speed end to end; index scaling.
 
-    .venv/bin/python benchmarks/bench_clean.py [--bases 2000] [--skip-1m] [--repeats 3]
-                                               [--sections 1,2,3,4,5]
+    .venv/bin/python benchmarks/bench_clean.py [--sections 1,2,3,4] [--bases 1000]
+                                               [--rounds 7] [--skip-1m]
 
-1. A generated set: ``--bases`` base images (half animal silhouettes, half crops of the bundled
-   colour photos), each with 0-3 near copies (JPEG q=60, resize 90 %, brightness ±10 %, 2 %
-   crop). Pairs of the same family are the truth. imagededup's PHash at its default threshold
-   (10) against ``workbench.clean.check`` at its default (pHash + dHash <= 20): pairwise
-   precision / recall and wall time, both from the image folder to the duplicate pairs, one
-   decode per image each (our scan with ``perceptual_hash=True``); the two-pass path (plain
-   scan, then a check that decodes again) is timed too.
-2. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
-3. Normalizer: one streaming pass vs a bare decode loop over the same files (8-bit JPEGs, then
-   16-bit PNGs); 2 workers.
-4. Why two hashes, and why a strict radius for tiny images (the figures ``workbench.clean``
-   quotes), on the set of section 1: precision and recall of pHash alone against pHash + dHash
-   by radius, the precision ratio where pHash alone first reaches the pair's recall; then the
-   28-px silhouettes alone at radius 6 (the small-image default) against 20.
-5. Hashing speed (the figure ``workbench.hashindex.perceptual_hashes`` quotes): our pHash +
-   dHash against imagehash's ``phash`` + ``dhash`` on the same decoded images (decoding not
-   timed), 7 interleaved rounds, median and spread.
+Three subsets, each in its own folder, with planted near copies (0-3 per base, each made by
+one of: JPEG q60; resize to 90 %; brightness ±10 %; a 2 % crop; JPEG q70 after +8 %
+brightness; JPEG q85 after +5 % brightness). Pairs of one family are the truth: the copies are
+defined by the edits, not by either tool's measure.
+
+* ``photos``: ``--bases`` crops (96-256 px) of the bundled colour photos.
+* ``silhouettes``: ``--bases`` distinct 28 px animal silhouettes (animal-mnist).
+* ``faces``: the 200 25 px crops of ``skimage.data.lfw_subset`` (faces and non-faces).
+
+The embedding method's default similarity was chosen on ``silhouettes`` (and the ``auto`` size
+rule on ``silhouettes`` against ``photos``); ``faces`` was used for nothing else.
+
+1. Quality per subset: both tools swept over their thresholds (imagededup's PHash, DHash,
+   AHash and WHash over ``max_distance_threshold``; its CNN over ``min_similarity_threshold``;
+   ours over the pHash + dHash radius and the embedding similarity); pairwise precision and
+   recall, each tool's default marked; then the best precision of each at equal recall.
+   imagededup's CNN default, MobileNetV3-small ImageNet weights, is not available offline
+   (only MobileNetV2's are shipped, ARCHITECTURE §6), so its CNN method runs with
+   ``CustomModel`` = MobileNetV2 ImageNet features (global average pool) and its own default
+   preprocessing (resize 256, centre-crop 224) and similarity search; nothing is downloaded.
+2. Speed end to end, folder to duplicate pairs, ``benchmarks/_method.py`` (>= 7 interleaved
+   rounds after a warm-up, load printed): our default (``auto``) against imagededup at its
+   default on the same folder and workers; both import before the clock, both start their
+   process pools inside it. Recorded figures: photo crops, ours (hash method) against
+   imagededup PHash (target >= 3x); silhouettes, ours (embedding method) against imagededup's
+   CNN method (reported, target >= 1x).
+3. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
+4. Hashing speed (the figure ``workbench.hashindex.perceptual_hashes`` quotes): our pHash +
+   dHash against imagehash's ``phash`` + ``dhash`` on the same decoded images.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import itertools
+import logging
 import os
+import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _method import interleaved, load, record, timed, verdict
 
 from workbench import Catalog, Workspace, samples
 from workbench.clean import check, near_duplicate_pairs
 from workbench.hashindex import HammingIndex
-from workbench.parallel import local_pool
+from workbench.parallel import shutdown_pools
+
+logging.disable(logging.INFO)  # imagededup's per-call INFO lines
+warnings.filterwarnings("ignore", message="Parameter num_enc_workers has no effect")
+
+SUBSETS = ("photos", "silhouettes", "faces")
+COPY_OPS = (
+    "JPEG q60", "resize 90 %", "brightness ±10 %", "crop 2 %", "+8 % brightness, JPEG q70",
+    "+5 % brightness, JPEG q85",
+)  # fmt: skip
+ROOT = Path(tempfile.gettempdir()) / "wb-bench-clean"
+RECALLS = (0.5, 0.8, 0.9, 0.95)
+
+# ---------------------------------------------------------------------------- the sets
 
 
-def make_near_duplicate_set(out: Path, n_bases: int, seed: int = 0) -> dict[str, str]:
-    """Write the set; return {file name: family}."""
-    marker = out / f".complete-{n_bases}-{seed}"
-    rng = np.random.default_rng(seed)
-    ws = Workspace(out.parent / "sources")
-    animals = samples.load("animals", ws, progress=False)
+def _bases(subset: str, n_bases: int, rng: np.random.Generator) -> list[Image.Image]:
+    ws = Workspace(ROOT / "sources")
+    if subset == "silhouettes":
+        animals = samples.load("animals", ws, progress=False)
+        picked = animals.df.drop_duplicates("hash").sample(n_bases, random_state=0)
+        return [Image.open(p).convert("L") for p in picked["path"]]
+    if subset == "faces":
+        from skimage.data import lfw_subset
+
+        return [Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in lfw_subset()]
     photos = samples.load("photos", ws, progress=False)
+    pics = [Image.open(p).convert("RGB") for p in photos.df["path"]]
+    out = []
+    while len(out) < n_bases:
+        im = pics[rng.integers(len(pics))]
+        s = int(rng.integers(96, 256))
+        x, y = int(rng.integers(0, im.width - s)), int(rng.integers(0, im.height - s))
+        out.append(im.crop((x, y, x + s, y + s)))
+    return out
+
+
+def make_subset(subset: str, n_bases: int, seed: int = 0) -> tuple[Path, dict[str, str]]:
+    """Write one subset's folder (once); return it and {file name: family}."""
+    n = 200 if subset == "faces" else n_bases
+    out = ROOT / f"{subset}-{n}-{seed}"
+    marker = out / ".complete"
     if not marker.exists():
+        rng = np.random.default_rng(seed)
         out.mkdir(parents=True, exist_ok=True)
-        picked = animals.df.drop_duplicates("hash").sample(n_bases // 2, random_state=seed)
-        bases = [("a", Image.open(p).convert("L")) for p in picked["path"]]
-        pics = [Image.open(p).convert("RGB") for p in photos.df["path"]]
-        while len(bases) < n_bases:
-            im = pics[rng.integers(len(pics))]
-            s = int(rng.integers(96, 256))
-            x, y = int(rng.integers(0, im.width - s)), int(rng.integers(0, im.height - s))
-            bases.append(("p", im.crop((x, y, x + s, y + s))))
-        for i, (kind, im) in enumerate(bases):
-            name = f"{kind}{i:05d}"
+        for i, im in enumerate(_bases(subset, n, rng)):
+            name = f"{subset[0]}{i:05d}"
             im.save(out / f"{name}.png")
             for c in range(int(rng.integers(0, 4))):
-                _near_copy(im, int(rng.integers(4)), rng).save(out / f"{name}_c{c}.png")
+                _near_copy(im, int(rng.integers(len(COPY_OPS))), rng).save(out / f"{name}_c{c}.png")
         marker.touch()
-    return {p.name: p.name.split("_c")[0].split(".")[0] for p in out.glob("*.png")}
+    return out, {p.name: p.name.split("_c")[0].split(".")[0] for p in out.glob("*.png")}
+
+
+def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
 
 
 def _near_copy(im: Image.Image, op: int, rng: np.random.Generator) -> Image.Image:
     if op == 0:
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=60)
-        return Image.open(io.BytesIO(buf.getvalue()))
+        return _jpeg(im, 60)
     if op == 1:
         return im.resize((max(1, round(im.width * 0.9)), max(1, round(im.height * 0.9))))
     if op == 2:
         return ImageEnhance.Brightness(im).enhance(1 + rng.choice([-0.1, 0.1]))
-    dx, dy = max(1, round(im.width * 0.02)), max(1, round(im.height * 0.02))
-    return im.crop((dx, dy, im.width - dx, im.height - dy))
-
-
-def near_set_folder(n_bases: int) -> Path:
-    """One folder per set size: sets of other sizes must not leave files in it."""
-    return Path(tempfile.gettempdir()) / "wb-bench-clean" / f"near-{n_bases}"
+    if op == 3:
+        dx, dy = max(1, round(im.width * 0.02)), max(1, round(im.height * 0.02))
+        return im.crop((dx, dy, im.width - dx, im.height - dy))
+    if op == 4:
+        return _jpeg(ImageEnhance.Brightness(im).enhance(1.08), 70)
+    return _jpeg(ImageEnhance.Brightness(im).enhance(1.05), 85)
 
 
 def truth_pairs(families: dict[str, str]) -> set[tuple[str, str]]:
@@ -100,78 +145,175 @@ def pr(pred: set, truth: set) -> tuple[float, float]:
     return tp / max(1, len(pred)), tp / max(1, len(truth))
 
 
-def run_imagededup(folder: Path) -> tuple[set, float]:
+# ---------------------------------------------------------------------------- the tools
+
+
+def _idd_pairs(found: dict[str, list]) -> set[tuple[str, str]]:
+    return {tuple(sorted((a, b if isinstance(b, str) else b[0]))) for a, d in found.items()
+            for b in d}  # fmt: skip
+
+
+def imagededup_cnn() -> Any:
+    """imagededup's CNN method with MobileNetV2 ImageNet features (its default MobileNetV3-small
+    weights are not shipped offline) and its default preprocessing."""
+    import torch
+    from imagededup.methods import CNN
+    from imagededup.utils.models import CustomModel, MobilenetV3
+
+    from workbench.models import load_model, resolve_weights
+
+    net = load_model("mobilenet_v2", resolve_weights("mobilenet_v2").name)
+    body = torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    return CNN(
+        verbose=False,
+        model_config=CustomModel(name="mobilenet_v2", model=body.eval(),
+                                 transform=MobilenetV3.transform),
+    )  # fmt: skip
+
+
+def imagededup_sweeps(folder: Path) -> dict[str, dict[Any, set]]:
+    """Pairs per threshold of each imagededup method; encoded once per method."""
+    from imagededup.methods import AHash, DHash, PHash, WHash
+
+    out: dict[str, dict[Any, set]] = {}
+    for cls in (PHash, DHash, AHash, WHash):
+        m = cls(verbose=False)
+        enc = m.encode_images(image_dir=str(folder))
+        out[f"imagededup {cls.__name__}"] = {
+            t: _idd_pairs(
+                m.find_duplicates(encoding_map=enc, max_distance_threshold=t, num_dist_workers=0)
+            )
+            for t in range(0, 33, 2)
+        }
+    cnn = imagededup_cnn()
+    enc = cnn.encode_images(image_dir=str(folder))
+    sweep = {}
+    for t in np.round(np.arange(0.80, 1.0001, 0.01), 2):
+        t = min(1.0, float(t))
+        found = cnn.find_duplicates(encoding_map=enc, min_similarity_threshold=t, num_sim_workers=0)
+        sweep[t] = _idd_pairs(found)
+    out["imagededup CNN (MobileNetV2)"] = sweep
+    return out
+
+
+def our_sweeps(folder: Path, workers: int) -> tuple[dict[str, dict[Any, set]], dict[str, Any]]:
+    """Pairs per threshold of our two methods, and each one's default threshold."""
+    cat = Catalog.from_folder(
+        folder, labels=None, progress=False, workers=workers, perceptual_hash=True
+    )
+    out: dict[str, dict[Any, set]] = {}
+    defaults: dict[str, Any] = {}
+    for method, radii, label in (
+        ("hash", range(0, 29, 2), "radius"),
+        ("embedding", range(0, 25), "similarity"),
+    ):
+        rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False,
+                    workers=workers, near_method=method, search_radius=max(radii))  # fmt: skip
+        sweep = {}
+        for r in radii:
+            p = near_duplicate_pairs(rep, r)
+            key = r if label == "radius" else round(1 - r / 128, 4)
+            sweep[key] = set(zip(p["a"], p["b"], strict=True))
+        name = f"workbench {method} ({label})"
+        out[name] = sweep
+        defaults[name] = rep.radius if label == "radius" else round(1 - rep.radius / 128, 4)
+    return out, defaults
+
+
+IDD_DEFAULTS = {
+    "imagededup PHash": 10, "imagededup DHash": 10, "imagededup AHash": 10,
+    "imagededup WHash": 10, "imagededup CNN (MobileNetV2)": 0.9,
+}  # fmt: skip
+
+
+def quality(n_bases: int, workers: int, subsets: tuple[str, ...] = SUBSETS) -> None:
+    """Section 1: per subset, sweeps and precision at equal recall."""
+    for subset in subsets:
+        folder, fam = make_subset(subset, n_bases)
+        truth = truth_pairs(fam)
+        ours, defaults = our_sweeps(folder, workers)
+        sweeps = {**ours, **imagededup_sweeps(folder)}
+        defaults.update(IDD_DEFAULTS)
+        print(f"\n## 1. {subset}: {len(fam)} images, {len(truth)} true pairs (load {load()})")
+        print("| method | threshold | precision | recall | pairs |")
+        print("|---|---:|---:|---:|---:|")
+        for name, sweep in sweeps.items():
+            for t, pred in sweep.items():
+                p, r = pr(pred, truth)
+                mark = " (default)" if t == defaults[name] else ""
+                print(f"| {name} | {t}{mark} | {p:.3f} | {r:.3f} | {len(pred)} |")
+        print(f"\n{subset}: best precision at equal recall (threshold in brackets; - = never)")
+        print("| method | default P / R | " + " | ".join(f"R >= {x}" for x in RECALLS) + " |")
+        print("|---|---:|" + "---:|" * len(RECALLS))
+        for name, sweep in sweeps.items():
+            pts = {t: pr(pred, truth) for t, pred in sweep.items()}
+            cells = []
+            for x in RECALLS:
+                ok = [(p, t) for t, (p, r) in pts.items() if r >= x]
+                cells.append(f"{max(ok)[0]:.3f} ({max(ok)[1]})" if ok else "-")
+            d = pts.get(defaults[name], (float("nan"), float("nan")))
+            print(f"| {name} | {d[0]:.3f} / {d[1]:.3f} | " + " | ".join(cells) + " |")
+
+
+# ---------------------------------------------------------------------------- speed
+
+
+def ours_end_to_end(folder: Path, workers: int) -> Callable[[], None]:
+    """Folder to duplicate pairs at our defaults; our pool starts and stops inside the clock."""
+
+    def run() -> None:
+        cat = Catalog.from_folder(
+            folder, labels=None, progress=False, workers=workers, perceptual_hash=True
+        )
+        rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False,
+                    workers=workers)  # fmt: skip
+        near_duplicate_pairs(rep)
+        shutdown_pools()
+
+    return run
+
+
+def speed(n_bases: int, workers: int, rounds: int) -> None:
+    """Section 2: end to end, interleaved rounds, recorded ratios."""
     from imagededup.methods import PHash
 
-    t = time.perf_counter()
-    found = PHash(verbose=False).find_duplicates(image_dir=str(folder), max_distance_threshold=10)
-    dt = time.perf_counter() - t
-    return {tuple(sorted((a, b))) for a, dups in found.items() for b in dups}, dt
+    for subset, peer_name in (("photos", "PHash"), ("silhouettes", "CNN (MobileNetV2)")):
+        folder, fam = make_subset(subset, n_bases)
+        if peer_name == "PHash":
 
+            def peer(folder: Path = folder) -> None:
+                PHash(verbose=False).find_duplicates(image_dir=str(folder))
 
-def run_workbench(folder: Path, workers: int, perceptual_hash: bool) -> tuple[dict, float, float]:
-    """Pairs per radius, scan seconds, total seconds (folder to duplicate groups)."""
-    t = time.perf_counter()
-    cat = Catalog.from_folder(
-        folder, labels=None, progress=False, workers=workers, perceptual_hash=perceptual_hash
-    )
-    t_scan = time.perf_counter() - t
-    rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False, workers=workers)
-    t_all = time.perf_counter() - t
-    preds = {}
-    for r in (12, 16, 20, 24):
-        p = near_duplicate_pairs(rep, r)
-        preds[r] = set(zip(p["a"], p["b"], strict=True))
-    return preds, t_scan, t_all
+            target = 3.0
+        else:
+            cnn = imagededup_cnn()  # model built before the clock, as our embedder's is cached
 
+            def peer(folder: Path = folder, cnn: Any = cnn) -> None:
+                cnn.find_duplicates(image_dir=str(folder))
 
-def quality_and_speed(n_bases: int, workers: int, repeats: int = 3) -> None:
-    import imagehash  # noqa: F401  both tools import before their clocks start (and before
-    import scipy.fftpack  # noqa: F401  our pool forks, as imagededup's pool forks after them)
-
-    folder = near_set_folder(n_bases)
-    fam = make_near_duplicate_set(folder, n_bases)
-    truth = truth_pairs(fam)
-    local_pool(workers).submit(int).result()
-    print(
-        f"\n## 1. near duplicates: {len(fam)} images from {n_bases} bases, {len(truth)} true pairs"
-    )
-    # Interleaved repeats, best time of each: the machine is shared, slow outliers are other jobs.
-    idd_t = wb_t = wb_scan = two_t = two_scan = float("inf")
-    for _ in range(repeats):
-        idd_pred, t = run_imagededup(folder)
-        idd_t = min(idd_t, t)
-        wb_pred, s, t = run_workbench(folder, workers, perceptual_hash=True)
-        wb_scan, wb_t = (s, t) if t < wb_t else (wb_scan, wb_t)
-        _, s, t = run_workbench(folder, workers, perceptual_hash=False)
-        two_scan, two_t = (s, t) if t < two_t else (two_scan, two_t)
-    idd_p, idd_r = pr(idd_pred, truth)
-    print("| method                              | precision | recall | wall s | speed-up |")
-    print("|-------------------------------------|----------:|-------:|-------:|---------:|")
-    print(
-        f"| imagededup PHash, threshold 10      | {idd_p:9.3f} | {idd_r:6.3f} | {idd_t:6.2f} "
-        "|     1.00 |"
-    )
-    for r, pred in wb_pred.items():
-        p, rc = pr(pred, truth)
-        tag = " (default)" if r == 20 else "          "
-        print(
-            f"| workbench pHash+dHash <= {r}{tag} | {p:9.3f} | {rc:6.3f} | {wb_t:6.2f} | "
-            f"{idd_t / wb_t:8.2f} |"
+            target = 1.0
+        shutdown_pools()
+        r = interleaved(
+            {"ours": timed(ours_end_to_end(folder, workers)), "peer": timed(peer)}, rounds
         )
-    print(
-        f"workbench, one decode per image: Catalog.from_folder(perceptual_hash=True) "
-        f"{wb_scan:.2f} s + check {wb_t - wb_scan:.2f} s = {wb_t:.2f} s ({idd_t / wb_t:.2f}x).\n"
-        f"workbench, plain scan then check (decodes twice): {two_scan:.2f} s + "
-        f"{two_t - two_scan:.2f} s = {two_t:.2f} s ({idd_t / two_t:.2f}x); against an already "
-        f"scanned catalog {idd_t / (two_t - two_scan):.2f}x. {workers} workers each; "
-        f"best of {repeats} interleaved runs."
-    )
+        ratio = r.ratio("peer", "ours")
+        print(
+            f"\n## 2. speed, {subset} ({len(fam)} images), folder to pairs, {workers} workers: "
+            f"ours (auto) {r.median('ours'):.2f} s, imagededup {peer_name} "
+            f"{r.median('peer'):.2f} s (medians of {rounds}); load before {r.load_before}, "
+            f"after {r.load_after}"
+        )
+        print(f"speed-up: {verdict(ratio, target)}")
+        record("bench_clean", f"near duplicates end to end, {subset}, vs {peer_name}", ratio,
+               target)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- hashes
 
 
 def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> None:
     print(
-        f"\n## 2. exact radius-{radius} search over random 64-bit hashes, {planted} planted pairs"
+        f"\n## 3. exact radius-{radius} search over random 64-bit hashes, {planted} planted pairs"
     )
     print("| hashes    | seconds | pairs found | planted recall |")
     print("|-----------|--------:|------------:|---------------:|")
@@ -205,70 +347,18 @@ def index_scaling(sizes: list[int], radius: int = 8, planted: int = 1000) -> Non
         )
 
 
-def _phash_pairs(cat: Catalog, radius: int) -> set[tuple[str, str]]:
-    """File pairs whose pHash alone is within ``radius`` (pixel twins included)."""
-    ids = cat.df["id"].to_numpy()
-    res = HammingIndex(cat.df["phash"].to_numpy(np.int64)).pairs(radius, max_pairs=None)
-    return {tuple(sorted((ids[a], ids[b]))) for a, b in res.pairs.tolist()}
-
-
-def _within(pairs: set, prefix: str) -> set:
-    return {p for p in pairs if p[0].startswith(prefix) and p[1].startswith(prefix)}
-
-
-def hash_quality(n_bases: int, workers: int) -> None:
-    """Section 4: pHash alone against pHash + dHash; the tiny-image radius."""
-    folder = near_set_folder(n_bases)
-    truth = truth_pairs(make_near_duplicate_set(folder, n_bases))
-    cat = Catalog.from_folder(
-        folder, labels=None, progress=False, workers=workers, perceptual_hash=True
-    )
-    rep = check(cat, checks=["exact_duplicate", "near_duplicate"], progress=False, workers=workers)
-    both = {}
-    for r in (6, 12, 16, 20, 24):
-        p = near_duplicate_pairs(rep, r)
-        both[r] = set(zip(p["a"], p["b"], strict=True))
-    alone = {r: _phash_pairs(cat, r) for r in range(17)}
-    print(f"\n## 4. pHash alone vs pHash + dHash: {len(cat)} images, {len(truth)} true pairs")
-    print("| hashes          | radius | precision | recall |")
-    print("|-----------------|-------:|----------:|-------:|")
-    for name, found in (("pHash alone", alone), ("pHash + dHash", both)):
-        for r, pred in found.items():
-            print(
-                f"| {name:15s} | {r:6d} | {pr(pred, truth)[0]:9.3f} | {pr(pred, truth)[1]:6.3f} |"
-            )
-    for r in (16, 20):
-        p2, r2 = pr(both[r], truth)
-        match = [k for k, pred in alone.items() if pr(pred, truth)[1] >= r2]
-        if not match:
-            print(f"pHash alone never reaches the recall {r2:.3f} of pHash + dHash <= {r}")
-            continue
-        p1, r1 = pr(alone[match[0]], truth)
-        print(
-            f"at the recall of pHash + dHash <= {r} ({r2:.3f}): pHash alone needs radius "
-            f"{match[0]} (recall {r1:.3f}) at precision {p1:.3f} against {p2:.3f}: "
-            f"{p2 / max(p1, 1e-9):.2f}x the precision"
-        )
-    sil = _within(truth, "a")
-    print(f"28-px silhouettes only ({len(sil)} true pairs):")
-    for r in (6, 20):
-        p, rc = pr(_within(both[r], "a"), sil)
-        print(f"  pHash + dHash <= {r:2d}: precision {p:.3f}, recall {rc:.3f}")
-
-
 def hash_speed(n_bases: int, rounds: int = 7, photos: int = 20) -> None:
-    """Section 5: per-image pHash + dHash time, ours against imagehash, same decoded images."""
+    """Section 4: per-image pHash + dHash time, ours against imagehash, same decoded images."""
     import imagehash
 
     from workbench.hashindex import perceptual_hashes
     from workbench.io import decode
 
-    folder = near_set_folder(n_bases)
-    make_near_duplicate_set(folder, n_bases)
-    files = sorted(folder.glob("*.png"))
+    sil = sorted(make_subset("silhouettes", n_bases)[0].glob("*.png"))
+    crops = sorted(make_subset("photos", n_bases)[0].glob("*.png"))
     groups = {
-        "28-px silhouettes": [decode(p) for p in files if p.name.startswith("a")],
-        "96-256 px photo crops": [decode(p) for p in files if p.name.startswith("p")],
+        "28-px silhouettes": [decode(p) for p in sil],
+        "96-256 px photo crops": [decode(p) for p in crops],
     }
     from sklearn.datasets import load_sample_images
 
@@ -289,8 +379,8 @@ def hash_speed(n_bases: int, rounds: int = 7, photos: int = 20) -> None:
         fn(ims)
         return time.perf_counter() - t
 
-    print(f"\n## 5. pHash + dHash per image: workbench vs imagehash {imagehash.__version__}")
-    print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\n## 4. pHash + dHash per image: workbench vs imagehash {imagehash.__version__}")
+    print(f"load average before: {load()}")
     print(
         "| images                |     n | workbench us | imagehash us | ratio, median (min-max) |"
     )
@@ -313,121 +403,29 @@ def hash_speed(n_bases: int, rounds: int = 7, photos: int = 20) -> None:
             f"| {name:21s} | {len(ims):5d} | {np.median(a) * us:12.1f} | {np.median(b) * us:12.1f} "
             f"| {spread:>23s} |"
         )
-    print(
-        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"{rounds} interleaved rounds, decoding not timed"
-    )
-
-
-def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
-    """``n`` 16-bit gray PNGs (microscope-like: a smooth field plus noise), written once."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(16)
-    yy, xx = np.mgrid[0:side, 0:side] / side
-    paths = [root / f"s{k:05d}.png" for k in range(n)]
-    for k, p in enumerate(paths):
-        if not p.exists():
-            field = 2000 + 6000 * np.exp(-((xx - k % 7 / 7) ** 2 + (yy - 0.5) ** 2) * 8)
-            noise = rng.normal(0, 300, (side, side))
-            Image.fromarray(np.clip(field + noise, 0, 65535).astype(np.uint16)).save(p)
-    return paths
-
-
-def normalizer_throughput(
-    n: int = 5000, repeats: int = 3, chunk: int = 1000, sixteen: bool = False
-) -> None:
-    """Normalizer.fit against the decode loop over the same files: 256 px 8-bit JPEGs, or
-    512 px 16-bit gray PNGs with ``sixteen``."""
-    try:
-        from workbench.normalize import Normalizer
-    except ImportError:
-        print("\n## 3. Normalizer: not available")
-        return
-    from bench_scan import make_jpegs  # same generated folder as the scan benchmark
-
-    from workbench.io import decode
-
-    if sixteen:
-        root = Path(tempfile.gettempdir()) / "wb-bench-png16"
-        paths, what = make_png16(root, n), "16-bit gray PNGs 512x512"
-    else:
-        root = Path(tempfile.gettempdir()) / "wb-bench-scan"
-        paths, what = make_jpegs(root, n), "JPEGs 256x256"
-    table = pd.DataFrame({"path": [str(p) for p in paths]})
-    cat = Catalog.from_dataframe(table, root=root, progress=False)  # the loop's files, no others
-    part = np.arange(len(cat.df)) // chunk
-    parts = [cat.filter(pd.Series(part == k, index=cat.df.index)) for k in range(part.max() + 1)]
-
-    def clock(timer: Any, fn: Any, *args: Any) -> float:
-        t = timer()
-        fn(*args)
-        return timer() - t
-
-    cpu, wall = (functools.partial(clock, t) for t in (time.process_time, time.perf_counter))
-
-    def bare(sub: Catalog, to_array: bool = False) -> None:
-        for p in sub.df["path"]:
-            im = decode(p, keep_16bit=sixteen)  # as the fit decodes
-            if to_array:
-                np.asarray(im)
-
-    def fit(sub: Catalog, workers: int = 1) -> None:
-        Normalizer().fit(sub, workers=workers, progress=False)
-
-    # The machine is shared and its speed drifts by 20-30 % within seconds, so the decode loop
-    # and the fit run back to back over each chunk of `chunk` files, in alternating order, and a
-    # round's ratio is the sum over the chunks; the median round is reported.
-    fit(parts[0])  # imports (OpenCV, pyarrow) before the clocks start, as the decode loop's are
-    rounds = []
-    for r in range(repeats):
-        b = a = f = 0.0
-        for k, sub in enumerate(parts):
-            if (k + r) % 2:
-                b += cpu(bare, sub)
-                f += cpu(fit, sub)
-            else:
-                f += cpu(fit, sub)
-                b += cpu(bare, sub)
-            a += cpu(bare, sub, True)
-        rounds.append((b, f, a, wall(bare, cat), wall(fit, cat, 1), wall(fit, cat, 2)))
-    ratios = [b / f for b, f, *_ in rounds]
-    b, f, a, bare_w, one_w, two_w = sorted(rounds, key=lambda t: t[0] / t[1])[len(rounds) // 2]
-    us = 1e6 / n
-    print(f"\n## 3. Normalizer over {n} {what} (median of {repeats} rounds)")
-    print("| what                                        | images/s | ratio to bare |")
-    print("|---------------------------------------------|---------:|--------------:|")
-    print(f"| bare decode loop (workbench.io.decode), CPU | {n / b:8.0f} |          1.00 |")
-    print(f"| decode + np.asarray (what stats code does)  | {n / a:8.0f} | {b / a:13.2f} |")
-    print(f"| Normalizer.fit, 1 worker, CPU               | {n / f:8.0f} | {b / f:13.2f} |")
-    two = f"| Normalizer.fit, 2 workers, wall             | {n / two_w:8.0f} |"
-    print(f"{two} {bare_w / two_w:13.2f} |")
-    print(
-        f"1-worker CPU ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}; per image: "
-        f"decode {b * us:.0f} us, fit {f * us:.0f} us (statistics {(f - b) * us:.0f} us). "
-        f"2-worker speed-up over 1 worker (wall): {one_w / two_w:.2f}x"
-    )
+    print(f"load average after: {load()}; {rounds} interleaved rounds, decoding not timed")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bases", type=int, default=2000)
+    ap.add_argument("--bases", type=int, default=1000, help="bases of photos and silhouettes")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (>= 7)")
+    ap.add_argument("--subsets", default=",".join(SUBSETS), help="for section 1")
     ap.add_argument("--skip-1m", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each tool, best kept")
-    ap.add_argument("--sections", default="1,2,3,4,5", help="which sections to run, e.g. 4,5")
+    ap.add_argument("--sections", default="1,2,3,4", help="which sections to run, e.g. 1,2")
     args = ap.parse_args()
     run = {int(x) for x in args.sections.split(",")}
+    t = time.perf_counter()
     if 1 in run:
-        quality_and_speed(args.bases, args.workers, args.repeats)
+        quality(args.bases, args.workers, tuple(args.subsets.split(",")))
     if 2 in run:
-        index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
+        speed(args.bases, args.workers, args.rounds)
     if 3 in run:
-        normalizer_throughput(repeats=args.repeats)
-        normalizer_throughput(400, args.repeats, chunk=100, sixteen=True)
+        index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
     if 4 in run:
-        hash_quality(args.bases, args.workers)
-    if 5 in run:
         hash_speed(args.bases)
+    print(f"\n(bench_clean: {time.perf_counter() - t:.0f} s, load {load()})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ issue                  score in [0, 1]                                          
 ``exact_duplicate``    1 when another readable sample has identical decoded pixels     1.0
 ``near_duplicate``     1 − d/128, d = Hamming distance of pHash + dHash (64 bits       1 − 20/128
                        each) to the nearest sample with other pixels (rows only for    (1 − 6/128
-                       d ≤ ``search_radius``; exact twins share their group)           if tiny)
+                       d ≤ ``search_radius``; exact twins share their group); with     if tiny)
+                       ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 10/128
+                       embedder's features (:mod:`workbench.neardup`), so the          embedding)
+                       threshold is the cosine similarity
 ``blurry``             min over s of 1 − 2^(−z/3), z = robust z-score (below the     0.5
                        catalog's median, in MADs) of s = log variance of the          (z ≥ 3)
                        Laplacian and of s = log of that divided by the gray variance
@@ -50,6 +53,11 @@ the default radius 20 (recall 0.983) 0.190 against 0.673 (3.55x); section 4 of
 ``benchmarks/bench_clean.py`` prints both by radius and these ratios. Groups are connected
 components (union-find) of the pairs within the threshold. Each duplicate group has a suggested
 keeper: the largest resolution, then the first id.
+
+On small images (median longer side under 64 px) the hashes cannot tell an edited copy from a
+distinct image, so ``near_method="auto"`` (the default) searches those catalogs by embedding
+similarity instead (:mod:`workbench.neardup`); ``benchmarks/bench_clean.py`` section 1 prints both
+methods per subset.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench import neardup
 from workbench._validation import check_choice, check_int, check_positive_int, check_probability
 from workbench.catalog import PERCEPTUAL_COLUMNS
 from workbench.decisions import Decisions as Decisions  # re-exported: its home until now
@@ -74,6 +83,7 @@ from workbench.parallel import pmap
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
+    from workbench.embed import Embedder
     from workbench.workspace import Workspace
 
 CHECKS = (
@@ -463,6 +473,8 @@ def check(
     executor: Executor | None = None,
     workers: int | None = None,
     progress: bool = True,
+    near_method: str = "auto",
+    embedder: Embedder | None = None,
 ) -> IssueReport:
     """Run the quality checks and return an :class:`IssueReport`.
 
@@ -486,6 +498,13 @@ def check(
         Cache features there, keyed by content hash.
     executor, workers, progress
         See :func:`workbench.parallel.pmap`.
+    near_method
+        ``"hash"`` (pHash + dHash), ``"embedding"`` (cosine of the embedder's features) or
+        ``"auto"``: embeddings when the median image is small
+        (:func:`workbench.neardup.choose_method`).
+    embedder
+        For the embedding method (default :func:`workbench.neardup.default_embedder`); vectors
+        are cached in ``workspace``.
     """
     t0 = time.perf_counter()
     checks = list(CHECKS if checks is None else checks)
@@ -503,8 +522,14 @@ def check(
     df = catalog.df
     ok = df[df["status"] == "ok"].reset_index(drop=True)
     small = len(ok) and float(np.median(np.maximum(ok["width"], ok["height"]))) < SMALL_SIDE
-    if "near_duplicate" in th and small and "near_duplicate" not in (thresholds or {}):
-        th["near_duplicate"] = 1 - SMALL_RADIUS / HASH_BITS
+    # --- near-duplicate method hook (workbench.neardup) ---
+    near = neardup.choose_method(near_method, ok["width"].to_numpy(), ok["height"].to_numpy())
+    if "near_duplicate" in th and "near_duplicate" not in (thresholds or {}):
+        if near == "embedding":
+            th["near_duplicate"] = neardup.DEFAULT_SIMILARITY
+        elif small:
+            th["near_duplicate"] = 1 - SMALL_RADIUS / HASH_BITS
+    # --- end of hook ---
     area = (ok["width"].astype(np.int64) * ok["height"]).to_numpy()
     sizes = pd.Series(area, index=ok["id"])
     only_dups = set(checks) <= {"unreadable", *DUPLICATE_CHECKS}
@@ -549,7 +574,16 @@ def check(
     pairs = pd.DataFrame({"a": [], "b": [], "distance": []})
     if "near_duplicate" in th and len(okd) > 1:
         content = fd.assign(hash=okd["hash"].to_numpy()).drop_duplicates("hash")
-        pairs = _near_pairs(content, search_radius)
+        # --- near-duplicate method hook: the same pairs table (a, b, distance) either way ---
+        if near == "embedding":
+            pairs = neardup.embedding_pairs(
+                catalog, okd.loc[content.index, "id"].to_numpy(), search_radius,
+                workspace=workspace, embedder=embedder, progress=progress,
+            )  # fmt: skip
+        else:
+            pairs = _near_pairs(content, search_radius)
+        pairs.attrs["method"] = near
+        # --- end of hook ---
         dmin = pd.concat(
             [pairs[["a", "distance"]], pairs[["b", "distance"]].set_axis(["a", "distance"], axis=1)]
         )

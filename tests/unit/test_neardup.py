@@ -1,0 +1,186 @@
+"""Near duplicates by embedding similarity (workbench.neardup) and its hook in clean.check."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from skimage.data import lfw_subset
+from sklearn.metrics.pairwise import cosine_similarity
+
+from workbench import Catalog
+from workbench.clean import check, near_duplicate_pairs
+from workbench.errors import ParameterError
+from workbench.neardup import (
+    DEFAULT_SIMILARITY,
+    choose_method,
+    default_embedder,
+    neighbour_pairs,
+    to_distance,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt by torch.hub to download fails the test."""
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A private torch hub folder for this module (the user's cache is left alone)."""
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path_factory.mktemp("hub")))
+    yield
+    torch.hub.set_dir(old)
+
+
+def _jpeg(im: Image.Image, quality: int, brightness: float) -> Image.Image:
+    buf = io.BytesIO()
+    ImageEnhance.Brightness(im).enhance(brightness).save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> tuple[Catalog, dict[str, str]]:
+    """30 distinct 25 px face crops; 8 of them with a copy saved as JPEG q70 after +8 %
+    brightness (the case the hashes miss), 4 with one at JPEG q85 after +5 %."""
+    root = tmp_path_factory.mktemp("faces")
+    crops = lfw_subset()[:30]  # the first 100 are faces
+    family = {}
+    for i, a in enumerate(crops):
+        im = Image.fromarray(np.round(a * 255).astype(np.uint8))
+        im.save(root / f"f{i:02d}.png")
+        family[f"f{i:02d}.png"] = f"f{i:02d}"
+        if i < 8:
+            _jpeg(im, 70, 1.08).save(root / f"f{i:02d}_q70.png")
+            family[f"f{i:02d}_q70.png"] = f"f{i:02d}"
+        elif i < 12:
+            _jpeg(im, 85, 1.05).save(root / f"f{i:02d}_q85.png")
+            family[f"f{i:02d}_q85.png"] = f"f{i:02d}"
+    cat = Catalog.from_folder(root, labels=None, progress=False, workers=1)
+    return cat, family
+
+
+@pytest.fixture(scope="module")
+def report(hub, faces):
+    cat, _ = faces
+    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False)
+
+
+def _truth(family: dict[str, str]) -> list[list[str]]:
+    by: dict[str, list[str]] = {}
+    for name, fam in sorted(family.items()):
+        by.setdefault(fam, []).append(name)
+    return sorted(g for g in by.values() if len(g) > 1)
+
+
+@pytest.fixture(scope="module")
+def cosines(hub, faces) -> np.ndarray:
+    """sklearn's cosine matrix of the default embedder's vectors, in catalog order."""
+    return cosine_similarity(default_embedder().embed(faces[0], progress=False).astype(float))
+
+
+def _oracle_groups(cat: Catalog, sim: np.ndarray, similarity: float) -> list[list[str]]:
+    """Components of all pairs with float64 cosine >= similarity, by brute force."""
+    i, j = np.nonzero(np.triu(sim >= similarity, 1))
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=sim.shape)
+    _, label = connected_components(graph, directed=False)
+    ids = np.asarray(cat.ids)
+    touched = np.unique(np.concatenate([i, j]))
+    return sorted(sorted(ids[touched][label[touched] == c].tolist())
+                  for c in np.unique(label[touched]))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the search
+
+
+@pytest.mark.parametrize("block", [1, 7, 1024])
+def test_neighbour_pairs_equal_brute_force(block):
+    """Every block size gives exactly the pairs of sklearn's cosine matrix (no self pairs, each
+    pair once, none lost at block edges)."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(12, 16))
+    X = np.concatenate([base, base[:6] + rng.normal(scale=0.2, size=(6, 16)), np.zeros((2, 16))])
+    sim = cosine_similarity(X)
+    for threshold in (0.5, 0.9, -0.2):
+        ti, tj = np.nonzero(np.triu(sim >= threshold, 1))
+        i, j, s = neighbour_pairs(X, threshold, block=block)
+        assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == sorted(
+            zip(ti.tolist(), tj.tolist(), strict=True)
+        )
+        np.testing.assert_allclose(s, sim[i, j], atol=1e-5)
+
+
+def test_neighbour_pairs_rejects_bad_input():
+    with pytest.raises(ParameterError, match="2-d"):
+        neighbour_pairs(np.zeros(3), 0.9)
+    with pytest.raises(ParameterError, match=r"min_similarity must be in \[-1, 1\]"):
+        neighbour_pairs(np.zeros((3, 2)), 1.5)
+
+
+def test_distance_scale_keeps_thresholds_strict():
+    """A pair within distance r has similarity >= 1 - r/128 (rounding up, never down)."""
+    s = np.array([1.0, 1 - 8 / 128, 1 - 8 / 128 - 1e-4, 0.9, 0.0])
+    d = to_distance(s)
+    assert d.tolist() == [0, 8, 9, 13, 128]
+    assert (s >= 1 - d / 128 - 1e-9).all()
+
+
+def test_choose_method():
+    small, big = np.full(5, 28), np.full(5, 200)
+    assert choose_method("auto", small, small) == "embedding"
+    assert choose_method("auto", big, big) == "hash"
+    assert choose_method("hash", small, small) == "hash"
+    assert choose_method("embedding", big, big) == "embedding"
+    assert choose_method("auto", np.array([]), np.array([])) == "hash"
+    with pytest.raises(ParameterError, match="near_method"):
+        choose_method("cnn", small, small)
+
+
+# ---------------------------------------------------------------------------- in check()
+
+
+def test_small_images_use_embeddings_and_find_planted_copies(report, faces):
+    """Every JPEG + brightness copy of a 25 px face is grouped with its original, and no two
+    distinct faces are grouped: the default groups are exactly the planted families."""
+    _, family = faces
+    assert report.pairs.attrs["method"] == "embedding"
+    assert report.thresholds["near_duplicate"] == DEFAULT_SIMILARITY
+    assert sorted(sorted(g) for g in report.groups()) == _truth(family)
+
+
+def test_groups_and_keepers_equal_brute_force(report, faces, cosines):
+    """At the default and at two other thresholds (set live), the groups are the components of
+    the brute-force cosine pairs, each keeper the largest image, then the first id."""
+    cat, _ = faces
+    area = dict(zip(cat.df["id"], cat.df["width"] * cat.df["height"], strict=True))
+    for sim in (DEFAULT_SIMILARITY, 1 - 14 / 128, 1 - 20 / 128):
+        report.set_threshold("near_duplicate", sim)
+        got = report.groups()
+        assert sorted(sorted(g) for g in got) == _oracle_groups(cat, cosines, sim - 1e-6)
+        for g in got:
+            assert g[0] == min(g, key=lambda i: (-area[i], i))
+        pairs = near_duplicate_pairs(report)
+        assert (pairs["distance"] <= report.radius).all()
+    report.set_threshold("near_duplicate", DEFAULT_SIMILARITY)
+
+
+def test_scores_are_the_nearest_cosine(report, faces, cosines):
+    """A flagged sample's score is its largest cosine to another content (on the 1/128 grid)."""
+    cat, _ = faces
+    S = cosines.copy()
+    np.fill_diagonal(S, -1)
+    best = dict(zip(cat.ids, S.max(1), strict=True))
+    rows = report.table[report.table["issue"] == "near_duplicate"]
+    for i, score in zip(rows["id"], rows["score"], strict=True):
+        assert best[i] - 1 / 128 - 1e-5 <= score <= best[i] + 1e-5
