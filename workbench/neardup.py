@@ -9,7 +9,7 @@ catalogs of small images (``near_method="auto"``, see :func:`choose_method`).
 
 * :func:`neighbour_pairs` is the one search function: every pair of rows whose cosine similarity
   is at least a threshold. Up to :data:`EXACT_LIMIT` rows it is exact (blocked float32 matrix
-  products, memory bounded by the block); an approximate index for larger sets plugs in here.
+  products, memory bounded by the block); above it the HNSW index of :mod:`workbench.ann`.
 * :func:`embedding_pairs` turns a catalog's distinct contents into pairs of content hashes in the
   form :func:`workbench.clean.check` keeps (``a, b, distance``), with ``distance`` on the 128-step
   scale of the hash method (``ceil((1 - cosine) * 128)``), so scores, thresholds, groups and
@@ -46,8 +46,8 @@ __all__ = [
 ]  # fmt: skip
 
 METHODS = ("auto", "hash", "embedding")
-#: Largest number of distinct images searched exactly (all pairs, in blocks); beyond it an
-#: approximate index belongs in :func:`neighbour_pairs`.
+#: Largest number of distinct images searched exactly (all pairs, in blocks); beyond it
+#: :func:`workbench.ann.pairs_above` (HNSW, recall@10 >= 0.95 against exact search).
 EXACT_LIMIT = 50_000
 #: ``auto`` uses embeddings when the catalog's median longer side is below this (the hashes'
 #: 32×32 grid needs about twice that to hold its bits; measured in ``benchmarks/bench_clean.py``).
@@ -111,6 +111,11 @@ def neighbour_pairs(
     if not -1.0 <= min_similarity <= 1.0:
         raise ParameterError(f"min_similarity must be in [-1, 1], got {min_similarity}")
     n = len(X)
+    if n > EXACT_LIMIT:  # all pairs would take minutes: the approximate index
+        from workbench.ann import pairs_above
+
+        i, j, sim = pairs_above(X, min_similarity, exact=False)
+        return i.astype(np.int64), j.astype(np.int64), sim.astype(np.float32)
     norm = np.linalg.norm(X, axis=1, keepdims=True)
     U = np.ascontiguousarray(X / np.where(norm > 0, norm, 1), dtype=np.float32)
     out_i, out_j, out_s = [], [], []

@@ -121,6 +121,24 @@ def test_neighbour_pairs_equal_brute_force(block):
         np.testing.assert_allclose(s, sim[i, j], atol=1e-5)
 
 
+def test_above_the_exact_limit_the_search_goes_through_the_index(monkeypatch):
+    """Past EXACT_LIMIT rows the pairs come from workbench.ann's HNSW index (the real one, here
+    at a lowered limit) and still hold >= 95 % of the exact pairs, with their similarities."""
+    import workbench.neardup as nd
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 24))
+    X = np.repeat(centres, 25, axis=0) + rng.normal(scale=0.15, size=(1000, 24))
+    ti, tj, _ = neighbour_pairs(X, 0.95)
+    monkeypatch.setattr(nd, "EXACT_LIMIT", 100)
+    # block=0 would fail in the exact loop (range step 0): only the index path can answer
+    i, j, s = nd.neighbour_pairs(X, 0.95, block=0)
+    exact = set(zip(ti.tolist(), tj.tolist(), strict=True))
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert found <= exact and len(found) >= 0.95 * len(exact) > 1000
+    np.testing.assert_allclose(s, cosine_similarity(X)[i, j], atol=1e-5)
+
+
 def test_neighbour_pairs_rejects_bad_input():
     with pytest.raises(ParameterError, match="2-d"):
         neighbour_pairs(np.zeros(3), 0.9)
