@@ -616,8 +616,9 @@ def check(
             add("outlier", ids, _knn_outlier_scores(X, k))
 
     cols = ["id", "issue", "score", "flagged", "group", "keeper"]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-    table["flagged"] = table["score"] >= table["issue"].map(th) - 1e-12
+    empty = pd.DataFrame({c: pd.Series(dtype=float if c == "score" else object) for c in cols})
+    table = pd.concat(parts, ignore_index=True) if parts else empty
+    table["flagged"] = table["score"].astype(float) >= table["issue"].map(th).astype(float) - 1e-12
     table["group"] = table["group"].astype(object).where(table["group"].notna(), None)
     table["keeper"] = table["keeper"].astype(bool)
     table["issue"] = pd.Categorical(table["issue"], categories=[c for c in CHECKS if c in th])

@@ -97,11 +97,20 @@ def test_every_planted_problem_is_found(planted, tmp_path):
 def test_tiny_images_get_a_strict_near_duplicate_radius(tmp_path):
     for i in range(12):
         (tmp_path / f"{i}.png").write_bytes(encode(_photo(i, (28, 28)), "PNG"))
-    rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False)
+    cat = Catalog.from_folder(tmp_path, progress=False)
+    rep = check(cat, progress=False, near_method="hash")  # "auto" takes embeddings this small
     assert rep.radius == 6
-    rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False,
+    rep = check(cat, progress=False, near_method="hash",
                 thresholds={"near_duplicate": 1 - 20 / 128})  # fmt: skip
     assert rep.radius == 20
+
+
+def test_duplicate_checks_alone_on_a_catalog_without_duplicates(tmp_path):
+    for i in range(4):
+        (tmp_path / f"{i}.png").write_bytes(encode(_photo(i, (64, 64)), "PNG"))
+    rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False,
+                checks=["exact_duplicate", "near_duplicate"], near_method="hash")  # fmt: skip
+    assert len(rep.table) == 0 and rep.summary()["flagged"].sum() == 0
 
 
 def test_cache_only_processes_new_files(planted, tmp_path):
