@@ -7,6 +7,8 @@ once: a cluster takes seconds) and is closed at the end. Each step runs through 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import PIL.Image
@@ -25,7 +27,11 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """``(client executor, local pool)``: two worker processes each."""
+    """``(client executor, local pool)``: two worker processes each.
+
+    Starting workers sets OMP_NUM_THREADS=1 (and other variables) in this process's environment
+    and leaves them there; restored at the end so later tests' subprocesses run as before."""
+    environ = dict(os.environ)
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -37,6 +43,8 @@ def cluster():
         distributed.Client(lc) as client,
     ):
         yield client.get_executor(), local_pool(2)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 @pytest.fixture(scope="module")

@@ -123,6 +123,8 @@ def test_stop_then_resume_equals_an_uninterrupted_run(setup):
 
 KILLED = r"""
 import json, sys
+import torch
+torch.set_num_threads(int(sys.argv[3]))  # resume equals uninterrupted on the same thread count
 sys.path.insert(0, sys.argv[2])
 from test_train_data import folder_labels
 from test_train_loop import SMALL, _pipeline
@@ -141,7 +143,8 @@ t.fit(progress=False)
 def test_resume_after_sigkill_equals_an_uninterrupted_run(setup):
     ws, _, _, ref, _ = setup
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED, str(ws.path), str(Path(__file__).parent)],
+        [sys.executable, "-c", KILLED, str(ws.path), str(Path(__file__).parent),
+         str(torch.get_num_threads())],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_id = None
