@@ -55,9 +55,10 @@ components (union-find) of the pairs within the threshold. Each duplicate group 
 keeper: the largest resolution, then the first id.
 
 On small images (median longer side under 64 px) the hashes cannot tell an edited copy from a
-distinct image, so ``near_method="auto"`` (the default) searches those catalogs by embedding
-similarity instead (:mod:`workbench.neardup`); ``benchmarks/bench_clean.py`` section 1 prints both
-methods per subset.
+distinct image; ``near_method="auto"`` searches those catalogs by embedding similarity instead
+(:mod:`workbench.neardup`); ``benchmarks/bench_clean.py`` section 1 prints both methods per
+subset. The default stays ``"hash"``: at the 10,000 animal silhouettes the embedding threshold
+chosen on 760 of them chains distinct drawings (3,657 flagged, groups of up to 777 images).
 """
 
 from __future__ import annotations
@@ -473,7 +474,7 @@ def check(
     executor: Executor | None = None,
     workers: int | None = None,
     progress: bool = True,
-    near_method: str = "auto",
+    near_method: str = "hash",
     embedder: Embedder | None = None,
 ) -> IssueReport:
     """Run the quality checks and return an :class:`IssueReport`.
@@ -501,7 +502,7 @@ def check(
     near_method
         ``"hash"`` (pHash + dHash), ``"embedding"`` (cosine of the embedder's features) or
         ``"auto"``: embeddings when the median image is small
-        (:func:`workbench.neardup.choose_method`).
+        (:func:`workbench.neardup.choose_method`). Default ``"hash"`` (see the module docstring).
     embedder
         For the embedding method (default :func:`workbench.neardup.default_embedder`); vectors
         are cached in ``workspace``.

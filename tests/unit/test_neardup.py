@@ -74,7 +74,8 @@ def faces(tmp_path_factory) -> tuple[Catalog, dict[str, str]]:
 @pytest.fixture(scope="module")
 def report(hub, faces):
     cat, _ = faces
-    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False)
+    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False,
+                 near_method="auto")  # fmt: skip
 
 
 def _truth(family: dict[str, str]) -> list[list[str]]:
