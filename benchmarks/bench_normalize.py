@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _method import Rounds, interleaved, load, record, verdict
-from bench_scan import make_jpegs
+from bench_scan import bare_loop, make_jpegs
 from PIL import Image
 
 from workbench import Catalog
@@ -53,14 +53,6 @@ def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
             noise = rng.normal(0, 300, (side, side))
             Image.fromarray(np.clip(field + noise, 0, 65535).astype(np.uint16)).save(p)
     return paths
-
-
-def bare_loop(paths: list[str]) -> int:
-    """The decode limit: PIL open + load of every file, nothing else."""
-    for p in paths:
-        with Image.open(p) as im:
-            im.load()
-    return len(paths)
 
 
 def decode_loop(paths: list[str]) -> None:
