@@ -18,9 +18,8 @@ issue                  score in [0, 1]                                          
                        ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 10/128
                        embedder's features (:mod:`workbench.neardup`), so the          embedding)
                        threshold is the cosine similarity
-``blurry``             min over s of 1 − 2^(−z/3), z = robust z-score (below the     0.5
-                       catalog's median, in MADs) of s = log variance of the          (z ≥ 3)
-                       Laplacian and of s = log of that divided by the gray variance
+``blurry``             1 − 2^(−z/3), z = robust z-score (below the catalog's median,  0.5
+                       in MADs) of s = log(variance of the Laplacian / gray variance)  (z ≥ 3)
                        (contrast-free: low contrast alone is not blur)
 ``dark``               1 − 2^(−z/3), z = robust z-score of p90(luma) below the        0.5
                        catalog's median: even the bright parts are unusually dark
@@ -598,9 +597,10 @@ def check(
     if len(okd):
         std = fd["gray_std"].to_numpy()
         s = np.log(fd["sharpness"].to_numpy() + 1e-6)
-        s_rel = s - 2 * np.log(np.maximum(std / 255.0, 1e-3))  # contrast-free
-        floor = _Z_FLOOR["sharpness"]
-        add("blurry", ids, np.minimum(_z_score(-s, floor), _z_score(-s_rel, floor)))
+        # contrast-free alone: also requiring a low absolute Laplacian variance (the former
+        # min of both) missed most ImageNet-C blur on photo crops at severity 1 (40 % vs 72 %)
+        s_rel = s - 2 * np.log(np.maximum(std / 255.0, 1e-3))
+        add("blurry", ids, _z_score(-s_rel, _Z_FLOOR["sharpness"]))
         add("dark", ids, _z_score(-fd["p90"].to_numpy(), _Z_FLOOR["p90"]))
         add("bright", ids, _z_score(fd["v01"].to_numpy(), _Z_FLOOR["v01"]))
         add("low_information", ids, _z_score(-np.log(std + 0.5), _Z_FLOOR["gray_std"]))
