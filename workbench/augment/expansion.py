@@ -25,7 +25,15 @@ import torch
 from workbench._validation import check_positive_int
 from workbench.augment._params import Backend, _check_backend, _check_seed
 from workbench.augment.pipeline import Pipeline
-from workbench.augment.replay import _M64, _RNG_GUARD, Replay, _rng_guard, _splitmix64
+from workbench.augment.replay import (
+    _M64,
+    _RNG_GUARD,
+    Replay,
+    _quiet_for_good,
+    _quiet_replays,
+    _rng_guard,
+    _splitmix64,
+)
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open, sample_file_names
 
@@ -117,6 +125,7 @@ def _expand_one(pipeline_json: str, backend: Backend, task: tuple[str, str, int]
             # saving of RNG states around each replay: nobody else reads a worker's.
             torch.set_num_threads(1)
             _RNG_GUARD.active = True
+            _quiet_for_good()  # the replays' expected warnings, filtered once per process
         _THREADS_CHECKED_PID = os.getpid()
     src, dst, seed = task
     out = _replay_for(pipeline_json, backend)(decode(src), seed)
@@ -303,7 +312,7 @@ def expand(
     size = batch_size or max(1024, math.ceil(len(todo) / 20))
     fn = functools.partial(_expand_one, pipeline_json, backend)
     n_batches = math.ceil(len(todo) / size)
-    with _one_intraop_thread(), _rng_guard():
+    with _one_intraop_thread(), _rng_guard(), _quiet_replays():
         for b in range(n_batches):
             index = todo[b * size : (b + 1) * size]
             batch = [plan[i] for i in index]
