@@ -93,7 +93,7 @@ def synth_catalog(n: int):
     from workbench.catalog import Catalog
 
     root = sources()
-    small = Catalog.from_folder(root, progress=False).df
+    small = Catalog.from_folder(root, progress=False, workers=1).df
     rows = small.iloc[np.arange(n) % len(small)].reset_index(drop=True)
     label = rows["label"].astype(str).to_numpy()
     rows["id"] = [f"{lab}/{i:07d}.jpg" for i, lab in enumerate(label)]  # one object per row
@@ -171,7 +171,7 @@ def synth_report(catalog, seed: int = 0):
     table["keeper"] = table["keeper"].astype(bool)
     table["issue"] = pd.Categorical(table["issue"], categories=list(CHECKS))
     samples = pd.DataFrame({"id": ids, "hash": hashes, "area": area})
-    real = check(_sources_catalog(), progress=False)  # the layout to match
+    real = check(_sources_catalog(), progress=False, workers=1)  # the layout to match
     assert list(real.table.dtypes) == list(table[cols].dtypes), (real.table.dtypes, table.dtypes)
     assert list(real.pairs.columns) == list(pairs.columns)
     return IssueReport(table=table[cols], pairs=pairs, thresholds=th, samples=samples)
@@ -195,7 +195,7 @@ def _ranks(sizes: np.ndarray) -> np.ndarray:
 def _sources_catalog():
     from workbench.catalog import Catalog
 
-    return Catalog.from_folder(sources(), progress=False)
+    return Catalog.from_folder(sources(), progress=False, workers=1)
 
 
 # ------------------------------------------------------------------------------ child
@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None) -> None:
             res = _child(view, n, a.flips, a.span, Path(trees[tree]).resolve())
             runs.setdefault((tree, view, n), []).append(res)
             print(f"  round {r + 1} {tree} {view} {n:,}: flip median "
-                  f"{np.median(res['flips_ms']):.1f} ms, kept {res['kept_mib']:.1f} MiB",
-                  file=sys.stderr, flush=True)  # fmt: skip
+                  f"{np.median(res['flips_ms']):.1f} ms, kept {res['kept_mib']:.1f} MiB "
+                  f"{json.dumps(res)}", file=sys.stderr, flush=True)  # fmt: skip
     print(f"load after: {load()}")
     report(runs, trees, views, sizes, a.flips)
 
