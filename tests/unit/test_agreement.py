@@ -254,8 +254,8 @@ def test_annotator_confusion_counts_shared_items():
     assert conf.index.name == "a0" and list(conf.columns) == [0, 1, 2]
 
 
-def test_votes_from_a_store_take_the_latest_round_and_skip_consensus(tmp_path):
-    store = LabelStore(tmp_path / "labels.db")
+def test_votes_from_a_store_take_the_latest_round_and_skip_consensus(label_url):
+    store = LabelStore(label_url)
     store.add_classes(["cat", "dog", "bird"])
     for sid, a, b in [("x", "cat", "cat"), ("y", "dog", "cat"), ("z", "bird", "bird")]:
         store.label(sid, a, annotator="ana")

@@ -258,3 +258,19 @@ assert escape(None) == "" and escape(3) == "3"
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True, cwd=root,
                    timeout=120, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+
+
+def test_every_id_is_found_at_its_row_and_unknown_ids_are_refused(classes_root):
+    cat = Catalog.from_folder(classes_root, progress=False, workers=1)
+    # as many rows as a large catalog would make equal 64-bit hash prefixes likely: none mixed up
+    big = Catalog(cat.df.iloc[np.arange(5000) % len(cat.df)].assign(
+        id=[f"x/{k:05d}.png" for k in range(5000)]), classes_root)  # fmt: skip
+    for c in (cat, big):
+        for k, sid in enumerate(c.df["id"]):
+            assert sid in c and c.row(sid)["id"] == sid and c.path(sid) == Path(c.df["path"][k])
+        for bad in ("nope.png", "", 5, ("a",)):
+            assert bad not in c
+            with pytest.raises(ParameterError, match="no sample with id"):
+                c.row(bad)
+    sub = cat.filter(cat.df["label"] == cat.df["label"].iloc[-1])  # rows renumbered from 0
+    assert [sub.row(i)["id"] for i in sub.ids] == sub.ids

@@ -198,8 +198,8 @@ def test_crowdlab_through_cleanlab_uses_the_model():
         cs.consensus(votes, "crowdlab")
 
 
-def test_write_consensus_appends_a_round_with_provenance(tmp_path):
-    store = LabelStore(tmp_path / "labels.db")
+def test_write_consensus_appends_a_round_with_provenance(label_url):
+    store = LabelStore(label_url)
     store.add_classes(["cat", "dog"])
     for sid, a, b in [("x", "cat", "cat"), ("y", "cat", "dog"), ("z", "dog", "dog")]:
         store.label(sid, a, annotator="ana")
@@ -218,8 +218,8 @@ def test_write_consensus_appends_a_round_with_provenance(tmp_path):
     assert list(Votes.from_store(store).annotators) == ["ana", "bo"]  # never votes on itself
 
 
-def test_bad_consensus_inputs_raise_and_leave_the_store_unchanged(tmp_path):
-    store = LabelStore(tmp_path / "labels.db")
+def test_bad_consensus_inputs_raise_and_leave_the_store_unchanged(label_url):
+    store = LabelStore(label_url)
     store.add_classes(["cat", "dog"])
     store.label("x", "cat", annotator="ana")
     store.label("x", "dog", annotator="bo")

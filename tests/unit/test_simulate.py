@@ -48,8 +48,8 @@ def catalog(tmp_path_factory):
 
 
 @pytest.fixture
-def store(tmp_path, catalog):
-    s = LabelStore(tmp_path / "labels.db", catalog=catalog)
+def store(label_url, catalog):
+    s = LabelStore(label_url, catalog=catalog)
     s.add_classes(CLASSES)
     return s
 
@@ -120,11 +120,11 @@ def test_answers_depend_on_seed_name_and_item_only():
         assert forward != {i: other.answer(i, truth[i], CLASSES) for i in ids}
 
 
-def test_simulation_is_deterministic(tmp_path, catalog):
+def test_simulation_is_deterministic(fresh_url, catalog):
     truth = _truth_of(catalog.ids)
     tables = []
-    for k in range(2):
-        s = LabelStore(tmp_path / f"run{k}.db", catalog=catalog)
+    for _ in range(2):
+        s = LabelStore(fresh_url(), catalog=catalog)
         s.add_classes(CLASSES)
         assign(s, ["ana", "bo", "cy"], overlap=0.3, seed=1)
         tables.append(simulate(catalog, s, _team(), truth).drop(columns="event"))
@@ -133,15 +133,15 @@ def test_simulation_is_deterministic(tmp_path, catalog):
     assert tables[0].equals(tables[2]) and tables[1].equals(tables[3])
 
 
-def test_an_interrupted_simulation_resumes_with_the_same_answers(tmp_path, catalog):
+def test_an_interrupted_simulation_resumes_with_the_same_answers(fresh_url, catalog):
     truth = _truth_of(catalog.ids)
     team = _team()
-    whole = LabelStore(tmp_path / "whole.db", catalog=catalog)
+    whole = LabelStore(fresh_url(), catalog=catalog)
     whole.add_classes(CLASSES)
     assign(whole, ["ana", "bo", "cy"], overlap=0.3, seed=1)
     simulate(catalog, whole, team, truth)
 
-    parts = LabelStore(tmp_path / "parts.db", catalog=catalog)
+    parts = LabelStore(fresh_url(), catalog=catalog)
     parts.add_classes(CLASSES)
     assign(parts, ["ana", "bo", "cy"], overlap=0.3, seed=1)
     first = LabelingSession(catalog, parts, annotator="bo")
@@ -292,14 +292,14 @@ def test_bad_behaviour_is_refused(kwargs):
         SimulatedAnnotator(**kwargs)
 
 
-def test_catalog_labels_are_the_default_truth(tmp_path):
+def test_catalog_labels_are_the_default_truth(tmp_path, label_url):
     root = tmp_path / "imgs"
     for cls in ("cat", "dog"):
         (root / cls).mkdir(parents=True)
         for i in range(10):
             Image.fromarray(np.full((6, 6), i, np.uint8)).save(root / cls / f"{i}.png")
     cat = Catalog.from_folder(root, progress=False, workers=1)
-    s = LabelStore(tmp_path / "l.db", catalog=cat)
+    s = LabelStore(label_url, catalog=cat)
     s.add_classes(["cat", "dog"])
     assign(s, ["ana", "bo"], overlap=0.5, seed=0)
     out = simulate(cat, s, [careful("ana", error_rate=0.0), careful("bo", error_rate=0.0)])

@@ -245,6 +245,25 @@ def test_counts_name_what_they_count(checked):
     assert "1 flagged" in v.counts.value
 
 
+def test_tile_captions_show_the_report_scores(checked):
+    cat, rep = checked
+    v = IssueReview(cat, rep)
+    t = rep.table
+    for issue in ("dark", "near_duplicate", "exact_duplicate", "dark"):
+        v.select(issue)
+        if issue == "dark":  # a threshold move: what the view can show changes
+            first = rep.thresholds[issue]
+            v.set_threshold(0.1 if first != 0.1 else 0.2)
+        rows = t[t["issue"] == issue]
+        want = dict(zip(rows["id"], rows["score"], strict=True))
+        tiles = [tile for row in v.shown for tile in row["tiles"]]
+        assert tiles
+        for tile in tiles:
+            assert f"score {want[tile['id']]:.3f}" in tile["caption"]
+        if issue == "dark":
+            v.set_threshold(first)
+
+
 def _sent_states(widget):
     """Every state message the widget sends to the front end, recorded on its comm."""
     sent = []

@@ -39,7 +39,9 @@ in code order); or boxes ``[[x, y, w, h, "cat"], ...]`` in original-image pixels
 :func:`workbench.io.decode` returns it, after EXIF orientation: the catalog's ``width`` and
 ``height``). The table and its stored values are described in :mod:`workbench.labels._sqlite`,
 the class schema and value codec in :mod:`workbench.labels.schema`, the file formats in
-:mod:`workbench.labels.formats` (``store.to_coco(...)`` and friends are those functions).
+:mod:`workbench.labels.formats` (``store.to_coco(...)`` and friends are those functions), the
+reading methods (``current``, ``history``, ``progress``, ``stale``, ...) in
+:mod:`workbench.labels.reads`.
 
 The *current* label of a (sample, annotator, round, task) is its latest ``label`` / ``import`` /
 ``skip`` event that has not been undone; when that latest event is a ``skip``, the key has no
@@ -48,13 +50,10 @@ current label (the person's latest decision was to pass on the item).
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import pandas as pd
 
 from workbench.errors import LabelError
 from workbench.fsutil import safe_names
@@ -62,6 +61,7 @@ from workbench.labels import _sqlite as sql
 from workbench.labels import assignments as _assignments
 from workbench.labels import batch as _batch
 from workbench.labels import leases as _leases
+from workbench.labels import reads as _reads
 from workbench.labels._catalog import CatalogIndex
 from workbench.labels._checks import (
     _as_list,
@@ -89,7 +89,7 @@ from workbench.labels.batch import (
 )
 from workbench.labels.formats import coco, csv, imagefolder, yolo
 from workbench.labels.formats._common import EXPORT_MODES
-from workbench.labels.schema import _load_extra, _Schema
+from workbench.labels.schema import _Schema
 
 if TYPE_CHECKING:
     from workbench.catalog import Catalog
@@ -104,17 +104,6 @@ T = TypeVar("T")
 
 #: What a reviewer may say about a label.
 VERDICTS = ("accept", "reject", "unsure")
-
-#: Columns of :meth:`LabelStore.current`.
-CURRENT_COLUMNS = [
-    "id", "annotator", "round", "task", "value", "source", "ts", "hash", "seconds", "event",
-    "extra",
-]  # fmt: skip
-#: Columns of :meth:`LabelStore.history`.
-HISTORY_COLUMNS = [
-    "event", "kind", "id", "annotator", "round", "task", "value", "source", "ts", "seconds",
-    "hash", "target", "extra",
-]  # fmt: skip
 
 
 class LabelStore:
@@ -535,138 +524,15 @@ class LabelStore:
         """Number of events of one ``kind``, or of all kinds (schema events included)."""
         return self._read(lambda con: sql.count_events(con, kind))
 
-    def current(
-        self, annotator: str | None = None, round: int | None = None, task: str | None = "class"
-    ) -> pd.DataFrame:
-        """Current labels: one row per (sample, annotator, round, task), in event order.
-
-        Columns ``id, annotator, round, task, value, source, ts, hash, seconds, event, extra``;
-        ``ts`` is a UTC timestamp, ``event`` the label's event id and ``extra`` the dict stored
-        with it (or None). ``None`` for a filter means all.
-        """
-        rows, s = self._current(annotator, round, task)
-        data = [(*r[:4], s.load(json.loads(r[4])), *r[5:10], _json(r[11])) for r in rows]
-        return _frame(data, CURRENT_COLUMNS)
-
-    def _current(
-        self, annotator: str | None, round: int | None, task: str | None, *, skips: bool = False
-    ) -> tuple[list[tuple], _Schema]:
-        """Raw current rows (see :func:`sql.current_rows`) and the class schema, one snapshot."""
-
-        def q(con: Conn) -> tuple[list[tuple], _Schema]:
-            return sql.current_rows(con, annotator, round, task, skips=skips), self._schema(con)
-
-        return self._read(q)
-
-    def history(
-        self,
-        sample_id: str | None = None,
-        annotator: str | None = None,
-        *,
-        kind: str | None = None,
-        task: str | None = None,
-    ) -> pd.DataFrame:
-        """Every event (filtered), oldest first; values in class names under today's schema.
-
-        Columns ``event, kind, id, annotator, round, task, value, source, ts, seconds, hash,
-        target, extra``.
-        """
-        filters = [
-            ("sample_id", sample_id),
-            ("annotator", annotator),
-            ("kind", kind),
-            ("task", task),
-        ]
-        rows, s = self._read(lambda con: (sql.history_rows(con, filters), self._schema(con)))
-        data = []
-        for r in rows:
-            value = None if r[6] is None else json.loads(r[6])
-            if r[1] not in sql.SCHEMA_KINDS:
-                value = s.load(value)
-            extra = _load_extra(r[12], s) if r[1] == "model" else _json(r[12])
-            data.append((*r[:6], value, *r[7:12], extra))
-        return _frame(data, HISTORY_COLUMNS)
-
-    def suggestions(self, model: str | None = None, *, task: str | None = "class") -> pd.DataFrame:
-        """The latest suggestion per (sample, model, round, task).
-
-        Columns ``id, model, round, task, value, probs, ts, event``.
-        """
-        rows, s = self._read(lambda con: (sql.suggestion_rows(con, model, task), self._schema(con)))
-        data = []
-        for r in rows:
-            probs = (_load_extra(r[5], s) or {}).get("probs")
-            data.append((*r[:4], s.load(json.loads(r[4])), probs, r[6], r[7]))
-        return _frame(data, ["id", "model", "round", "task", "value", "probs", "ts", "event"])
-
-    def labeled_ids(
-        self,
-        annotator: str | None = None,
-        *,
-        round: int | None = None,
-        task: str | None = "class",
-        include_skipped: bool = False,
-    ) -> set[str]:
-        """Ids of samples with a current label (by ``annotator``, or by anyone)."""
-        rows, _ = self._current(annotator, round, task, skips=True)
-        return {r[0] for r in rows if include_skipped or r[10] != "skip"}
-
-    def progress(
-        self, annotator: str, *, round: int | None = None, task: str | None = "class"
-    ) -> dict[str, Any]:
-        """How far ``annotator`` is.
-
-        Returns
-        -------
-        dict
-            ``labeled``, ``skipped`` and ``done`` (distinct samples); ``total`` and
-            ``remaining`` (``None`` without a catalog); ``seconds`` (time recorded on the current
-            decisions) and ``per_minute`` (items per minute of recorded time, or ``None``).
-        """
-        rows, _ = self._current(annotator, round, task, skips=True)
-        labeled = {r[0] for r in rows if r[10] != "skip"}
-        skipped = {r[0] for r in rows if r[10] == "skip"} - labeled
-        timed = [r[8] for r in rows if r[8] is not None]
-        secs = float(sum(timed))
-        total = None if self.catalog is None else len(self.catalog.df)
-        done = len(labeled) + len(skipped)
-        return {
-            "labeled": len(labeled),
-            "skipped": len(skipped),
-            "done": done,
-            "total": total,
-            "remaining": None if total is None else max(total - done, 0),
-            "seconds": secs,
-            "per_minute": 60.0 * len(timed) / secs if secs > 0 else None,
-        }
-
-    def last_position(
-        self, annotator: str, *, round: int | None = None, task: str | None = "class"
-    ) -> str | None:
-        """The sample ``annotator`` acted on last (label, skip or undo): resume there."""
-        return self._read(lambda con: sql.last_sample(con, annotator, round, task))
-
-    def stale(self, catalog: Catalog | None = None, *, task: str | None = None) -> pd.DataFrame:
-        """Current labels whose recorded content hash is not the catalog's hash now.
-
-        Returns the :meth:`current` columns plus ``catalog_hash`` and ``reason``: ``"changed"``
-        (the pixels changed since labeling), ``"missing"`` (no longer in the catalog) or
-        ``"unhashed"`` (labeled without a catalog, so it cannot be checked).
-        """
-        maps = self._index.maps(self.need_catalog(catalog), fresh=True)
-        cur = self.current(task=task)
-        now = [maps[i][0] if i in maps else None for i in cur["id"]]
-        reasons = []
-        for i, h, n in zip(cur["id"], cur["hash"], now, strict=True):
-            missing = i not in maps
-            unhashed = not missing and not isinstance(h, str)
-            changed = not missing and not unhashed and h != n
-            reasons.append(
-                "missing" if missing else "unhashed" if unhashed else "changed" if changed else None
-            )
-        cur["catalog_hash"] = pd.Series(now, index=cur.index, dtype=object)
-        cur["reason"] = pd.Series(reasons, index=cur.index, dtype=object)
-        return cur[cur["reason"].notna()].reset_index(drop=True)
+    # the other reads live in reads.py
+    current = _reads.current
+    _current = _reads._current
+    history = _reads.history
+    suggestions = _reads.suggestions
+    labeled_ids = _reads.labeled_ids
+    progress = _reads.progress
+    last_position = _reads.last_position
+    stale = _reads.stale
 
     # ------------------------------------------------------------------ batches (formats)
     export_batch = _batch.export_batch
@@ -702,22 +568,6 @@ class LabelStore:
     to_yolo = yolo.to_yolo
     import_yolo = yolo.import_yolo
     to_imagefolder = imagefolder.to_imagefolder
-
-
-def _json(raw: str | None) -> Any:
-    return None if raw is None else json.loads(raw)
-
-
-def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(rows, columns=columns)
-    for c in ("value", "probs", "extra", "hash", "target"):
-        if c in df.columns:  # lists, dicts, None: plain objects, never expanded or coerced
-            df[c] = pd.Series([r[columns.index(c)] for r in rows], index=df.index, dtype=object)
-    if "ts" in df.columns:
-        df["ts"] = pd.to_datetime(df["ts"].astype("float64"), unit="s", utc=True)
-    if "seconds" in df.columns:
-        df["seconds"] = df["seconds"].astype("float64")
-    return df
 
 
 def _by(who: tuple[str, Any], round: Any, task: Any) -> dict[str, Any]:

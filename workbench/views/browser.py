@@ -358,7 +358,9 @@ class DataBrowser(W.VBox):
         """Recompute the view from query + column filters + sort, then show page 1."""
         self.error.clear()
         try:
-            view = self.catalog.filter(self.query.value)
+            # no query: the catalog itself, not a copy of every row (1M rows are 100s of MB)
+            query = self.query.value
+            view = self.catalog.filter(query) if query.strip() else self.catalog
         except ParameterError as e:  # keep the other filters working while the query is fixed
             self.error.show(str(e))
             view = self.catalog

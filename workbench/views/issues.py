@@ -341,7 +341,7 @@ class IssueReview(W.VBox):
     def visible(self) -> list[list[str]]:
         """The items on the current page."""
         n = self._per_page()
-        return self.items()[self.page * n : (self.page + 1) * n]
+        return [list(g) for g in self._items()[self.page * n : (self.page + 1) * n]]
 
     def exclude(self, ids: list[str], *, note: str = "") -> None:
         """Exclude samples (saved; reversible with :meth:`keep`)."""
@@ -468,13 +468,33 @@ class IssueReview(W.VBox):
             self._cache[key] = items
         return self._cache[key]  # type: ignore[return-value]
 
+    def _current(self, kind: str, make: Callable[[], Any]) -> Any:
+        """``make()`` for the current issue and threshold, kept until they change (one value
+        per kind: these grow with the flagged samples, so older thresholds' are dropped)."""
+        held = self._cache.get((kind,))
+        if held is None or held[0] != self._key():  # type: ignore[index]
+            held = self._cache[(kind,)] = (self._key(), make())
+        return held[1]  # type: ignore[index]
+
+    def _members(self) -> tuple[set[str], int]:
+        """The ids the current issue shows (all pages) and how many its items hold: counted
+        once per threshold, not per page flip."""
+        items = self._items()
+        return self._current(
+            "members", lambda: ({i for g in items for i in g}, sum(map(len, items)))
+        )
+
     def _scores(self) -> dict[str, float]:
-        key = ("scores", self.issue.value)
-        if key not in self._cache:
+        """Score per id of what the current issue can show (flagged or in a group): not one
+        entry per catalog row, which costs tens of MB at a million rows."""
+
+        def make() -> dict[str, float]:
             t = self.report.table
             t = t[t["issue"] == self.issue.value]
-            self._cache[key] = dict(zip(t["id"], t["score"].astype(float), strict=True))
-        return self._cache[key]  # type: ignore[return-value]
+            t = t[t["flagged"] | t["group"].notna()]
+            return dict(zip(t["id"], t["score"].astype(float), strict=True))
+
+        return self._current("scores", make)
 
     def _counts(self) -> dict[str, int]:
         key = ("counts", tuple(sorted(self.report.thresholds.items())))
@@ -554,8 +574,12 @@ class IssueReview(W.VBox):
 
     def _counts_html(self) -> str:
         issue = self.issue.value
-        shown = {i for g in self._items() for i in g}
-        here = sum(i in self._excluded for i in shown)
+        shown, excluded = self._members()[0], self._excluded
+        # the shown ids that are excluded: walk the smaller of the two
+        if len(excluded) < len(shown):
+            here = sum(i in shown for i in excluded)
+        else:
+            here = sum(i in excluded for i in shown)
         what = "in groups" if self.is_group_view else "flagged"
         return (
             f"<span>{_n(len(shown), 'image')} {what} · {here:,} of them excluded · "
@@ -602,7 +626,7 @@ class IssueReview(W.VBox):
         body = self._body_html()
         total = len(self._items())
         what = (
-            f"{_n(total, 'group')} ({_n(sum(map(len, self._items())), 'image')})"
+            f"{_n(total, 'group')} ({_n(self._members()[1], 'image')})"
             if self.is_group_view
             else _n(total, "image")
         )
