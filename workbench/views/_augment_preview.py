@@ -321,6 +321,8 @@ class _PreviewGrid(HtmlBoard):
         self.draws, self.size = draws, size
         self.images: list[list[_Cell]] = [[_Cell() for _ in range(1 + draws)] for _ in range(rows)]
         self.captions: list[_Caption] = [_Caption() for _ in range(rows)]
+        #: The timing line above the cells (class ``wb-timing``), HTML: drawn with them.
+        self.timing = _Caption()
         self._draw()
 
     @property
@@ -328,9 +330,12 @@ class _PreviewGrid(HtmlBoard):
         """Encoded bytes of every cell, row by row (original first)."""
         return [[img.value for img in row] for row in self.images]
 
-    def show(self, cells: list[list[tuple[bytes, str]]], captions: list[str]) -> None:
-        """Set the encoded ``(bytes, format)`` cells and the captions (escaped here); the grid
-        is sent once, and only when something changed."""
+    def show(
+        self, cells: list[list[tuple[bytes, str]]], captions: list[str], timing: str = ""
+    ) -> None:
+        """Set the encoded ``(bytes, format)`` cells, the captions (escaped here) and the timing
+        line (HTML); the grid is sent once, and only when something changed."""
+        self.timing.value = timing
         for r, row in enumerate(cells):
             for k, (data, fmt) in enumerate(row):
                 self.images[r][k] = _Cell(data, fmt)
@@ -360,6 +365,7 @@ class _PreviewGrid(HtmlBoard):
                 )
                 cells.append(f"<div>{img}{caption.value}</div>" if k == 0 else f"<div>{img}</div>")
         html = (
+            f'<div class="wb-timing" style="min-height:1.4em">{self.timing.value}</div>'
             f'<div style="display:grid;grid-template-columns:repeat({1 + self.draws},'
             f' minmax(0, {self.size}px));gap:4px;align-items:start">{head}{"".join(cells)}</div>'
         )
@@ -442,7 +448,6 @@ class _PreviewRendering:
             self._show_errors()
             return
         self._memos = memos  # only this render's cells: memory stays rows x draws x steps
-        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
         ms = (time.perf_counter() - t0) * 1000
         self.render_count += 1
         self.last_render = {
@@ -459,8 +464,11 @@ class _PreviewRendering:
             + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
             + " work in pixels"
         )
-        self.timing.value = (
-            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
+        # the timing line is part of the grid: a render reaches the browser as one message
+        self.grid.show(
+            cells,
+            [self._samples.source(key).caption for key in keys],
+            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>',
         )
         if self._errors.pop("render", None) is not None:
             self._show_errors()

@@ -219,8 +219,8 @@ class AugmentTuner(_PreviewRendering, W.VBox):
             tooltip="keep the draws fixed while you change parameters",
         ).add_class("wb-lock")
         self.seed_label = W.HTML().add_class("wb-seed")
-        self.timing = W.HTML().add_class("wb-timing")
         self.grid = _PreviewGrid(self.n_rows, draws, size)
+        self.timing = self.grid.timing  # "last render N ms · ..." (``.value``), drawn in the grid
         self.images = self.grid.images  # the cells as drawn: ``.value`` bytes and ``.format``
         self.captions = self.grid.captions
         self.save_button = W.Button(
@@ -248,7 +248,6 @@ class AugmentTuner(_PreviewRendering, W.VBox):
                     [self.shuffle_button, self.reroll_button, self.lock_toggle, self.seed_label],
                     layout=W.Layout(align_items="center", flex_flow="row wrap"),
                 ),
-                self.timing,
                 self.grid,
                 W.HBox(
                     [self.save_button, self.code_toggle, self.status],
