@@ -56,16 +56,14 @@ def _init_render_thread() -> None:
 
 
 def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
-    """Encode a preview cell: tiny images enlarged crisply as PNG, others fitted as JPEG."""
+    """Encode a preview cell: tiny images as PNG at their own size (the grid enlarges them
+    crisply, see :func:`_enlarged`), others fitted into ``size`` as JPEG."""
     if im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
     longest = max(im.width, im.height)
     buf = io.BytesIO()
-    if longest * 2 <= size:  # silhouettes, digits: keep the pixels visible
-        f = size // longest
-        im.resize((im.width * f, im.height * f), PIL.Image.Resampling.NEAREST).save(
-            buf, "PNG", compress_level=1
-        )
+    if longest * 2 <= size:  # silhouettes, digits: 64x fewer pixels to encode, send and decode
+        im.save(buf, "PNG", compress_level=1)
         return buf.getvalue(), "png"
     if longest > size:
         scale = size / longest
@@ -73,6 +71,19 @@ def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
         im = im.resize(fit, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
     im.save(buf, "JPEG", quality=85)
     return buf.getvalue(), "jpeg"
+
+
+def _enlarged(data: bytes, fmt: str, size: int) -> str:
+    """``<img>`` attributes that show a tiny PNG cell enlarged by a whole factor with its pixels
+    kept crisp (the browser scales it: cheaper than sending the enlarged pixels); ``""`` else."""
+    if fmt != "png" or len(data) < 24:
+        return ""
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
+    longest = max(w, h, 1)
+    if longest * 2 > size:
+        return ""
+    f = size // longest
+    return f' width="{w * f}" height="{h * f}"'
 
 
 class _Source:
@@ -356,8 +367,11 @@ class _PreviewGrid(HtmlBoard):
         for row, caption in zip(self.images, self.captions, strict=True):
             for k, cell in enumerate(row):
                 kind = "wb-original" if k == 0 else "wb-draw"
+                big = _enlarged(cell.value, cell.format, self.size)
+                crisp = ";height:auto;image-rendering:pixelated" if big else ""
                 img = (
-                    f'<img class="wb-preview-image {kind}" style="max-width:100%;display:block" '
+                    f'<img class="wb-preview-image {kind}"{big} '
+                    f'style="max-width:100%;display:block{crisp}" '
                     f'src="data:image/{cell.format};base64,'
                     f'{base64.b64encode(cell.value).decode("ascii")}">'
                     if cell.value
