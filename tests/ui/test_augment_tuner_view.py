@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 pytestmark = pytest.mark.ui
 
@@ -91,24 +92,42 @@ CELLS = [
 ]
 
 
-def _open(page: Any, lab: Any, ui: Any) -> None:
+# Drawn: both tuners' grids hold their draws, and every step card of both is in the page (the
+# first tuner's 8 with their sliders). Waiting for the grids alone let a test look for cards the
+# page had not drawn, or, after a widget-manager failure, would never draw.
+_DRAWN_JS = """() => {
+  const roots = document.querySelectorAll('.wb-augment');
+  if (roots.length < 2) return false;
+  const drawn = [...roots].every(r => {
+    const imgs = [...r.querySelectorAll('img.wb-draw')];
+    return imgs.length > 0 && imgs.every(i => /^(blob|data):/.test(i.src))
+      && r.querySelectorAll('.wb-step').length > 0;
+  });
+  const first = roots[0].querySelectorAll('.wb-step');
+  return drawn && first.length === 8
+    && [...first].every(c => c.querySelector('.wb-param-p .noUi-handle'));
+}"""
+
+
+def _open(page: Any, lab: Any, ui: Any, tmp_path: Path) -> None:
     ui.write_notebook(lab.root / NOTEBOOK, CELLS)
     (lab.root / "state.json").unlink(missing_ok=True)
     ui.open_notebook(page, lab, NOTEBOOK)
     ui.run_all(page, timeout=240)
     errors = ui.error_outputs(page, include_stderr=False)
     assert not errors, "\n\n".join(errors)
-    page.wait_for_function(
-        """() => {
-          const roots = document.querySelectorAll('.wb-augment');
-          if (roots.length < 2) return false;
-          return [...roots].every(r => {
-            const imgs = [...r.querySelectorAll('img.wb-draw')];
-            return imgs.length > 0 && imgs.every(i => /^(blob|data):/.test(i.src));
-          });
-        }""",
-        timeout=60_000,
-    )
+    try:
+        page.wait_for_function(_DRAWN_JS, timeout=60_000)
+    except PlaywrightError:
+        counts = page.evaluate(
+            """() => [...document.querySelectorAll('.wb-augment')].map(r => ({
+                 steps: r.querySelectorAll('.wb-step').length,
+                 column: r.querySelectorAll('.wb-steps').length,
+                 draws: r.querySelectorAll('img.wb-draw').length}))"""
+        )
+        print(f"tuners drawn: {counts}")
+        _report(page, ui, tmp_path, "tuner-open.png")  # console errors name the widget at fault
+        raise
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,7 +268,7 @@ def test_eight_step_headers_are_visible_and_nothing_is_cut(
     visible, uncovered and inside the column once scrolled to; no control text is cut."""
     from playwright.sync_api import expect
 
-    _open(page, jupyter_lab, ui)
+    _open(page, jupyter_lab, ui, tmp_path)
     try:
         tuner = page.locator(TUNER)
         expect(tuner.locator(".wb-step")).to_have_count(8)
@@ -285,7 +304,7 @@ def test_eight_step_headers_are_visible_and_nothing_is_cut(
         assert not {"AutoAugment", "RandAugment", "TrivialAugmentWide", "AugMix"} & set(options)
         expect(boxes.locator(".wb-save")).to_be_disabled()
         expect(boxes.locator(".wb-status")).to_contain_text("workspace")
-    except AssertionError:
+    except (AssertionError, PlaywrightError):
         _report(page, ui, tmp_path, "tuner-layout.png")
         raise
     finally:
@@ -309,7 +328,7 @@ def test_sliders_and_number_fields_set_exactly_what_they_show(
     exactly what the field shows, untouched parameters keep their values, previews change."""
     from playwright.sync_api import expect
 
-    _open(page, jupyter_lab, ui)
+    _open(page, jupyter_lab, ui, tmp_path)
     lab = jupyter_lab
     expected = _built_here()
     page.wait_for_timeout(1000)  # let every slider's start-up echo reach the kernel
@@ -364,7 +383,7 @@ def test_sliders_and_number_fields_set_exactly_what_they_show(
         _type(page, _field(page, 1, "translate_y"), "0.2")
         _wait_state(page, lab, lambda s: s[1]["params"]["translate_y"] == 0.2, "translate_y")
         expect(error).to_be_hidden(timeout=15_000)
-    except AssertionError:
+    except (AssertionError, PlaywrightError):
         _report(page, ui, tmp_path, "tuner-values.png")
         raise
 
@@ -375,7 +394,7 @@ def test_every_button_does_what_it_says(
     """on, ↑, ↓, only, ✕, collapse, add, save, reroll, lock seed, show code, shuffle."""
     from playwright.sync_api import expect
 
-    _open(page, jupyter_lab, ui)
+    _open(page, jupyter_lab, ui, tmp_path)
     lab = jupyter_lab
     tuner = page.locator(TUNER)
 
@@ -467,6 +486,6 @@ def test_every_button_does_what_it_says(
         )
         expect(tuner.locator(".wb-error").first).to_be_hidden()
         assert not ui.error_outputs(page, include_stderr=False)
-    except AssertionError:
+    except (AssertionError, PlaywrightError):
         _report(page, ui, tmp_path, "tuner-buttons.png")
         raise

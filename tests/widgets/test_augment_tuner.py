@@ -475,3 +475,41 @@ def test_save_says_why_it_is_disabled(small_catalog, tmp_path):
     ws = AugmentTuner(samples=[_photo(60, 40)], rows=1, draws=1, size=32,
                       workspace=Workspace(tmp_path / "ws"))  # fmt: skip
     assert not ws.save_button.disabled and "workspace" not in ws.status.value
+
+
+def test_tiny_cells_go_at_their_own_size_and_are_enlarged_crisply_in_the_page(small_catalog):
+    """Silhouette-sized samples are sent as small PNGs; the grid shows them a whole factor
+    larger with their pixels kept (64x fewer pixels per render than sending them enlarged)."""
+    import io
+    import re
+
+    t = AugmentTuner(small_catalog, _pipe(), rows=2, draws=2, size=96)
+    t.render()
+    sizes = {PIL.Image.open(io.BytesIO(b)).size for row in t.preview_bytes for b in row}
+    assert max(max(s) for s in sizes) * 2 <= 96  # not enlarged in the bytes
+    w, h = PIL.Image.open(io.BytesIO(t.preview_bytes[0][0])).size
+    f = 96 // max(w, h)
+    img = re.findall(r"<img [^>]*wb-original[^>]*>", t.grid.html)[0]
+    assert f' width="{w * f}" height="{h * f}"' in img and "image-rendering:pixelated" in img
+    t.close()
+
+
+def test_building_the_tuner_sends_no_update_naming_other_widgets(small_catalog, monkeypatch):
+    """The step column opens holding its cards: building a tuner sends no update that refers to
+    other widgets (the page's widget manager can fail to resolve such an update while it loads
+    the kernel's widgets, and then never draws the column). A rebuild still updates it."""
+    import ipywidgets
+
+    sent: list[tuple[object, dict]] = []
+    monkeypatch.setattr(
+        ipywidgets.Widget, "_send", lambda w, msg, buffers=None: sent.append((w, msg))
+    )
+    t = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
+    naming = [(w, sorted(msg["state"])) for w, msg in sent if "IPY_MODEL_" in repr(msg["state"])]
+    assert naming == []
+    assert list(t.steps_box.children) == t.cards and len(t.cards) == len(t.pipeline)
+    assert all("wb-step" in c._dom_classes for c in t.cards)
+    sent.clear()
+    t.remove_step(0)  # a rebuild: the column's children change, as one update
+    assert [sorted(msg["state"]) for w, msg in sent if w is t.steps_box] == [["children"]]
+    t.close()

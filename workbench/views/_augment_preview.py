@@ -56,16 +56,14 @@ def _init_render_thread() -> None:
 
 
 def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
-    """Encode a preview cell: tiny images enlarged crisply as PNG, others fitted as JPEG."""
+    """Encode a preview cell: tiny images as PNG at their own size (the grid enlarges them
+    crisply, see :func:`_enlarged`), others fitted into ``size`` as JPEG."""
     if im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
     longest = max(im.width, im.height)
     buf = io.BytesIO()
-    if longest * 2 <= size:  # silhouettes, digits: keep the pixels visible
-        f = size // longest
-        im.resize((im.width * f, im.height * f), PIL.Image.Resampling.NEAREST).save(
-            buf, "PNG", compress_level=1
-        )
+    if longest * 2 <= size:  # silhouettes, digits: 64x fewer pixels to encode, send and decode
+        im.save(buf, "PNG", compress_level=1)
         return buf.getvalue(), "png"
     if longest > size:
         scale = size / longest
@@ -73,6 +71,19 @@ def _thumb(im: PIL.Image.Image, size: int) -> tuple[bytes, str]:
         im = im.resize(fit, PIL.Image.Resampling.BILINEAR, reducing_gap=2.0)
     im.save(buf, "JPEG", quality=85)
     return buf.getvalue(), "jpeg"
+
+
+def _enlarged(data: bytes, fmt: str, size: int) -> str:
+    """``<img>`` attributes that show a tiny PNG cell enlarged by a whole factor with its pixels
+    kept crisp (the browser scales it: cheaper than sending the enlarged pixels); ``""`` else."""
+    if fmt != "png" or len(data) < 24:
+        return ""
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
+    longest = max(w, h, 1)
+    if longest * 2 > size:
+        return ""
+    f = size // longest
+    return f' width="{w * f}" height="{h * f}"'
 
 
 class _Source:
@@ -321,6 +332,8 @@ class _PreviewGrid(HtmlBoard):
         self.draws, self.size = draws, size
         self.images: list[list[_Cell]] = [[_Cell() for _ in range(1 + draws)] for _ in range(rows)]
         self.captions: list[_Caption] = [_Caption() for _ in range(rows)]
+        #: The timing line above the cells (class ``wb-timing``), HTML: drawn with them.
+        self.timing = _Caption()
         self._draw()
 
     @property
@@ -328,9 +341,12 @@ class _PreviewGrid(HtmlBoard):
         """Encoded bytes of every cell, row by row (original first)."""
         return [[img.value for img in row] for row in self.images]
 
-    def show(self, cells: list[list[tuple[bytes, str]]], captions: list[str]) -> None:
-        """Set the encoded ``(bytes, format)`` cells and the captions (escaped here); the grid
-        is sent once, and only when something changed."""
+    def show(
+        self, cells: list[list[tuple[bytes, str]]], captions: list[str], timing: str = ""
+    ) -> None:
+        """Set the encoded ``(bytes, format)`` cells, the captions (escaped here) and the timing
+        line (HTML); the grid is sent once, and only when something changed."""
+        self.timing.value = timing
         for r, row in enumerate(cells):
             for k, (data, fmt) in enumerate(row):
                 self.images[r][k] = _Cell(data, fmt)
@@ -351,8 +367,11 @@ class _PreviewGrid(HtmlBoard):
         for row, caption in zip(self.images, self.captions, strict=True):
             for k, cell in enumerate(row):
                 kind = "wb-original" if k == 0 else "wb-draw"
+                big = _enlarged(cell.value, cell.format, self.size)
+                crisp = ";height:auto;image-rendering:pixelated" if big else ""
                 img = (
-                    f'<img class="wb-preview-image {kind}" style="max-width:100%;display:block" '
+                    f'<img class="wb-preview-image {kind}"{big} '
+                    f'style="max-width:100%;display:block{crisp}" '
                     f'src="data:image/{cell.format};base64,'
                     f'{base64.b64encode(cell.value).decode("ascii")}">'
                     if cell.value
@@ -360,6 +379,7 @@ class _PreviewGrid(HtmlBoard):
                 )
                 cells.append(f"<div>{img}{caption.value}</div>" if k == 0 else f"<div>{img}</div>")
         html = (
+            f'<div class="wb-timing" style="min-height:1.4em">{self.timing.value}</div>'
             f'<div style="display:grid;grid-template-columns:repeat({1 + self.draws},'
             f' minmax(0, {self.size}px));gap:4px;align-items:start">{head}{"".join(cells)}</div>'
         )
@@ -442,7 +462,6 @@ class _PreviewRendering:
             self._show_errors()
             return
         self._memos = memos  # only this render's cells: memory stays rows x draws x steps
-        self.grid.show(cells, [self._samples.source(key).caption for key in keys])
         ms = (time.perf_counter() - t0) * 1000
         self.render_count += 1
         self.last_render = {
@@ -459,8 +478,11 @@ class _PreviewRendering:
             + escape(", ".join(dict.fromkeys(pipe.pixel_scale_steps)))
             + " work in pixels"
         )
-        self.timing.value = (
-            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>'
+        # the timing line is part of the grid: a render reaches the browser as one message
+        self.grid.show(
+            cells,
+            [self._samples.source(key).caption for key in keys],
+            f'<span style="font-size:11px;color:#555">last render {ms:.0f} ms · {how}</span>',
         )
         if self._errors.pop("render", None) is not None:
             self._show_errors()

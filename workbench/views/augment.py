@@ -196,10 +196,17 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         self.add_button = W.Button(
             description="Add", icon="plus", layout=W.Layout(width="80px")
         ).add_class("wb-add")
-        # The column scrolls as a whole; its cards keep their natural height.
-        self.steps_box = W.VBox(layout=W.Layout(max_height="720px", overflow="hidden auto"))
+        # The column scrolls as a whole; its cards keep their natural height. It is created
+        # holding its first cards: the page gets them in the column's opening message, never in
+        # a later update naming other widgets, which the page's widget manager can fail to
+        # resolve while it is still loading the kernel's widgets ("widget model not found": the
+        # column, then every card, is never drawn).
+        self.cards: list[_StepCard] = self._make_cards()
+        self.steps_box = W.VBox(
+            self._column(self.cards),
+            layout=W.Layout(max_height="720px", overflow="hidden auto"),
+        )
         self.steps_box.add_class("wb-steps")
-        self.cards: list[_StepCard] = []
         left = W.VBox(
             [W.HTML("<b>Pipeline</b>"), W.HBox([self.add_name, self.add_button]), self.steps_box],
             layout=W.Layout(width=_PANEL_WIDTH, min_width=_PANEL_WIDTH, padding="0 8px 0 0"),
@@ -219,8 +226,8 @@ class AugmentTuner(_PreviewRendering, W.VBox):
             tooltip="keep the draws fixed while you change parameters",
         ).add_class("wb-lock")
         self.seed_label = W.HTML().add_class("wb-seed")
-        self.timing = W.HTML().add_class("wb-timing")
         self.grid = _PreviewGrid(self.n_rows, draws, size)
+        self.timing = self.grid.timing  # "last render N ms · ..." (``.value``), drawn in the grid
         self.images = self.grid.images  # the cells as drawn: ``.value`` bytes and ``.format``
         self.captions = self.grid.captions
         self.save_button = W.Button(
@@ -248,7 +255,6 @@ class AugmentTuner(_PreviewRendering, W.VBox):
                     [self.shuffle_button, self.reroll_button, self.lock_toggle, self.seed_label],
                     layout=W.Layout(align_items="center", flex_flow="row wrap"),
                 ),
-                self.timing,
                 self.grid,
                 W.HBox(
                     [self.save_button, self.code_toggle, self.status],
@@ -268,7 +274,6 @@ class AugmentTuner(_PreviewRendering, W.VBox):
 
         super().__init__([self.error, W.HBox([left, right], layout=W.Layout(width="100%"))])
         self.add_class("wb-augment")
-        self._build_cards()
         self._update_seed_label()
         self._request_render(sync=True)
 
@@ -599,9 +604,22 @@ class AugmentTuner(_PreviewRendering, W.VBox):
             self.error.clear()
 
     def _build_cards(self) -> None:
-        """(Re)build the step cards from the pipeline; handlers find steps by their id."""
+        """Rebuild the step cards from the pipeline; handlers find steps by their id."""
         with self._state_lock:
             old = self.cards
+            self.cards = self._make_cards()
+            self.steps_box.children = self._column(self.cards)
+        for card in old:
+            _close_tree(card)
+        self._show_errors()
+
+    @staticmethod
+    def _column(cards: list[_StepCard]) -> list[W.Widget]:
+        return list(cards) or [W.HTML("<i>No steps yet: add one from the menu above.</i>")]
+
+    def _make_cards(self) -> list[_StepCard]:
+        """One card per step, its controls wired to the tuner's handlers."""
+        with self._state_lock:
             cards = []
             for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
                 card = _StepCard(uid, i, step, collapsed=uid in self._collapsed)
@@ -625,13 +643,7 @@ class AugmentTuner(_PreviewRendering, W.VBox):
                             "value",
                         )
                 cards.append(card)
-            self.cards = cards
-            self.steps_box.children = cards or [
-                W.HTML("<i>No steps yet: add one from the menu above.</i>")
-            ]
-        for card in old:
-            _close_tree(card)
-        self._show_errors()
+        return cards
 
     def _changed(self, pipeline_changed: bool = True) -> None:
         """A control changed the preview state: new seed if unlocked, notify, render."""
