@@ -613,8 +613,8 @@ def order(
     0.5496x (0.4372-0.6830) and crops of the bundled photos labelled by their photo 0.5666x
     (0.4826-0.7993). ``propagation=0.7``, tried on animals after that: 68.7 labels against
     136.8, 0.5024x (0.4743-0.5349), still a miss; on digits 0.5822x (0.4567-0.6617), photo crops
-    0.5376x (0.4432-0.6252). Margin order roughly halves the labels; it does not reliably reach
-    0.50x.
+    0.5341x (0.4464-0.6171; 0.5376x in an earlier invocation). Margin order roughly halves the
+    labels; it does not reliably reach 0.50x.
 
     A sweep on animals only (10 seeds, the same runs, start labels and 90 % point as the
     benchmark; margin labels / random labels, ratio, 95 % bootstrap interval of 500 draws): every
