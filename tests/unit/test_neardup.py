@@ -79,10 +79,8 @@ def faces(tmp_path_factory) -> tuple[Catalog, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def report(hub, faces):
-    cat, _ = faces
-    return check(
-        cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False
-    )  # fmt: skip  (the default near_method, "auto")
+    cat, _ = faces  # near_method left at its default, "auto"
+    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False)
 
 
 def _truth(family: dict[str, str]) -> list[list[str]]:
