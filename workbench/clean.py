@@ -15,7 +15,7 @@ issue                  score in [0, 1]                                          
 ``near_duplicate``     1 − d/128, d = Hamming distance of pHash + dHash (64 bits       1 − 20/128
                        each) to the nearest sample with other pixels (rows only for    (1 − 6/128
                        d ≤ ``search_radius``; exact twins share their group); with     if tiny)
-                       ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 10/128
+                       ``near_method="embedding"`` d = ⌈(1 − cosine) · 128⌉ of the     (1 − 16/128
                        embedder's features (:mod:`workbench.neardup`), so the          embedding)
                        threshold is the cosine similarity
 ``blurry``             1 − 2^(−z/3), z = robust z-score (below the catalog's median,  0.5
@@ -57,10 +57,10 @@ components (union-find) of the pairs within the threshold. Each duplicate group 
 keeper: the largest resolution, then the first id.
 
 On small images (median longer side under 64 px) the hashes cannot tell an edited copy from a
-distinct image; ``near_method="auto"`` searches those catalogs by embedding similarity instead
-(:mod:`workbench.neardup`); ``benchmarks/bench_clean.py`` section 1 prints both methods per
-subset. The default stays ``"hash"``: at the 10,000 animal silhouettes the embedding threshold
-chosen on 760 of them chains distinct drawings (3,657 flagged, groups of up to 777 images).
+distinct image; ``near_method="auto"`` (the default) searches those catalogs by embedding
+similarity instead (:mod:`workbench.neardup`: a cosine threshold plus a local test that keeps a
+large catalog of look-alikes from chaining); ``benchmarks/bench_clean.py`` prints both methods
+per subset (section 1) and their counts on the 10,000 animal silhouettes (section 5).
 """
 
 from __future__ import annotations
@@ -483,7 +483,7 @@ def check(
     executor: Executor | None = None,
     workers: int | None = None,
     progress: bool = True,
-    near_method: str = "hash",
+    near_method: str = "auto",
     embedder: Embedder | None = None,
 ) -> IssueReport:
     """Run the quality checks and return an :class:`IssueReport`.
@@ -511,7 +511,7 @@ def check(
     near_method
         ``"hash"`` (pHash + dHash), ``"embedding"`` (cosine of the embedder's features) or
         ``"auto"``: embeddings when the median image is small
-        (:func:`workbench.neardup.choose_method`). Default ``"hash"`` (see the module docstring).
+        (:func:`workbench.neardup.choose_method`, the default).
     embedder
         For the embedding method (default :func:`workbench.neardup.default_embedder`); vectors
         are cached in ``workspace``.

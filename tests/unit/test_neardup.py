@@ -12,14 +12,20 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.data import lfw_subset
 from sklearn.metrics.pairwise import cosine_similarity
+from sklearn.neighbors import NearestNeighbors
 
 from workbench import Catalog
 from workbench.clean import check, near_duplicate_pairs
 from workbench.errors import ParameterError
 from workbench.neardup import (
+    ALWAYS_SIMILARITY,
     DEFAULT_SIMILARITY,
+    LOCAL_K,
+    LOCAL_RATIO,
     choose_method,
     default_embedder,
+    distinct_pairs,
+    nearest,
     neighbour_pairs,
     to_distance,
 )
@@ -73,9 +79,8 @@ def faces(tmp_path_factory) -> tuple[Catalog, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def report(hub, faces):
-    cat, _ = faces
-    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False,
-                 near_method="auto")  # fmt: skip
+    cat, _ = faces  # near_method left at its default, "auto"
+    return check(cat, checks=["exact_duplicate", "near_duplicate"], workers=1, progress=False)
 
 
 def _truth(family: dict[str, str]) -> list[list[str]]:
@@ -91,15 +96,35 @@ def cosines(hub, faces) -> np.ndarray:
     return cosine_similarity(default_embedder().embed(faces[0], progress=False).astype(float))
 
 
+def _oracle_ok(sim: np.ndarray, similarity: float) -> np.ndarray:
+    """Brute force of the local test on a full cosine matrix: which pairs are kept."""
+    m = sim.copy()
+    np.fill_diagonal(m, -np.inf)
+    kth = -np.sort(-m, axis=1)[:, LOCAL_K - 1] if len(m) > LOCAL_K else np.zeros(len(m))
+    reach = 1 - kth
+    local = 1 - m <= LOCAL_RATIO * np.minimum.outer(reach, reach) + 1e-7
+    return (m >= similarity) & (local | (m >= ALWAYS_SIMILARITY))
+
+
 def _oracle_groups(cat: Catalog, sim: np.ndarray, similarity: float) -> list[list[str]]:
-    """Components of all pairs with float64 cosine >= similarity, by brute force."""
-    i, j = np.nonzero(np.triu(sim >= similarity, 1))
+    """Components of the brute-force kept pairs, by scipy."""
+    i, j = np.nonzero(np.triu(_oracle_ok(sim, similarity), 1))
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=sim.shape)
     _, label = connected_components(graph, directed=False)
     ids = np.asarray(cat.ids)
     touched = np.unique(np.concatenate([i, j]))
     return sorted(sorted(ids[touched][label[touched] == c].tolist())
                   for c in np.unique(label[touched]))  # fmt: skip
+
+
+def _crowd(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """300 look-alikes (pairwise cosine ~0.9: a crowd a global 0.85 threshold chains) and 20
+    of them with a tight copy (cosine ~0.99)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=64)
+    crowd = centre + rng.normal(scale=0.32, size=(300, 64)) * np.linalg.norm(centre) / 8
+    copies = crowd[:20] + rng.normal(scale=0.18, size=(20, 64)) * np.linalg.norm(centre) / 8
+    return np.concatenate([crowd, copies]), [(k, 300 + k) for k in range(20)]
 
 
 # ---------------------------------------------------------------------------- the search
@@ -138,6 +163,87 @@ def test_above_the_exact_limit_the_search_goes_through_the_index(monkeypatch):
     found = set(zip(i.tolist(), j.tolist(), strict=True))
     assert found <= exact and len(found) >= 0.95 * len(exact) > 1000
     np.testing.assert_allclose(s, cosine_similarity(X)[i, j], atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [1, 7, 1024])
+def test_nearest_equals_sklearn(block):
+    """The blocked exact search gives sklearn's brute-force cosine neighbours, nearest first,
+    never the row itself; fewer neighbours than asked when there are fewer rows."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(50, 8))
+    idx, sim = nearest(X, 5, block=block)
+    nn = NearestNeighbors(n_neighbors=6, metric="cosine", algorithm="brute").fit(X)
+    dist, ref = nn.kneighbors(X)
+    assert (idx == ref[:, 1:]).all() and not (idx == np.arange(50)[:, None]).any()
+    np.testing.assert_allclose(sim, 1 - dist[:, 1:], atol=1e-5)
+    assert nearest(X[:3], 5)[0].shape == (3, 2)
+    assert nearest(X[:1], 5)[0].shape == (1, 0)
+
+
+def test_distinct_pairs_equal_brute_force():
+    """The kept pairs are exactly those of the rule applied to the full cosine matrix."""
+    X, _ = _crowd(3)
+    X = np.concatenate([X, np.random.default_rng(4).normal(size=(60, 64))])
+    sim = cosine_similarity(X)
+    for threshold in (0.5, 0.85, 0.95):
+        ti, tj = np.nonzero(np.triu(_oracle_ok(sim, threshold), 1))
+        i, j, s = distinct_pairs(X, threshold, block=37)
+        assert list(zip(i.tolist(), j.tolist(), strict=True)) == list(
+            zip(ti.tolist(), tj.tolist(), strict=True)
+        )
+        np.testing.assert_allclose(s, sim[i, j], atol=1e-5)
+
+
+def test_a_crowd_of_look_alikes_does_not_chain():
+    """300 look-alikes all within cosine ~0.87-0.95 of each other, 20 with a tight copy: the
+    plain threshold joins the crowd into one group, the local test keeps exactly the copies
+    (without the ALWAYS_SIMILARITY shortcut: the ratio alone does it)."""
+    X, planted = _crowd()
+    i, j, _ = neighbour_pairs(X, 0.85)
+    assert len(i) > 10_000
+    i, j, _ = distinct_pairs(X, 0.85, always=1.0)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == planted
+
+
+def test_a_large_family_of_tight_copies_stays_whole():
+    """25 near-identical copies fill each other's neighbour lists (the ratio test alone would
+    drop them); pairs above ALWAYS_SIMILARITY keep them one group. Two copies in a catalog of
+    two are a pair (missing neighbours count as far away)."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(40, 32))
+    family = base[0] + rng.normal(scale=0.01, size=(25, 32))
+    X = np.concatenate([base[1:], family])
+    i, j, _ = distinct_pairs(X, 0.9)
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(X), len(X)))
+    _, label = connected_components(graph, directed=False)
+    assert len(set(label[39:])) == 1 and set(np.concatenate([i, j])) == set(range(39, 64))
+    assert len(distinct_pairs(X, 0.9, always=1.0)[0]) < len(i)
+    two = np.array([[1.0, 0.0], [1.0, 0.3]])  # cosine 0.958: below ALWAYS_SIMILARITY
+    assert distinct_pairs(two, 0.9)[0].tolist() == [0]
+
+
+def test_distinct_pairs_above_the_exact_limit(monkeypatch):
+    """Past EXACT_LIMIT the neighbours come from workbench.ann's HNSW index (the real one, here
+    at a lowered limit): the same rule keeps >= 95 % of the exact answer and nothing else."""
+    import workbench.neardup as nd
+
+    X, _ = _crowd(6)
+    ti, tj, _ = distinct_pairs(X, 0.85)
+    monkeypatch.setattr(nd, "EXACT_LIMIT", 100)
+    i, j, s = nd.distinct_pairs(X, 0.85, block=0)  # block=0 would fail in the exact loop
+    exact = set(zip(ti.tolist(), tj.tolist(), strict=True))
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert len(found & exact) >= 0.95 * len(exact) >= 19 and len(found - exact) <= 1
+    np.testing.assert_allclose(s, cosine_similarity(X)[i, j], atol=1e-5)
+
+
+def test_distinct_pairs_rejects_bad_input():
+    with pytest.raises(ParameterError, match="ratio"):
+        distinct_pairs(np.zeros((3, 2)), 0.9, ratio=0)
+    with pytest.raises(ParameterError, match="min_similarity"):
+        distinct_pairs(np.zeros((3, 2)), 2.0)
+    with pytest.raises(ParameterError, match="2-d"):
+        distinct_pairs(np.zeros(3), 0.9)
 
 
 def test_neighbour_pairs_rejects_bad_input():
@@ -195,10 +301,10 @@ def test_groups_and_keepers_equal_brute_force(report, faces, cosines):
 
 
 def test_scores_are_the_nearest_cosine(report, faces, cosines):
-    """A flagged sample's score is its largest cosine to another content (on the 1/128 grid)."""
+    """A flagged sample's score is its largest cosine among the pairs kept within the search
+    radius (on the 1/128 grid)."""
     cat, _ = faces
-    S = cosines.copy()
-    np.fill_diagonal(S, -1)
+    S = np.where(_oracle_ok(cosines, 1 - 28 / 128 - 1e-6), cosines, -1)
     best = dict(zip(cat.ids, S.max(1), strict=True))
     rows = report.table[report.table["issue"] == "near_duplicate"]
     for i, score in zip(rows["id"], rows["score"], strict=True):
