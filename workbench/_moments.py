@@ -27,8 +27,9 @@ the image.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -373,22 +374,38 @@ def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     return n, [round(m * n) for m in mean], s2
 
 
+@contextmanager
+def _opencv_on_one_thread() -> Iterator[None]:
+    """OpenCV's thread pool spins a second core beside the decode while a worker sums its images
+    (a 1-worker fit used 1.9 CPU s per wall s; 1.0 on one thread, and no slower): one image's
+    sums are too small to share out."""
+    import cv2  # here, not at the top: only fitting needs it (0.1 s to import)
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def _moments_of_files(paths: Sequence[str]) -> Moments:
     """Worker: decode each file (``workbench.io.decode``) and merge the moments of its pixels.
 
     Module-level so that process pools and clusters can pickle it; returns one small result.
     """
     total, mode, n, s1, s2 = Moments.empty(), None, 0, [], []
-    for path in paths:
-        # orient=False: moments ignore pixel order
-        image = wb_io.decode_scanned(path, keep_16bit=True, orient=False)
-        if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
-            k, a, b = _sums8(image)
-            n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]
-            continue
-        total = _merge_checked(total, Moments.from_image(image, where=path), where=path)
-        if mode is None and image.mode in ("L", "RGB"):
-            mode, s1, s2 = image.mode, [0] * len(image.mode), [0] * len(image.mode)
+    with _opencv_on_one_thread():
+        for path in paths:
+            # orient=False: moments ignore pixel order
+            image = wb_io.decode_scanned(path, keep_16bit=True, orient=False)
+            if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
+                k, a, b = _sums8(image)
+                n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]
+                continue
+            total = _merge_checked(total, Moments.from_image(image, where=path), where=path)
+            if mode is None and image.mode in ("L", "RGB"):
+                mode, s1, s2 = image.mode, [0] * len(image.mode), [0] * len(image.mode)
     # Summed integers are exact; their moments are computed once per chunk, not per image.
     return total.merge(Moments.from_sums(n, s1, s2, 255.0))
 

@@ -626,3 +626,14 @@ def test_catalog_process_pool_matches_serial(tmp_path):
         remote = Normalizer().fit(catalog, executor=ex, progress=False)
     np.testing.assert_allclose(remote.mean_, serial.mean_, rtol=1e-12)
     np.testing.assert_allclose(remote.std_, serial.std_, rtol=1e-12)
+
+
+def test_the_fit_sums_with_opencv_on_one_thread_and_gives_its_threads_back():
+    import cv2
+
+    from workbench._moments import _opencv_on_one_thread
+
+    before = cv2.getNumThreads()
+    with _opencv_on_one_thread():
+        assert cv2.getNumThreads() == 1  # its pool would spin a second core beside the decode
+    assert cv2.getNumThreads() == before
