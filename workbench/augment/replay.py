@@ -146,7 +146,7 @@ class Replay:
             del sigs[start:], outs[start:]
             if start:
                 data = outs[start - 1]
-        with _seeded(seed), _quiet():
+        with _seeded(seed), _quiet_replays():
             for label, module, sig in modules[start:]:
                 if sig is not None:
                     _reseed(step_seed(seed, sig[0]))
@@ -267,18 +267,9 @@ _QUIET = threading.local()
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    if getattr(_QUIET, "active", False):
-        yield
-        return
-    with warnings.catch_warnings():
-        _ignore_expected_warnings()
-        yield
-
-
-@contextmanager
 def _quiet_replays() -> Iterator[None]:
-    """The replay's expected warnings filtered once around many replays in this thread."""
+    """The replay's expected warnings filtered, once around any number of replays in this
+    thread (a replay inside skips its own filters)."""
     if getattr(_QUIET, "active", False):
         yield
         return
