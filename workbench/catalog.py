@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,10 +414,18 @@ class Catalog:
     def thumbnail(self, sample_id: str, size: int = 128) -> Thumb:
         """Encoded thumbnail; a placeholder tile for files that cannot be decoded."""
         i = self._loc(sample_id)
-        if self.df["status"].iat[i] != "ok":
-            return placeholder(size, str(self.df["status"].iat[i]))
+        df = self.df
+        return self.row_thumbnail(
+            {"status": df["status"].iat[i], "hash": df["hash"].iat[i], "path": df["path"].iat[i]},
+            size,
+        )
+
+    def row_thumbnail(self, row: Mapping[str, Any], size: int = 128) -> Thumb:
+        """:meth:`thumbnail` of a row already read (its ``status``, ``hash`` and ``path``)."""
+        if row["status"] != "ok":
+            return placeholder(size, str(row["status"]))
         try:
-            return self.thumbs.get(self.df["hash"].iat[i], size, self.df["path"].iat[i])
+            return self.thumbs.get(row["hash"], size, row["path"])
         except DecodeError as e:  # the file changed or vanished since the scan
             return placeholder(size, e.status)
 

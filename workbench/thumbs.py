@@ -101,6 +101,10 @@ class ThumbnailCache:
         assert self.folder is not None
         return self.folder / str(size) / key[:2] / f"{key}.{fmt}"
 
+    def in_memory(self, key: str, size: int) -> bool:
+        """Whether :meth:`get` would answer from memory (no file read, no decode)."""
+        return (key, size) in self._mem
+
     def get(self, key: str, size: int, path: str | os.PathLike) -> Thumb:
         """Return the thumbnail of the file at ``path`` whose content hash is ``key``."""
         with self._lock:

@@ -20,6 +20,7 @@ from workbench.augment import (
     REGISTRY,
     ParamSpec,
     Pipeline,
+    Replay,
     Step,
     controls,
     convert_sample,
@@ -786,3 +787,16 @@ def test_number_field_text_is_clean_and_typing_it_back_changes_nothing() -> None
     for name, ps in SLIDER_PARAMS:
         shown = controls.text(ps, ps.default)
         assert controls.parse(ps, shown, ps.default) is controls.UNCHANGED, (name, ps.name)
+
+
+def test_a_batch_of_replays_gives_the_same_draws_and_restores_the_rngs() -> None:
+    pipe = Pipeline().add("RandomAffine", degrees=(-30, 30)).add("RandomErasing", p=0.5)
+    replay = Replay(pipe, step_keys=[0, 1], backend="tensor")
+    alone = [replay(IMG, s) for s in range(6)]
+    torch.manual_seed(7)
+    random.seed(8)
+    torch_state, py_state = torch.get_rng_state(), random.getstate()
+    with replay.batch():
+        together = [replay(IMG, s) for s in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == py_state

@@ -278,3 +278,27 @@ def test_a_page_flip_is_one_message_for_all_tiles(small_catalog):
     b.next_page()
     assert len(sent) == 1 and sent[0]["html"].count('<img class="wb-thumb"') == 12
     assert 'data-wb-action="select" data-wb-index="11"' in sent[0]["html"]
+
+
+def test_the_grid_goes_out_last_and_rows_read_as_pandas_would(small_catalog):
+    """The page label and buttons are sent before the grid, whose message the page takes
+    longest to draw: the flip then ends with one frame, not a frame for the grid and another
+    for the label. The rows read column by column equal pandas' own records."""
+    from workbench.views.browser import _records
+
+    b = DataBrowser(small_catalog, page_size=12)
+    order = []
+    for name, widget in (("grid", b.grid), ("label", b.page_label), ("prev", b.prev_button)):
+        send = widget.comm.send
+
+        def record(data=None, *args, _name=name, _send=send, **kwargs):
+            if isinstance(data, dict) and data.get("method") == "update":
+                order.append(_name)
+            return _send(data, *args, **kwargs)
+
+        widget.comm.send = record
+    b.next_page()
+    assert order == ["label", "prev", "grid"]
+    df = small_catalog.df.iloc[3:9]
+    assert _records(df) == df.to_dict("records")
+    assert _records(df.iloc[:0]) == []

@@ -105,6 +105,13 @@ class Replay:
             self._modules[boxes] = built
         return built
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Around many calls in this thread (a preview's cells): the RNG states are saved and
+        the expected warnings filtered once, not per call (~0.1 ms each, as much as a draw)."""
+        with _rng_guard(), _quiet_replays():
+            yield
+
     def __call__(self, sample: Any, seed: int, *, memo: dict[str, Any] | None = None) -> Any:
         """Apply to ``sample`` with draws fixed by ``seed`` (see :meth:`Pipeline.apply`).
 

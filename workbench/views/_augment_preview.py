@@ -258,19 +258,20 @@ class _Samples:
         cells: list[list[tuple[bytes, str]]] = []
         new_memos: dict[Any, dict] = {}
         shape = None
-        for r, key in enumerate(keys):
-            work, original = self.working(key, reduce, size, backend)
-            src = self.source(key)
-            if shape is None:
-                shape = tuple(F.get_size(work["image"] if isinstance(work, dict) else work))
-            row = [original]
-            for k in range(draws):
-                cell_seed = seeds[r * draws + k]
-                memo = memos.get((key, reduce, cell_seed), {})
-                new_memos[(key, reduce, cell_seed)] = memo
-                out = replay(work, cell_seed, memo=memo)
-                row.append(self.encode(out, src, size))
-            cells.append(row)
+        with replay.batch():
+            for r, key in enumerate(keys):
+                work, original = self.working(key, reduce, size, backend)
+                src = self.source(key)
+                if shape is None:
+                    shape = tuple(F.get_size(work["image"] if isinstance(work, dict) else work))
+                row = [original]
+                for k in range(draws):
+                    cell_seed = seeds[r * draws + k]
+                    memo = memos.get((key, reduce, cell_seed), {})
+                    new_memos[(key, reduce, cell_seed)] = memo
+                    out = replay(work, cell_seed, memo=memo)
+                    row.append(self.encode(out, src, size))
+                cells.append(row)
         return cells, shape, new_memos
 
     def encode(self, out: Any, src: _Source, size: int) -> tuple[bytes, str]:
