@@ -1,6 +1,6 @@
 """Scan speed against the decode limit, and catalog memory at 1M rows.
 
-    .venv/bin/python benchmarks/bench_scan.py [--n 2000] [--rounds 7] [--rows 1000000]
+    .venv/bin/python benchmarks/bench_scan.py [--n 2000] [--rounds 7] [--rows 1000000] [--stages 1]
 
 The limit (the peer): a bare loop of PIL ``open`` + ``load`` over the same files, nothing else.
 Ours: ``Catalog.from_folder`` (walk, stat, decode, EXIF orientation, content hash, the table).
@@ -10,6 +10,12 @@ Ours: ``Catalog.from_folder`` (walk, stat, decode, EXIF orientation, content has
 * 2 workers: the bare loop runs on the same local process pool (started, and its workers
   warmed, before the rounds), over the same files in the same chunks; both in wall seconds;
   the ratio is per worker because both sides use the same two workers; target >= 0.85.
+
+Stages (``--stages``, on by default): where a scan's time goes beyond the bare loop, per file,
+in CPU µs of this thread (``time.thread_time_ns`` around each stage, its own cost subtracted),
+the same files, the scan's stages and the bare loop's alternating for ``--rounds`` rounds. The
+content hash is split into the repacking of Pillow's 4-byte RGBX pixels into the 3-byte RGB the
+hash is defined on (Pillow's raw encoder) and the xxh3 itself.
 
 Method (``_method.py``): an untimed warm-up of each side, then >= 7 rounds alternating the
 order, machine load printed, median and IQR of the per-round ratio, one line per figure in
@@ -25,13 +31,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import xxhash
 from _method import interleaved, load, record, verdict
 from PIL import Image
 
 from workbench import Catalog
+from workbench import io as wio
 from workbench.parallel import local_pool
 
 TARGET = 0.85
@@ -134,6 +143,101 @@ def speed(root: Path, n: int, rounds: int) -> None:
     print(f"2 workers, per worker: {verdict(r2, TARGET)}")
 
 
+def _stage_round(paths: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """One pass of the scan's stages and one of the bare loop, per-stage CPU ns summed."""
+    tt = time.thread_time_ns
+    ours = dict.fromkeys(
+        ("stat", "warnings filter", "open (header)", "decode (load)", "orientation check",
+         "hash: repack RGBX -> RGB", "hash: xxh3", "row tuple"), 0
+    )  # fmt: skip
+    bare = dict.fromkeys(("open (header)", "decode (load)", "close"), 0)
+    for p in paths:
+        t0 = tt()
+        size = wio._check_regular_file(p)
+        t1 = tt()
+        cw = warnings.catch_warnings()
+        cw.__enter__()
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        t2 = tt()
+        im = Image.open(p)
+        t3 = tt()
+        im.load()
+        t4 = tt()
+        cw.__exit__(None, None, None)
+        t5 = tt()
+        im = wio._oriented(im)
+        t6 = tt()
+        enc = Image._getencoder(im.mode, "raw", im.mode)
+        enc.setimage(im.im, (0, 0, *im.size))
+        pieces = []
+        while True:
+            _, status, data = enc.encode(65536)
+            pieces.append(data)
+            if status:
+                break
+        t7 = tt()
+        h = xxhash.xxh3_128(f"{im.mode}:{im.width}x{im.height}:".encode())
+        for d in pieces:
+            h.update(d)
+        digest = h.hexdigest()
+        t8 = tt()
+        mode = im.mode
+        row = (im.width, im.height, mode, wio._channels(mode), wio._BITS.get(mode, 8), size,
+               digest, im.format, "ok", "")  # fmt: skip
+        t9 = tt()
+        del row, im, pieces
+        for k, dt in zip(ours, (t1 - t0, (t2 - t1) + (t5 - t4), t3 - t2, t4 - t3, t6 - t5,
+                                t7 - t6, t8 - t7, t9 - t8), strict=True):  # fmt: skip
+            ours[k] += dt
+    for p in paths:
+        t0 = tt()
+        im = Image.open(p)
+        t1 = tt()
+        im.load()
+        t2 = tt()
+        im.close()
+        t3 = tt()
+        bare["open (header)"] += t1 - t0
+        bare["decode (load)"] += t2 - t1
+        bare["close"] += t3 - t2
+    return ours, bare
+
+
+def stages(paths: list[str], rounds: int) -> None:
+    """Per-stage µs per file, ours against the bare loop (medians over rounds)."""
+    tt = time.thread_time_ns
+    t = tt()
+    for _ in range(100_000):
+        tt()
+    timer = (tt() - t) / 100_000  # one timer call, subtracted once per stage
+    _stage_round(paths)  # warm-up
+    runs = [_stage_round(paths) for _ in range(rounds)]
+    n = len(paths)
+
+    def med(i: int, k: str) -> float:
+        return max(0.0, float(np.median([r[i][k] for r in runs])) / n / 1000 - timer / 1000)
+
+    bare_total = sum(med(1, k) for k in runs[0][1])
+    print(f"\nper-stage CPU µs per file ({n} files, {rounds} rounds, medians; load {load()}):")
+    print("| stage                       | scan µs | bare µs | scan extra, % of bare |")
+    print("|-----------------------------|--------:|--------:|----------------------:|")
+    ours_total = 0.0
+    for k in runs[0][0]:
+        o = med(0, k)
+        b = med(1, k) if k in runs[0][1] else 0.0
+        ours_total += o
+        print(f"| {k:27s} | {o:7.1f} | {b:7.1f} | {100 * (o - b) / bare_total:20.1f}% |")
+    print(f"| {'close':27s} | {0.0:7.1f} | {med(1, 'close'):7.1f} | {'':21s} |")
+    print(f"| {'total':27s} | {ours_total:7.1f} | {bare_total:7.1f} | "
+          f"{100 * (ours_total - bare_total) / bare_total:20.1f}% |")  # fmt: skip
+    hashing = med(0, "hash: repack RGBX -> RGB") + med(0, "hash: xxh3")
+    print(
+        f"bare / (sum of the scan's stages) = {bare_total / ours_total:.3f}; without the hash "
+        f"(repack + xxh3, the content hash the scan must report): "
+        f"{bare_total / (ours_total - hashing):.3f}"
+    )
+
+
 BUILD_CHILD = r"""
 import sys, numpy as np, pandas as pd, pyarrow as pa
 from workbench import Workspace
@@ -195,10 +299,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rows", type=int, default=1_000_000, help="0 skips the memory part")
+    ap.add_argument("--stages", type=int, default=1, help="0 skips the per-stage breakdown")
     ap.add_argument("--folder", help="default: <tmp>/wb-bench-scan-<n>")
     args = ap.parse_args()
     folder = args.folder or os.path.join(tempfile.gettempdir(), f"wb-bench-scan-{args.n}")
     speed(Path(folder), args.n, args.rounds)
+    if args.stages:
+        stages(sorted(str(p) for p in Path(folder).rglob("*.jpg")), args.rounds)
     if not args.rows:
         return
     rows, base, built, loaded, table = memory(args.rows)

@@ -190,30 +190,40 @@ def probe(
     DecodeError
         With ``status`` one of :data:`STATUSES` (never ``"ok"``) and a readable message.
     """
-    im, size = _open_sized(os.fspath(path), max_pixels)
+    f = _fields(os.fspath(path), max_pixels, perceptual_hash)
+    return Probe(
+        width=f[0],
+        height=f[1],
+        mode=f[2],
+        channels=f[3],
+        bits=f[4],
+        bytes=f[5],
+        hash=f[6],
+        format=f[7],
+        phash=f[8],
+        dhash=f[9],
+    )
+
+
+def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
+    """Probe's fields as a plain tuple in scan-row order (width, height, mode, channels, bits,
+    bytes, hash, format, phash, dhash): the scan builds its row from this without a Probe object
+    (the frozen dataclass costs about 3 µs a file, 0.5 % of a small JPEG's scan)."""
+    im, size = _open_sized(path, max_pixels)
     fmt = im.format or ""
     mode = im.mode
     im = _oriented(im)
     # Palette indices mean nothing on their own: hash the colours.
     colours = im.convert("RGBA" if "transparency" in im.info else "RGB") if mode == "P" else im
     content = _pixel_hash(colours)  # first, while the decoded pixels are in the CPU cache
-    hashes: tuple[int | None, int | None] = (None, None)
-    if perceptual_hash:
-        from workbench.hashindex import perceptual_hashes
+    if not perceptual_hash:
+        return (im.width, im.height, mode, _channels(mode), _BITS.get(mode, 8), size, content,
+                fmt, None, None)  # fmt: skip
+    from workbench.hashindex import perceptual_hashes
 
-        hashes = perceptual_hashes(normalize_mode(colours))  # exactly what decode() gives
-    return Probe(
-        width=im.width,
-        height=im.height,
-        mode=mode,
-        channels=_channels(mode),
-        bits=_BITS.get(mode, 8),
-        format=fmt,
-        hash=content,
-        bytes=size,
-        phash=hashes[0],
-        dhash=hashes[1],
-    )
+    ph, dh = perceptual_hashes(normalize_mode(colours))  # exactly what decode() gives
+    return (im.width, im.height, mode, _channels(mode), _BITS.get(mode, 8), size, content, fmt,
+            ph, dh)  # fmt: skip
 
 
 def scan_file(
@@ -225,7 +235,7 @@ def scan_file(
     ``phash, dhash`` after them with ``perceptual_hash=True`` (0, 0 for a bad file).
     """
     try:
-        p = probe(path, max_pixels=max_pixels, perceptual_hash=perceptual_hash)
+        f = _fields(os.fspath(path), max_pixels, perceptual_hash)
     except Exception as e:
         try:
             size = os.path.getsize(path)
@@ -236,8 +246,8 @@ def scan_file(
         else:  # a decoder bug must cost one row, not the scan
             row = (0, 0, "", 0, 0, size, "", "", "corrupt", f"{type(e).__name__}: {e}")
         return (*row, 0, 0) if perceptual_hash else row
-    row = (p.width, p.height, p.mode, p.channels, p.bits, p.bytes, p.hash, p.format, "ok", "")
-    return (*row, p.phash, p.dhash) if perceptual_hash else row
+    row = (*f[:8], "ok", "")
+    return (*row, f[8], f[9]) if perceptual_hash else row
 
 
 def normalize_mode(

@@ -276,3 +276,23 @@ def test_decode_error_keeps_its_status_across_processes():
     back = pickle.loads(pickle.dumps(DecodeError("gone: re-scan", status="missing")))
     assert isinstance(back, DecodeError) and back.status == "missing"
     assert str(back) == "gone: re-scan"
+
+
+def test_scan_row_holds_what_probe_reports(corpus):
+    # The scan builds its row without a Probe object: field for field it must say the same.
+    from workbench.hashindex import perceptual_hashes
+    from workbench.io import scan_file
+
+    ok = [p for p in sorted(corpus[0].glob("**/*")) if p.is_file()]
+    checked = 0
+    for p in ok:
+        try:
+            pr = probe(p)
+        except DecodeError:
+            continue
+        row = scan_file(str(p), perceptual_hash=True)
+        fields = (pr.width, pr.height, pr.mode, pr.channels, pr.bits, pr.bytes, pr.hash, pr.format)
+        assert row[:10] == (*fields, "ok", "")
+        assert row[10:] == perceptual_hashes(decode(p))
+        checked += 1
+    assert checked >= 5
