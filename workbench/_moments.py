@@ -395,7 +395,7 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
     Module-level so that process pools and clusters can pickle it; returns one small result.
     """
     total, mode, n, s1, s2 = Moments.empty(), None, 0, [], []
-    with _opencv_on_one_thread():
+    with _opencv_on_one_thread(), wb_io.quiet_bomb_warnings():
         for path in paths:
             # orient=False: moments ignore pixel order
             image = wb_io.decode_scanned(path, keep_16bit=True, orient=False)

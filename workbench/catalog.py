@@ -20,7 +20,13 @@ from PIL import Image
 
 from workbench._validation import check_choice
 from workbench.errors import DecodeError, ManifestError, ParameterError, PathOutsideRootError
-from workbench.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode, scan_file
+from workbench.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    decode,
+    quiet_bomb_warnings,
+    scan_file,
+)
 from workbench.parallel import pmap
 from workbench.thumbs import Thumb, ThumbnailCache, placeholder
 
@@ -54,7 +60,8 @@ def scan_paths(
     from the same decode, so a near-duplicate check afterwards decodes nothing.
     """
     fn = functools.partial(scan_file, max_pixels=max_pixels, perceptual_hash=perceptual_hash)
-    rows = pmap(fn, paths, executor=executor, workers=workers, progress=progress, desc="scan")
+    with quiet_bomb_warnings():  # in this process: once for all files, not once per file
+        rows = pmap(fn, paths, executor=executor, workers=workers, progress=progress, desc="scan")
     columns = [*_SCANNED, *PERCEPTUAL_COLUMNS] if perceptual_hash else list(_SCANNED)
     df = pd.DataFrame.from_records(rows, columns=columns)
     if perceptual_hash:

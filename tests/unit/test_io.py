@@ -296,3 +296,26 @@ def test_scan_row_holds_what_probe_reports(corpus):
         assert row[10:] == perceptual_hashes(decode(p))
         checked += 1
     assert checked >= 5
+
+
+def test_pillows_bomb_warning_is_ours_to_decide_per_file_and_per_batch(tmp_path, monkeypatch):
+    """Over Pillow's process-wide pixel threshold but inside our ``max_pixels``: no warning
+    escapes, per file or inside one batch context, and the warning filters are as before."""
+    import warnings
+
+    from workbench.catalog import scan_paths
+    from workbench.io import quiet_bomb_warnings
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 30), (10, 20, 30)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,200 pixels: Pillow would warn
+    before = list(warnings.filters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escapes fails the test
+        assert decode(path, max_pixels=None).size == (40, 30)
+        with quiet_bomb_warnings():
+            assert decode(path, max_pixels=None).size == (40, 30)
+        assert list(scan_paths([str(path)] * 3, workers=1, progress=False)["status"]) == ["ok"] * 3
+    assert warnings.filters == before
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own open still warns
+        Image.open(path)
