@@ -17,6 +17,9 @@
    in this process and are timed in its CPU seconds (file creation is kernel time, counted);
    an untimed warm-up of each, then >= 7 rounds alternating the order (``_method.py``), load
    printed, median and IQR of the per-round ratio, recorded in ``results/bench_augment.jsonl``.
+   Per backend, a stage table follows: CPU microseconds per file of expand's steps (decode,
+   seeded replay, pixel hash, atomic PNG write) and the bare loop's (open + load, transform,
+   PNG save), both sides per file in turn, and what the whole runs spend besides the stages.
    Then 2 workers (the local process pool, wall time) and a resumed run, informational.
 3. torchvision's single-image throughput for the same pipeline (tensor and PIL input).
 
