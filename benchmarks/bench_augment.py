@@ -243,8 +243,10 @@ def stage_profile(
 
     Per file both sides run in turn (the order swaps every file, so neither always reads a
     source the other has just brought into the caches), each into a fresh folder, as in the
-    timed runs. ``whole`` holds the median CPU seconds of the two whole runs: what the stages
-    do not account for is the run's own work (expand: plan, seeds, names, manifest, catalog);
+    timed runs, with the same random draws (the bare transform is seeded, untimed, as expand's
+    replay seeds itself). ``whole`` holds the median CPU seconds of the two whole runs: what
+    the stages do not account for is the run's own work (expand: plan, seeds, names, manifest,
+    catalog);
     it comes out negative when the whole runs were cheaper than the stages timed one by one
     (a clock read per stage, and a source read twice: noise of this size).
     """
@@ -271,10 +273,13 @@ def stage_profile(
         for k, dt in zip(ours, (t1 - t0, t2 - t1, t4 - t3, t3 - t2), strict=True):
             ours[k] += dt
 
-    def bare_one(src: str, dst: str) -> None:
+    def bare_one(src: str, dst: str, seed: int) -> None:
         t0 = clock()
         im = Image.open(src)
         im.load()
+        # Untimed: the same draws as expand's replay of this file, so that the two transform
+        # rows differ only by the replay's own work, not by which random branches were taken.
+        torch.default_generator.manual_seed(seed)
         t1 = clock()
         if backend == "tensor":
             res = F.to_pil_image(transform(F.pil_to_tensor(im).contiguous()))
@@ -297,11 +302,11 @@ def stage_profile(
         with _rng_guard(), _quiet_replays():  # as expand holds them around its batches
             for k, (src, name, seed) in enumerate(zip(srcs, names, seeds, strict=True)):
                 if k % 2:
-                    bare_one(src, str(out / "bare" / name))
+                    bare_one(src, str(out / "bare" / name), seed)
                     ours_one(src, str(out / "ours" / name), seed)
                 else:
                     ours_one(src, str(out / "ours" / name), seed)
-                    bare_one(src, str(out / "bare" / name))
+                    bare_one(src, str(out / "bare" / name), seed)
     shutil.rmtree(out, ignore_errors=True)
     us = 1e6 / (rounds * len(ids))
     rows = [[k, f"{v * us:.0f}", ""] for k, v in ours.items()]
