@@ -246,9 +246,8 @@ def stage_profile(
     timed runs, with the same random draws (the bare transform is seeded, untimed, as expand's
     replay seeds itself). ``whole`` holds the median CPU seconds of the two whole runs: what
     the stages do not account for is the run's own work (expand: plan, seeds, names, manifest,
-    catalog);
-    it comes out negative when the whole runs were cheaper than the stages timed one by one
-    (a clock read per stage, and a source read twice: noise of this size).
+    catalog); it comes out negative when the whole runs were cheaper than the stages timed one
+    by one (a clock read per stage, and a source read twice: noise of this size).
     """
     transform = pipe.to_torchvision()
     replay = _replay_for(pipe.to_json(indent=None), backend)
