@@ -17,6 +17,9 @@
    in this process and are timed in its CPU seconds (file creation is kernel time, counted);
    an untimed warm-up of each, then >= 7 rounds alternating the order (``_method.py``), load
    printed, median and IQR of the per-round ratio, recorded in ``results/bench_augment.jsonl``.
+   Per backend, a stage table follows: CPU microseconds per file of expand's steps (decode,
+   seeded replay, pixel hash, atomic PNG write) and the bare loop's (open + load, transform,
+   PNG save), both sides per file in turn, and what the whole runs spend besides the stages.
    Then 2 workers (the local process pool, wall time) and a resumed run, informational.
 3. torchvision's single-image throughput for the same pipeline (tensor and PIL input).
 
@@ -43,8 +46,10 @@ from torchvision.transforms.v2 import functional as F
 
 from workbench import Workspace, samples
 from workbench.augment import Pipeline, expand, variant_seeds
+from workbench.augment.expansion import _replay_for, _save_png_atomic, copy_seed
+from workbench.augment.replay import _quiet_replays, _rng_guard
 from workbench.catalog import Catalog
-from workbench.io import decode
+from workbench.io import _pixel_hash, decode
 from workbench.parallel import local_pool
 from workbench.views.augment import AugmentTuner
 
@@ -231,6 +236,93 @@ def pool_cpu_seconds() -> float:
     return total
 
 
+def stage_profile(
+    cat: Catalog, pipe: Pipeline, out: Path, backend: str, whole: dict[str, float], rounds: int
+) -> None:
+    """CPU microseconds per file and stage, expand's steps against the bare loop's.
+
+    Per file both sides run in turn (the order swaps every file, so neither always reads a
+    source the other has just brought into the caches), each into a fresh folder, as in the
+    timed runs, with the same random draws (the bare transform is seeded, untimed, as expand's
+    replay seeds itself). ``whole`` holds the median CPU seconds of the two whole runs: what
+    the stages do not account for is the run's own work (expand: plan, seeds, names, manifest,
+    catalog); it comes out negative when the whole runs were cheaper than the stages timed one
+    by one (a clock read per stage, and a source read twice: noise of this size).
+    """
+    transform = pipe.to_torchvision()
+    replay = _replay_for(pipe.to_json(indent=None), backend)
+    ids = list(cat.ids)
+    names = [i.rsplit(".", 1)[0] + "_aug0.png" for i in ids]
+    seeds = [copy_seed(0, i, 0) for i in ids]
+    srcs = [str(p) for p in cat.df["path"]]
+    clock = time.process_time
+    ours = dict.fromkeys(("decode", "replay", "atomic PNG write", "pixel hash"), 0.0)
+    bare = dict.fromkeys(("open + load", "transform", "PNG save"), 0.0)
+
+    def ours_one(src: str, dst: str, seed: int) -> None:
+        t0 = clock()
+        im = decode(src)
+        t1 = clock()
+        res = replay(im, seed)
+        t2 = clock()
+        _pixel_hash(res)  # expand's order: hashed before the write
+        t3 = clock()
+        _save_png_atomic(res, dst)
+        t4 = clock()
+        for k, dt in zip(ours, (t1 - t0, t2 - t1, t4 - t3, t3 - t2), strict=True):
+            ours[k] += dt
+
+    def bare_one(src: str, dst: str, seed: int) -> None:
+        t0 = clock()
+        im = Image.open(src)
+        im.load()
+        # Untimed: the same draws as expand's replay of this file, so that the two transform
+        # rows differ only by the replay's own work, not by which random branches were taken.
+        torch.default_generator.manual_seed(seed)
+        t1 = clock()
+        if backend == "tensor":
+            res = F.to_pil_image(transform(F.pil_to_tensor(im).contiguous()))
+        else:
+            res = transform(im)
+        t2 = clock()
+        res.save(dst, "PNG")
+        t3 = clock()
+        for k, dt in zip(bare, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            bare[k] += dt
+
+    for r in range(rounds + 1):  # round 0 warms up
+        if r == 1:
+            ours.update(dict.fromkeys(ours, 0.0))
+            bare.update(dict.fromkeys(bare, 0.0))
+        shutil.rmtree(out, ignore_errors=True)
+        for side in ("ours", "bare"):
+            for folder in {(out / side / n).parent for n in names}:
+                folder.mkdir(parents=True, exist_ok=True)
+        with _rng_guard(), _quiet_replays():  # as expand holds them around its batches
+            for k, (src, name, seed) in enumerate(zip(srcs, names, seeds, strict=True)):
+                if k % 2:
+                    bare_one(src, str(out / "bare" / name), seed)
+                    ours_one(src, str(out / "ours" / name), seed)
+                else:
+                    ours_one(src, str(out / "ours" / name), seed)
+                    bare_one(src, str(out / "bare" / name), seed)
+    shutil.rmtree(out, ignore_errors=True)
+    us = 1e6 / (rounds * len(ids))
+    rows = [[k, f"{v * us:.0f}", ""] for k, v in ours.items()]
+    rows += [[k, "", f"{v * us:.0f}"] for k, v in bare.items()]
+    o_sum, b_sum = sum(ours.values()) * us, sum(bare.values()) * us
+    rows.append(["sum of the stages", f"{o_sum:.0f}", f"{b_sum:.0f}"])
+    o_all, b_all = whole["expand"] * 1e6 / len(ids), whole["bare"] * 1e6 / len(ids)
+    rows.append(["rest of the whole run", f"{o_all - o_sum:.0f}", f"{b_all - b_sum:.0f}"])
+    rows.append(["whole run (median of the timed rounds)", f"{o_all:.0f}", f"{b_all:.0f}"])
+    print(f"\n{backend}: CPU us per file and stage ({rounds} rounds, both sides per file in turn)")
+    table(["stage", "expand", "bare loop"], rows)
+    print(
+        f"stage sums: expand / bare {o_sum / b_sum:.3f}; whole runs {o_all / b_all:.3f}; "
+        f"load {load()}"
+    )
+
+
 PARALLELISM: list[float] = []
 
 
@@ -262,6 +354,8 @@ def expansion(name: str, key: str, cat: Catalog, tmp: Path, rounds: int) -> None
             rounds,
         )
         ratio = rounds_.ratio("expand", "bare")
+        whole = {side: rounds_.median(side) for side in ("expand", "bare")}
+        stage_profile(cat, pipe, tmp / f"stages-{backend}", backend, whole, max(3, rounds // 2))
         record("bench_augment", f"expand 1 worker / bare loop, {key}, {backend}", ratio, TARGET,
                higher_is_better=False)  # fmt: skip
         two = interleaved(
