@@ -36,6 +36,7 @@ from workbench.augment.replay import (
 )
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open, sample_file_names
+from workbench.io import quiet_bomb_warnings
 
 __all__ = [
     "MANIFEST",
@@ -315,7 +316,7 @@ def expand(
     size = batch_size or max(1024, math.ceil(len(todo) / 20))
     fn = functools.partial(_expand_one, pipeline_json, backend)
     n_batches = math.ceil(len(todo) / size)
-    with _one_intraop_thread(), _rng_guard(), _quiet_replays():
+    with _one_intraop_thread(), _rng_guard(), _quiet_replays(), quiet_bomb_warnings():
         for b in range(n_batches):
             index = todo[b * size : (b + 1) * size]
             batch = [plan[i] for i in index]
