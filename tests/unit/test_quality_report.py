@@ -36,7 +36,7 @@ def workspace(tmp_path):
 
 
 @pytest.fixture
-def store(workspace):
+def store(workspace, workspace_labels):
     catalog = workspace.load_catalog()
     s = LabelStore(workspace, catalog=catalog)
     s.add_classes(CLASSES)
