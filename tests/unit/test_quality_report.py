@@ -39,6 +39,7 @@ def workspace(tmp_path):
 def store(workspace, workspace_labels):
     catalog = workspace.load_catalog()
     s = LabelStore(workspace, catalog=catalog)
+    assert workspace_labels.startswith(s.backend)
     s.add_classes(CLASSES)
     rng = np.random.default_rng(1)
     for sid in catalog.ids:

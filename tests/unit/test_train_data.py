@@ -124,6 +124,7 @@ def _store(ws, cat):
 def test_data_uses_final_labels_minus_exclusions(tmp_path, workspace_labels):
     ws, cat = tiny_workspace(tmp_path, per_class=8)
     store = _store(ws, cat)
+    assert workspace_labels.startswith(store.backend)  # the workspace's store: the backend here
     truth = folder_labels(cat)
     ids = truth.index.tolist()
     for sid in ids[:-2]:  # the last two stay unlabelled
