@@ -40,3 +40,15 @@ def fresh_url(request, tmp_path):
 def label_url(fresh_url):
     """A fresh, empty label database on each backend, as a URL for ``LabelStore``."""
     return fresh_url()
+
+
+@pytest.fixture
+def workspace_labels(label_url, monkeypatch):
+    """Where a Workspace's LabelStore lives on each backend: its own file on SQLite (one user),
+    the server named by ``$WORKBENCH_LABELS_URL`` on PostgreSQL (a team); returns the URL."""
+    from workbench.labels._db import URL_VARIABLE
+
+    monkeypatch.delenv(URL_VARIABLE, raising=False)
+    if label_url.startswith("postgresql"):
+        monkeypatch.setenv(URL_VARIABLE, label_url)
+    return label_url

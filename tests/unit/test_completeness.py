@@ -23,13 +23,13 @@ from workbench.quality.completeness import (
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, label_url):
     root = tmp_path / "imgs"
     root.mkdir()
     for i in range(6):
         Image.fromarray(np.full((8, 8), i * 30, np.uint8)).save(root / f"{i}.png")
     cat = Catalog.from_folder(root, labels=None, progress=False, workers=1)
-    s = LabelStore(tmp_path / "labels.db", catalog=cat)
+    s = LabelStore(label_url, catalog=cat)
     s.add_classes(["cat", "dog", "bird"])
     # 0: ana+bo, 1: ana, 2: ana skipped, 3: bo (undone), 4: consensus only, 5: nothing
     s.label("0.png", "cat", annotator="ana", seconds=2.0)
@@ -120,8 +120,8 @@ def test_bad_arguments_raise_and_leave_the_store_unchanged(store, fn, kw, match)
     assert store.events_count() == before
 
 
-def test_a_store_without_catalog_needs_one(tmp_path):
-    s = LabelStore(tmp_path / "l.db")
+def test_a_store_without_catalog_needs_one(label_url):
+    s = LabelStore(label_url)
     with pytest.raises(WorkbenchError, match="catalog"):
         unlabeled(s)
     with pytest.raises(WorkbenchError, match="LabelStore"):

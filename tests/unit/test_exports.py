@@ -52,10 +52,25 @@ def _size(catalog, sid):
     return r["width"], r["height"]
 
 
-def _store(path, catalog, classes=("cat", "dog", "bird")):
-    s = LabelStore(path, catalog=catalog)
+def _store(url, catalog, classes=("cat", "dog", "bird")):
+    s = LabelStore(url, catalog=catalog)
     s.add_classes(list(classes))
     return s
+
+
+@pytest.fixture
+def shared(fresh_url, catalog):
+    """Stores made once per test and kept across its examples: a new database per example costs
+    about a second on a server. Exports hold every current label, so a round trip of the whole
+    store still equals the store after each example."""
+    made: dict[str, LabelStore] = {}
+
+    def get(name: str, classes=()) -> LabelStore:
+        if name not in made:
+            made[name] = _store(fresh_url(), catalog, classes)
+        return made[name]
+
+    return get
 
 
 def _values(store, task="class", annotator=None):
@@ -73,8 +88,8 @@ def _tree(root):
 
 
 # ------------------------------------------------------------------- the two batch entry points
-def test_import_batch_checks_every_row_and_writes_all_or_nothing(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_import_batch_checks_every_row_and_writes_all_or_nothing(fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     a, b, c = catalog.ids[:3]
     sizes = []
 
@@ -107,8 +122,8 @@ def test_import_batch_checks_every_row_and_writes_all_or_nothing(tmp_path, catal
     assert _values(s, "boxes", "bo") == {b: [[0.0, 0.0, *map(float, _size(catalog, b)), "dog"]]}
 
 
-def test_export_batch_gives_files_sizes_and_skipped(tmp_path, catalog):
-    s = LabelStore(tmp_path / "s.db")  # labels made without a catalog
+def test_export_batch_gives_files_sizes_and_skipped(fresh_url, catalog):
+    s = LabelStore(fresh_url())  # labels made without a catalog
     s.add_classes(["cat", "dog"])
     s.label(catalog.ids[0], "cat", annotator="a")
     s.label(catalog.ids[0], "dog", annotator="b")  # latest among annotators wins
@@ -125,8 +140,8 @@ def test_export_batch_gives_files_sizes_and_skipped(tmp_path, catalog):
 
 
 # ----------------------------------------------------------------------------------- CSV
-def test_csv_round_trip_keeps_every_current_label(tmp_path, catalog):
-    a = _store(tmp_path / "a.db", catalog)
+def test_csv_round_trip_keeps_every_current_label(tmp_path, fresh_url, catalog):
+    a = _store(fresh_url(), catalog)
     ids = catalog.ids
     a.label(ids[0], "cat", annotator="ana", seconds=1.25)
     a.label(ids[1], ["dog", "bird"], annotator="ana", round=2, task="multi")
@@ -136,7 +151,7 @@ def test_csv_round_trip_keeps_every_current_label(tmp_path, catalog):
     a.label(ids[4], "dog", annotator="ana")
     a.undo(ids[4], annotator="ana")  # not current: not exported
     path = a.to_csv(tmp_path / "labels.csv")
-    b = LabelStore(tmp_path / "b.db", catalog=catalog)
+    b = LabelStore(fresh_url(), catalog=catalog)
     assert b.import_csv(path) == 4
     key = ["id", "annotator", "round", "task", "value", "seconds", "hash"]
     expect = a.current(task=None)[key].fillna(-1).to_dict("records")
@@ -153,14 +168,14 @@ def test_csv_round_trip_keeps_every_current_label(tmp_path, catalog):
     )
 )  # fmt: skip
 @FAST
-def test_csv_round_trip_with_hostile_class_names(catalog, picks):
+def test_csv_round_trip_with_hostile_class_names(shared, catalog, picks):
     with tempfile.TemporaryDirectory() as d:
-        a = _store(Path(d) / "a.db", catalog, HOSTILE)
+        a = shared("a", HOSTILE)
         for i, who, rnd, names in picks:
             value = names[0] if len(names) == 1 else names
             a.label(catalog.ids[i], value, annotator=who, round=rnd)
         a.to_csv(Path(d) / "l.csv")
-        b = LabelStore(Path(d) / "b.db", catalog=catalog)
+        b = shared("b")
         b.import_csv(Path(d) / "l.csv")
         key = ["id", "annotator", "round", "value"]
         got, expect = b.current()[key], a.current()[key]
@@ -171,18 +186,18 @@ def test_csv_round_trip_with_hostile_class_names(catalog, picks):
         assert got.to_dict("records") == expect.to_dict("records")
 
 
-def test_plain_id_label_csv_imports(tmp_path, catalog):
+def test_plain_id_label_csv_imports(tmp_path, fresh_url, catalog):
     p = tmp_path / "plain.csv"
     p.write_text(f"id,label\n{catalog.ids[0]},cat\n{catalog.ids[1]},NA\n", encoding="utf-8")
-    s = LabelStore(tmp_path / "s.db", catalog=catalog)
+    s = LabelStore(fresh_url(), catalog=catalog)
     assert s.import_csv(p, annotator="legacy") == 2
     assert s.classes == ["cat", "NA"]  # "NA" is a class name, not a missing value
     assert set(s.current()["annotator"]) == {"legacy"}
 
 
 # ---------------------------------------------------------------------------------- COCO
-def test_coco_classification_loads_in_pycocotools_and_round_trips(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_coco_classification_loads_in_pycocotools_and_round_trips(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     ids = catalog.ids
     s.label(ids[0], "cat", annotator="ana")
     s.label(ids[1], "dog", annotator="ana")
@@ -197,15 +212,15 @@ def test_coco_classification_loads_in_pycocotools_and_round_trips(tmp_path, cata
     (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
     assert ann["bbox"] == [0, 0, w, h] and ann["area"] == w * h and ann["image_level"]
     assert len(coco.getImgIds(catIds=[coco.getCatIds(catNms=["bird"])[0]])) == 2
-    b = LabelStore(tmp_path / "b.db", catalog=catalog)
+    b = LabelStore(fresh_url(), catalog=catalog)
     assert b.import_coco(path) == 4
     assert _values(b) == _values(s) and b.classes == s.classes
     assert b.class_codes == s.class_codes  # categories are added in file order
 
 
-def test_coco_image_sizes_are_the_real_width_and_height(tmp_path, catalog):
+def test_coco_image_sizes_are_the_real_width_and_height(tmp_path, fresh_url, catalog):
     """``images[i]["width"]`` / ``["height"]`` are the decoded file's, never swapped."""
-    s = _store(tmp_path / "s.db", catalog)
+    s = _store(fresh_url(), catalog)
     for k, sid in enumerate(catalog.ids):
         if k % 2:
             s.label(sid, "cat", annotator="ana")
@@ -230,8 +245,8 @@ def test_coco_image_sizes_are_the_real_width_and_height(tmp_path, catalog):
                     assert (x + bw, y + bh) == real
 
 
-def test_coco_boxes_load_evaluate_to_ap_one_and_round_trip(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_coco_boxes_load_evaluate_to_ap_one_and_round_trip(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     rng = np.random.default_rng(3)
     for sid in catalog.ids[:8]:
         w, h = _size(catalog, sid)
@@ -256,12 +271,12 @@ def test_coco_boxes_load_evaluate_to_ap_one_and_round_trip(tmp_path, catalog):
     _quiet(ev.accumulate)
     _quiet(ev.summarize)
     assert ev.stats[0] == pytest.approx(1.0) and ev.stats[1] == pytest.approx(1.0)
-    b = LabelStore(tmp_path / "b.db", catalog=catalog)
+    b = LabelStore(fresh_url(), catalog=catalog)
     assert b.import_coco(path) == 8  # images without boxes come back as []
     assert _values(b, "boxes") == _values(s, "boxes")
 
 
-def test_foreign_coco_matches_file_names_and_infers_boxes(tmp_path, catalog):
+def test_foreign_coco_matches_file_names_and_infers_boxes(tmp_path, fresh_url, catalog):
     sid = "sub/deep/x.jpg"
     doc = {
         "images": [{"id": 7, "file_name": "x.jpg", "width": 1, "height": 1}],
@@ -270,7 +285,7 @@ def test_foreign_coco_matches_file_names_and_infers_boxes(tmp_path, catalog):
     }
     p = tmp_path / "f.json"
     p.write_text(json.dumps(doc))
-    s = LabelStore(tmp_path / "s.db", catalog=catalog)
+    s = LabelStore(fresh_url(), catalog=catalog)
     assert s.import_coco(p, annotator="coco") == 1
     assert _values(s, "boxes") == {sid: [[1.0, 2.0, 3.0, 4.0, "person"]]}
     doc["images"][0]["file_name"] = "elsewhere/img0.png"  # two samples have that file name
@@ -280,8 +295,8 @@ def test_foreign_coco_matches_file_names_and_infers_boxes(tmp_path, catalog):
 
 
 # --------------------------------------------------------------------------------- YOLO
-def test_yolo_export_format_and_round_trip(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_yolo_export_format_and_round_trip(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     sid = "y.png"
     w, h = _size(catalog, sid)
     s.label(sid, [[0, 0, w, h, "dog"], [2, 4, 6, 8, "bird"]], annotator="ana", task="boxes")
@@ -300,7 +315,7 @@ def test_yolo_export_format_and_round_trip(tmp_path, catalog):
     assert stems["y.png"] != stems["y.jpg"]  # two ids with one stem get distinct files
     for sid_, stem in stems.items():
         assert (out / "images" / (stem + Path(sid_).suffix)).is_file()
-    b = LabelStore(tmp_path / "b.db", catalog=catalog)
+    b = LabelStore(fresh_url(), catalog=catalog)
     assert b.import_yolo(out) == 3
     assert _values(b, "boxes") == _values(s, "boxes")
 
@@ -314,7 +329,7 @@ def test_yolo_export_format_and_round_trip(tmp_path, catalog):
     which=st.integers(0, 9),
 )  # fmt: skip
 @FAST
-def test_boxes_survive_coco_and_yolo_round_trips(catalog, boxes, which):
+def test_boxes_survive_coco_and_yolo_round_trips(shared, catalog, boxes, which):
     sid = catalog.ids[which]
     w, h = _size(catalog, sid)
     value = [
@@ -325,27 +340,27 @@ def test_boxes_survive_coco_and_yolo_round_trips(catalog, boxes, which):
     value = [b for b in value if b[2] > 0 and b[3] > 0]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        a = _store(d / "a.db", catalog)
+        a = shared("a", ("cat", "dog", "bird"))
         a.label(sid, value, annotator="ana", task="boxes")
-        b = LabelStore(d / "b.db", catalog=catalog)
+        b = shared("b")
         b.import_coco(a.to_coco(d / "c.json", task="boxes"))
         assert _values(b, "boxes") == _values(a, "boxes")  # COCO keeps pixels exactly
-        c = LabelStore(d / "c.db", catalog=catalog)
+        c = shared("c")
         c.import_yolo(a.to_yolo(d / "y", mode=None))
-        (got,) = _values(c, "boxes").values()
+        got = _values(c, "boxes")[sid]
         assert len(got) == len(value)
         for g, v in zip(got, value, strict=True):  # YOLO is normalised floats: 1e-6 px
             assert g[4] == v[4] and g[:4] == pytest.approx(v[:4], abs=1e-6)
 
 
-def test_foreign_ultralytics_folder_imports(tmp_path, catalog):
+def test_foreign_ultralytics_folder_imports(tmp_path, fresh_url, catalog):
     root = tmp_path / "ds"
     (root / "labels" / "train").mkdir(parents=True)
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [person, car]\n")
     (root / "labels" / "train" / "img3.txt").write_text(
         "1 0.5 0.5 0.5 0.5\n\n0 0.25 0.25 0.5 0.5\n"
     )
-    s = LabelStore(tmp_path / "s.db", catalog=catalog)
+    s = LabelStore(fresh_url(), catalog=catalog)
     assert s.import_yolo(root) == 1
     w, h = _size(catalog, "img3.png")
     (value,) = _values(s, "boxes").values()
@@ -355,8 +370,10 @@ def test_foreign_ultralytics_folder_imports(tmp_path, catalog):
 
 # --------------------------------------------------------------------------- ImageFolder
 @pytest.mark.parametrize("mode", ["copy", "symlink", "hardlink"])
-def test_imagefolder_loads_in_torchvision_with_classes_and_counts(tmp_path, catalog, mode):
-    s = _store(tmp_path / "s.db", catalog)
+def test_imagefolder_loads_in_torchvision_with_classes_and_counts(
+    tmp_path, fresh_url, catalog, mode
+):
+    s = _store(fresh_url(), catalog)
     labels = ["cat", "dog", "cat", "bird", "cat", "dog"]
     for sid, v in zip(catalog.ids, labels, strict=False):
         s.label(sid, v, annotator="ana")
@@ -377,8 +394,8 @@ def test_imagefolder_loads_in_torchvision_with_classes_and_counts(tmp_path, cata
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tree")]  # no temp left
 
 
-def test_boxes_cannot_go_to_imagefolder_and_classes_not_to_yolo(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_boxes_cannot_go_to_imagefolder_and_classes_not_to_yolo(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     s.label(catalog.ids[0], [[0, 0, 1, 1, "cat"]], annotator="a", task="boxes")
     s.label(catalog.ids[0], "cat", annotator="a")
     with pytest.raises(LabelError, match="boxes"):
@@ -391,8 +408,8 @@ def test_boxes_cannot_go_to_imagefolder_and_classes_not_to_yolo(tmp_path, catalo
 
 
 # ------------------------------------------------------------------ hostile names, atomicity
-def test_hostile_class_names_never_write_outside_the_target(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog, HOSTILE)
+def test_hostile_class_names_never_write_outside_the_target(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog, HOSTILE)
     for sid, name in zip(catalog.ids, HOSTILE, strict=False):
         s.label(sid, name, annotator="ana")
         w, h = _size(catalog, sid)
@@ -421,15 +438,15 @@ def test_hostile_class_names_never_write_outside_the_target(tmp_path, catalog):
     names = yaml.safe_load((yolo / "data.yaml").read_text(encoding="utf-8"))["names"]
     assert [names[i] for i in range(len(names))] == HOSTILE  # YAML escapes, names unchanged
     assert [c["name"] for c in json.loads(coco.read_text())["categories"]] == HOSTILE
-    b = LabelStore(tmp_path / "b.db", catalog=catalog)
+    b = LabelStore(fresh_url(), catalog=catalog)
     b.import_coco(coco)
     b.import_yolo(yolo)
     b.import_csv(csv, annotator="x", task="from_csv")
     assert _values(b) == _values(s) and _values(b, "boxes") == _values(s, "boxes")
 
 
-def test_exports_are_atomic_and_refuse_to_clobber(tmp_path, catalog):
-    s = _store(tmp_path / "s.db", catalog)
+def test_exports_are_atomic_and_refuse_to_clobber(tmp_path, fresh_url, catalog):
+    s = _store(fresh_url(), catalog)
     for sid in catalog.ids[:3]:
         s.label(sid, "cat", annotator="a")
     out = s.to_imagefolder(tmp_path / "tree")
@@ -454,8 +471,8 @@ def test_exports_are_atomic_and_refuse_to_clobber(tmp_path, catalog):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_export_skips_samples_missing_from_catalog(tmp_path, catalog):
-    s = LabelStore(tmp_path / "s.db")  # labels made without a catalog
+def test_export_skips_samples_missing_from_catalog(tmp_path, fresh_url, catalog):
+    s = LabelStore(fresh_url())  # labels made without a catalog
     s.add_classes(["cat"])
     s.label(catalog.ids[0], "cat", annotator="a")
     s.label("gone.png", "cat", annotator="a")

@@ -13,8 +13,8 @@ from workbench.quality.final import FINAL_COLUMNS, final_labels
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
+def store(label_url):
+    s = LabelStore(label_url)
     s.add_classes(["cat", "dog", "bird"])
     return s
 
@@ -115,13 +115,13 @@ def test_consensus_name_is_a_parameter_and_tasks_are_separate(store):
     assert _row(boxes, "s1")["label"] == [[0, 0, 5, 5, "cat"]]
 
 
-def test_catalog_samples_without_labels_are_listed_unlabeled(tmp_path):
+def test_catalog_samples_without_labels_are_listed_unlabeled(tmp_path, label_url):
     root = tmp_path / "imgs"
     root.mkdir()
     for i in range(3):
         Image.fromarray(np.full((8, 8), i * 40, np.uint8)).save(root / f"{i}.png")
     cat = Catalog.from_folder(root, labels=None, progress=False, workers=1)
-    store = LabelStore(tmp_path / "labels.db", catalog=cat)
+    store = LabelStore(label_url, catalog=cat)
     store.add_classes(["a"])
     store.label("1.png", "a", annotator="ana")
     df = final_labels(store)

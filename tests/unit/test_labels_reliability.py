@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from postgres_server import raw_connection
 
 from workbench import Catalog
 from workbench.labels import LabelError, LabelStore
@@ -121,20 +122,20 @@ print("imported", flush=True)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15])
-def test_an_import_killed_midway_is_all_or_nothing(tmp_path, delay):
-    db = tmp_path / "labels.db"
-    s = LabelStore(db)
+def test_an_import_killed_midway_is_all_or_nothing(tmp_path, delay, label_url):
+    s = LabelStore(label_url)
     s.add_classes(CLASSES)
     before = s.events_count()
     csv = tmp_path / "big.csv"
     pd.DataFrame({"id": [f"s{i}" for i in range(3000)], "label": "cat"}).to_csv(csv, index=False)
-    proc = _run(IMPORTER, db, csv)
+    proc = _run(IMPORTER, label_url, csv)
     assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()[-2000:]
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    assert _integrity(db) == "ok"
-    assert LabelStore(db).events_count() in (before, before + 3000)
+    if s.backend == "sqlite":
+        assert _integrity(s.path) == "ok"
+    assert LabelStore(label_url).events_count() in (before, before + 3000)
 
 
 # ------------------------------------------------------------------------ 2. concurrency
@@ -195,17 +196,20 @@ def test_four_processes_on_disk_with_real_fsync(tmp_path):
 
 
 # -------------------------------------------------------------------------- 3. bad input
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A catalog, a store with labels, and valid COCO / YOLO / CSV exports to corrupt."""
+@pytest.fixture(scope="module", params=("sqlite", "postgresql"))
+def world(request, tmp_path_factory):
+    """A catalog, a store with labels (on each backend), and valid COCO / YOLO / CSV exports to
+    corrupt."""
     root = tmp_path_factory.mktemp("fuzz")
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    url = server.new_database() if server else f"sqlite:///{root / 'labels.db'}"
     rng = np.random.default_rng(5)
     (root / "imgs").mkdir()
     for i in range(4):
         a = rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8)
         Image.fromarray(a).save(root / "imgs" / f"im{i}.png")
     cat = Catalog.from_folder(root / "imgs", labels=None, progress=False, workers=1)
-    store = LabelStore(root / "labels.db", catalog=cat)
+    store = LabelStore(url, catalog=cat)
     store.add_classes(CLASSES)
     for k, sid in enumerate(cat.ids):
         store.label(sid, CLASSES[k % 2], annotator="ana", seconds=1.0)
@@ -213,16 +217,29 @@ def world(tmp_path_factory):
     coco = json.loads(store.to_coco(root / "boxes.json", task="boxes").read_text())
     store.to_yolo(root / "yolo", task="boxes", mode=None)
     csv = pd.read_csv(store.to_csv(root / "l.csv"), dtype=str, keep_default_na=False)
-    return {"root": root, "cat": cat, "store": store, "coco": coco, "csv": csv}
+    assert _store_checksum(store)[0] == 2 + 2 * len(cat.ids)  # the checksum reads this store
+    yield {"root": root, "cat": cat, "store": store, "coco": coco, "csv": csv}
+    store.close()
+    if server:
+        server.drop_database(url)
+
+
+def _store_checksum(store):
+    """Count and SHA-256 of every row of the store's events table, in id order, on its backend."""
+    con = raw_connection(store)
+    try:
+        rows = con.execute("SELECT * FROM events ORDER BY id").fetchall()
+    finally:
+        con.raw.close()
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
 def _unchanged(world, fn):
     """``fn`` must raise LabelError and leave the events table exactly as it was."""
-    db = world["store"].path
-    before = _checksum(db)
+    before = _store_checksum(world["store"])
     with pytest.raises(LabelError) as e:
         fn()
-    assert _checksum(db) == before
+    assert _store_checksum(world["store"]) == before
     assert str(e.value) and "Traceback" not in str(e.value)
     return e.value
 
@@ -300,13 +317,13 @@ def test_fuzz_malformed_csv(world, data, defect, tmp_path_factory):
 def test_fuzz_garbage_csv(world, blob, header, tmp_path_factory):
     path = tmp_path_factory.mktemp("csv") / "garbage.csv"
     path.write_bytes((b"id,value\n" if header else b"") + blob)
-    before = _checksum(world["store"].path)
+    before = _store_checksum(world["store"])
     try:
         imported = world["store"].import_csv(path)
     except LabelError:
         imported = 0
     assert imported == 0  # a header and blank lines is an empty file; anything else is refused
-    assert _checksum(world["store"].path) == before
+    assert _store_checksum(world["store"]) == before
 
 
 def _coco_mutations(doc, data):

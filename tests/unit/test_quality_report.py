@@ -36,9 +36,10 @@ def workspace(tmp_path):
 
 
 @pytest.fixture
-def store(workspace):
+def store(workspace, workspace_labels):
     catalog = workspace.load_catalog()
     s = LabelStore(workspace, catalog=catalog)
+    assert workspace_labels.startswith(s.backend)
     s.add_classes(CLASSES)
     rng = np.random.default_rng(1)
     for sid in catalog.ids:

@@ -21,10 +21,10 @@ CLASSES = ["cat", "dog", "bird"]
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(label_url):
     """Planted: t (1:1 tie; ana and bo equally reliable), d3 (2:1), d4 (3:1), u (unanimous),
     g (gold cat; cy and di say dog), x (single)."""
-    s = LabelStore(tmp_path / "labels.db")
+    s = LabelStore(label_url)
     s.add_classes(CLASSES)
     s.label("t", "cat", annotator="ana")
     s.label("t", "dog", annotator="bo")

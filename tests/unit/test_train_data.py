@@ -121,9 +121,10 @@ def _store(ws, cat):
     return store
 
 
-def test_data_uses_final_labels_minus_exclusions(tmp_path):
+def test_data_uses_final_labels_minus_exclusions(tmp_path, workspace_labels):
     ws, cat = tiny_workspace(tmp_path, per_class=8)
     store = _store(ws, cat)
+    assert workspace_labels.startswith(store.backend)  # the workspace's store: the backend here
     truth = folder_labels(cat)
     ids = truth.index.tolist()
     for sid in ids[:-2]:  # the last two stay unlabelled
@@ -191,7 +192,7 @@ def test_epoch_batches_resume_mid_epoch_and_merge_a_lonely_last_sample():
     assert len(capped) == 2 and len(list(capped)) == 2
 
 
-def test_versions_change_when_the_data_changes(tmp_path):
+def test_versions_change_when_the_data_changes(tmp_path, workspace_labels):
     ws, cat = tiny_workspace(tmp_path, per_class=8)
     store = _store(ws, cat)
     truth = folder_labels(cat)

@@ -82,9 +82,10 @@ def test_top_losses_are_the_highest_cross_entropies(trained):
         assert t.startswith(f"{g} / {p}\n")
 
 
-def test_to_review_feeds_the_review_queue_top_losses_first(trained):
+def test_to_review_feeds_the_review_queue_top_losses_first(trained, workspace_labels):
     ws, cat, data, _, interp = trained
     store = LabelStore(ws, catalog=cat)
+    assert workspace_labels.startswith(store.backend)
     store.add_classes(data.classes)
     for sid in data.val_ids:
         store.label(sid, data.labels[sid], annotator="ana")

@@ -350,7 +350,11 @@ class TrainingData:
         extra: dict[str, Any] = {"labels_source": "given" if labels is not None else "store"}
         if labels is None:
             if store is None:
-                if not workspace.has("labels"):
+                from workbench.labels._db import parse_target
+
+                # the store may be a server ($WORKBENCH_LABELS_URL): no file in the workspace
+                path = parse_target(workspace)[1]
+                if path is not None and not path.exists():
                     raise TrainError(
                         "no labels: the workspace has no label store yet. Label samples "
                         "(notebook 04), or pass labels=<Series id -> class>, e.g. the folder "
