@@ -47,6 +47,7 @@ The final command (run three times on a quiet machine)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -232,12 +233,14 @@ def _idle(view) -> None:
     from workbench.views import DataBrowser
 
     if isinstance(view, DataBrowser):
-        # both workers reach the barrier only after the tasks queued before it are done
-        barrier = threading.Barrier(3)
-        futures = [view._pool.submit(barrier.wait) for _ in range(2)]
-        barrier.wait()
-        for f in futures:
-            f.result()
+        # both workers reach the barrier only after the tasks queued before it are done; twice,
+        # as the thumbnails' last task queues the step that draws the next page ahead
+        for _ in range(2):
+            barrier = threading.Barrier(3)
+            futures = [view._pool.submit(barrier.wait) for _ in range(2)]
+            barrier.wait()
+            for f in futures:
+                f.result()
     else:
         view._warmer.wait()
 
@@ -270,11 +273,16 @@ def run_child(view_name: str, n: int, flips: int, span: int) -> dict:
     for k in range(flips):
         # the same walk at every size: forward over the first ``span`` pages, back, forward...
         forward = (k // (span - 1)) % 2 == 0
-        button = view.next_button if forward else view.prev_button
-        if button.disabled:
+        if hasattr(view, "next_button"):
+            button = view.next_button if forward else view.prev_button
+            can, click = not button.disabled, button.click
+        else:  # the DataBrowser's pager is drawn in its grid (older trees: buttons, above)
+            can = view.page < view.pages - 1 if forward else view.page > 0
+            click = functools.partial(view.grid.click, "next" if forward else "prev")
+        if not can:
             raise SystemExit(f"{view_name} at {n:,} rows has fewer than {span} pages")
         t = time.perf_counter()
-        button.click()
+        click()
         times.append((time.perf_counter() - t) * 1e3)
         _idle(view)
     peak = _status()["VmHWM"]

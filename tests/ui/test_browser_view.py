@@ -108,6 +108,20 @@ def _expect_page(page: Any, text: str) -> None:
     expect(page.locator(PAGE).first).to_contain_text(text, timeout=15_000)
 
 
+def _kernel_run(page: Any, code: str, wait: bool = True) -> str:
+    """Run ``code`` in the notebook's kernel (not in a cell); its printed output when waited."""
+    return page.evaluate(
+        """([code, wait]) => {
+        const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        const f = k.requestExecute({code, silent: false, store_history: false});
+        let out = "";
+        f.onIOPub = (m) => { if (m.header.msg_type === "stream") out += m.content.text; };
+        return wait ? f.done.then(() => out) : "";
+      }""",
+        [code, wait],
+    )
+
+
 def _rows(page: Any, selector: str = ".wb-browser .wb-grid > .wb-tile") -> list[dict[str, float]]:
     """Rows of the grid: for each distinct tile top, the top, the tile count and the height of
     the tallest tile content (image and caption)."""
@@ -257,9 +271,17 @@ def test_menus_buttons_captions_and_layout(
         _layout_ok(page, ui)
         _assert_rows_tight_and_full(page, 24)
 
+        # The next page is sent ahead: the click draws it without the kernel, which is kept
+        # busy here for 6 s; then the kernel takes the click and agrees.
+        _kernel_run(page, "browser._pool.submit(lambda: None).result()")  # ahead sent
+        _kernel_run(page, "import time; time.sleep(6)", wait=False)
+        page.wait_for_timeout(300)
         page.locator("button.wb-next").first.click()
-        _expect_page(page, "25–36 of 36")
+        expect(page.locator(PAGE).first).to_contain_text("25–36 of 36", timeout=2_000)
         expect(page.locator("button.wb-next").first).to_be_disabled()
+        assert ui.kernel_state(page)["kernel"] == "busy", "the kernel answered: nothing was ahead"
+        assert _kernel_run(page, "print(browser.page)").strip() == "1"
+        _expect_page(page, "25–36 of 36")
         page.locator("button.wb-prev").first.click()
         _expect_page(page, "1–24 of 36")
         expect(page.locator("button.wb-prev").first).to_be_disabled()

@@ -2,6 +2,7 @@ import base64
 import html
 import io
 import re
+import time
 
 import pytest
 from PIL import Image
@@ -24,6 +25,13 @@ def _selected(b: DataBrowser) -> list[int]:
     return [k for k, t in enumerate(_tiles(b)) if t.startswith('<div class="wb-tile wb-selected"')]
 
 
+def _disabled(b: DataBrowser, action: str) -> bool:
+    """Whether the pager's button for ``action`` ("prev", "next") is drawn disabled."""
+    button = re.search(rf'<button [^>]*data-wb-action="{action}"[^>]*>', b.grid.html)
+    assert button, f"no {action} button drawn"
+    return " disabled" in button.group(0)
+
+
 def _click_tile(b: DataBrowser, k: int) -> None:
     """A click on tile ``k`` as the page sends it (a custom message of the grid)."""
     b.grid._handle_custom_msg({"type": "action", "action": "select", "index": k}, [])
@@ -32,16 +40,16 @@ def _click_tile(b: DataBrowser, k: int) -> None:
 def test_paging_shows_new_thumbnails_and_clamps(small_catalog):
     b = DataBrowser(small_catalog, page_size=12)
     assert b.pages == 6  # 62 samples
-    assert len(_tiles(b)) == 12 and b.prev_button.disabled
+    assert len(_tiles(b)) == 12 and _disabled(b, "prev") and not _disabled(b, "next")
     assert b.tile_ids == b.visible_ids
     first = _tile_bytes(b)
     assert all(Image.open(io.BytesIO(x)).size[0] > 0 for x in first)
-    b.next_button.click()
+    b.grid._handle_custom_msg({"type": "action", "action": "next"}, [])  # as the page sends it
     assert b.page == 1 and _tile_bytes(b) != first
-    assert "Page <b>2</b> / 6" in b.page_label.value
+    assert "Page <b>2</b> / 6" in b.page_label and b.page_label in b.grid.html
     b.go(99)
-    assert b.page == 5 and len(_tiles(b)) == 2 and b.next_button.disabled
-    b.prev_button.click()
+    assert b.page == 5 and len(_tiles(b)) == 2 and _disabled(b, "next")
+    b.grid.click("prev")
     assert b.page == 4
     b._on_key({"type": "keydown", "key": "ArrowRight"})
     assert b.page == 5
@@ -60,7 +68,7 @@ def test_query_and_column_filters(small_catalog):
     b = DataBrowser(small_catalog, page_size=24)
     b.set_query("label == 'bee' and width >= 30")
     assert set(b.view.df["label"]) == {"bee"} and (b.view.df["width"] >= 30).all()
-    assert "filtered from 62" in b.page_label.value
+    assert "filtered from 62" in b.page_label
     b.set_query("")
     b.column_filters["label"].value = "<i>wasp"
     assert len(b.view) == 20
@@ -136,8 +144,8 @@ def test_the_swallow_fixture_catches_broken_handlers(
     small_catalog, fail_on_swallowed_callback_errors
 ):
     b = DataBrowser(small_catalog)
-    b.next_button.on_click(lambda _b: 1 / 0)
-    b.next_button.click()
+    b.close_button.on_click(lambda _b: 1 / 0)
+    b.close_button.click()
     assert fail_on_swallowed_callback_errors.records  # the fixture would fail this test...
     fail_on_swallowed_callback_errors.records.clear()  # ...so clear to prove it saw it
 
@@ -264,7 +272,8 @@ def test_menu_labels_take_the_width_they_need(small_catalog):
 
 
 def test_a_page_flip_is_one_message_for_all_tiles(small_catalog):
-    """A widget per tile sent a message per tile, drawn in turn; the grid is one value now."""
+    """A widget per tile sent a message per tile, drawn in turn; the grid is one value now,
+    with the pager and its label."""
     b = DataBrowser(small_catalog, page_size=12)
     sent = []
     send = b.grid.comm.send
@@ -276,29 +285,49 @@ def test_a_page_flip_is_one_message_for_all_tiles(small_catalog):
 
     b.grid.comm.send = record
     b.next_page()
+    sent = [state for state in sent if "html" in state]  # not what is sent ahead (a thread's)
     assert len(sent) == 1 and sent[0]["html"].count('<img class="wb-thumb"') == 12
+    assert "Page <b>2</b> / 6" in sent[0]["html"]
     assert 'data-wb-action="select" data-wb-index="11"' in sent[0]["html"]
 
 
-def test_the_grid_goes_out_last_and_rows_read_as_pandas_would(small_catalog):
-    """The page label and buttons are sent before the grid, whose message the page takes
-    longest to draw: the flip then ends with one frame, not a frame for the grid and another
-    for the label. The rows read column by column equal pandas' own records."""
+def _shown_key(b: DataBrowser) -> str:
+    return re.search(r'data-wb-key="(\w+)"', b.grid.html).group(1)
+
+
+def _ahead(b: DataBrowser, *actions: str) -> dict:
+    """The predictions for the page shown now, once the background has sent them."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ahead = dict(b.grid.ahead)
+        if ahead.get("base") == _shown_key(b) and all(a in ahead for a in actions):
+            return ahead
+        time.sleep(0.02)
+    raise AssertionError(f"no prediction for {_shown_key(b)}: {sorted(b.grid.ahead)}")
+
+
+def test_the_pages_a_click_can_show_are_sent_ahead(small_catalog):
+    """The page draws a neighbour at the click from ``ahead`` (see HtmlBoard); what it draws
+    must be exactly what the kernel then sends, and a prediction names the page it was made
+    from. The rows read column by column equal pandas' own records."""
     from workbench.views.browser import _records
 
     b = DataBrowser(small_catalog, page_size=12)
-    order = []
-    for name, widget in (("grid", b.grid), ("label", b.page_label), ("prev", b.prev_button)):
-        send = widget.comm.send
-
-        def record(data=None, *args, _name=name, _send=send, **kwargs):
-            if isinstance(data, dict) and data.get("method") == "update":
-                order.append(_name)
-            return _send(data, *args, **kwargs)
-
-        widget.comm.send = record
+    first = b.grid.html
+    ahead = _ahead(b, "next")
+    assert "prev" not in ahead  # page 1 has no previous page
     b.next_page()
-    assert order == ["label", "prev", "grid"]
+    assert b.grid.html == ahead["next"] and "Page <b>2</b> / 6" in ahead["next"]
+    ahead = _ahead(b, "next", "prev")
+    assert ahead["prev"] == first  # page 1's thumbnails are still in memory
+    b.go(2)
+    assert b.grid.html == ahead["next"]
+    # A selection changes what is shown, so the predictions are made again from it.
+    _click_tile(b, 0)
+    assert "wb-selected" in b.grid.html
+    ahead = _ahead(b, "next", "prev")
+    b.prev_page()
+    assert b.grid.html == ahead["prev"]
     df = small_catalog.df.iloc[3:9]
     assert _records(df) == df.to_dict("records")
     assert _records(df.iloc[:0]) == []

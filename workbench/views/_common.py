@@ -10,6 +10,7 @@ public methods a script or notebook calls (the error shows in the view *and* rai
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import logging
 import re
@@ -216,25 +217,33 @@ function patch(from, to) {
 }
 
 function render({ model, el }) {
-  const draw = () => {
+  const draw = (html) => {
     const t = document.createElement("template");  // inert: nothing loads until adopted
-    t.innerHTML = model.get("html");
+    t.innerHTML = html;
     patchChildren(el, t.content);
   };
-  draw();
-  model.on("change:html", draw);
+  const onHtml = () => draw(model.get("html"));
+  onHtml();
+  model.on("change:html", onHtml);
   const onClick = (e) => {
     const t = e.target.closest && e.target.closest("[data-wb-action]");
     if (!t || !el.contains(t) || t.disabled) return;
+    const action = t.dataset.wbAction;
+    // Drawn at once when the kernel sent ahead what this action shows from what is shown now;
+    // the kernel still gets the action and answers with the same HTML (a patch that changes
+    // nothing), or with the truth if its state moved meanwhile.
+    const ahead = model.get("ahead") || {}, shown = el.querySelector("[data-wb-key]");
+    if (typeof ahead[action] === "string" && shown && ahead.base === shown.dataset.wbKey)
+      draw(ahead[action]);
     model.send({
-      type: "action", action: t.dataset.wbAction,
+      type: "action", action,
       index: t.dataset.wbIndex === undefined ? -1 : Number(t.dataset.wbIndex),
       item: t.dataset.wbItem === undefined ? null : t.dataset.wbItem,
     });
   };
   el.addEventListener("click", onClick);
   return () => {
-    model.off("change:html", draw);
+    model.off("change:html", onHtml);
     el.removeEventListener("click", onClick);
   };
 }
@@ -256,11 +265,19 @@ class HtmlBoard(anywidget.AnyWidget):
     disabled one) calls ``on_action(fn)`` callbacks with ``(action, index, item)``: the
     attribute values of ``data-wb-action``, ``data-wb-index`` (an int, ``-1`` when absent) and
     ``data-wb-item`` (a string or ``None``). Only the event crosses to the kernel: the page's
-    clicks and keys stay the page's.
+    clicks and keys stay the page's. :meth:`click` does from code what a click does.
+
+    Drawing ahead: a view that knows what an action will show (the next page of a pager) puts
+    it in ``ahead`` with :meth:`show_ahead`; the page then draws it the moment the action is
+    clicked, without waiting for the kernel's round trip, but only while it still shows the
+    HTML the prediction was made from (:meth:`keyed` marks HTML with a key for that). The
+    action still goes to the kernel, whose answer stays the truth.
     """
 
     _esm = _BOARD_ESM
     html = traitlets.Unicode("").tag(sync=True)
+    #: ``{"base": key of the HTML shown, action: HTML that action shows, ...}`` (may be empty).
+    ahead = traitlets.Dict().tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -272,12 +289,28 @@ class HtmlBoard(anywidget.AnyWidget):
         """Call ``fn(action, index, item)`` for each click on an element with an action."""
         self._callbacks.append(fn)
 
+    def click(self, action: str, index: int = -1, item: str | None = None) -> None:
+        """Run the ``on_action`` callbacks as a click on that element in the page does."""
+        for fn in self._callbacks:
+            fn(action, index, item)
+
+    @staticmethod
+    def keyed(html: str) -> tuple[str, str]:
+        """``(key, html wrapped in an element carrying the key)``: the key names the content,
+        so the page can tell whether what it shows is what a prediction was made from."""
+        key = hashlib.blake2b(html.encode(), digest_size=8).hexdigest()
+        return key, f'<div data-wb-key="{key}">{html}</div>'
+
+    def show_ahead(self, base: str, drawn: dict[str, str]) -> None:
+        """Let the page draw ``drawn[action]`` at once when ``action`` is clicked while it shows
+        the HTML keyed ``base`` (see :meth:`keyed`); ``{}`` forgets earlier predictions."""
+        self.ahead = {"base": base, **drawn} if drawn else {}
+
     def _receive(self, _widget: Any, content: dict, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "action":
             index = content.get("index")
-            for fn in self._callbacks:
-                fn(
-                    str(content.get("action")),
-                    int(index) if isinstance(index, int | float) else -1,
-                    content.get("item"),
-                )
+            self.click(
+                str(content.get("action")),
+                int(index) if isinstance(index, int | float) else -1,
+                content.get("item"),
+            )

@@ -10,10 +10,13 @@ the pointer is over its source it cancels every key on the page, whatever
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
@@ -34,6 +37,7 @@ _FILTER_COLUMNS = ("label", "split", "status", "mode", "format")
 _GAP = 6  # px between tiles, both ways
 _DETAIL_WIDTH = 340
 _instances = itertools.count()
+log = logging.getLogger("workbench.views")
 
 
 def _columns_css(scope: str, page_size: int, tile: int) -> str:
@@ -59,6 +63,8 @@ _STYLE = """
 .{scope} .wb-tile {{ border-radius: 4px; padding: 2px 0; display: flex; flex-direction: column;
   align-items: center; cursor: pointer; min-width: 0; }}
 .{scope} .wb-tile img {{ display: block; }}
+.{scope} .wb-pager {{ display: flex; align-items: center; gap: 8px; margin: 0 0 6px; }}
+.{scope} .wb-pager button {{ width: 80px; }}
 .{scope} .wb-tile.wb-selected {{ outline: 3px solid #1976d2; background: #e3f0fc; }}
 .{scope} .wb-detail-meta table {{ font-size: 12px; line-height: 1.35; table-layout: fixed;
   width: 100%; border-collapse: collapse; }}
@@ -77,6 +83,24 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     names = list(df.columns)
     rows = zip(*(df[c].tolist() for c in names), strict=True)
     return [dict(zip(names, values, strict=True)) for values in rows]
+
+
+def _when_done(futures: list[Future], fn: Callable[[], Any]) -> None:
+    """Call ``fn()`` once every future is done (at once when there are none), on the thread that
+    finished the last; no thread waits meanwhile."""
+    left, lock = [len(futures)], threading.Lock()
+
+    def one_done(_future: Future) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            fn()
+
+    if not futures:
+        fn()
+    for f in futures:
+        f.add_done_callback(one_done)
 
 
 def _detail_html(row: dict[str, Any]) -> str:
@@ -112,7 +136,9 @@ class DataBrowser(W.VBox):
     to see the sample large with all its metadata (✕ or Esc closes it). The grid uses as many
     columns as fit and divide the page size, so rows are full. Thumbnails come from
     ``catalog.thumbs`` (a memory LRU, plus the workspace's disk cache when the catalog came from a
-    Workspace); the next page is rendered in the background so flipping forward is instant too.
+    Workspace). The next page is made in the background and sent to the page ahead (with the
+    previous one while its thumbnails are in memory), so ◀ Prev and Next ▶ draw it at the click,
+    without waiting for the kernel.
     """
 
     def __init__(
@@ -135,6 +161,8 @@ class DataBrowser(W.VBox):
         self._selected_slot: int | None = None
         self._select_callbacks: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wb-thumbs")
+        self._ahead_lock = threading.Lock()  # the shown page's key, read by the pool's threads
+        self._key = ""
         self._shown: list[tuple[dict[str, Any], Thumb]] = []  # the page's rows and thumbnails
         self._scope = f"wb-browser-{next(_instances)}"
 
@@ -174,15 +202,11 @@ class DataBrowser(W.VBox):
             layout=W.Layout(width="auto"),
             style={"description_width": "initial"},
         ).add_class("wb-page-size")
-        self.prev_button = W.Button(description="◀ Prev", layout=W.Layout(width="80px"))
-        self.prev_button.add_class("wb-prev")
-        self.next_button = W.Button(description="Next ▶", layout=W.Layout(width="80px"))
-        self.next_button.add_class("wb-next")
-        self.page_label = W.HTML().add_class("wb-page")
         self.common = W.HTML().add_class("wb-common")
 
         self._style = W.HTML(layout=W.Layout(display="none"))
-        # The page's tiles are one widget value: a page flip is one message, not one per tile.
+        # The pager and the page's tiles are one widget value: a page flip is one message, not
+        # one per tile, and the page draws the next (previous) page sent ahead at the click.
         self.grid = HtmlBoard(layout=W.Layout(width="100%")).add_class("wb-grid-board")
         self.grid.on_action(self._on_grid_action)
         grid_wrap = W.Box(
@@ -214,8 +238,6 @@ class DataBrowser(W.VBox):
         self.sort_column.observe(self._on_sort_change, "value")
         self.sort_order.observe(self._on_sort_change, "value")
         self.page_size.observe(self._on_page_size_change, "value")
-        self.prev_button.on_click(self._on_prev_click)
-        self.next_button.on_click(self._on_next_click)
         self.summary_button.observe(self._on_summary_toggle, "value")
 
         toolbar = W.HBox(
@@ -223,8 +245,7 @@ class DataBrowser(W.VBox):
             layout=W.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 12px"),
         )
         nav = W.HBox(
-            [self.sort_column, self.sort_order, self.page_size, self.prev_button,
-             self.page_label, self.next_button, self.summary_button],
+            [self.sort_column, self.sort_order, self.page_size, self.summary_button],
             layout=W.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 8px"),
         )  # fmt: skip
         # The pane's height must not stretch the grid's rows: align to the top.
@@ -324,14 +345,6 @@ class DataBrowser(W.VBox):
         self._render_page()
 
     @guarded
-    def _on_prev_click(self, _button: W.Button) -> None:
-        self.prev_page()
-
-    @guarded
-    def _on_next_click(self, _button: W.Button) -> None:
-        self.next_page()
-
-    @guarded
     def _on_close_click(self, _button: W.Button) -> None:
         self.close_detail()
 
@@ -339,6 +352,10 @@ class DataBrowser(W.VBox):
     def _on_grid_action(self, action: str, index: int, _item: str | None) -> None:
         if action == "select":
             self._on_tile_click(index)
+        elif action == "next":
+            self.next_page()
+        elif action == "prev":
+            self.prev_page()
 
     @guarded
     def _on_tile_click(self, slot: int) -> None:
@@ -408,17 +425,45 @@ class DataBrowser(W.VBox):
         """Ids of the tiles drawn now, in order."""
         return [row["id"] for row, _ in self._shown]
 
+    @property
+    def page_label(self) -> str:
+        """The pager's text, as drawn between ◀ Prev and Next ▶ (HTML)."""
+        return self._page_label(self.page, len(self._shown), self.view)
+
     def _draw_grid(self, html: str | None = None) -> None:
-        """Show the page's tiles (``html``: made by :meth:`_grid_html` already)."""
-        html = self._grid_html() if html is None else html
+        """Show the pager and the page's tiles (``html``: made by :meth:`_page_html` already),
+        then work out ahead what ◀ Prev and Next ▶ will show."""
+        html = self._page_html(self.page, self._shown, self.view) if html is None else html
+        key, html = HtmlBoard.keyed(html)
+        with self._ahead_lock:
+            self._key = key
         if self.grid.html != html:
             self.grid.html = html
+        self._look_ahead(key)
 
-    def _grid_html(self) -> str:
-        """The page's tiles as one HTML value; the selected sample's tile is marked."""
+    def _page_label(self, page: int, shown: int, view: Catalog) -> str:
+        n, total = self.page_size.value, len(view)
+        span = f"{page * n + 1:,}–{page * n + shown:,}" if shown else "0"
+        filtered = "" if total == len(self.catalog) else f" (filtered from {len(self.catalog):,})"
+        pages = max(1, math.ceil(total / n))
+        return f"Page <b>{page + 1}</b> / {pages} · {span} of {total:,}{filtered}"
+
+    def _page_html(
+        self, page: int, shown: list[tuple[dict[str, Any], Thumb]], view: Catalog
+    ) -> str:
+        """The pager and the page's tiles as one HTML value; the selected sample is marked."""
+        last = page >= max(1, math.ceil(len(view) / self.page_size.value)) - 1
+        pager = (
+            '<div class="wb-pager">'
+            '<button class="jupyter-button wb-prev" data-wb-action="prev" title="Previous page '
+            f'(←)"{" disabled" if page == 0 else ""}>◀ Prev</button>'
+            f'<span class="wb-page">{self._page_label(page, len(shown), view)}</span>'
+            '<button class="jupyter-button wb-next" data-wb-action="next" title="Next page '
+            f'(→)"{" disabled" if last else ""}>Next ▶</button></div>'
+        )
         size = self.thumb_size
         tiles = []
-        for k, (row, thumb) in enumerate(self._shown):
+        for k, (row, thumb) in enumerate(shown):
             marked = " wb-selected" if row["id"] == self.selected_id else ""
             tiles.append(
                 f'<div class="wb-tile{marked}" data-wb-action="select" data-wb-index="{k}">'
@@ -427,7 +472,7 @@ class DataBrowser(W.VBox):
                 f'<div class="wb-caption" style="width:{size + 8}px">{self._caption(row)}</div>'
                 "</div>"
             )
-        return f'<div class="wb-grid">{"".join(tiles)}</div>'
+        return f'{pager}<div class="wb-grid">{"".join(tiles)}</div>'
 
     def _caption(self, row: dict) -> str:
         name = escape(row["id"].rsplit("/", 1)[-1])
@@ -444,33 +489,48 @@ class DataBrowser(W.VBox):
                 parts.append(f"<div>{escape(c)}: {escape(v)}</div>")
         return f'<div style="font-size:11px;line-height:1.2">{"".join(parts)}</div>'
 
+    def _page_rows(self, view: Catalog, page: int) -> list[dict[str, Any]]:
+        n = self.page_size.value
+        return _records(view.df.iloc[page * n : (page + 1) * n])
+
     def _render_page(self) -> None:
-        view, n = self.view, self.page_size.value  # one snapshot for the tiles and the label
-        rows = _records(view.df.iloc[self.page * n : (self.page + 1) * n])
+        view = self.view  # one snapshot for the tiles and the label
+        rows = self._page_rows(view, self.page)
         size, thumbs_cache = self.thumb_size, self.catalog.thumbs
         if all(thumbs_cache.in_memory(r["hash"], size) for r in rows):  # prefetched: no hand-off
             thumbs = [self.catalog.row_thumbnail(r, size) for r in rows]
         else:
             thumbs = list(self._pool.map(lambda r: self.catalog.row_thumbnail(r, size), rows))
         self._shown = list(zip(rows, thumbs, strict=True))
-        html = self._grid_html()  # made before anything is sent: the changes go out together
-        total = len(view)
-        shown = f"{self.page * n + 1:,}–{self.page * n + len(rows):,}" if rows else "0"
-        label = (
-            f"<span>Page <b>{self.page + 1}</b> / {self.pages} · {shown} of {total:,}"
-            f"{'' if total == len(self.catalog) else f' (filtered from {len(self.catalog):,})'}"
-            "</span>"
-        )
-        # The small changes first: each is drawn in a moment, and the grid's message (decoded
-        # and drawn in ~20 ms) is then the last, so the whole flip costs one frame, not two.
-        self.page_label.value = label
-        self.prev_button.disabled = self.page == 0
-        self.next_button.disabled = self.page >= self.pages - 1
-        self._draw_grid(html)
-        self._prefetch(self.page + 1)
+        self._draw_grid()
 
-    def _prefetch(self, page: int) -> None:
-        n = self.page_size.value
-        ids = self.view.df["id"].iloc[page * n : (page + 1) * n].tolist()
-        for i in ids:
-            self._pool.submit(self.catalog.thumbnail, i, self.thumb_size)
+    def _look_ahead(self, key: str) -> None:
+        """Send the page what ◀ Prev and Next ▶ will show from the page keyed ``key``, once the
+        next page's thumbnails are made (in the background); the previous page only when its
+        thumbnails are still in memory. Dropped when the page has changed meanwhile."""
+        view, page, size = self.view, self.page, self.thumb_size
+        pages = {"next": page + 1, "prev": page - 1}
+        pages = {a: p for a, p in pages.items() if 0 <= p < self.pages}
+        rows = {a: self._page_rows(view, p) for a, p in pages.items()}
+        cache = self.catalog.thumbs
+        if "prev" in rows and not all(cache.in_memory(r["hash"], size) for r in rows["prev"]):
+            del rows["prev"]
+
+        def compose() -> None:
+            try:
+                drawn = {}
+                for action, page_rows in rows.items():
+                    shown = [(r, self.catalog.row_thumbnail(r, size)) for r in page_rows]
+                    drawn[action] = HtmlBoard.keyed(self._page_html(pages[action], shown, view))[1]
+                with self._ahead_lock:
+                    if self._key == key and drawn:
+                        self.grid.show_ahead(key, drawn)
+            except Exception:  # only speed is lost: the click then waits for the kernel
+                log.debug("could not draw ahead", exc_info=True)
+
+        def later() -> None:
+            with contextlib.suppress(RuntimeError):  # the view was closed meanwhile
+                self._pool.submit(compose)
+
+        thumb = self.catalog.row_thumbnail
+        _when_done([self._pool.submit(thumb, r, size) for r in rows.get("next", [])], later)
