@@ -40,6 +40,13 @@ QUERY = ".wb-browser .wb-query input"
 PAGE = ".wb-browser .wb-page"
 TILE_IMGS = ".wb-browser .wb-tile img"
 DETAIL = ".wb-browser .wb-detail"
+# In the kernel: wait until what the pager can show next was sent ahead for the page shown
+# (it is sent from the kernel's event loop, which this waits on).
+AHEAD_SENT = (
+    "import asyncio, time\n"
+    "while browser.grid.ahead.get('base', '?') not in browser.grid.html:\n"
+    "    await asyncio.sleep(0.02)"
+)
 
 
 def _make_images(root: Path) -> None:
@@ -273,7 +280,7 @@ def test_menus_buttons_captions_and_layout(
 
         # The next page is sent ahead: the click draws it without the kernel, which is kept
         # busy here for 6 s; then the kernel takes the click and agrees.
-        _kernel_run(page, "browser._pool.submit(lambda: None).result()")  # ahead sent
+        _kernel_run(page, AHEAD_SENT)
         _kernel_run(page, "import time; time.sleep(6)", wait=False)
         page.wait_for_timeout(300)
         page.locator("button.wb-next").first.click()
@@ -281,6 +288,17 @@ def test_menus_buttons_captions_and_layout(
         expect(page.locator("button.wb-next").first).to_be_disabled()
         assert ui.kernel_state(page)["kernel"] == "busy", "the kernel answered: nothing was ahead"
         assert _kernel_run(page, "print(browser.page)").strip() == "1"
+        _expect_page(page, "25–36 of 36")
+        # The same with ← (the pointer over the grid, the focus in no field).
+        _kernel_run(page, AHEAD_SENT)
+        _kernel_run(page, "time.sleep(6)", wait=False)
+        page.wait_for_timeout(300)
+        page.locator(GRID).first.hover()
+        page.keyboard.press("ArrowLeft")
+        expect(page.locator(PAGE).first).to_contain_text("1–24 of 36", timeout=2_000)
+        assert ui.kernel_state(page)["kernel"] == "busy", "the kernel answered: nothing was ahead"
+        assert _kernel_run(page, "print(browser.page)").strip() == "0"
+        page.locator("button.wb-next").first.click()
         _expect_page(page, "25–36 of 36")
         page.locator("button.wb-prev").first.click()
         _expect_page(page, "1–24 of 36")

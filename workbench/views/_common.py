@@ -141,6 +141,8 @@ function render({ model, el }) {
       type: "keydown", key: e.key, code: e.code, repeat: e.repeat,
       shiftKey: e.shiftKey, altKey: e.altKey, ctrlKey: e.ctrlKey, metaKey: e.metaKey,
     });
+    // The view's HtmlBoard may draw what the key does at once (its ``key_actions``).
+    r.dispatchEvent(new CustomEvent("wb-shortcut", { bubbles: true, detail: { key: e.key } }));
   };
   document.addEventListener("mouseover", onOver, true);
   document.addEventListener("keydown", onKey, true);
@@ -225,16 +227,24 @@ function render({ model, el }) {
   const onHtml = () => draw(model.get("html"));
   onHtml();
   model.on("change:html", onHtml);
+  // Drawn at once when the kernel sent ahead what this action shows from what is shown now;
+  // the kernel still gets the action and answers with the same HTML (a patch that changes
+  // nothing), or with the truth if its state moved meanwhile.
+  const drawAhead = (action) => {
+    const ahead = model.get("ahead") || {}, shown = el.querySelector("[data-wb-key]");
+    if (typeof ahead[action] === "string" && shown && ahead.base === shown.dataset.wbKey)
+      draw(ahead[action]);
+  };
+  const onShortcut = (e) => {  // a key the view's KeyReader took (and sent to the kernel)
+    const action = (model.get("key_actions") || {})[e.detail.key];
+    if (action && e.target.contains(el)) drawAhead(action);
+  };
+  document.addEventListener("wb-shortcut", onShortcut);
   const onClick = (e) => {
     const t = e.target.closest && e.target.closest("[data-wb-action]");
     if (!t || !el.contains(t) || t.disabled) return;
     const action = t.dataset.wbAction;
-    // Drawn at once when the kernel sent ahead what this action shows from what is shown now;
-    // the kernel still gets the action and answers with the same HTML (a patch that changes
-    // nothing), or with the truth if its state moved meanwhile.
-    const ahead = model.get("ahead") || {}, shown = el.querySelector("[data-wb-key]");
-    if (typeof ahead[action] === "string" && shown && ahead.base === shown.dataset.wbKey)
-      draw(ahead[action]);
+    drawAhead(action);
     model.send({
       type: "action", action,
       index: t.dataset.wbIndex === undefined ? -1 : Number(t.dataset.wbIndex),
@@ -245,6 +255,7 @@ function render({ model, el }) {
   return () => {
     model.off("change:html", onHtml);
     el.removeEventListener("click", onClick);
+    document.removeEventListener("wb-shortcut", onShortcut);
   };
 }
 export default { render };
@@ -278,6 +289,9 @@ class HtmlBoard(anywidget.AnyWidget):
     html = traitlets.Unicode("").tag(sync=True)
     #: ``{"base": key of the HTML shown, action: HTML that action shows, ...}`` (may be empty).
     ahead = traitlets.Dict().tag(sync=True)
+    #: ``{key: action}``: keys the view's :class:`KeyReader` takes that do an action here; the
+    #: page draws that action's ``ahead`` at the key as at a click.
+    key_actions = traitlets.Dict().tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -10,6 +10,7 @@ the pointer is over its source it cancels every key on the page, whatever
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -162,6 +163,10 @@ class DataBrowser(W.VBox):
         self._select_callbacks: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wb-thumbs")
         self._ahead_lock = threading.Lock()  # the shown page's key, read by the pool's threads
+        try:  # a kernel runs cells inside its event loop: widget messages are sent from there
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._key = ""
         self._shown: list[tuple[dict[str, Any], Thumb]] = []  # the page's rows and thumbnails
         self._scope = f"wb-browser-{next(_instances)}"
@@ -209,6 +214,7 @@ class DataBrowser(W.VBox):
         # one per tile, and the page draws the next (previous) page sent ahead at the click.
         self.grid = HtmlBoard(layout=W.Layout(width="100%")).add_class("wb-grid-board")
         self.grid.on_action(self._on_grid_action)
+        self.grid.key_actions = {"ArrowRight": "next", "ArrowLeft": "prev"}  # as _on_key does
         grid_wrap = W.Box(
             [self.grid], layout=W.Layout(flex="1 1 0%", min_width="0")
         ).add_class("wb-grid-wrap")  # fmt: skip
@@ -504,6 +510,19 @@ class DataBrowser(W.VBox):
         self._shown = list(zip(rows, thumbs, strict=True))
         self._draw_grid()
 
+    def _send_ahead(self, key: str, drawn: dict[str, str]) -> None:
+        with self._ahead_lock:
+            if self._key == key:  # else the page changed meanwhile: a newer look-ahead runs
+                self.grid.show_ahead(key, drawn)
+
+    def _on_main_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the kernel's event loop (widgets are not thread-safe), or at once when
+        the view was made outside one (a script)."""
+        if self._loop is None or self._loop.is_closed():
+            fn()
+        else:
+            self._loop.call_soon_threadsafe(fn)
+
     def _look_ahead(self, key: str) -> None:
         """Send the page what ◀ Prev and Next ▶ will show from the page keyed ``key``, once the
         next page's thumbnails are made (in the background); the previous page only when its
@@ -522,9 +541,8 @@ class DataBrowser(W.VBox):
                 for action, page_rows in rows.items():
                     shown = [(r, self.catalog.row_thumbnail(r, size)) for r in page_rows]
                     drawn[action] = HtmlBoard.keyed(self._page_html(pages[action], shown, view))[1]
-                with self._ahead_lock:
-                    if self._key == key and drawn:
-                        self.grid.show_ahead(key, drawn)
+                if drawn:
+                    self._on_main_thread(lambda: self._send_ahead(key, drawn))
             except Exception:  # only speed is lost: the click then waits for the kernel
                 log.debug("could not draw ahead", exc_info=True)
 
