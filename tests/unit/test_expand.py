@@ -407,6 +407,21 @@ def test_step_memo_recomputes_from_the_first_changed_step_only(monkeypatch):
         pipe.replayer()(img, 9, memo={})
 
 
+def test_a_replay_like_an_earlier_one_reuses_the_unchanged_transforms():
+    pipe = Pipeline().add("RandomRotation").add("ColorJitter", brightness=0.4).add("RandomErasing")
+    img = _image()
+    first = pipe.replayer(step_keys=[0, 1, 2])
+    first(img, 3)
+    pipe.set_param(1, "brightness", (0.5, 1.5))
+    fresh = pipe.replayer(step_keys=[0, 1, 2])
+    like = replay.Replay(pipe, step_keys=[0, 1, 2], like=first)
+    for seed in range(8):
+        assert torch.equal(like(img, seed), fresh(img, seed))
+    old, new = first._build(False), like._build(False)
+    assert [a[1] is b[1] for a, b in zip(old, new, strict=True)] == [True, False, True]
+    assert tuple(new[1][1].brightness) == (0.5, 1.5)
+
+
 def _by_torchvision(pipe: Pipeline, sample, seed: int, keys: list[int]):
     """The per-step replay done by torchvision alone: each step's module after seeding torch
     with that step's stream (what ``step_keys`` documents)."""

@@ -53,6 +53,10 @@ class Replay:
         One key per step for per-step random streams (see :meth:`Pipeline.apply`).
     backend : {"tensor", "pil"}
         How PIL images are transformed (see :meth:`Pipeline.apply`).
+    like : Replay, optional
+        An earlier replay (of an earlier state of the pipeline): a step described exactly as
+        one it built reuses that transform object instead of building another (a v2 transform
+        holds only its configuration). A slider moves one step; the others are not rebuilt.
 
     Notes
     -----
@@ -67,6 +71,7 @@ class Replay:
         *,
         step_keys: Sequence[int] | None = None,
         backend: Backend = "tensor",
+        like: Replay | None = None,
     ) -> None:
         self.backend = _check_backend(backend)
         # A plain deep copy: steps edited by hand are reported by validate() on first use,
@@ -83,6 +88,22 @@ class Replay:
             step_keys = [int(k) for k in keys]
         self.step_keys: list[int] | None = step_keys
         self._modules: dict[bool, list[tuple[str, Any, Any]]] = {}
+        self._nodes: dict[bool, list[Any]] = {}  # the description of each built module
+        self._reusable: list[tuple[Any, Any]] = [] if like is None else like._built()
+
+    def _built(self) -> list[tuple[Any, Any]]:
+        """``(node, module)`` of every module built so far."""
+        return [
+            (node, module)
+            for boxes, nodes in self._nodes.items()
+            for node, (_, module, _) in zip(nodes, self._modules[boxes], strict=True)
+        ]
+
+    def _instantiate(self, node: Any) -> Any:
+        for old, module in self._reusable:
+            if old == node:
+                return module
+        return _instantiate(node)
 
     def _build(self, boxes: bool) -> list[tuple[str, Any, Any]]:
         """``(label, module, signature)`` per node; the signature of a step node with a key is
@@ -100,10 +121,11 @@ class Replay:
             ]
             sigs += [None] * (len(labelled) - len(sigs))  # box clean-up: no randomness
             built = [
-                (label, _instantiate(node), sig)
+                (label, self._instantiate(node), sig)
                 for (label, node), sig in zip(labelled, sigs, strict=True)
             ]
             self._modules[boxes] = built
+            self._nodes[boxes] = [node for _, node in labelled]
         return built
 
     @contextmanager

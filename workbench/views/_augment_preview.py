@@ -424,6 +424,7 @@ class _PreviewRendering:
     """
 
     _renderer: Latest
+    _replay: Replay | None = None  # the last render's (its transforms are reused)
     last_render: dict[str, Any]
     render_count: int
     _generation: int
@@ -475,7 +476,16 @@ class _PreviewRendering:
                 pipe, step_keys = self.pipeline.only(i), [self._isolated]
             else:
                 pipe, step_keys = self.pipeline, list(self._uids)
-            replay = Replay(pipe, step_keys=step_keys, backend=self.backend)
+            last = self._replay
+            if (
+                last is not None
+                and last.backend == self.backend
+                and last.step_keys == step_keys
+                and last.pipeline == pipe
+            ):
+                replay = last  # shuffle, reroll: the same transforms
+            else:
+                replay = Replay(pipe, step_keys=step_keys, backend=self.backend, like=last)
             reduce = not pipe.pixel_scale_steps
         t0 = time.perf_counter()
         seeds = variant_seeds(seed, len(keys) * self.n_draws)
@@ -488,6 +498,7 @@ class _PreviewRendering:
             self._show_errors()
             return
         self._memos = memos  # only this render's cells: memory stays rows x draws x steps
+        self._replay = replay
         ms = (time.perf_counter() - t0) * 1000
         self.render_count += 1
         self.last_render = {
