@@ -396,7 +396,8 @@ def test_step_memo_recomputes_from_the_first_changed_step_only(monkeypatch):
     real = replay.step_seed
     monkeypatch.setattr(replay, "step_seed", lambda s, k: runs.append(k) or real(s, k))
     again = pipe.replayer(step_keys=[0, 1, 2])(img, 9, memo=memo)
-    assert runs == [1, 2]  # the rotation came from the memo
+    # the rotation came from the memo; the erasing kept its draw (its input's size is the same)
+    assert runs == [1]
     assert torch.equal(again, pipe.apply(img, 9, step_keys=[0, 1, 2]))
     assert not torch.equal(again, first)
     runs.clear()
@@ -404,6 +405,87 @@ def test_step_memo_recomputes_from_the_first_changed_step_only(monkeypatch):
     assert runs == [0, 1, 2]
     with pytest.raises(ParameterError, match="step_keys"):
         pipe.replayer()(img, 9, memo={})
+
+
+def test_a_replay_like_an_earlier_one_reuses_the_unchanged_transforms():
+    pipe = Pipeline().add("RandomRotation").add("ColorJitter", brightness=0.4).add("RandomErasing")
+    img = _image()
+    first = pipe.replayer(step_keys=[0, 1, 2])
+    first(img, 3)
+    pipe.set_param(1, "brightness", (0.5, 1.5))
+    fresh = pipe.replayer(step_keys=[0, 1, 2])
+    like = replay.Replay(pipe, step_keys=[0, 1, 2], like=first)
+    for seed in range(8):
+        assert torch.equal(like(img, seed), fresh(img, seed))
+    old, new = first._build(False), like._build(False)
+    assert [a[1] is b[1] for a, b in zip(old, new, strict=True)] == [True, False, True]
+    assert tuple(new[1][1].brightness) == (0.5, 1.5)
+
+
+def _by_torchvision(pipe: Pipeline, sample, seed: int, keys: list[int]):
+    """The per-step replay done by torchvision alone: each step's module after seeding torch
+    with that step's stream (what ``step_keys`` documents)."""
+    modules = pipe.to_torchvision().transforms
+    enabled = [k for k, s in zip(keys, pipe.steps, strict=True) if s.enabled]
+    for key, module in zip(enabled, modules, strict=True):
+        torch.manual_seed(replay.step_seed(seed, key))
+        sample = module(sample)
+    return sample
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, PIL.Image.Image):
+        return a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b))
+    return torch.equal(a, b)
+
+
+@pytest.fixture
+def one_thread():
+    # tiny convolutions split over the cores of a busy machine take 100x longer (GaussianBlur)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("backend", ["pil", "tensor"])
+def test_kept_draws_give_torchvisions_pixels_while_an_earlier_step_moves(backend, one_thread):
+    # every class whose draw the memo keeps, after a step that changes its input every time
+    pipe = (
+        Pipeline()
+        .add("RandomHorizontalFlip")
+        .add("RandomAffine", degrees=(-15, 15), translate_x=0.1, translate_y=0.1, scale=(0.9, 1.1))
+        .add("RandomResizedCrop", size=(24, 20))
+        .add("RandomPerspective", distortion_scale=0.2, p=0.5)
+        .add("RandomErasing", scale=(0.02, 0.1), p=0.5)
+        .add("RandomVerticalFlip")
+        .add("RandomRotation", degrees=20)
+        .add("ColorJitter", brightness=0.5, saturation=0.5)
+        .add("GaussianBlur")
+        .add("RandomGrayscale", p=0.5)
+    )
+    assert {type(m) for m in pipe.to_torchvision().transforms} <= set(replay._SIZE_ONLY_DRAWS)
+    keys = list(range(10, 10 + len(pipe)))
+    rgb = PIL.Image.fromarray(_image().permute(1, 2, 0).numpy())
+    for img in (rgb, rgb.convert("L")):
+        memos: dict[int, dict] = {}
+        # the affine's upper degrees handle moved and back; the crop's size changes the size of
+        # the later steps' input (their kept draws are for the old size)
+        for upper, size in ((15, (24, 20)), (16, (24, 20)), (16, (20, 24)), (15, (24, 20))):
+            pipe.set_param(1, "degrees", (-15, upper))
+            pipe.set_param(2, "size", size)
+            rep = pipe.replayer(step_keys=keys, backend=backend)
+            with rep.batch():
+                for seed in range(16):
+                    memo = memos.setdefault(seed, {})
+                    out = rep(img, seed, memo=memo)
+                    ref = img if backend == "pil" else F.pil_to_tensor(img).contiguous()
+                    want = _by_torchvision(pipe, ref, seed, keys)
+                    if not isinstance(want, PIL.Image.Image):  # a PIL sample comes back as PIL
+                        want = F.to_pil_image(want)
+                    assert _same(out, want), (img.mode, upper, seed)
+                    assert _same(out, rep(img, seed))  # no memo: the modules' own forward
+        assert all(len(m["draws"]) == len(pipe) for m in memos.values())  # every draw kept
 
 
 def test_downscale_keeps_boxes_and_masks_with_the_pixels():

@@ -6,6 +6,8 @@ synchronous render of the latest state (it waits for any background render first
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -513,3 +515,22 @@ def test_building_the_tuner_sends_no_update_naming_other_widgets(small_catalog, 
     t.remove_step(0)  # a rebuild: the column's children change, as one update
     assert [sorted(msg["state"]) for w, msg in sent if w is t.steps_box] == [["children"]]
     t.close()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P", "LA"])
+def test_a_tiny_cell_is_a_png_that_decodes_to_the_image_pixels(mode):
+    from workbench.views._augment_preview import _enlarged, _thumb
+
+    rng = np.random.default_rng(3)
+    for w, h in ((1, 1), (28, 28), (27, 13), (5, 40)):
+        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        im = PIL.Image.fromarray(a).convert(mode)
+        data, fmt = _thumb(im, 96)
+        assert fmt == "png"
+        back = PIL.Image.open(io.BytesIO(data))
+        back.load()  # the decoder checks every chunk's CRC and the zlib stream
+        want = im if mode in ("L", "RGB") else im.convert("RGB")
+        assert back.mode == want.mode and back.size == (w, h)
+        assert np.array_equal(np.asarray(back), np.asarray(want))
+        f = 96 // max(w, h)
+        assert _enlarged(data, fmt, 96) == f' width="{w * f}" height="{h * f}"'

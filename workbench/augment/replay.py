@@ -52,6 +52,10 @@ class Replay:
         One key per step for per-step random streams (see :meth:`Pipeline.apply`).
     backend : {"tensor", "pil"}
         How PIL images are transformed (see :meth:`Pipeline.apply`).
+    like : Replay, optional
+        An earlier replay (of an earlier state of the pipeline): a step described exactly as
+        one it built reuses that transform object instead of building another (a v2 transform
+        holds only its configuration). A slider moves one step; the others are not rebuilt.
 
     Notes
     -----
@@ -66,6 +70,7 @@ class Replay:
         *,
         step_keys: Sequence[int] | None = None,
         backend: Backend = "tensor",
+        like: Replay | None = None,
     ) -> None:
         self.backend = _check_backend(backend)
         # A plain deep copy: steps edited by hand are reported by validate() on first use,
@@ -82,6 +87,22 @@ class Replay:
             step_keys = [int(k) for k in keys]
         self.step_keys: list[int] | None = step_keys
         self._modules: dict[bool, list[tuple[str, Any, Any]]] = {}
+        self._nodes: dict[bool, list[Any]] = {}  # the description of each built module
+        self._reusable: list[tuple[Any, Any]] = [] if like is None else like._built()
+
+    def _built(self) -> list[tuple[Any, Any]]:
+        """``(node, module)`` of every module built so far."""
+        return [
+            (node, module)
+            for boxes, nodes in self._nodes.items()
+            for node, (_, module, _) in zip(nodes, self._modules[boxes], strict=True)
+        ]
+
+    def _instantiate(self, node: Any) -> Any:
+        for old, module in self._reusable:
+            if old == node:
+                return module
+        return _instantiate(node)
 
     def _build(self, boxes: bool) -> list[tuple[str, Any, Any]]:
         """``(label, module, signature)`` per node; the signature of a step node with a key is
@@ -99,10 +120,11 @@ class Replay:
             ]
             sigs += [None] * (len(labelled) - len(sigs))  # box clean-up: no randomness
             built = [
-                (label, _instantiate(node), sig)
+                (label, self._instantiate(node), sig)
                 for (label, node), sig in zip(labelled, sigs, strict=True)
             ]
             self._modules[boxes] = built
+            self._nodes[boxes] = [node for _, node in labelled]
         return built
 
     @contextmanager
@@ -122,8 +144,10 @@ class Replay:
             across calls (e.g. one preview cell while a slider moves): the output after each
             step is stored in it, and a later call whose first steps have the same key, name,
             parameters and ``p`` starts from the stored output instead of recomputing them.
-            Exact, because each step draws from its own stream. It is reset when the sample
-            object or the seed differ.
+            Each later step whose draws depend on the input's size only (flips, affine,
+            perspective, erasing, ...) keeps its last draw, reapplied while its signature and
+            the input's size stay the same. Exact, because each step draws from its own stream.
+            It is reset when the sample object or the seed differ.
         """
         seed = _check_seed(seed)
         data, restore = _to_internal(sample, self.backend)
@@ -142,7 +166,7 @@ class Replay:
                 raise ParameterError("memo= needs per-step streams: pass step_keys")
             if memo.get("sample") is not sample or memo.get("seed") != (seed, has_boxes):
                 memo.clear()
-                memo.update(sample=sample, seed=(seed, has_boxes), sigs=[], outs=[])
+                memo.update(sample=sample, seed=(seed, has_boxes), sigs=[], outs=[], draws={})
             sigs, outs = memo["sigs"], memo["outs"]
             while (
                 start < min(len(sigs), len(modules))
@@ -153,21 +177,77 @@ class Replay:
             del sigs[start:], outs[start:]
             if start:
                 data = outs[start - 1]
-        with _seeded(seed), _quiet_replays():
-            for label, module, sig in modules[start:]:
-                if sig is not None:
-                    _reseed(step_seed(seed, sig[0]))
+        # Per-step streams: every step reseeds its own, and the nodes without a key (box
+        # clean-up) draw nothing, so the whole-replay seed would be set for nothing.
+        with _seeded(None if self.step_keys is not None else seed), _quiet_replays():
+            for i in range(start, len(modules)):
+                label, module, sig = modules[i]
                 try:
-                    if isinstance(module, v2.SanitizeBoundingBoxes):
-                        data = _sanitize(module, data)
+                    if memo is not None and sig is not None and type(module) in _SIZE_ONLY_DRAWS:
+                        data = _replay_drawn(module, data, memo["draws"], i, sig, seed)
                     else:
-                        data = module(data)
+                        if sig is not None:
+                            _reseed(step_seed(seed, sig[0]))
+                        if isinstance(module, v2.SanitizeBoundingBoxes):
+                            data = _sanitize(module, data)
+                        else:
+                            data = module(data)
                 except (ValueError, TypeError, RuntimeError, IndexError) as exc:
                     raise ParameterError(f"{label} failed on this sample: {exc}") from exc
                 if memo is not None and sig is not None:
                     memo["sigs"].append(sig)
                     memo["outs"].append(dict(data) if isinstance(data, dict) else data)
         return restore(data)
+
+
+# Transforms whose random draws all happen in ``make_params`` (and, for the ``p`` ones, the
+# ``torch.rand(1) >= p`` check in ``forward``) and depend on the input only through its type and
+# (C, H, W); their ``transform`` draws nothing (checked in torchvision 0.29's source). For one
+# cell, a draw of such a step can be kept and reapplied to a new input of the same size.
+_SIZE_ONLY_DRAWS: dict[type, bool] = {  # class -> whether it has the ``p`` check
+    v2.RandomHorizontalFlip: True,
+    v2.RandomVerticalFlip: True,
+    v2.RandomPerspective: True,
+    v2.RandomErasing: True,
+    v2.RandomGrayscale: True,
+    v2.RandomAffine: False,
+    v2.RandomRotation: False,
+    v2.RandomResizedCrop: False,
+    v2.ColorJitter: False,
+    v2.GaussianBlur: False,
+}
+_SKIPPED = object()  # a ``p`` step whose draw said "not applied"
+
+
+def _replay_drawn(
+    module: Any, data: Any, draws: dict[int, Any], i: int, sig: Any, seed: int
+) -> Any:
+    """``module(data)`` after reseeding its step stream, with the draw kept in ``draws[i]``.
+
+    A plain image only (one input: exactly what ``forward`` hands ``make_params`` and
+    ``transform``); when ``draws[i]`` holds a draw for the same step signature, input type and
+    (C, H, W), the parameters are reused and only ``transform`` runs (no reseed, no draws):
+    moving a slider of an earlier step then recomputes this step's pixels but not its
+    parameters (perspective coefficients are a least-squares solve, ~0.1 ms).
+    """
+    if isinstance(data, dict):
+        _reseed(step_seed(seed, sig[0]))
+        return module(data)
+    # (C, H, W) from the mode and size: F.get_dimensions costs as much as the kernel here
+    where = (sig, data.shape if isinstance(data, torch.Tensor) else (data.mode, data.size))
+    kept = draws.get(i)
+    if kept is None or kept[0] != where:
+        _reseed(step_seed(seed, sig[0]))
+        # Transform.forward / _RandomApplyTransform.forward for one input, which always needs
+        # the transform (a plain image on its own is the image).
+        module.check_inputs([data])
+        if _SIZE_ONLY_DRAWS[type(module)] and torch.rand(1) >= module.p:
+            params = _SKIPPED
+        else:
+            params = module.make_params([data])
+        kept = draws[i] = (where, params)
+    params = kept[1]
+    return data if params is _SKIPPED else module.transform(data, params)
 
 
 _M64 = (1 << 64) - 1
@@ -217,10 +297,13 @@ _RNG_GUARD = threading.local()
 
 
 @contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Hold the RNG lock, save the RNG states (unless a guard does) and seed with ``seed``
+    (``None``: the caller reseeds before every draw)."""
     if getattr(_RNG_GUARD, "active", False):  # the guard saves and restores, once
         with _RNG_LOCK:
-            _reseed(seed)
+            if seed is not None:
+                _reseed(seed)
             yield
         return
     with _RNG_LOCK:
@@ -228,7 +311,8 @@ def _seeded(seed: int) -> Iterator[None]:
         # devices=[]: CPU generator only. torch.manual_seed would also (lazily) reseed every CUDA
         # generator, which fork_rng(devices=[]) would not restore.
         with torch.random.fork_rng(devices=[]):
-            _reseed(seed)
+            if seed is not None:
+                _reseed(seed)
             try:
                 yield
             finally:
