@@ -233,7 +233,7 @@ function render({ model, el }) {
   const drawAhead = (action) => {
     const ahead = model.get("ahead") || {}, shown = el.querySelector("[data-wb-key]");
     if (typeof ahead[action] === "string" && shown && ahead.base === shown.dataset.wbKey)
-      draw(ahead[action]);
+      model.set("html", ahead[action]);  // local only: a kernel answer that differs redraws
   };
   const onShortcut = (e) => {  // a key the view's KeyReader took (and sent to the kernel)
     const action = (model.get("key_actions") || {})[e.detail.key];
@@ -282,7 +282,9 @@ class HtmlBoard(anywidget.AnyWidget):
     it in ``ahead`` with :meth:`show_ahead`; the page then draws it the moment the action is
     clicked, without waiting for the kernel's round trip, but only while it still shows the
     HTML the prediction was made from (:meth:`keyed` marks HTML with a key for that). The
-    action still goes to the kernel, whose answer stays the truth.
+    action still goes to the kernel, whose answer stays the truth: a view whose HTML an
+    action left unchanged sends it anyway (``send_state("html")``), so a prediction the
+    kernel did not follow is drawn over.
     """
 
     _esm = _BOARD_ESM

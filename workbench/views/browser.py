@@ -66,6 +66,7 @@ _STYLE = """
 .{scope} .wb-tile img {{ display: block; }}
 .{scope} .wb-pager {{ display: flex; align-items: center; gap: 8px; margin: 0 0 6px; }}
 .{scope} .wb-pager button {{ width: 80px; }}
+.{scope} .wb-pager button:disabled {{ opacity: 0.45; cursor: default; }}
 .{scope} .wb-tile.wb-selected {{ outline: 3px solid #1976d2; background: #e3f0fc; }}
 .{scope} .wb-detail-meta table {{ font-size: 12px; line-height: 1.35; table-layout: fixed;
   width: 100%; border-collapse: collapse; }}
@@ -358,10 +359,11 @@ class DataBrowser(W.VBox):
     def _on_grid_action(self, action: str, index: int, _item: str | None) -> None:
         if action == "select":
             self._on_tile_click(index)
-        elif action == "next":
-            self.next_page()
-        elif action == "prev":
-            self.prev_page()
+        elif action in ("next", "prev"):
+            before = self.grid.html
+            self.next_page() if action == "next" else self.prev_page()
+            if self.grid.html == before:  # the page may show what it drew ahead: not this
+                self.grid.send_state("html")
 
     @guarded
     def _on_tile_click(self, slot: int) -> None:
