@@ -37,6 +37,7 @@ import xxhash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from workbench.errors import DecodeError
+from workbench.parallel import once_in_pool_worker
 
 #: Default decompression-bomb limit: 179 megapixels, Pillow's own warning threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -106,7 +107,6 @@ def _open(path: str, max_pixels: int | None) -> Image.Image:
 # process of ours, for good): an open then skips its own warnings context, which costs ~12 µs,
 # 2 % of scanning a 256 px JPEG.
 _BOMB_QUIET = threading.local()
-_QUIET_CHECKED_PID: int | None = None
 
 
 @contextlib.contextmanager
@@ -128,20 +128,14 @@ def quiet_bomb_warnings() -> Iterator[None]:
             _BOMB_QUIET.active = False
 
 
-def _quiet_in_pool_worker() -> None:
-    """In a pool worker process (nobody else's warnings to keep), filter the warning for good."""
-    global _QUIET_CHECKED_PID
-    import multiprocessing
-
-    _QUIET_CHECKED_PID = os.getpid()
-    if multiprocessing.parent_process() is not None:
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        _BOMB_QUIET.active = True
+def _quiet_for_good() -> None:
+    """In a pool worker process, filter the warning once and for all."""
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    _BOMB_QUIET.active = True
 
 
 def _open_sized(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
-    if os.getpid() != _QUIET_CHECKED_PID:
-        _quiet_in_pool_worker()
+    once_in_pool_worker("bomb-warning", _quiet_for_good)
     if getattr(_BOMB_QUIET, "active", False):
         return _open_sized_quietly(path, max_pixels)
     with quiet_bomb_warnings():  # one context for open and load

@@ -29,6 +29,19 @@ def default_workers() -> int:
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
+_SET_UP: dict[str, int] = {}  # key -> pid: a forked child inherits the dict, not the pid
+
+
+def once_in_pool_worker(key: str, setup: Callable[[], None]) -> None:
+    """Run ``setup()`` once per process, and only in a pool worker (a process whose parent is
+    a multiprocessing process: nobody else's settings there to keep). Cheap enough to call per
+    item; ``key`` names the setup."""
+    pid = os.getpid()
+    if _SET_UP.get(key) != pid:
+        _SET_UP[key] = pid
+        if multiprocessing.parent_process() is not None:
+            setup()
+
 
 #: Below this many items ``pmap`` runs in-process: starting workers would cost more than it saves.
 MIN_PARALLEL_ITEMS = 64

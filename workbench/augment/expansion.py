@@ -14,7 +14,6 @@ inputs; output names never leave the output folder and never collide.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +36,7 @@ from workbench.augment.replay import (
 from workbench.errors import ParameterError
 from workbench.fsutil import atomic_open, sample_file_names
 from workbench.io import quiet_bomb_warnings
+from workbench.parallel import once_in_pool_worker
 
 __all__ = [
     "MANIFEST",
@@ -80,7 +80,6 @@ def copy_seed(seed: int, source_id: str, copy: int) -> int:
 
 
 _REPLAYS: dict[tuple[str, str], Replay] = {}
-_THREADS_CHECKED_PID: int | None = None  # a pid, not a flag: forked children inherit globals
 
 
 def _replay_for(pipeline_json: str, backend: Backend) -> Replay:
@@ -111,23 +110,21 @@ def _one_intraop_thread() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def _worker_setup() -> None:
+    """A pool worker's: one intra-op thread per process (as torch's DataLoader workers do): the
+    pool already uses every core, and OpenMP's thread pool is not fork-safe (a forked child
+    whose parent had used it hangs in its first parallel op). And no saving of RNG states
+    around each replay: nobody else reads a worker's."""
+    torch.set_num_threads(1)
+    _RNG_GUARD.active = True
+    _quiet_for_good()  # the replays' expected warnings, filtered once per process
+
+
 def _expand_one(pipeline_json: str, backend: Backend, task: tuple[str, str, int]) -> tuple:
     """Decode one source, augment it with its seed, write it atomically; return its scan row."""
-    global _THREADS_CHECKED_PID
-    import multiprocessing
-
     from workbench.io import _pixel_hash, decode
 
-    if os.getpid() != _THREADS_CHECKED_PID:
-        if multiprocessing.parent_process() is not None:
-            # A pool worker. One intra-op thread per process (as torch's DataLoader workers
-            # do): the pool already uses every core, and OpenMP's thread pool is not fork-safe
-            # (a forked child whose parent had used it hangs in its first parallel op). And no
-            # saving of RNG states around each replay: nobody else reads a worker's.
-            torch.set_num_threads(1)
-            _RNG_GUARD.active = True
-            _quiet_for_good()  # the replays' expected warnings, filtered once per process
-        _THREADS_CHECKED_PID = os.getpid()
+    once_in_pool_worker("expand", _worker_setup)
     src, dst, seed = task
     out = _replay_for(pipeline_json, backend)(decode(src), seed)
     # Hashed before the write, while the pixels are still in the CPU cache (the write's
