@@ -361,7 +361,7 @@ class DataBrowser(W.VBox):
             self._on_tile_click(index)
         elif action in ("next", "prev"):
             before = self.grid.html
-            self.next_page() if action == "next" else self.prev_page()
+            self.go(self.page + (1 if action == "next" else -1))
             if self.grid.html == before:  # the page may show what it drew ahead: not this
                 self.grid.send_state("html")
 
@@ -438,11 +438,10 @@ class DataBrowser(W.VBox):
         """The pager's text, as drawn between ◀ Prev and Next ▶ (HTML)."""
         return self._page_label(self.page, len(self._shown), self.view)
 
-    def _draw_grid(self, html: str | None = None) -> None:
-        """Show the pager and the page's tiles (``html``: made by :meth:`_page_html` already),
-        then work out ahead what ◀ Prev and Next ▶ will show."""
-        html = self._page_html(self.page, self._shown, self.view) if html is None else html
-        key, html = HtmlBoard.keyed(html)
+    def _draw_grid(self) -> None:
+        """Show the pager and the page's tiles, then work out ahead what ◀ Prev and Next ▶
+        will show."""
+        key, html = HtmlBoard.keyed(self._page_html(self.page, self._shown, self.view))
         with self._ahead_lock:
             self._key = key
         if self.grid.html != html:
