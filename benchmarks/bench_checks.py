@@ -13,11 +13,14 @@ were made for) and the 25 px face crops of ``skimage.data.lfw_subset``.
 
 Clean natural sets, to measure how often each check fires on images nothing was done to:
 ``photos`` (``--crops`` random square crops per bundled photo, 224 px, no filtering: star
-field, microscopy and retina crops included), ``faces`` (all 200 of ``lfw_subset``: 100 faces,
-100 non-faces, 25 px gray), ``animals`` (``--animals`` distinct animal-mnist silhouettes, 28 px,
-from :mod:`workbench.samples`) and ``digits`` (sklearn's digits, distinct files, 8 px).
-Settings were tuned on ``photos`` and ``animals``; ``faces`` and ``digits`` were used for
-nothing but this report.
+field, microscopy and retina crops included), ``faces`` (the 100 face crops of
+``lfw_subset``, 25 px gray), ``patches`` (its other 100 images: patches of the photos'
+background that ``lfw_subset`` holds as non-face examples, many of a plain wall or sky),
+``animals`` (``--animals`` distinct animal-mnist silhouettes, 28 px, from
+:mod:`workbench.samples`) and ``digits`` (sklearn's digits, distinct files, 8 px).
+Settings were tuned on ``photos`` and ``animals``; ``faces``, ``patches`` and ``digits`` were
+used for nothing but this report. (``lfw_subset``'s two halves were one set until the faces
+and the background patches were told apart: each half is now a catalog of its own.)
 
 A catalog is one clean set alone (flag rates per check), or a clean set plus a corrupted copy
 of a random ``--share`` of its images at one corruption and severity (detection rate: the
@@ -90,7 +93,13 @@ CHECKS = {
     "outlier": None,
 }
 SOURCES = ("photos", "faces")  # corrupted
-SETS = {"photos": "tuned", "animals": "tuned", "faces": "held out", "digits": "held out"}
+SETS = {
+    "photos": "tuned",
+    "animals": "tuned",
+    "faces": "held out",
+    "patches": "held out",
+    "digits": "held out",
+}
 SET_VERSION = 3
 CROP = 224
 
@@ -186,10 +195,10 @@ def make_sets(root: Path, crops: int = 40, animals: int = 600, share: float = 0.
                 crop.save(clean["photos"] / f"{p.stem}_{i:03d}.png")
         from skimage.data import lfw_subset
 
-        for i, a in enumerate(lfw_subset()):
-            kind = "face" if i < 100 else "other"
+        for i, a in enumerate(lfw_subset()):  # the first 100 are faces, the others not
+            kind = "faces" if i < 100 else "patches"
             Image.fromarray(np.round(a * 255).astype(np.uint8)).save(
-                clean["faces"] / f"{kind}_{i:03d}.png"
+                clean[kind] / f"{kind}_{i:03d}.png"
             )
         for key, n in (("animals", animals), ("digits", None)):
             files = _unique(sorted(samples.materialize(key, src, progress=False).rglob("*.png")))
@@ -288,44 +297,6 @@ def _over_target(files: dict[str, list[Path]], ours: dict[str, dict[str, set[str
     print("" if missed else " none")
 
 
-def _blur_on_faces(files: dict[str, list[Path]]) -> None:
-    """Why blur is missed at 25 px: the blurry check's measure, log(Laplacian variance / gray
-    variance), for the clean halves of the face set and for each blur severity's copies, beside
-    the clean set's flag line (median - 3 robust deviations, as in workbench.clean)."""
-    from workbench.clean import _Z_FLOOR, Z_FLAG, image_features
-
-    def measure(paths: list[Path]) -> np.ndarray:
-        f = [image_features(str(p)) for p in paths]
-        lap = np.log(np.array([x["sharpness"] for x in f]) + 1e-6)
-        std = np.array([x["gray_std"] for x in f])
-        return lap - 2 * np.log(np.maximum(std / 255, 1e-3))
-
-    def line(x: np.ndarray) -> float:
-        scale = max(1.4826 * float(np.median(np.abs(x - np.median(x)))), _Z_FLOOR["sharpness"])
-        return float(np.median(x)) - Z_FLAG * scale
-
-    clean = files["clean/faces"]
-    m = measure(clean)
-    halves = {h: np.median(measure([p for p in clean if p.name.startswith(h)]))
-              for h in ("face", "other")}  # fmt: skip
-    rows = []
-    for name in ("gaussian_blur", "defocus_blur"):
-        cells = []
-        for v in range(1, 6):
-            c = measure(files[f"corrupt/faces/{name}-{v}"])
-            cells.append(f"{np.median(c):.2f} ({line(np.concatenate([m, c])):.2f})")
-        rows.append(f"{name} " + ", ".join(cells))
-    print(f"\nfaces, blurry measure log(Laplacian var / gray var), medians: faces "
-          f"{halves['face']:.2f}, non-face patches {halves['other']:.2f}, flag line of the clean "
-          f"set {line(m):.2f}; copies per severity 1-5, median (the catalog's flag line): "
-          f"{'; '.join(rows)}. The smooth background patches widen the set's spread, the "
-          "copies themselves widen it further, and kernels a third of the image wide leave a "
-          "few gray levels whose 8-bit steps stop the ratio near the line.")  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- report
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--crops", type=int, default=40, help="224 px crops per bundled photo")
@@ -338,7 +309,7 @@ def main() -> None:
     args = ap.parse_args()
     thresholds = {k: float(v) for k, v in (t.split("=", 1) for t in args.threshold)} or None
 
-    root = Path(tempfile.gettempdir()) / "wb-bench-checks-v3"
+    root = Path(tempfile.gettempdir()) / "wb-bench-checks-v4"
     files = make_sets(root, args.crops, args.animals, args.share)
     ws = Workspace(root / "ws")  # features cached by content: each file decoded once
     print(f"load {load()}; {args.workers} workers; set in {root}")
@@ -362,13 +333,6 @@ def main() -> None:
             for c, cv in CHECKS.items()
         ]
         print(f"| {k} | {use} | {len(f)} | " + " | ".join(cells) + " |")
-    halves = {h: [p for p in files["clean/faces"] if p.name.startswith(h)]
-              for h in ("face", "other")}  # fmt: skip
-    print("faces by half (lfw_subset: 100 faces, 100 non-face patches), ours / cleanvision: "
-          + "; ".join(f"{c} " + ", ".join(f"{h} {_pct(ours_clean['faces'][c], v):.0f} / "
-                                          f"{_pct(cv_all['faces'][c], v):.0f}"
-                                          for h, v in halves.items())
-                      for c in ("blurry", "dark", "bright", "low_information")))  # fmt: skip
 
     _over_target(files, ours_clean)
 
@@ -397,8 +361,6 @@ def main() -> None:
                 ]
                 print(f"| {name} | {sev} | {len(cell)} | {want} | {a} | {b} | "
                       f"{', '.join(other) or ''} |")  # fmt: skip
-
-    _blur_on_faces(files)
 
     if args.rounds:
         speed = [p for k, v in files.items() if k.startswith("corrupt/photos") and k[-2:] == "-3"

@@ -41,10 +41,9 @@ images (x − median for ``bright``): each check is relative to the catalog, so 
 and 0.3 in log units for sharpness and σ, 40 levels for p90, 32 for p1) keeps a catalog whose
 images nearly all share one value (silhouettes: p90 = 255) from flagging every small step.
 Measured in ``benchmarks/bench_checks.py`` against ImageNet-C corruptions and clean natural
-sets (tuned on photo crops and silhouettes, reported on faces and digits too). Known miss: on the
-25-px ``lfw_subset`` crops ``low_information`` flags 12 % of the clean set, every one a background
-patch (gray σ 0-12 levels) as flat as ImageNet-C contrast copies at severity 3-4 (median σ 10.5
-and 5.5), so no threshold on spread separates them; real faces: none.
+sets (tuned on photo crops and silhouettes, reported on faces, background patches and digits
+too). Known miss: ``bright`` flags 8 % of ``lfw_subset``'s 100 background patches (25 px; its
+100 face crops: no check flags any).
 
 Near-duplicate search is exact and sub-quadratic: if pHash + dHash distance is at most ``r``,
 one of the two is at most ``r // 2``, so candidates come from two multi-index hash searches
