@@ -403,7 +403,12 @@ class Catalog:
 
     def row(self, sample_id: str) -> dict[str, Any]:
         """All columns of one sample as a dict."""
-        row = self.df.iloc[self._loc(sample_id)].to_dict()
+        return self.row_at(self._loc(sample_id))
+
+    def row_at(self, position: int) -> dict[str, Any]:
+        """All columns of the row at ``position`` (0-based, table order) as a dict, as
+        :meth:`row` gives them; no id lookup, so no index over the ids is built."""
+        row = self.df.iloc[position].to_dict()
         return {k: None if _missing(v) else v for k, v in row.items()}
 
     def path(self, sample_id: str) -> Path:

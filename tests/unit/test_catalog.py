@@ -268,6 +268,7 @@ def test_every_id_is_found_at_its_row_and_unknown_ids_are_refused(classes_root):
     for c in (cat, big):
         for k, sid in enumerate(c.df["id"]):
             assert sid in c and c.row(sid)["id"] == sid and c.path(sid) == Path(c.df["path"][k])
+            assert c.row_at(k) == c.row(sid)
         for bad in ("nope.png", "", 5, ("a",)):
             assert bad not in c
             with pytest.raises(ParameterError, match="no sample with id"):
