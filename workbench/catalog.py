@@ -425,8 +425,11 @@ class Catalog:
 
     def thumbnail(self, sample_id: str, size: int = 128) -> Thumb:
         """Encoded thumbnail; a placeholder tile for files that cannot be decoded."""
-        i = self._loc(sample_id)
-        df = self.df
+        return self.thumbnail_at(self._loc(sample_id), size)
+
+    def thumbnail_at(self, position: int, size: int = 128) -> Thumb:
+        """:meth:`thumbnail` of the row at ``position`` (0-based, table order); no id lookup."""
+        i, df = position, self.df
         return self.row_thumbnail(
             {"status": df["status"].iat[i], "hash": df["hash"].iat[i], "path": df["path"].iat[i]},
             size,

@@ -273,5 +273,7 @@ def test_every_id_is_found_at_its_row_and_unknown_ids_are_refused(classes_root):
             assert bad not in c
             with pytest.raises(ParameterError, match="no sample with id"):
                 c.row(bad)
+    for k, sid in enumerate(cat.df["id"]):  # by position, as by id
+        assert cat.thumbnail_at(k, 40) == cat.thumbnail(sid, 40)
     sub = cat.filter(cat.df["label"] == cat.df["label"].iloc[-1])  # rows renumbered from 0
     assert [sub.row(i)["id"] for i in sub.ids] == sub.ids

@@ -480,9 +480,8 @@ class DataBrowser(W.VBox):
         self._prefetch(self.page + 1)
 
     def _prefetch(self, page: int) -> None:
-        n = self.page_size.value
-        # the rows' own status, hash and path: a lookup by id would build an index over every
-        # id of the catalog, which a page flip does not need
-        rows = _records(self.view.df.iloc[page * n : (page + 1) * n][["status", "hash", "path"]])
-        for row in rows:
-            self._pool.submit(self.catalog.row_thumbnail, row, self.thumb_size)
+        view, n = self.view, self.page_size.value
+        # by position, read in the worker: a lookup by id would build an index over every id of
+        # the catalog, which a page flip does not need, and the flip's thread only queues work
+        for i in range(page * n, min((page + 1) * n, len(view))):
+            self._pool.submit(view.thumbnail_at, i, self.thumb_size)
