@@ -528,10 +528,10 @@ class Catalog:
 
 
 class _IdIndex:
-    """Row position of an id: 64-bit hashes of the ids, sorted, and their rows (16 bytes a row).
+    """Row position of an id: 64-bit hashes of the ids, sorted, and their rows (12 bytes a row).
 
     Our own because pandas' Index over an Arrow string column makes a Python string per id and
-    a hash table: 99 MiB at a million ids, against 16 here. A hit is checked against the id.
+    a hash table: 99 MiB at a million ids, against 11.4 here. A hit is checked against the id.
     """
 
     def __init__(self, ids: pd.Series) -> None:
@@ -540,8 +540,11 @@ class _IdIndex:
         hashes = np.fromiter(
             (_id_hash(i) for chunk in chunks for i in chunk), dtype=np.uint64, count=len(ids)
         )
-        self._order = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[self._order]
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[order]
+        del hashes  # before the int32 copy: the build's peak stays at three 8-byte arrays
+        # rows as int32 while they fit: 4 bytes a row fewer
+        self._order = order.astype(np.int32) if len(order) < 2**31 else order
 
     def __len__(self) -> int:
         return len(self._hashes)

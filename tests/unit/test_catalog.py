@@ -273,6 +273,8 @@ def test_every_id_is_found_at_its_row_and_unknown_ids_are_refused(classes_root):
             assert bad not in c
             with pytest.raises(ParameterError, match="no sample with id"):
                 c.row(bad)
+    index = big._id_index()  # 12 bytes a row: 64-bit hashes and int32 rows
+    assert (index._hashes.nbytes + index._order.nbytes) / len(big) == 12
     for k, sid in enumerate(cat.df["id"]):  # by position, as by id
         assert cat.thumbnail_at(k, 40) == cat.thumbnail(sid, 40)
     sub = cat.filter(cat.df["label"] == cat.df["label"].iloc[-1])  # rows renumbered from 0
