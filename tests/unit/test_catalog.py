@@ -268,9 +268,14 @@ def test_every_id_is_found_at_its_row_and_unknown_ids_are_refused(classes_root):
     for c in (cat, big):
         for k, sid in enumerate(c.df["id"]):
             assert sid in c and c.row(sid)["id"] == sid and c.path(sid) == Path(c.df["path"][k])
+            assert c.row_at(k) == c.row(sid)
         for bad in ("nope.png", "", 5, ("a",)):
             assert bad not in c
             with pytest.raises(ParameterError, match="no sample with id"):
                 c.row(bad)
+    index = big._id_index()  # 12 bytes a row: 64-bit hashes and int32 rows
+    assert (index._hashes.nbytes + index._order.nbytes) / len(big) == 12
+    for k, sid in enumerate(cat.df["id"]):  # by position, as by id
+        assert cat.thumbnail_at(k, 40) == cat.thumbnail(sid, 40)
     sub = cat.filter(cat.df["label"] == cat.df["label"].iloc[-1])  # rows renumbered from 0
     assert [sub.row(i)["id"] for i in sub.ids] == sub.ids

@@ -7,7 +7,9 @@ import time
 import pytest
 from PIL import Image
 
+from workbench import Catalog
 from workbench.views import DataBrowser
+from workbench.views.browser import _detail_html
 
 
 def _tiles(b: DataBrowser) -> list[str]:
@@ -337,3 +339,22 @@ def test_the_pages_a_click_can_show_are_sent_ahead(small_catalog):
     df = small_catalog.df.iloc[3:9]
     assert _records(df) == df.to_dict("records")
     assert _records(df.iloc[:0]) == []
+
+
+def test_flips_and_tile_clicks_build_no_index_over_every_id(small_catalog):
+    """A page flip and a click on a tile read the page's rows by position: an index over every
+    id (16 MiB and seconds at a million rows) is built only for a sample off the page."""
+    cat = Catalog(small_catalog.df, small_catalog.root)  # its own index and thumbnail cache
+    b = DataBrowser(cat, page_size=12, sort_by="width")
+    b.column_filters["label"].value = "bee"
+    b.sort_order.value = False
+    b.next_page()
+    _click_tile(b, 5)
+    b._pool.shutdown(wait=True)  # the next page's thumbnails, made in the background, too
+    assert cat._index is None
+    sid = b.visible_ids[5]
+    assert b.selected_id == sid and b.detail_meta.value == _detail_html(cat.row(sid))
+    assert b.detail_image.value == cat.thumbnail(sid, 320).data
+    b.inspect("ant/00.png")  # not on the page: found through the catalog
+    assert b.detail_meta.value == _detail_html(cat.row("ant/00.png"))
+    assert b.detail_image.value == cat.thumbnail("ant/00.png", 320).data
