@@ -390,16 +390,6 @@ class Catalog:
         labels = self.df.loc[self.df["status"] == "ok", "label"].dropna()
         return sorted(map(str, labels.unique()))
 
-    def build_id_index(self) -> None:
-        """Build the lookup of rows by id now (the first lookup by id builds it otherwise).
-
-        A view that looks ids up calls it before making anything of its own: the build's
-        temporaries (three arrays of 8 bytes a row) are then freed before the view's state is
-        allocated above them, and the allocator can give them back (an IssueReview kept 77 MiB
-        at a million rows with the index built during its first page, 45 MiB built first).
-        """
-        self._id_index()
-
     def _id_index(self) -> _IdIndex:
         if self._index is None or len(self._index) != len(self.df):
             self._index = _IdIndex(self.df["id"])

@@ -246,7 +246,6 @@ class IssueReview(W.VBox):
     ) -> None:
         if not isinstance(report, IssueReport):
             raise ParameterError("IssueReview needs the IssueReport from workbench.clean.check()")
-        catalog.build_id_index()  # tiles look ids up: built before the view's own state
         self.catalog = catalog
         self.report = report
         self.decisions = Decisions(workspace)
