@@ -25,8 +25,10 @@ dataset: the thumbnail cache never answers for another row) and path strings (on
 object per row, as a scan makes them) that point at the 64 files. The IssueReport has the
 layout and dtypes of ``check()``'s (asserted against the real one on the 64 files): one row
 per (sample, issue) for every check; scores drawn so that about 2 % of the samples are flagged
-per issue; 1 % of the rows exact copies (pairs), 2 % near copies in groups of 2 to 40 (with
-their pairs table), like the planted copies of ``bench_scale.py``.
+per issue; 1 % of the rows exact copies (pairs); near copies (with their pairs table) in the
+same 64 largest groups at every size (8 of 40, 16 of 13, 40 of 5: what the walk's pages show,
+largest first; sizes drawn at random gave a larger catalog larger groups on its first pages,
+96 tiles a page at 1M against 19 at 10k) plus 2 % of the rows in groups of 2 or 3.
 
 Memory (``/proc/self/status``): ``data`` is the RSS the catalog and report add; the view's
 ``open peak`` and ``flips peak`` are VmHWM above that (the peak is reset through
@@ -138,11 +140,15 @@ def synth_report(catalog, seed: int = 0):
     codes = pd.factorize(hashes[at])[0]
     xgroup = np.char.add("x", codes.astype(str)).astype(object)
     part("exact_duplicate", at, np.ones(len(at)), xgroup, _keepers(codes, area[at], ids[at]))
-    # near duplicates: 2 % of the rows in groups of 2-40 (chained within radius 20), 0.5 % in
-    # looser pairs (distance 21-28: in the pairs table, flagged at a lower threshold only)
+    # near duplicates (chained within radius 20): the 64 largest groups, 8 of 40, 16 of 13 and
+    # 40 of 5, the same at every size (the view shows the largest first: the pages the walk
+    # visits then hold the same tiles at 10k and at 1M), and 2 % of the rows in groups of 2-3;
+    # 0.5 % in looser pairs (distance 21-28: in the pairs table, flagged at a lower threshold)
     single = np.flatnonzero(~dup)
-    sizes = rng.choice([2, 3, 5, 13, 40], p=[0.8, 0.12, 0.05, 0.02, 0.01], size=len(ids))
+    head = np.repeat([40, 13, 5], [8, 16, 40])
+    sizes = rng.choice([2, 3], p=[0.85, 0.15], size=len(ids))
     sizes = sizes[: max(1, int(np.searchsorted(np.cumsum(sizes), 0.02 * len(single))))]
+    sizes = np.r_[rng.permutation(head), sizes]
     spacing = len(single) // len(sizes)  # > 40 from a few thousand rows on: groups apart
     gid = np.repeat(np.arange(len(sizes)), sizes)
     pos = np.repeat(np.arange(len(sizes)) * spacing, sizes) + _ranks(sizes)
