@@ -8,6 +8,7 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -218,17 +219,30 @@ _HIST_DPI = 80
 _HIST_BASES: OrderedDict[tuple, tuple[Any, tuple[float, float, float, float]]] = OrderedDict()
 
 
+_HIST_BINS = np.linspace(0.0, 1.0, 51)
+
+
 def _histogram_base(
-    scores: np.ndarray, xlabel: str, size: tuple[int, int]
+    chunks: Iterable[np.ndarray], xlabel: str, size: tuple[int, int]
 ) -> tuple[Any, tuple[float, float, float, float]]:
     """The histogram without its threshold: a PIL image and the plot area in pixels
-    (x of score 0, x of score 1, top, bottom), drawn once per set of scores."""
+    (x of score 0, x of score 1, top, bottom), drawn once per set of scores.
+
+    The scores come in float64 chunks, read one at a time (the key and the counts are summed
+    over them), so a caller can feed a million scores without holding them all at once.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
     from PIL import Image
 
-    key = (hashlib.sha1(scores.tobytes()).hexdigest(), xlabel, size)
+    digest, counts, n = hashlib.sha1(), np.zeros(50, np.int64), 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+        digest.update(chunk.data)  # the same digest as of the whole array's bytes
+        counts += np.histogram(chunk, bins=50, range=(0, 1))[0]
+        n += len(chunk)
+    key = (digest.hexdigest(), xlabel, size)
     with DRAW_LOCK:  # also guards the kept bases: a view warms them on a worker thread
         if key in _HIST_BASES:
             _HIST_BASES.move_to_end(key)
@@ -237,10 +251,9 @@ def _histogram_base(
         canvas = FigureCanvasAgg(fig)
         fig.subplots_adjust(left=0.11, right=0.98, top=0.86, bottom=0.27)
         ax = fig.add_subplot()
-        if len(scores):
-            counts, edges = np.histogram(scores, bins=50, range=(0, 1))
-            ax.stairs(counts, edges, fill=True, color="#4c78a8")  # one artist, not 50 bars
-            if len(scores) > 200:
+        if n:
+            ax.stairs(counts, _HIST_BINS, fill=True, color="#4c78a8")  # one artist, not 50 bars
+            if n > 200:
                 ax.set_yscale("log")
                 # plain numbers: mathtext labels (10^2) cost more than the rest of the figure
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -273,7 +286,7 @@ def score_histogram_png(
     from PIL import ImageDraw
 
     scores = np.ascontiguousarray(scores, dtype=np.float64)
-    base, (x0, x1, top, bottom) = _histogram_base(scores, xlabel, tuple(size))
+    base, (x0, x1, top, bottom) = _histogram_base([scores], xlabel, tuple(size))
     im = base.copy()
     draw = ImageDraw.Draw(im)
     x = x0 + (x1 - x0) * min(max(float(threshold), 0.0), 1.0)
@@ -284,6 +297,15 @@ def score_histogram_png(
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def warm_score_histogram(
+    chunks: Iterable[Any], *, xlabel: str = "score", size: tuple[int, int] = (420, 150)
+) -> None:
+    """Draw and keep the histogram :func:`score_histogram_png` will show for the scores
+    ``np.concatenate(chunks)``, reading one chunk at a time: a view warms it on a background
+    thread, whose heap would otherwise keep the high-water mark of a million scores' copies."""
+    _histogram_base(chunks, xlabel, tuple(size))
 
 
 # ---------------------------------------------------------------------------- training
