@@ -5,10 +5,12 @@
 
 What the kernel does for a page flip, measured in a fresh Python process per (round, size,
 view) that builds the view exactly as a notebook cell does and clicks its "Next ▶" button
-(``button.click()``: the widget's own handler, page slice, thumbnails, the page's HTML with
-its data URIs and the widget values set). No browser and no kernel connection: the widget
-messages are not serialised or sent (a constant per page, measured in the page by
-``bench_ui.py``), so this is the kernel's share of a flip and the kernel's memory.
+(``button.click()``, or for the DataBrowser, whose pager is drawn in its board,
+``grid.click("next")``: the view's own handler, page slice, thumbnails, the page's HTML with
+its data URIs and the widget values set; the next page drawn ahead is background work). No
+browser and no kernel connection: the widget messages are not serialised or sent (a constant
+per page, measured in the page by ``bench_ui.py``), so this is the kernel's share of a flip and
+the kernel's memory.
 
 Views: ``browser`` (DataBrowser over the catalog, 24 per page), ``issues`` (IssueReview on the
 ``blurry`` issue: single samples, 24 per page) and ``groups`` (IssueReview on
