@@ -395,7 +395,8 @@ def test_detail_pane_opens_highlights_and_closes(
 
         page.locator("button.wb-detail-close").first.click()
         expect(detail).to_be_hidden()
-        assert page.locator(".wb-browser .wb-tile.wb-selected").count() == 0
+        # The pane and the grid are two widgets, updated by two messages: wait for the second.
+        expect(page.locator(".wb-browser .wb-tile.wb-selected")).to_have_count(0)
         _assert_rows_tight_and_full(page, 12)
         _layout_ok(page, ui)
 
