@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -341,6 +341,20 @@ class IssueReport:
             t = t[t["issue"] == issue]
         return t.sort_values(["score", "id"], ascending=[False, True], kind="stable")
 
+    def score_chunks(self, issue: str, step: int = 1 << 20) -> Iterator[np.ndarray]:
+        """The scores of one issue in table order, ``step`` table rows at a time.
+
+        A view reads them on a background thread: masks and copies over the whole table (11
+        rows a sample) left ~30 MiB resident at a million samples (measured), that thread's heap
+        keeping its high-water mark."""
+        check_choice(issue, "issue", self.thresholds)
+        return _score_chunks(self.table, issue, step)
+
+    def scores(self, issue: str) -> np.ndarray:
+        """The scores of one issue in table order (float64)."""
+        chunks = [np.asarray(c, np.float64) for c in self.score_chunks(issue)]
+        return np.concatenate(chunks) if chunks else np.empty(0)
+
     def set_threshold(self, issue: str, value: float) -> None:
         """Move one threshold; flags (and duplicate groups) follow."""
         check_choice(issue, "issue", self.thresholds)
@@ -382,6 +396,19 @@ class IssueReport:
         """Write the table atomically."""
         with atomic_open(path, "w") as f:
             self.table.to_csv(f, index=False)
+
+
+def _score_chunks(table: pd.DataFrame, issue: str, step: int) -> Iterator[np.ndarray]:
+    column = table["issue"]
+    if isinstance(column.dtype, pd.CategoricalDtype) and issue in column.cat.categories:
+        code = column.cat.categories.get_loc(issue)
+        codes, scores = column.cat.codes.to_numpy(), table["score"].to_numpy()
+        for i in range(0, len(codes), step):
+            yield scores[i : i + step][codes[i : i + step] == code]
+    else:
+        for i in range(0, len(table), step):
+            part = table.iloc[i : i + step]
+            yield part.loc[part["issue"] == issue, "score"].to_numpy()
 
 
 def _radius(threshold: float) -> int:

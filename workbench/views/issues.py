@@ -11,12 +11,10 @@ cell or another view show here at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
-import numpy as np
-import pandas as pd
 
 from workbench._validation import check_positive_int
 from workbench.background import Latest
@@ -79,22 +77,6 @@ def _button(label: str, cls: str, action: str, item: str, *, style: str = "",
         f'<button class="jupyter-button widget-button{mod} {cls}" data-wb-action="{action}" '
         f'data-wb-item="{escape(item)}"{extra}{size}>{escape(label)}</button>'
     )
-
-
-def _score_chunks(table: pd.DataFrame, issue: str, step: int = 1 << 20) -> Iterator[np.ndarray]:
-    """The scores of one issue in table order, a million rows at a time: on the view's
-    background thread a mask and copies over the whole table (11 rows a sample) left ~30 MiB
-    resident at a million samples (measured), that thread's heap keeping its high-water mark."""
-    column = table["issue"]
-    if isinstance(column.dtype, pd.CategoricalDtype) and issue in column.cat.categories:
-        code = column.cat.categories.get_loc(issue)
-        codes, scores = column.cat.codes.to_numpy(), table["score"].to_numpy()
-        for i in range(0, len(codes), step):
-            yield scores[i : i + step][codes[i : i + step] == code]
-    else:
-        for i in range(0, len(table), step):
-            part = table.iloc[i : i + step]
-            yield part.loc[part["issue"] == issue, "score"].to_numpy()
 
 
 class _Body:
@@ -539,10 +521,8 @@ class IssueReview(W.VBox):
         key = ("histogram", *self._key())
         if key not in self._cache:
             issue = self.issue.value
-            t = self.report.table
-            scores = t.loc[t["issue"] == issue, "score"].to_numpy()
             self._cache[key] = score_histogram_png(
-                scores, self.report.thresholds[issue], xlabel=_xlabel(issue)
+                self.report.scores(issue), self.report.thresholds[issue], xlabel=_xlabel(issue)
             )
         return self._cache[key]  # type: ignore[return-value]
 
@@ -558,7 +538,7 @@ class IssueReview(W.VBox):
 
     def _warm_histograms(self) -> None:
         for issue in list(self.report.thresholds):
-            warm_score_histogram(_score_chunks(self.report.table, issue), xlabel=_xlabel(issue))
+            warm_score_histogram(self.report.score_chunks(issue), xlabel=_xlabel(issue))
 
     def _all_shown(self, group: list[str]) -> bool:
         return len(group) <= _MAX_GROUP_TILES or group[0] in self._expanded
