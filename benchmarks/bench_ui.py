@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_ui.py [--quick] [--actions 20] [--workspace PATH]
         [--warmup 1] [--think 0.3] [--quiet-ms 500] [--timeout 60] [--screenshot FILE]
         [--windowing contentVisibility]
-        [--views browser,issues,tuner,labeler,boxer]
+        [--views browser,issues,tuner,labeler,boxer] [--trace N]
 
 What a user waits for, measured in the page. One notebook builds each view in its own cell over
 the 10,000-image animals workspace (``--quick``: 2,000 images, 3 actions each): DataBrowser,
@@ -104,10 +104,18 @@ WINDOWING = "contentVisibility"
 
 # Arm the probe on the view ``root``: input time, last change, frames after the first relevant
 # and the last change. ``targets`` (a selector inside the root) is what must change.
-ARM_JS = """([root, targets, types]) => {
+ARM_JS = """([root, targets, types, trace]) => {
   const el = document.querySelector(root);
   if (!el) return false;
   if (window.__wbProbe) window.__wbProbe.stop();
+  const log = [];  // --trace: [ms since the input, what] for kernel messages and changes
+  const note = (what) => {
+    if (trace && p.t0 !== null) log.push([performance.now() - p.t0, what]);
+  };
+  const name = n => (n && n.nodeType !== 1 ? n.parentElement : n);
+  const tag = n => { n = name(n); return n ? n.tagName.toLowerCase() + (n.classList.length ?
+    '.' + [...n.classList].filter(c => c.startsWith('wb-') || c.startsWith('widget-'))
+      .slice(0, 2).join('.') : '') : '?'; };
   const sig = () => [...el.querySelectorAll(targets)]
     .map(e => e.tagName === 'IMG' ? e.getAttribute('src') : e.textContent).join('\\u0001');
   const p = {t0: null, last: null, frame: null, first: null, changed: false, before: sig(), sig};
@@ -126,16 +134,36 @@ ARM_JS = """([root, targets, types]) => {
       if (firstOne) p.first = now;
     });
   };
-  const mo = new MutationObserver(records => touched(records.some(r => relevant(r.target))));
+  const mo = new MutationObserver(records => {
+    if (trace) note('change ' + [...new Set(records.map(r => tag(r.target)))].join(' '));
+    touched(records.some(r => relevant(r.target)));
+  });
   mo.observe(el, {subtree: true, childList: true, attributes: true, characterData: true});
-  const onLoad = e => { if (e.target && e.target.tagName === 'IMG') touched(relevant(e.target)); };
-  const onInput = () => { if (p.t0 === null) p.t0 = performance.now(); };
+  const onLoad = e => {
+    if (!e.target || e.target.tagName !== 'IMG') return;
+    note('load ' + tag(e.target));
+    touched(relevant(e.target));
+  };
+  const onInput = (e) => {
+    if (p.t0 === null) { p.t0 = performance.now(); note('input ' + e.type); }
+  };
   el.addEventListener('load', onLoad, true);
   for (const t of types) window.addEventListener(t, onInput, true);
+  const app = window.jupyterapp, w = app && app.shell.currentWidget;
+  const kernel = trace && w && w.sessionContext && w.sessionContext.session
+    && w.sessionContext.session.kernel;
+  const onMsg = (_, {msg, direction}) => {
+    const c = msg.content || {}, d = c.data || {};
+    const keys = d.state ? Object.keys(d.state).join(',') : (d.method || c.execution_state || '');
+    note(`${direction} ${msg.header.msg_type} ${keys}`.trim());
+  };
+  if (kernel) kernel.anyMessage.connect(onMsg);
+  p.log = log;
   p.stop = () => {
     mo.disconnect();
     el.removeEventListener('load', onLoad, true);
     for (const t of types) window.removeEventListener(t, onInput, true);
+    if (kernel) kernel.anyMessage.disconnect(onMsg);
   };
   window.__wbProbe = p;
   return true;
@@ -152,7 +180,7 @@ DONE_JS = """(quiet) => {
   const s = w && w.sessionContext && w.sessionContext.session;
   if (!s || !s.kernel || s.kernel.status !== 'idle') return false;
   p.stop();
-  return {ms: p.frame - p.t0, first: p.first > 0 ? p.first - p.t0 : null};
+  return {ms: p.frame - p.t0, first: p.first > 0 ? p.first - p.t0 : null, log: p.log};
 }"""
 
 STOP_JS = "() => { if (window.__wbProbe) window.__wbProbe.stop(); }"
@@ -261,6 +289,7 @@ class Action:
     prepare: Callable[[Bench], tuple[Callable[[], None], Callable[[], None] | None]]
     samples: list[float] = field(default_factory=list)
     firsts: list[float] = field(default_factory=list)
+    logs: list[tuple[float, list]] = field(default_factory=list)  # (ms, timeline) per sample
     failures: list[str] = field(default_factory=list)
     skipped: int = 0
     unavailable: str | None = None
@@ -344,7 +373,7 @@ class Bench:
 
     def untimed(self, root: str, targets: str, fire: Callable[[], None]) -> None:
         """Send an input that is not measured, and wait for its change like a timed one."""
-        self.page.evaluate(ARM_JS, [root, targets, ["click", "keydown"]])
+        self.page.evaluate(ARM_JS, [root, targets, ["click", "keydown"], False])
         fire()
         self.page.wait_for_function(
             DONE_JS, arg=self.args.quiet_ms, polling=100, timeout=self.args.timeout * 1000
@@ -357,7 +386,8 @@ class Bench:
         fire, after = action.prepare(self)
         try:
             self.settle()
-            if not self.page.evaluate(ARM_JS, [action.root, action.targets, list(action.types)]):
+            armed = [action.root, action.targets, list(action.types), self.args.trace > 0]
+            if not self.page.evaluate(ARM_JS, armed):
                 raise Unavailable(action.root)
             fire()
             handle = self.page.wait_for_function(
@@ -607,6 +637,7 @@ def run_rounds(bench: Bench, views: dict[str, list[Action]], rounds: int, warmup
                 continue
             if counted:
                 action.samples.append(result["ms"])
+                action.logs.append((result["ms"], result["log"]))
                 if result["first"] is not None:
                     action.firsts.append(result["first"])
         kind = "round" if counted else "warm-up"
@@ -632,6 +663,22 @@ def _fmt(values: list[float], q: float | None = None) -> str:
         return "n/a"
     v = float(np.max(values)) if q is None else float(np.percentile(values, q))
     return f"{v:.0f}"
+
+
+def print_traces(views: dict[str, list[Action]], slowest: int) -> None:
+    """The timelines of each action's ``slowest`` and median samples (``--trace``): kernel
+    messages (sent/recv, type, the traits in a state update) and changes in the view, in ms
+    after the input event."""
+    for action in (a for group in views.values() for a in group):
+        logs = sorted(action.logs, key=lambda x: x[0])
+        if not logs:
+            continue
+        picked = [("median", logs[len(logs) // 2])]
+        picked += [("slow", log) for log in logs[::-1][:slowest]]
+        for kind, (ms, log) in picked:
+            print(f"\n{action.label}: {kind} sample, {ms:.0f} ms")
+            for t, what in log:
+                print(f"  {t:7.1f}  {what[:110]}")
 
 
 def report(views: dict[str, list[Action]]) -> None:
@@ -713,6 +760,10 @@ def main(argv: list[str] | None = None) -> int:
         "--views", default="", help="only these views' actions, e.g. 'issues,tuner' (of: "
         "browser, issues, tuner, labeler, boxer); default all"
     )  # fmt: skip
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="N", help="print the timelines of each action's "
+        "median and N slowest samples (kernel messages and changes in the view)"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     rounds = args.actions or (3 if args.quick else 20)
     if not H.CHROMIUM.exists():
@@ -767,6 +818,8 @@ def main(argv: list[str] | None = None) -> int:
                 browser.close()
     print(f"load after: {_load()}\n")
     report(views)
+    if args.trace:
+        print_traces(views, args.trace)
     return 0
 
 
