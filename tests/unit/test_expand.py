@@ -512,3 +512,35 @@ def test_pixel_scale_steps_name_the_steps_that_work_in_pixels():
     assert pipe.pixel_scale_steps == ["GaussianBlur"]
     relative = {n for n, s in REGISTRY.items() if not s.pixel_scale}
     assert {"RandomRotation", "RandomPerspective", "RandomErasing", "RandomZoomOut"} <= relative
+
+
+def test_manifest_is_written_as_pandas_writes_it(tmp_path: Path) -> None:
+    # The csv-module writer must give pandas' to_csv bytes, for fresh rows (None) and for rows
+    # read back from a manifest (NaN), including quoting.
+    import pandas as pd
+
+    from workbench.augment.expansion import MANIFEST_COLUMNS, _read_manifest, _write_manifest
+
+    row = {
+        **dict.fromkeys(MANIFEST_COLUMNS, None),
+        "width": 28,
+        "height": 28,
+        "mode": "L",
+        "channels": 1,
+        "bits": 8,
+        "bytes": 300,
+        "format": "PNG",
+        "pipeline": "f",
+        "copy": 0,
+    }
+    rows = [
+        {**row, "path": "a/b_aug0.png", "seed": 2**62 + 5, "hash": "h,1", "source_id": "a/b"},
+        {**row, "path": 'q"x.png', "copy": 1, "seed": 7, "label": "cat", "split": "train"},
+    ]  # fmt: skip
+    _write_manifest(tmp_path / "m.csv", [{**r, "_src": "ignored"} for r in rows])
+    expected = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(index=False)
+    assert (tmp_path / "m.csv").read_text() == expected
+    back = list(_read_manifest(tmp_path / "m.csv").values())
+    _write_manifest(tmp_path / "m2.csv", back)
+    expected = pd.DataFrame(back, columns=list(MANIFEST_COLUMNS)).to_csv(index=False)
+    assert (tmp_path / "m2.csv").read_text() == expected

@@ -14,6 +14,7 @@ inputs; output names never leave the output folder and never collide.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -166,13 +167,21 @@ def _read_manifest(path: Any) -> dict[str, dict[str, Any]]:
 
 
 def _write_manifest(path: Any, rows: Iterable[dict[str, Any]]) -> None:
-    import pandas as pd
+    """The manifest as pandas' ``to_csv`` writes it (missing values empty), with the csv
+    module: a third of the time for 1,000 rows, and it is rewritten after every batch."""
+    import csv
+    import io
+    import math
 
-    from workbench.fsutil import atomic_open
+    def cell(v: Any) -> Any:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-    df = pd.DataFrame(list(rows), columns=list(MANIFEST_COLUMNS))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(MANIFEST_COLUMNS)
+    w.writerows([cell(r.get(c)) for c in MANIFEST_COLUMNS] for r in rows)
     with atomic_open(path, "w") as f:
-        df.to_csv(f, index=False)
+        f.write(buf.getvalue())
 
 
 def expand(
@@ -281,6 +290,9 @@ def expand(
     todo: list[int] = []
     labels = src["label"].astype(object).where(src["label"].notna(), None).tolist()
     splits = src["split"].astype(object).where(src["split"].notna(), None).tolist()
+    # Output paths joined as strings once per file (pathlib's "/" and str() cost ~8 us a file
+    # twice over, 1 % of expanding a 28 px image).
+    base = os.path.join(str(out_dir), "")
     for sid, path, shash, label, split, row_names in zip(
         ids, src["path"], src["hash"], labels, splits, names, strict=True
     ):
@@ -288,7 +300,7 @@ def expand(
             row = {
                 "path": rel, "source_id": sid, "copy": k, "seed": copy_seed(seed, sid, k),
                 "pipeline": fp, "backend": backend, "source_hash": shash, "label": label,
-                "split": split, "_src": path,
+                "split": split, "_src": path, "_dst": base + rel,
             }  # fmt: skip
             prev = old.get(rel)
             if prev is not None and _still_valid(prev, row, out_dir / rel):
@@ -303,7 +315,7 @@ def expand(
     done = {i for i in range(len(plan)) if i not in todo_set}
 
     def checkpoint() -> None:  # rows in plan order, whatever order the batches finished in
-        rows = ({k: v for k, v in plan[i].items() if k != "_src"} for i in sorted(done))
+        rows = (plan[i] for i in sorted(done))  # the writer takes the manifest's columns
         _write_manifest(manifest_path, [*kept, *rows])
 
     # First checkpoint: the skipped rows stay listed; rows about to be redone are dropped, so
@@ -317,7 +329,7 @@ def expand(
         for b in range(n_batches):
             index = todo[b * size : (b + 1) * size]
             batch = [plan[i] for i in index]
-            tasks = [(r["_src"], str(out_dir / r["path"]), r["seed"]) for r in batch]
+            tasks = [(r["_src"], r["_dst"], r["seed"]) for r in batch]
             desc = "expand" if n_batches == 1 else f"expand {b + 1}/{n_batches}"
             results = pmap(
                 fn, tasks, executor=executor, workers=workers, progress=progress, desc=desc
@@ -330,7 +342,7 @@ def expand(
     df = pd.DataFrame(
         {
             "id": [r["path"] for r in plan],
-            "path": [str(out_dir / r["path"]) for r in plan],
+            "path": [r["_dst"] for r in plan],
             "label": [r["label"] for r in plan],
             "split": [r["split"] for r in plan],
             **{f: [r[f] for r in plan] for f in _SCAN_FIELDS},

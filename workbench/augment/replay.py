@@ -1,8 +1,9 @@
 """Seeded replay: apply a pipeline with its random draws fixed by a seed, exactly and repeatably.
 
 torchvision v2 draws every random number in ``make_params`` from torch's default CPU generator
-(torchvision 0.29 does not use Python's ``random`` or numpy's; checked in its source).
-:class:`Replay` seeds that generator inside ``torch.random.fork_rng`` and also saves, seeds and
+(torchvision 0.29 does not use Python's ``random`` or numpy's; checked in its source, and a test
+replays every registered transform under two different ``random`` states).
+:class:`Replay` seeds that generator inside ``torch.random.fork_rng`` and also saves and
 restores Python's ``random`` state, so a replay is exact and the caller's streams are untouched.
 
 Guarantees: the same pipeline, sample and seed give the same output in any thread or process;
@@ -380,8 +381,10 @@ def _quiet_for_good() -> None:
 
 
 def _reseed(seed: int) -> None:
+    # torch's generator only: no registered transform draws from Python's ``random`` (a test
+    # replays each with two different ``random`` states), and seeding it cost 3.8 us a step,
+    # 19 us of a 28 px file's ~700 us expansion.
     torch.default_generator.manual_seed(seed)
-    random.seed(seed)
 
 
 def _image_in(
