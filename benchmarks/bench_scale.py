@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -150,6 +149,17 @@ def _do(step: str, root: Path, catalog, X, ex) -> None:
         _KnnGraph(X64, (X64.mean(0), X64.std(0) + 1e-6))
 
 
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS (``VmHWM``). Not ``getrusage``'s ``ru_maxrss``: Linux keeps
+    that across ``execve``, so a child started by a large parent reports the parent's size
+    (a child of an 800 MiB parent: 813 MiB against its own 13)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_step(step: str, n: int, engine: str) -> dict[str, float]:
     """Run one step once in this process; wall seconds and this process's peak RSS (MiB).
 
@@ -175,11 +185,11 @@ def run_step(step: str, n: int, engine: str) -> dict[str, float]:
     pair = df.loc[df["hash"] == df.loc[df.duplicated("hash"), "hash"].iloc[0], "id"]
     small = catalog.filter(df["id"].isin([*df["id"].head(62), *pair]))
     _do(step, warm, small, None if X is None else X[:64], ex)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = _peak_rss_mib()
     t = time.perf_counter()
     _do(step, root, catalog, X, ex)
     dt = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _peak_rss_mib()
     close()
     return {"seconds": dt, "rss_mib": rss, "rss_before_mib": rss0}
 

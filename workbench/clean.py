@@ -327,10 +327,20 @@ class IssueReport:
             self._near = graph
 
     def summary(self) -> pd.DataFrame:
-        """Per issue: samples checked, flagged, threshold."""
+        """Per issue: samples checked, flagged, threshold.
+
+        The table lists only the unreadable samples for ``unreadable`` and only samples with a
+        candidate for the duplicate checks; every sample was read and every readable one
+        compared, so those are the counts given as checked."""
         g = self.table.groupby("issue", observed=True)
         out = pd.DataFrame({"checked": g.size(), "flagged": g["flagged"].sum()})
         out = out.reindex([c for c in CHECKS if c in self.thresholds], fill_value=0)
+        readable = len(self.samples)
+        for issue in ("exact_duplicate", "near_duplicate"):
+            if issue in out.index:
+                out.loc[issue, "checked"] = readable
+        if "unreadable" in out.index:
+            out.loc["unreadable", "checked"] = readable + out.loc["unreadable", "checked"]
         out["threshold"] = [self.thresholds[c] for c in out.index]
         return out.astype({"checked": int, "flagged": int})
 

@@ -111,6 +111,7 @@ def test_duplicate_checks_alone_on_a_catalog_without_duplicates(tmp_path):
     rep = check(Catalog.from_folder(tmp_path, progress=False), progress=False,
                 checks=["exact_duplicate", "near_duplicate"], near_method="hash")  # fmt: skip
     assert len(rep.table) == 0 and rep.summary()["flagged"].sum() == 0
+    assert (rep.summary()["checked"] == len(rep.samples)).all() and len(rep.samples) > 0
 
 
 def test_cache_only_processes_new_files(planted, tmp_path):
