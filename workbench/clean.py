@@ -625,6 +625,7 @@ def check(
             pairs = neardup.embedding_pairs(
                 catalog, okd.loc[content.index, "id"].to_numpy(), search_radius,
                 workspace=workspace, embedder=embedder, progress=progress,
+                executor=executor, workers=workers,
             )  # fmt: skip
         else:
             pairs = _near_pairs(content, search_radius)

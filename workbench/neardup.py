@@ -39,6 +39,8 @@ from workbench._validation import check_choice, check_positive_int
 from workbench.errors import ParameterError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from workbench.catalog import Catalog
     from workbench.embed import Embedder
     from workbench.workspace import Workspace
@@ -286,18 +288,43 @@ def default_embedder(sigma: float = BLUR_SIGMA) -> Embedder:
     unblurred and 0.92 with the blur, while distinct crops' 99.9th percentile falls from 0.87
     to 0.83. Vectors are cached apart from the plain embedder's (the cache key names the blur).
     """
-    from workbench.embed import Embedder
+    embedder = _smoothed_class()("mobilenet_v2", image_size=EMBED_SIZE)
+    embedder.sigma = float(sigma)
+    return embedder
 
-    class SmoothedEmbedder(Embedder):
-        def _network(self) -> tuple[Any, Any, Any]:
-            net, transform, w = super()._network()
-            return net, (_Smoothed(transform, sigma) if sigma > 0 else transform), w
 
-        @property
-        def cache_key(self) -> str:
-            return f"{super().cache_key}-blur{sigma:g}"
+_SMOOTHED: list[type] = []
 
-    return SmoothedEmbedder("mobilenet_v2", image_size=EMBED_SIZE)
+
+def _smoothed_class() -> type:
+    """The Embedder subclass that blurs its input by its ``sigma``: made on first use (it
+    imports torch) and reachable as ``workbench.neardup.SmoothedEmbedder`` (module
+    ``__getattr__``), so pool and cluster workers can unpickle it."""
+    if not _SMOOTHED:
+        from workbench.embed import Embedder
+
+        class SmoothedEmbedder(Embedder):
+            sigma = BLUR_SIGMA
+
+            def _network(self) -> tuple[Any, Any, Any]:
+                net, transform, w = super()._network()
+                sigma = self.sigma
+                return net, (_Smoothed(transform, sigma) if sigma > 0 else transform), w
+
+            @property
+            def cache_key(self) -> str:
+                return f"{super().cache_key}-blur{self.sigma:g}"
+
+        SmoothedEmbedder.__module__ = __name__
+        SmoothedEmbedder.__qualname__ = "SmoothedEmbedder"
+        _SMOOTHED.append(SmoothedEmbedder)
+    return _SMOOTHED[0]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SmoothedEmbedder":
+        return _smoothed_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def embedding_pairs(
@@ -309,6 +336,8 @@ def embedding_pairs(
     embedder: Embedder | None = None,
     progress: bool = True,
     local: bool = True,
+    executor: Executor | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Near-duplicate pairs of distinct contents by embedding similarity.
 
@@ -329,6 +358,8 @@ def embedding_pairs(
     local
         Keep only pairs that pass the local test (:func:`distinct_pairs`, the default); ``False``
         keeps every pair within the radius (:func:`neighbour_pairs`: chains in large catalogs).
+    executor, workers
+        Where the vectors are computed (:meth:`Embedder.embed`); default: this process.
 
     Returns
     -------
@@ -340,7 +371,9 @@ def embedding_pairs(
     if len(ids) < 2:
         return empty
     emb = embedder if embedder is not None else default_embedder()
-    X = emb.embed(catalog, list(ids), cache=workspace, progress=progress)
+    X = emb.embed(
+        catalog, list(ids), cache=workspace, progress=progress, executor=executor, workers=workers
+    )
     hashes = catalog.df.set_index("id")["hash"].reindex(ids).to_numpy(object)
     search = distinct_pairs if local else neighbour_pairs
     i, j, s = search(X, 1.0 - search_radius / HASH_BITS - 1e-6)

@@ -8,6 +8,7 @@ once: a cluster takes seconds) and is closed at the end. Each step runs through 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from corpus import encode
 
 from workbench import Catalog
 from workbench.augment import Pipeline, expand
-from workbench.clean import compute_features
+from workbench.clean import check, compute_features
 from workbench.embed import Embedder
 from workbench.normalize import Normalizer
 from workbench.parallel import local_pool
@@ -110,3 +111,29 @@ def test_expansion_on_dask_equals_the_local_pool(images, cluster, tmp_path):
     assert len(a.df) == 162
     for rel in a.df["id"][:20]:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+class _Recording(Executor):
+    """The cluster's executor, recording the name of every function it is given to run."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor, self.ran = executor, []
+
+    def submit(self, fn, /, *args, **kwargs):
+        inner = args[0] if args else fn  # pmap sends (fn, chunk) to its chunk runner
+        self.ran.append(getattr(getattr(inner, "func", inner), "__name__", repr(inner)))
+        return self.executor.submit(fn, *args, **kwargs)
+
+
+def test_check_computes_embedding_near_duplicates_on_the_executor(images, cluster):
+    # 20-26 px images: near duplicates by embedding similarity, whose vectors must be computed
+    # where the other work goes (the kernel holds no model run on a cluster), equal to the pool's
+    dask, pool = cluster
+    remote = _Recording(dask)
+    kw = {"checks": ["exact_duplicate", "near_duplicate"], "progress": False}
+    a = check(images, executor=pool, **kw)  # the default embedder: pickled for the workers
+    b = check(images, executor=remote, **kw)
+    assert a.pairs.attrs["method"] == b.pairs.attrs["method"] == "embedding"
+    assert "_compute_chunk" in remote.ran and "_features_row" in remote.ran
+    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.pairs, b.pairs)
