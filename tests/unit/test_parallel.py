@@ -1,5 +1,5 @@
 import operator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -48,6 +48,31 @@ def test_a_dask_client_executor_runs_the_same_map():
                             dashboard_address=None) as client:  # fmt: skip
         got = pmap(abs, list(range(-100, 100)), executor=client.get_executor(), progress=False)
     assert got == [abs(i) for i in range(-100, 100)]
+
+
+class _Counting(Executor):
+    """A thread pool seen from outside (not a local pool type): counts the tasks it gets."""
+
+    def __init__(self) -> None:
+        self.pool, self.tasks = ThreadPoolExecutor(2), 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.tasks += 1
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_default_chunks_are_larger_on_other_executors_than_on_a_local_pool():
+    items = list(range(40_000))
+    other = _Counting()
+    assert pmap(abs, items, executor=other, workers=2, progress=False) == items
+    other.pool.shutdown()
+    assert other.tasks == 20  # 2,048 items a task: a cluster's per-task overhead is ~10 ms
+    calls = []
+    with ThreadPoolExecutor(2) as local:
+        real = local.submit
+        local.submit = lambda *a, **k: calls.append(1) or real(*a, **k)
+        assert pmap(abs, items, executor=local, workers=2, progress=False) == items
+    assert len(calls) == 157  # 256 items a task
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
