@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import (
     Executor,
@@ -145,7 +146,12 @@ def pmap(
         cap = 256 if isinstance(ex, (ProcessPoolExecutor, ThreadPoolExecutor)) else 2048
         chunksize = max(1, min(cap, len(items) // (8 * n_workers) or 1))
     chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
-    futures: dict[Future, int] = {ex.submit(_run_chunk, fn, c): k for k, c in enumerate(chunks)}
+    # A Dask executor reuses a held result of an equal call (its ``pure=True`` default): a map
+    # right after the previous one over the same items got that one's results, stale after an edit.
+    extra = {"pure": False} if _is_dask(ex) else {}
+    futures: dict[Future, int] = {
+        ex.submit(_run_chunk, fn, c, **extra): k for k, c in enumerate(chunks)
+    }
     results: list[list[R] | None] = [None] * len(chunks)
     try:
         with _progress(len(items), desc, progress) as bar:
@@ -158,6 +164,12 @@ def pmap(
             fut.cancel()
         raise
     return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+
+def _is_dask(ex: Executor) -> bool:
+    """Whether ``ex`` is a ``distributed`` client's executor (checked without importing Dask)."""
+    cf = sys.modules.get("distributed.cfexecutor")
+    return cf is not None and isinstance(ex, cf.ClientExecutor)
 
 
 # The architecture calls it ``map``; ``pmap`` is the same function without shadowing the builtin.

@@ -8,6 +8,7 @@ once: a cluster takes seconds) and is closed at the end. Each step runs through 
 from __future__ import annotations
 
 import os
+import uuid
 from concurrent.futures import Executor
 
 import numpy as np
@@ -21,7 +22,7 @@ from workbench.augment import Pipeline, expand
 from workbench.clean import check, compute_features
 from workbench.embed import Embedder
 from workbench.normalize import Normalizer
-from workbench.parallel import local_pool
+from workbench.parallel import local_pool, pmap
 
 distributed = pytest.importorskip("distributed")
 
@@ -137,3 +138,17 @@ def test_check_computes_embedding_near_duplicates_on_the_executor(images, cluste
     assert "_compute_chunk" in remote.ran and "_features_row" in remote.ran
     pd.testing.assert_frame_equal(a.table, b.table)
     pd.testing.assert_frame_equal(a.pairs, b.pairs)
+
+
+def _draw(item: int) -> str:
+    return f"{item}-{uuid.uuid4()}"
+
+
+def test_every_map_on_dask_runs_its_tasks_again(cluster):
+    """Dask reuses the result of a task of equal function and arguments while it still holds
+    one (``pure=True`` is its default, and a finished map's futures are released a moment
+    later): a re-scan right after a file changed read the old bytes. Back-to-back maps of the
+    same items must each run."""
+    dask, _ = cluster
+    runs = [pmap(_draw, range(40), executor=dask, progress=False) for _ in range(20)]
+    assert len({tuple(r) for r in runs}) == len(runs)
