@@ -8,11 +8,13 @@ back in input order, and a tqdm bar shows progress as chunks finish.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import functools
 import multiprocessing
 import os
 import pickle
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import (
     Executor,
     Future,
@@ -85,7 +87,51 @@ def _run_chunk(fn: Callable[[Any], Any], chunk: Sequence[Any]) -> list[Any]:
 
 def _run_packed(fn: Callable[[Any], Any], chunk: bytes) -> bytes:
     """:func:`_run_chunk` on a pickled chunk, its results pickled: opaque bytes to Dask."""
-    return pickle.dumps(_run_chunk(fn, pickle.loads(chunk)), pickle.HIGHEST_PROTOCOL)
+    with malloc_keeps_freed_memory():
+        out = _run_chunk(fn, pickle.loads(chunk))
+    return pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
+
+
+@contextlib.contextmanager
+def malloc_keeps_freed_memory() -> Iterator[None]:
+    """Inside: glibc's malloc keeps freed memory for reuse; on leaving, it hands it back.
+
+    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes glibc's
+    mmap threshold at 128 KiB: every larger buffer (a decoded image, each activation of a
+    forward pass) is mapped and unmapped again, a page fault per 4 KiB touched. Embedding
+    4,000 small images on a 2-worker ``LocalCluster``: 360,000-450,000 page faults and 0.7-1.0
+    s of kernel time per worker, 2.25-2.6 s wall; without the variable 2,500-4,500, 0.08 s,
+    1.28-1.59 s. A chunk runs with large thresholds, then trims once and restores the
+    variable's setting. Where the variable is not set (the local pool) nothing changes.
+    """
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    libc = _glibc()
+    if trim is None or libc is None or not trim.strip().isdigit():
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's upper limit on 64-bit
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+    try:
+        yield
+    finally:
+        libc.malloc_trim(0)
+        libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)  # glibc's initial value
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
+@functools.cache
+def _glibc() -> Any:
+    """glibc as a ctypes library, or None (another C library, another system)."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL(None)
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def _progress(total: int, desc: str | None, enabled: bool):

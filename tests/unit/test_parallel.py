@@ -1,4 +1,8 @@
 import operator
+import os
+import platform
+import subprocess
+import sys
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
@@ -81,3 +85,36 @@ def test_workers_and_chunksize_must_be_positive_integers(bad):
         pmap(abs, [1], workers=bad)
     with pytest.raises(ParameterError, match=r"^chunksize must be an integer >= 1, got"):
         pmap(abs, [1], chunksize=bad)
+
+
+_FAULTS = """
+import resource
+import numpy as np
+from workbench.parallel import malloc_keeps_freed_memory
+
+def faults(n=100):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        np.ones(2**19, np.float32).sum()  # 2 MiB: above a fixed 128 KiB mmap threshold
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+outside = faults()
+with malloc_keeps_freed_memory():
+    inside = faults()
+print(outside, inside, faults())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+def test_dask_chunks_reuse_freed_memory_under_aggressive_trimming():
+    """Dask's workers run with MALLOC_TRIM_THRESHOLD_=65536: every buffer over 128 KiB is
+    mapped and faulted in again. Inside a chunk, freed memory is reused; after it, the
+    setting is back."""
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
+    )
+    outside, inside, after = map(int, out.stdout.split())
+    assert outside > 100 * 400  # 512 pages per array, each faulted in again
+    assert inside < outside / 20
+    assert after > 100 * 400
