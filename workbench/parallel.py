@@ -92,6 +92,9 @@ def _run_packed(fn: Callable[[Any], Any], chunk: bytes) -> bytes:
     return pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
 @contextlib.contextmanager
 def malloc_keeps_freed_memory() -> Iterator[None]:
     """Inside: glibc's malloc keeps freed memory for reuse; on leaving, it hands it back.
@@ -117,9 +120,6 @@ def malloc_keeps_freed_memory() -> Iterator[None]:
         libc.malloc_trim(0)
         libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
         libc.mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)  # glibc's initial value
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
 @functools.cache

@@ -147,8 +147,8 @@ def _draw(item: int) -> str:
 def test_every_map_on_dask_runs_its_tasks_again(cluster):
     """Dask reuses the result of a task of equal function and arguments while it still holds
     one (``pure=True`` is its default, and a finished map's futures are released a moment
-    later): a re-scan right after a file changed read the old bytes. Back-to-back maps of the
-    same items must each run."""
+    later): a re-scan right after a file changed could get the old rows. Back-to-back maps of
+    the same items must each run."""
     dask, _ = cluster
     runs = [pmap(_draw, range(40), executor=dask, progress=False) for _ in range(20)]
     assert len({tuple(r) for r in runs}) == len(runs)
