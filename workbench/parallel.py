@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import (
     Executor,
@@ -93,6 +94,10 @@ def _run_packed(fn: Callable[[Any], Any], chunk: bytes) -> bytes:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+# Chunks running now in this process's threads: the settings are process-wide, so the first
+# chunk to start sets them and the last one to finish restores them.
+_malloc_lock = threading.Lock()
+_malloc_users = 0
 
 
 @contextlib.contextmanager
@@ -104,22 +109,30 @@ def malloc_keeps_freed_memory() -> Iterator[None]:
     forward pass) is mapped and unmapped again, a page fault per 4 KiB touched. Embedding
     4,000 small images on a 2-worker ``LocalCluster``: 360,000-450,000 page faults and 0.7-1.0
     s of kernel time per worker, 2.25-2.6 s wall; without the variable 2,500-4,500, 0.08 s,
-    1.28-1.59 s. A chunk runs with large thresholds, then trims once and restores the
-    variable's setting. Where the variable is not set (the local pool) nothing changes.
+    1.28-1.59 s. Chunks run with large thresholds; when the last chunk running in the process
+    (a worker may run several in threads) ends, malloc trims once and the variable's setting
+    is back. Where the variable is not set (the local pool) nothing changes.
     """
+    global _malloc_users
     trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
     libc = _glibc()
     if trim is None or libc is None or not trim.strip().isdigit():
         yield
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's upper limit on 64-bit
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+    with _malloc_lock:
+        _malloc_users += 1
+        if _malloc_users == 1:
+            libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's upper limit on 64-bit
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
     try:
         yield
     finally:
-        libc.malloc_trim(0)
-        libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)  # glibc's initial value
+        with _malloc_lock:
+            _malloc_users -= 1
+            if _malloc_users == 0:
+                libc.malloc_trim(0)
+                libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
+                libc.mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)  # glibc's initial value
 
 
 @functools.cache

@@ -89,6 +89,7 @@ def test_workers_and_chunksize_must_be_positive_integers(bad):
 
 _FAULTS = """
 import resource
+import threading
 import numpy as np
 from workbench.parallel import malloc_keeps_freed_memory
 
@@ -101,20 +102,27 @@ def faults(n=100):
 outside = faults()
 with malloc_keeps_freed_memory():
     inside = faults()
-print(outside, inside, faults())
+    # another chunk, in another thread of the same worker, starts and ends meanwhile
+    other = malloc_keeps_freed_memory()
+    done = threading.Thread(target=lambda: (other.__enter__(), other.__exit__(None, None, None)))
+    done.start()
+    done.join()
+    still = faults()
+print(outside, inside, still, faults())
 """
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
 def test_dask_chunks_reuse_freed_memory_under_aggressive_trimming():
     """Dask's workers run with MALLOC_TRIM_THRESHOLD_=65536: every buffer over 128 KiB is
-    mapped and faulted in again. Inside a chunk, freed memory is reused; after it, the
-    setting is back."""
+    mapped and faulted in again. Inside a chunk, freed memory is reused, also after another
+    thread's chunk ended; after the last chunk, the setting is back."""
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
     out = subprocess.run(
         [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
     )
-    outside, inside, after = map(int, out.stdout.split())
+    outside, inside, still, after = map(int, out.stdout.split())
     assert outside > 100 * 400  # 512 pages per array, each faulted in again
     assert inside < outside / 20
+    assert still < outside / 20  # a chunk that ended in another thread did not restore it
     assert after > 100 * 400
