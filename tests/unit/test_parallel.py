@@ -99,14 +99,16 @@ def faults(n=100):
         np.ones(2**19, np.float32).sum()  # 2 MiB: above a fixed 128 KiB mmap threshold
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+def other_chunk():  # another chunk, in another thread of the same worker
+    with malloc_keeps_freed_memory():
+        pass
+
 outside = faults()
 with malloc_keeps_freed_memory():
     inside = faults()
-    # another chunk, in another thread of the same worker, starts and ends meanwhile
-    other = malloc_keeps_freed_memory()
-    done = threading.Thread(target=lambda: (other.__enter__(), other.__exit__(None, None, None)))
-    done.start()
-    done.join()
+    other = threading.Thread(target=other_chunk)  # starts and ends meanwhile
+    other.start()
+    other.join()
     still = faults()
 print(outside, inside, still, faults())
 """
