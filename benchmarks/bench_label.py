@@ -1,9 +1,9 @@
 """Labeling benchmarks.
 
     .venv/bin/python benchmarks/bench_label.py [--part active|interaction|store|all]
-        [--sets animals digits faces crops] [--seeds 10] [--jobs 2] [--data-dir DIR]
-        [--scale-on labels|pool|both] [--propagation 0.5] [--strategies random margin ...]
-        [--items 200] [--think 0.05] [--events 800] [--rounds 7]
+        [--sets animals digits faces crops] [--seeds 10] [--first-seed 0] [--jobs 2]
+        [--data-dir DIR] [--scale-on labels|pool|both] [--propagation 0.5]
+        [--strategies random margin ...] [--items 200] [--think 0.05] [--events 800] [--rounds 7]
 
 Active learning (``--part active``): how many labels an uncertainty order needs, as a ratio to
 random order, with the true labels as the oracle. Per set: start from one label per class, label
@@ -345,8 +345,9 @@ def _one_set(args: argparse.Namespace, spec: LabelSet, root: Path, digest) -> No
         ).fit(X_pool, y_pool)
         full_acc = full.score(X_test, y_test)
         target = 0.9 * full_acc
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         jobs = [(s, d, seed) for s in args.strategies for d in args.diversities
-                for seed in range(args.seeds)]  # fmt: skip
+                for seed in seeds]  # fmt: skip
         data = {"X": X_pool, "y": y_pool, "X_test": X_test, "y_test": y_test, "sizes": sizes,
                 "pool_scaled": pool_scaled, "propagation": propagation}  # fmt: skip
         t = time.perf_counter()
@@ -361,13 +362,14 @@ def _one_set(args: argparse.Namespace, spec: LabelSet, root: Path, digest) -> No
         runs = {}
         for s in args.strategies:
             for d in args.diversities:
-                runs[(s, d)] = np.stack([done[(s, d, seed)] for seed in range(args.seeds)])
+                runs[(s, d)] = np.stack([done[(s, d, seed)] for seed in seeds])
                 digest.update(runs[(s, d)].tobytes())
         print(
             f"\n{spec.name}, {title}: all {len(pool):,} pool labels give held-out accuracy "
-            f"{full_acc:.4f}; 90 % of it: {target:.4f}; {args.seeds} seeds, {len(sizes) - 1} "
-            f"refits per run ({spec.batch} labels each up to {20 * spec.batch}, then 10 % of the "
-            f"labels so far); {len(jobs)} runs in {seconds:.0f} s on {args.jobs} processes"
+            f"{full_acc:.4f}; 90 % of it: {target:.4f}; seeds {seeds[0]}-{seeds[-1]}, "
+            f"{len(sizes) - 1} refits per run ({spec.batch} labels each up to "
+            f"{20 * spec.batch}, then 10 % of the labels so far); {len(jobs)} runs in "
+            f"{seconds:.0f} s on {args.jobs} processes"
         )
         _table(runs, sizes, spec, max_labels, target)
 
@@ -769,6 +771,12 @@ def main(argv: list[str] | None = None) -> None:
         "--image-size", type=int, default=0, help="Embedder image_size (0: native, the default)"
     )
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="active: seeds first..first+seeds-1 (fresh ones check a setting chosen on seeds 0-9)",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="active: processes for the runs")
     ap.add_argument("--max-labels", type=int, default=0, help="active: 0 = the set's default")
     ap.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["random", "margin"])
