@@ -127,6 +127,7 @@ def _engine(name: str):
 def _do(step: str, root: Path, catalog, X, ex) -> None:
     """The step itself, as a user would call it."""
     from workbench import Catalog, clean
+    from workbench.assist import _scale_stats
     from workbench.embed import Embedder
     from workbench.normalize import Normalizer
     from workbench.propagation import _KnnGraph
@@ -145,8 +146,7 @@ def _do(step: str, root: Path, catalog, X, ex) -> None:
     elif step == "embeddings":
         Embedder(image_size=EMBED_SIZE).embed(catalog.ok, executor=ex, progress=False)
     elif step == "graph":  # in-process numerics: the engine does not take part
-        X64 = X.astype(np.float64)
-        _KnnGraph(X64, (X64.mean(0), X64.std(0) + 1e-6))
+        _KnnGraph(X, _scale_stats(X))  # as Assistant(scale_on=X, propagation=...) builds it
 
 
 def _peak_rss_mib() -> float:

@@ -41,6 +41,8 @@ EXACT_BELOW = 8_000
 _M = 16
 _EF_CONSTRUCTION = 200
 _EF_SEARCH = 64
+# Rows per query block when every indexed row is asked for its neighbours (~40 MiB at 1280-d).
+_BLOCK = 8192
 
 
 def _rows(X: Any, what: str = "X") -> np.ndarray:
@@ -60,38 +62,42 @@ class NeighborIndex:
     Parameters
     ----------
     X
-        ``(n, d)`` rows to index (copied as float32).
+        ``(n, d)`` rows to index. Exact search keeps them (float64 stays float64); HNSW keeps
+        only hnswlib's float32 copy, so the caller may free ``X`` after construction.
     exact
         ``True`` always searches exactly, ``False`` always builds HNSW, ``None`` (default)
         decides by size (:data:`EXACT_BELOW`).
     threads
-        Threads for building and querying the HNSW graph (queries only: the build uses one
-        so that it is the same in every run). Default: 1.
+        Threads for querying the HNSW graph (the build uses one so that it is the same in every
+        run; queries are independent of each other, so any number gives the same answers).
+        Default: 1.
     """
 
     def __init__(self, X: Any, *, exact: bool | None = None, threads: int = 1) -> None:
-        self.X_ = _rows(X)
+        X = _rows(X)
         self.threads = check_positive_int(threads, "threads")
-        n, d = self.X_.shape
+        n, d = X.shape
         if n == 0:
             raise ParameterError("X has no rows: nothing to index")
+        self._n, self._dim = n, d
         self.exact_ = n < EXACT_BELOW if exact is None else bool(exact)
         if self.exact_:
             from sklearn.neighbors import NearestNeighbors
 
-            self._index: Any = NearestNeighbors(algorithm="brute").fit(self.X_)
+            self._rows = X
+            self._index: Any = NearestNeighbors(algorithm="brute").fit(X)
         else:
             import hnswlib
 
             index = hnswlib.Index(space="l2", dim=d)
             index.init_index(max_elements=n, ef_construction=_EF_CONSTRUCTION, M=_M, random_seed=0)
             index.set_num_threads(1)
-            index.add_items(self.X_.astype(np.float32, copy=False), np.arange(n))
+            index.add_items(X.astype(np.float32, copy=False), np.arange(n))
             index.set_ef(_EF_SEARCH)
             self._index = index
 
     def __len__(self) -> int:
-        return len(self.X_)
+        return self._n
 
     def __repr__(self) -> str:
         kind = "exact" if self.exact_ else "hnsw"
@@ -103,7 +109,15 @@ class NeighborIndex:
         n = len(self)
         if k >= n:
             raise ParameterError(f"k={k} needs more than {n} rows; pass k <= {n - 1}")
-        dist, idx = self.query(self.X_, k + 1)
+        if self.exact_:
+            dist, idx = self.query(self._rows, k + 1)
+        else:  # the rows back from hnswlib's copy, a block at a time
+            blocks = [
+                self.query(self._index.get_items(np.arange(i, min(i + _BLOCK, n))), k + 1)
+                for i in range(0, n, _BLOCK)
+            ]
+            dist = np.concatenate([b[0] for b in blocks])
+            idx = np.concatenate([b[1] for b in blocks])
         return _without_self(dist, idx, k)
 
     def query(self, Q: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,10 +131,8 @@ class NeighborIndex:
                 f"k={k} exceeds the {len(self)} rows indexed; pass k <= {len(self)}"
             )
         Q = _rows(Q, "Q")
-        if Q.shape[1] != self.X_.shape[1]:
-            raise ParameterError(
-                f"Q has {Q.shape[1]} features but the index has {self.X_.shape[1]}"
-            )
+        if Q.shape[1] != self._dim:
+            raise ParameterError(f"Q has {Q.shape[1]} features but the index has {self._dim}")
         if len(Q) == 0:
             return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
         if self.exact_:

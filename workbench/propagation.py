@@ -27,6 +27,8 @@ from workbench.errors import ParameterError
 
 __all__ = ["GraphBlend"]
 
+_BLOCK = 4096  # rows converted to float64 at a time
+
 
 def _dense_float(X: Any) -> np.ndarray:
     """``X`` as a float64 array; sparse and complex input are refused with what to pass instead
@@ -63,15 +65,18 @@ class _KnnGraph:
     ):
         import scipy.sparse as sp
 
-        from workbench.ann import NeighborIndex
+        from workbench.ann import EXACT_BELOW, NeighborIndex
+        from workbench.parallel import default_workers
 
-        X = np.asarray(rows, dtype=np.float64)
+        X = np.asarray(rows)  # no float64 copy of all rows: keys and Z are made a block at a time
         self.k = min(k, len(X) - 1)
         self.stats = stats
         self.nodes = {key: i for i, key in enumerate(_row_keys(X))}
-        Z = self._embed(X)
-        # exact below workbench.ann.EXACT_BELOW rows, HNSW above: the exact graph is quadratic
-        self.index = NeighborIndex(Z, exact=exact)
+        exact = len(X) < EXACT_BELOW if exact is None else exact
+        # exact search keeps float64; HNSW (above EXACT_BELOW rows) works in float32 anyway
+        Z = self._embed(X, np.float64 if exact else np.float32)
+        self.index = NeighborIndex(Z, exact=exact, threads=default_workers())
+        del Z  # HNSW keeps its own copy: ours goes before the query pass
         dist, idx = self.index.neighbors(self.k)  # without the row itself
         self.sigma2 = float(np.median(dist) ** 2) or 1.0
         n = len(X)
@@ -98,9 +103,19 @@ class _KnnGraph:
     def __repr__(self) -> str:
         return f"_KnnGraph({len(self)} nodes, k={self.k})"
 
-    def _embed(self, X: np.ndarray) -> np.ndarray:
-        Z = _standardise(X, *self.stats)
-        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+    def _embed(self, X: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+        """Rows standardised and L2-normalised (in float64, a block at a time), as ``dtype``."""
+        if X.ndim != 2 or X.shape[1] != len(self.stats[0]):
+            width = X.shape[1] if X.ndim == 2 else "no"
+            raise ParameterError(
+                f"X has {width} feature(s) but the graph's rows have {len(self.stats[0])}; "
+                "pass embeddings from the same model"
+            )
+        out = np.empty(X.shape, dtype)
+        for i in range(0, len(X), _BLOCK):
+            Z = _standardise(X[i : i + _BLOCK], *self.stats)
+            out[i : i + _BLOCK] = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+        return out
 
     def _neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(n, k)`` node indices and weights (rows sum to 1) per row; a node: itself, weight 1."""
@@ -146,10 +161,13 @@ class _KnnGraph:
 
 def _row_keys(X: np.ndarray) -> list[bytes]:
     """A 128-bit digest of each row's float64 bytes (equal rows, equal keys)."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    step = X.shape[1] * 8
-    buf = memoryview(X).cast("B")
-    return [xxhash.xxh3_128_digest(buf[i : i + step]) for i in range(0, len(buf), step)]
+    keys = []
+    for start in range(0, len(X), _BLOCK):  # float64 a block at a time, not all rows at once
+        B = np.ascontiguousarray(X[start : start + _BLOCK], dtype=np.float64)
+        step = B.shape[1] * 8
+        buf = memoryview(B).cast("B")
+        keys += [xxhash.xxh3_128_digest(buf[i : i + step]) for i in range(0, len(buf), step)]
+    return keys
 
 
 _GRAPHS: dict[int, tuple[Any, _KnnGraph]] = {}
