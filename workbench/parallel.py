@@ -189,22 +189,48 @@ def pmap(
         The progress bar's label.
     """
     items = list(items)
+    out: list[Any] = [None] * len(items)
+    for k, r in pmap_completed(
+        fn, items, executor=executor, workers=workers, chunksize=chunksize, progress=progress,
+        desc=desc,
+    ):  # fmt: skip
+        out[k] = r
+    return out
+
+
+def pmap_completed(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    chunksize: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> Iterator[tuple[int, R]]:
+    """:func:`pmap`'s work, yielded as ``(item index, result)`` as chunks complete.
+
+    For results too large to hold twice: the caller can store each one where it belongs (an
+    array filled in place) and let it go. Parameters as for :func:`pmap`; closing the iterator
+    early cancels the work still queued.
+    """
+    items = list(items)
     if workers is not None:
         check_positive_int(workers, "workers")
     if chunksize is not None:
         check_positive_int(chunksize, "chunksize")
     if not items:
-        return []
+        return
     n_workers = workers or default_workers()
     if executor is None and (n_workers == 1 or len(items) < MIN_PARALLEL_ITEMS):
         if not progress:  # no bar to update: a plain loop
-            return [fn(item) for item in items]
-        out: list[R] = []
+            yield from ((k, fn(item)) for k, item in enumerate(items))
+            return
         with _progress(len(items), desc, progress) as bar:
-            for item in items:
-                out.append(fn(item))
+            for k, item in enumerate(items):
+                yield k, fn(item)
                 bar.update(1)
-        return out
+        return
 
     ex = local_pool(n_workers) if executor is None else executor
     if chunksize is None:
@@ -224,18 +250,18 @@ def pmap(
         return ex.submit(_run_chunk, fn, c)
 
     futures: dict[Future, int] = {submit(c): k for k, c in enumerate(chunks)}
-    results: list[list[R] | None] = [None] * len(chunks)
     try:
         with _progress(len(items), desc, progress) as bar:
             for fut in as_completed(futures):
-                k = futures[fut]
-                results[k] = pickle.loads(fut.result()) if packed else fut.result()
+                k = futures.pop(fut)
+                results = pickle.loads(fut.result()) if packed else fut.result()
+                del fut  # Dask keeps a result on its worker while a future to it lives
                 bar.update(len(chunks[k]))
-    except BaseException:
-        for fut in futures:  # an interrupt or a failure must not leave work queued
+                yield from enumerate(results, start=k * chunksize)
+    except BaseException:  # an interrupt, a failure or an early close: no work left queued
+        for fut in futures:
             fut.cancel()
         raise
-    return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
 
 
 def _is_dask(ex: Executor) -> bool:

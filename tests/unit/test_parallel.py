@@ -3,6 +3,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from workbench import Catalog
 from workbench.errors import ParameterError
-from workbench.parallel import pmap
+from workbench.parallel import pmap, pmap_completed
 
 
 def test_results_in_input_order_over_every_engine():
@@ -25,6 +26,26 @@ def test_results_in_input_order_over_every_engine():
     with ThreadPoolExecutor(4) as ex:
         assert pmap(abs, items, executor=ex, chunksize=13, progress=False) == expected
     assert pmap(abs, [], progress=False) == []
+
+
+def test_pmap_completed_yields_each_result_once_and_closing_it_cancels_the_queued_work():
+    items = list(range(-300, 300))
+    for kw in ({"workers": 1}, {"workers": 2, "chunksize": 7}):
+        got = list(pmap_completed(abs, items, progress=False, **kw))
+        assert sorted(k for k, _ in got) == list(range(len(items)))
+        assert dict(got) == {k: abs(i) for k, i in enumerate(items)}
+    calls = []
+
+    def slow(i):
+        calls.append(i)
+        time.sleep(0.02)
+        return i
+
+    with ThreadPoolExecutor(1) as ex:
+        it = pmap_completed(slow, range(100), executor=ex, chunksize=1, progress=False)
+        assert next(it) == (0, 0)
+        it.close()
+    assert len(calls) <= 3  # the first, and at most the ones running when it was closed
 
 
 def test_worker_errors_propagate_and_bad_workers_are_refused():
