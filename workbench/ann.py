@@ -41,8 +41,6 @@ EXACT_BELOW = 8_000
 _M = 16
 _EF_CONSTRUCTION = 200
 _EF_SEARCH = 64
-# Rows per query block when every indexed row is asked for its neighbours (~40 MiB at 1280-d).
-_BLOCK = 8192
 
 
 def _rows(X: Any, what: str = "X") -> np.ndarray:
@@ -62,8 +60,8 @@ class NeighborIndex:
     Parameters
     ----------
     X
-        ``(n, d)`` rows to index. Exact search keeps them (float64 stays float64); HNSW keeps
-        only hnswlib's float32 copy, so the caller may free ``X`` after construction.
+        ``(n, d)`` rows to index, kept by reference when they are float32 or float64 (HNSW
+        keeps them as float32, beside hnswlib's own copy).
     exact
         ``True`` always searches exactly, ``False`` always builds HNSW, ``None`` (default)
         decides by size (:data:`EXACT_BELOW`).
@@ -89,10 +87,12 @@ class NeighborIndex:
         else:
             import hnswlib
 
+            # hnswlib's get_items goes through Python lists (~30 bytes a value): keep ours
+            self._rows = X.astype(np.float32, copy=False)
             index = hnswlib.Index(space="l2", dim=d)
             index.init_index(max_elements=n, ef_construction=_EF_CONSTRUCTION, M=_M, random_seed=0)
             index.set_num_threads(1)
-            index.add_items(X.astype(np.float32, copy=False), np.arange(n))
+            index.add_items(self._rows, np.arange(n))
             index.set_ef(_EF_SEARCH)
             self._index = index
 
@@ -109,15 +109,7 @@ class NeighborIndex:
         n = len(self)
         if k >= n:
             raise ParameterError(f"k={k} needs more than {n} rows; pass k <= {n - 1}")
-        if self.exact_:
-            dist, idx = self.query(self._rows, k + 1)
-        else:  # the rows back from hnswlib's copy, a block at a time
-            blocks = [
-                self.query(self._index.get_items(np.arange(i, min(i + _BLOCK, n))), k + 1)
-                for i in range(0, n, _BLOCK)
-            ]
-            dist = np.concatenate([b[0] for b in blocks])
-            idx = np.concatenate([b[1] for b in blocks])
+        dist, idx = self.query(self._rows, k + 1)
         return _without_self(dist, idx, k)
 
     def query(self, Q: Any, k: int) -> tuple[np.ndarray, np.ndarray]:

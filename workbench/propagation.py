@@ -76,7 +76,6 @@ class _KnnGraph:
         # exact search keeps float64; HNSW (above EXACT_BELOW rows) works in float32 anyway
         Z = self._embed(X, np.float64 if exact else np.float32)
         self.index = NeighborIndex(Z, exact=exact, threads=default_workers())
-        del Z  # HNSW keeps its own copy: ours goes before the query pass
         dist, idx = self.index.neighbors(self.k)  # without the row itself
         self.sigma2 = float(np.median(dist) ** 2) or 1.0
         n = len(X)
