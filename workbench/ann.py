@@ -77,7 +77,6 @@ class NeighborIndex:
         n, d = X.shape
         if n == 0:
             raise ParameterError("X has no rows: nothing to index")
-        self._n, self._dim = n, d
         self.exact_ = n < EXACT_BELOW if exact is None else bool(exact)
         if self.exact_:
             from sklearn.neighbors import NearestNeighbors
@@ -96,8 +95,13 @@ class NeighborIndex:
             index.set_ef(_EF_SEARCH)
             self._index = index
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "X_" in state:  # pickled before the rows became private
+            state["_rows"] = state.pop("X_")
+        self.__dict__.update(state)
+
     def __len__(self) -> int:
-        return self._n
+        return len(self._rows)
 
     def __repr__(self) -> str:
         kind = "exact" if self.exact_ else "hnsw"
@@ -123,8 +127,9 @@ class NeighborIndex:
                 f"k={k} exceeds the {len(self)} rows indexed; pass k <= {len(self)}"
             )
         Q = _rows(Q, "Q")
-        if Q.shape[1] != self._dim:
-            raise ParameterError(f"Q has {Q.shape[1]} features but the index has {self._dim}")
+        dim = self._rows.shape[1]
+        if Q.shape[1] != dim:
+            raise ParameterError(f"Q has {Q.shape[1]} features but the index has {dim}")
         if len(Q) == 0:
             return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
         if self.exact_:
