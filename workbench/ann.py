@@ -68,12 +68,16 @@ class NeighborIndex:
     threads
         Threads for querying the HNSW graph (the build uses one so that it is the same in every
         run; queries are independent of each other, so any number gives the same answers).
-        Default: 1.
+        Default: every core this process may use (:func:`workbench.parallel.default_workers`).
     """
 
-    def __init__(self, X: Any, *, exact: bool | None = None, threads: int = 1) -> None:
+    def __init__(self, X: Any, *, exact: bool | None = None, threads: int | None = None) -> None:
+        from workbench.parallel import default_workers
+
         X = _rows(X)
-        self.threads = check_positive_int(threads, "threads")
+        self.threads = (
+            default_workers() if threads is None else check_positive_int(threads, "threads")
+        )
         n, d = X.shape
         if n == 0:
             raise ParameterError("X has no rows: nothing to index")
@@ -142,7 +146,7 @@ class NeighborIndex:
 
 
 def neighbors(
-    X: Any, k: int, *, exact: bool | None = None, threads: int = 1
+    X: Any, k: int, *, exact: bool | None = None, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest other rows of every row: ``(distances, indices)``, each ``(n, k)``.
 
@@ -163,7 +167,12 @@ def _without_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def pairs_above(
-    X: Any, similarity: float, *, k: int = 16, exact: bool | None = None, threads: int = 1
+    X: Any,
+    similarity: float,
+    *,
+    k: int = 16,
+    exact: bool | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of rows whose cosine similarity is at least ``similarity``.
 

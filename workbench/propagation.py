@@ -66,7 +66,6 @@ class _KnnGraph:
         import scipy.sparse as sp
 
         from workbench.ann import EXACT_BELOW, NeighborIndex
-        from workbench.parallel import default_workers
 
         X = np.asarray(rows)  # no float64 copy of all rows: keys and Z are made a block at a time
         self.k = min(k, len(X) - 1)
@@ -75,7 +74,7 @@ class _KnnGraph:
         exact = len(X) < EXACT_BELOW if exact is None else exact
         # exact search keeps float64; HNSW (above EXACT_BELOW rows) works in float32 anyway
         Z = self._embed(X, np.float64 if exact else np.float32)
-        self.index = NeighborIndex(Z, exact=exact, threads=default_workers())
+        self.index = NeighborIndex(Z, exact=exact)  # queried on every usable core
         dist, idx = self.index.neighbors(self.k)  # without the row itself
         self.sigma2 = float(np.median(dist) ** 2) or 1.0
         n = len(X)

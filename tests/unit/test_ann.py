@@ -85,6 +85,11 @@ def test_hnsw_neighbours_are_the_same_on_any_number_of_query_threads():
     np.testing.assert_array_equal(d1, d2)
     _, iq = one.query(X, 8)
     np.testing.assert_array_equal(i1, iq[:, 1:])
+    from workbench.parallel import default_workers
+
+    assert ann.NeighborIndex(X[:50]).threads == default_workers()  # the default: every core
+    with pytest.raises(ParameterError):
+        ann.NeighborIndex(X[:50], threads=0)
 
 
 def test_pairs_above_finds_every_pair_over_the_threshold():
