@@ -17,7 +17,8 @@ whatever the neighbourhood, so that a family of more than ``LOCAL_K - 1`` tight 
 groups. A copy stands out from the look-alikes around it; a look-alike in a crowd does not.
 
 * :func:`nearest` gives every row's nearest rows: exact (blocked float32 matrix products) up to
-  :data:`EXACT_LIMIT` rows, the HNSW index of :mod:`workbench.ann` above.
+  :data:`EXACT_LIMIT` rows; above, candidates from the HNSW index of :mod:`workbench.ann` over
+  the rows' first :data:`SEARCH_DIMS` principal components, ranked by their full cosine.
 * :func:`distinct_pairs` applies the threshold and the local test; :func:`neighbour_pairs` is the
   plain threshold (every pair above it, exactly), kept for comparison.
 * :func:`embedding_pairs` turns a catalog's distinct contents into pairs of content hashes in the
@@ -93,6 +94,15 @@ NEIGHBOURS = 32
 EMBED_SIZE = 96
 #: Gaussian blur (px at :data:`EMBED_SIZE`) before the network: about one pixel of a 25 px image.
 BLUR_SIGMA = 4.0
+#: Above :data:`EXACT_LIMIT` rows, :func:`nearest` searches candidates in this many principal
+#: components of the unit rows (fitted on at most :data:`_PCA_SAMPLE` of them) and ranks them by
+#: their full-dimension cosine. A pair of near duplicates is at most as far apart in the
+#: projection as in full, so it stays among the candidates; a 1,280-d HNSW index costs ~6x the
+#: time (``benchmarks/bench_scale.py``, 100,000 embeddings: ~45 s against ~250 s).
+SEARCH_DIMS = 128
+#: Candidates looked at per row beyond the neighbours asked for (ranked by full cosine).
+SEARCH_EXTRA = 16
+_PCA_SAMPLE = 20_000
 HASH_BITS = 128  # the distance scale shared with the hash method
 _BLOCK = 1024  # rows per matrix product: 1024 x 50k float32 is 200 MB at most
 
@@ -199,11 +209,8 @@ def nearest(X: np.ndarray, k: int, *, block: int = _BLOCK) -> tuple[np.ndarray, 
     norm = np.linalg.norm(X, axis=1, keepdims=True)
     U = np.ascontiguousarray(X / np.where(norm > 0, norm, 1), dtype=np.float32)
     if n > EXACT_LIMIT:  # a full pass would take minutes: the approximate index
-        from workbench.ann import neighbors
-
-        dist, idx = neighbors(U, k, exact=False)
-        sim = 1.0 - dist**2 / 2  # unit rows: |a - b|^2 = 2 - 2 cos(a, b)
-        return idx.astype(np.int64), np.where(norm[idx, 0] > 0, sim, 0).astype(np.float32)
+        idx, sim = _nearest_approximate(U, k)
+        return idx, np.where(norm[idx, 0] > 0, sim, 0).astype(np.float32)
     import torch  # topk: ~15x faster than numpy's argpartition on 1024 x 10k blocks
 
     out_i = np.empty((n, k), np.int64)
@@ -215,6 +222,33 @@ def nearest(X: np.ndarray, k: int, *, block: int = _BLOCK) -> tuple[np.ndarray, 
         s, idx = torch.topk(torch.from_numpy(sim), k, dim=1, sorted=True)
         out_i[start:stop], out_s[start:stop] = idx.numpy(), s.numpy()
     return out_i, out_s
+
+
+def _nearest_approximate(U: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` of unit rows ``U`` above :data:`EXACT_LIMIT`: ``k + SEARCH_EXTRA``
+    candidates per row from HNSW over the first :data:`SEARCH_DIMS` principal components,
+    the ``k`` of highest full cosine kept."""
+    from workbench.ann import neighbors
+
+    n, d = U.shape
+    R = U
+    if d > SEARCH_DIMS:
+        from sklearn.decomposition import PCA
+
+        rng = np.random.default_rng(0)
+        sample = U[np.sort(rng.choice(n, min(n, _PCA_SAMPLE), replace=False))]
+        pca = PCA(SEARCH_DIMS, svd_solver="randomized", random_state=0).fit(sample)
+        R = np.ascontiguousarray(pca.transform(U), dtype=np.float32)
+    m = min(k + SEARCH_EXTRA, n - 1)
+    cand = neighbors(R, m, exact=False)[1]
+    del R
+    sim = np.empty(cand.shape, np.float32)
+    step = 256  # 256 rows x 48 candidates x 1,280 float32: 63 MB of gathered rows at a time
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        sim[start:stop] = np.einsum("nd,nkd->nk", U[start:stop], U[cand[start:stop]])
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(sim, order, 1)
 
 
 def distinct_pairs(

@@ -222,14 +222,17 @@ def test_a_large_family_of_tight_copies_stays_whole():
     assert distinct_pairs(two, 0.9)[0].tolist() == [0]
 
 
-def test_distinct_pairs_above_the_exact_limit(monkeypatch):
+@pytest.mark.parametrize("dims", [128, 16])
+def test_distinct_pairs_above_the_exact_limit(monkeypatch, dims):
     """Past EXACT_LIMIT the neighbours come from workbench.ann's HNSW index (the real one, here
-    at a lowered limit): the same rule keeps >= 95 % of the exact answer and nothing else."""
+    at a lowered limit), over principal components when the rows have more than SEARCH_DIMS
+    (16 of the 64 here): the same rule keeps >= 95 % of the exact answer and nothing else."""
     import workbench.neardup as nd
 
     X, _ = _crowd(6)
     ti, tj, _ = distinct_pairs(X, 0.85)
     monkeypatch.setattr(nd, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(nd, "SEARCH_DIMS", dims)
     i, j, s = nd.distinct_pairs(X, 0.85, block=0)  # block=0 would fail in the exact loop
     exact = set(zip(ti.tolist(), tj.tolist(), strict=True))
     found = set(zip(i.tolist(), j.tolist(), strict=True))
