@@ -43,6 +43,7 @@ environment variable is set, in which case the browser fixture fails instead.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -383,7 +384,8 @@ def page(browser: Any, jupyter_lab: JupyterLab) -> Iterator[Any]:
     """Open a fresh 1400x1000 page; shut down all kernels afterwards.
 
     Browser console errors and uncaught page errors are collected in
-    ``page.wb_console_errors`` (a list of strings) for diagnostics.
+    ``page.wb_console_errors`` (a list of strings), and the widget messages between page and
+    kernel in ``page.wb_widget_trace`` (see :func:`_trace_frame`), for diagnostics.
 
     Parameters
     ----------
@@ -404,11 +406,59 @@ def page(browser: Any, jupyter_lab: JupyterLab) -> Iterator[Any]:
     pg.wb_console_errors = errors
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     pg.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    trace: list[str] = []
+    pg.wb_widget_trace = trace
+    t0 = time.monotonic()
+
+    def on_socket(ws: Any) -> None:
+        ws.on("framereceived", lambda p: _trace_frame(trace, t0, "<", p))
+        ws.on("framesent", lambda p: _trace_frame(trace, t0, ">", p))
+
+    pg.on("websocket", on_socket)
     try:
         yield pg
     finally:
         context.close()
         jupyter_lab.shutdown_kernels()
+
+
+def _trace_frame(trace: list[str], t0: float, way: str, payload: Any) -> None:
+    """Append one line per widget-related kernel message of a websocket frame: comm open,
+    close and msg, widget displays, and the execution and status messages between them
+    (``"12.345 < comm_open <comm id> <model class>"``). Frames in the
+    ``v1.kernel.websocket.jupyter.org`` protocol (JupyterLab 4) and in plain JSON are read;
+    anything else is skipped. The trace tells a widget the kernel closed from one whose
+    opening message never reached the page."""
+    try:
+        if isinstance(payload, (bytes, bytearray)):
+            n = int.from_bytes(payload[:8], "little")
+            offs = [int.from_bytes(payload[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(n)]
+            # offsets of channel, header, parent header, metadata, content, buffers..., end
+            parts = [bytes(payload[a:b]) for a, b in itertools.pairwise(offs)]
+            header, content = json.loads(parts[1]), json.loads(parts[4])
+        else:
+            msg = json.loads(payload)
+            header, content = msg.get("header", {}), msg.get("content", {})
+        kind = header.get("msg_type", "")
+        if kind.startswith("comm_"):
+            data = content.get("data") or {}
+            what = (data.get("state") or {}).get("_model_name", "") or data.get("method", "")
+            line = f"{kind} {content.get('comm_id', '')} {what}"
+        elif kind in ("display_data", "execute_result", "update_display_data"):
+            data = content.get("data") or {}
+            model = (data.get("application/vnd.jupyter.widget-view+json") or {}).get("model_id")
+            if not model:
+                return
+            line = f"{kind} {model}"
+        elif kind == "status":
+            line = f"status {content.get('execution_state')}"
+        elif kind in ("execute_request", "execute_input", "execute_reply"):
+            line = f"{kind} {content.get('execution_count', '')} {content.get('status', '')}"
+        else:
+            return
+        trace.append(f"{time.monotonic() - t0:8.3f} {way} {line}")
+    except (ValueError, KeyError, IndexError, TypeError):
+        return
 
 
 # --------------------------------------------------------------------------- helpers
@@ -519,9 +569,10 @@ def open_notebook(
         state = kernel_state(page)
         if _kernel_idle(state) and state.get("path") == name:
             # Require a short stable period: a kernel that has just been started reports
-            # idle between its start-up messages.
+            # idle between its start-up messages, and the page's widget manager connects to it
+            # then (a widget displayed before that can fail to draw: "model not found").
             stable_since = stable_since or time.monotonic()
-            if time.monotonic() - stable_since >= 0.5:
+            if time.monotonic() - stable_since >= 1.5:
                 break
         else:
             stable_since = None
@@ -580,6 +631,7 @@ def run_all(page: Any, timeout: float = RUN_ALL_TIMEOUT) -> None:
         else:
             stable_since = None
         page.wait_for_timeout(200)
+    print_widget_trace(page)
     raise AssertionError(f"notebook still running after {timeout:.0f}s: {state}")
 
 
@@ -797,7 +849,15 @@ def report_failure(page: Any, tmp_path: Path, name: str) -> None:
     and save a screenshot ``name`` under ``tmp_path``."""
     print("error/stderr outputs:\n" + "\n\n".join(error_outputs(page, include_stderr=True)))
     print(f"console errors: {getattr(page, 'wb_console_errors', [])}")
+    print_widget_trace(page)
     screenshot(page, tmp_path, name)
+
+
+def print_widget_trace(page: Any, last: int = 5000) -> None:
+    """Print the last ``last`` widget messages between page and kernel (see the ``page``
+    fixture)."""
+    trace = getattr(page, "wb_widget_trace", [])
+    print(f"widget messages ({len(trace)}, last {last}):\n" + "\n".join(trace[-last:]))
 
 
 @dataclass(frozen=True)
@@ -818,6 +878,7 @@ class UiHelpers:
     colour_workspace = staticmethod(colour_workspace)
     type_into = staticmethod(type_into)
     report_failure = staticmethod(report_failure)
+    print_widget_trace = staticmethod(print_widget_trace)
 
 
 @pytest.fixture(scope="session")

@@ -232,6 +232,7 @@ def _readout_agrees(page: Any, lab: Any, i: int, name: str, changed: Any) -> lis
 def _report(page: Any, ui: Any, tmp_path: Path, name: str) -> None:
     print("error/stderr outputs:\n" + "\n\n".join(ui.error_outputs(page, include_stderr=True)))
     print(f"console errors: {page.wb_console_errors}")
+    ui.print_widget_trace(page)
     print(f"screenshot: {ui.screenshot(page, tmp_path, name)}")
 
 
@@ -406,8 +407,10 @@ def test_every_button_does_what_it_says(
         # on: off and on again
         _card(page, 1).locator(".wb-enabled input").click()
         _wait_state(page, lab, lambda s: not s[1]["enabled"], "step 1 disabled")
+        expect(_card(page, 1)).to_have_css("opacity", "0.55")  # a step that is off is dimmed
         _card(page, 1).locator(".wb-enabled input").click()
         _wait_state(page, lab, lambda s: s[1]["enabled"], "step 1 enabled")
+        expect(_card(page, 1)).to_have_css("opacity", "1")
         # ↑ and ↓
         _card(page, 2).locator(".wb-up").click()
         order[1], order[2] = order[2], order[1]

@@ -146,9 +146,9 @@ def test_add_remove_reorder_enable_disable(tuner):
     assert tuner.pipeline[1].name == "RandomRotation"
     assert tuner.pipeline[1].params["degrees"] == (-5.0, 5.0)
     tuner.cards[2].enabled.value = False
-    assert not tuner.pipeline[2].enabled and tuner.cards[2].layout.opacity == "0.55"
+    assert not tuner.pipeline[2].enabled and "wb-step-off" in tuner.cards[2]._dom_classes
     tuner.cards[2].enabled.value = True
-    assert tuner.pipeline[2].enabled
+    assert tuner.pipeline[2].enabled and "wb-step-off" not in tuner.cards[2]._dom_classes
     tuner.cards[0].remove.click()
     assert [s.name for s in tuner.pipeline] == names[1:]
     for card in list(tuner.cards):
@@ -367,6 +367,63 @@ def test_close_releases_every_widget(small_catalog):
 # ---------------------------------------------------------------- exact values through controls
 
 _SLIDERS = ("FloatSlider", "IntSlider", "FloatRangeSlider", "IntRangeSlider")
+
+
+def test_cards_cost_the_page_few_messages(monkeypatch):
+    """A burst of ~1,000 widget messages (8 cards of ~80 widgets, each with its own layout and
+    style, then an update per CSS class) outran the kernel's message queue on a busy machine:
+    cards never drew. Cards now share their static layouts and styles and are born in their
+    final state; a move reorders the same widgets."""
+    import ipywidgets
+
+    opened: list[str] = []
+    sent: list[dict] = []
+    real_open = ipywidgets.Widget.open
+    monkeypatch.setattr(
+        ipywidgets.Widget, "open", lambda w: (opened.append(type(w).__name__), real_open(w))[1]
+    )
+    monkeypatch.setattr(ipywidgets.Widget, "_send", lambda w, msg, buffers=None: sent.append(msg))
+
+    def build(n: int) -> AugmentTuner:
+        opened.clear()
+        sent.clear()
+        p = Pipeline()
+        for _ in range(n):
+            p.add("ColorJitter")
+        return AugmentTuner(samples=[_photo()], pipeline=p, rows=1, draws=2, size=64, live=False)
+
+    build(1).close()  # the shared layouts and styles exist from here on
+    build(0).close()
+    base = len(opened)
+    t = build(8)
+    assert (len(opened) - base) / 8 <= 40, len(opened)  # ~31 (was ~80, and ~40 updates)
+    assert len(sent) <= 30, len(sent)
+    opened.clear()
+    sent.clear()
+    t.move_step(5, 1)
+    assert opened == [] and len(sent) <= 10, (opened, len(sent))
+    t.close()
+
+
+def test_moving_keeps_the_cards_and_a_removed_card_closes_after_a_grace_period(
+    small_catalog, monkeypatch
+):
+    import workbench.views.augment as augment_view
+
+    t = AugmentTuner(small_catalog, _pipe(), rows=1, draws=1, size=32)
+    a, b, c = t.cards
+    b.up.click()  # the same widgets, reordered and renumbered: no new set for the page
+    assert t.cards == [b, a, c] and [x.up.disabled for x in t.cards] == [True, False, False]
+    assert "<b>0.</b> ColorJitter" in b.title.value and "<b>1.</b>" in a.title.value
+    b.remove.click()  # taken out of the column, kept open while the page redraws it
+    assert t.cards == [a, c] and b.p.comm is not None
+    monkeypatch.setattr(augment_view, "_RETIRE_S", 0.0)
+    a.down.click()  # past the grace period: the removed card is closed now
+    assert b.p.comm is None and t.cards == [c, a] and a.p.comm is not None
+    t.refresh()  # the pipeline edited in code: every card anew, the old ones retired
+    assert not {id(x) for x in t.cards} & {id(a), id(c)}
+    t.close()  # closing the view closes every retired card too
+    assert a.p.comm is None and c.p.comm is None
 
 
 def _echo(widget) -> None:

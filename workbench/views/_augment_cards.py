@@ -17,9 +17,29 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as W
+from ipywidgets.widgets.widget_bool import CheckboxStyle, ToggleButtonStyle
+from ipywidgets.widgets.widget_description import DescriptionStyle
+from ipywidgets.widgets.widget_string import HTMLStyle, TextStyle
 
 from workbench.augment import ParamSpec, controls
 from workbench.views._common import escape
+
+_SHARED: dict[tuple, W.Widget] = {}
+
+
+def _shared(cls: type, **kw: Any) -> Any:
+    """One ``cls(**kw)`` (a Layout or a style) for every card that asks for it.
+
+    A card is ~80 widgets; their own layouts and styles were as many again. One burst of ~1,000
+    messages for a tuner's cards outran the kernel's message queue on a busy machine (the
+    page then lacked widgets: cards never drawn). Static layouts and styles are shared.
+    """
+    key = (cls, tuple(sorted(kw.items())))
+    w = _SHARED.get(key)
+    if w is None or w.comm is None:  # never made, or closed
+        w = _SHARED[key] = cls(**kw)
+    return w
+
 
 _NAME_WIDTH = "128px"
 _NUMBER_WIDTH = {"range": "112px"}
@@ -32,20 +52,25 @@ def _name(spec: ParamSpec) -> W.HTML:
     return W.HTML(
         f'<div title="{escape(spec.doc)}" style="line-height:1.2;overflow-wrap:anywhere">'
         f"{wrapped}</div>",
-        layout=W.Layout(width=_NAME_WIDTH, min_width=_NAME_WIDTH, flex="0 0 auto"),
-    ).add_class("wb-param-name")
+        layout=_shared(W.Layout, width=_NAME_WIDTH, min_width=_NAME_WIDTH, flex="0 0 auto"),
+        style=_shared(HTMLStyle),
+        _dom_classes=("wb-param-name",),
+    )
 
 
-def _control(spec: ParamSpec, value: Any) -> W.Widget:
-    """The control for one registry parameter (class ``wb-param wb-param-<name>``).
+def _control(spec: ParamSpec, value: Any, classes: tuple[str, ...] = ()) -> W.Widget:
+    """The control for one registry parameter (class ``wb-param wb-param-<name>``, and
+    ``classes``).
 
     Sliders show no readout of their own: the number field next to them is the readout.
     """
     common: dict[str, Any] = {
         "tooltip": spec.doc,
-        "layout": W.Layout(width="auto", min_width="120px", flex="1 1 auto"),
+        "layout": _shared(W.Layout, width="auto", min_width="120px", flex="1 1 auto"),
+        "_dom_classes": ("wb-param", f"wb-param-{spec.name}", *classes),
     }
-    slider = {"min": spec.min, "max": spec.max, "readout": False, **common}
+    slider = {"min": spec.min, "max": spec.max, "readout": False, "style": _shared(W.SliderStyle)}
+    slider.update(common)
     kind = spec.kind
     if kind == "float":
         w: W.Widget = W.FloatSlider(value=value, step=spec.step, **slider)
@@ -56,23 +81,28 @@ def _control(spec: ParamSpec, value: Any) -> W.Widget:
     elif kind == "range":
         w = W.FloatRangeSlider(value=tuple(value), step=spec.step, **slider)
     elif kind == "choice":
-        w = W.Dropdown(options=list(spec.choices), value=value, **common)
+        w = W.Dropdown(
+            options=list(spec.choices), value=value, style=_shared(DescriptionStyle), **common
+        )
     elif kind == "bool":
-        w = W.Checkbox(value=bool(value), indent=False, **common)
+        w = W.Checkbox(value=bool(value), indent=False, style=_shared(CheckboxStyle), **common)
     else:  # size: an int or (height, width), typed
-        w = W.Text(value=controls.text(spec, value), continuous_update=False, **common)
-        w.placeholder = "224  or  224, 224"
-    w.add_class("wb-param")
-    w.add_class(f"wb-param-{spec.name}")
+        w = W.Text(
+            value=controls.text(spec, value),
+            continuous_update=False,
+            placeholder="224  or  224, 224",
+            style=_shared(TextStyle),
+            **common,
+        )
     return w
 
 
 class _ParamRow(W.HBox):
     """One parameter: its name, its control and, for numbers, a number field (``wb-number``)."""
 
-    def __init__(self, spec: ParamSpec, value: Any) -> None:
+    def __init__(self, spec: ParamSpec, value: Any, classes: tuple[str, ...] = ()) -> None:
         self.spec = spec
-        self.control = _control(spec, value)
+        self.control = _control(spec, value, classes)
         self.number: W.Text | None = None
         children = [_name(spec), self.control]
         if spec.kind in ("float", "int", "range"):
@@ -81,13 +111,16 @@ class _ParamRow(W.HBox):
                 value=controls.text(spec, value),
                 continuous_update=False,  # applied on Enter or when the field loses focus
                 tooltip=f"{spec.doc}: type a value, Enter applies it",
-                layout=W.Layout(width=width, min_width=width, flex="0 0 auto"),
+                layout=_shared(W.Layout, width=width, min_width=width, flex="0 0 auto"),
+                style=_shared(TextStyle),
+                _dom_classes=("wb-number", f"wb-number-{spec.name}"),
             )
-            self.number.add_class("wb-number")
-            self.number.add_class(f"wb-number-{spec.name}")
             children.append(self.number)
-        super().__init__(children, layout=W.Layout(align_items="center", width="100%"))
-        self.add_class("wb-param-row")
+        super().__init__(
+            children,
+            layout=_shared(W.Layout, align_items="center", width="100%"),
+            _dom_classes=("wb-param-row",),
+        )
 
     def read(self, source: str, current: Any) -> Any:
         """The value the ``"control"`` or the ``"number"`` field asks for, or ``UNCHANGED``.
@@ -124,8 +157,22 @@ def _close_tree(widget: W.Widget) -> None:
 
 def _button(label: str, tooltip: str, cls: str, width: str = "30px") -> W.Button:
     return W.Button(
-        description=label, tooltip=tooltip, layout=W.Layout(width=width, padding="0")
-    ).add_class(cls)
+        description=label,
+        tooltip=tooltip,
+        layout=_shared(W.Layout, width=width, padding="0"),
+        style=_shared(W.ButtonStyle),
+        _dom_classes=(cls,),
+    )
+
+
+_COLLAPSE = {False: ("▾", "collapse"), True: ("▸", "expand")}  # button text and tooltip
+
+
+def _title(index: int, step: Any) -> str:
+    return (
+        f'<div title="{escape(step.spec.doc)}" style="overflow-wrap:anywhere;'
+        f'line-height:1.2"><b>{index}.</b> {escape(step.name)}</div>'
+    )
 
 
 class _StepCard(W.VBox):
@@ -144,60 +191,74 @@ class _StepCard(W.VBox):
     """
 
     def __init__(self, uid: int, index: int, step: Any, collapsed: bool = False) -> None:
+        # Every widget is created in its final state (classes, title, collapse): a card sends
+        # the page its opening messages and no update after them.
         self.uid = uid
         spec = step.spec
-        self.collapse = _button("▾", "collapse", "wb-collapse", "28px")
-        self.title = W.HTML(layout=W.Layout(flex="1 1 auto", min_width="0")).add_class(
-            "wb-step-title"
+        arrow, tip = _COLLAPSE[collapsed]
+        self.collapse = _button(arrow, tip, "wb-collapse", "28px")
+        self.title = W.HTML(
+            _title(index, step),
+            layout=_shared(W.Layout, flex="1 1 auto", min_width="0"),
+            style=_shared(HTMLStyle),
+            _dom_classes=("wb-step-title",),
         )
         self.enabled = W.Checkbox(
             value=step.enabled,
             description="on",
             indent=False,
-            layout=W.Layout(width="52px", min_width="52px"),
-        ).add_class("wb-enabled")
+            layout=_shared(W.Layout, width="52px", min_width="52px"),
+            style=_shared(CheckboxStyle),
+            _dom_classes=("wb-enabled",),
+        )
         self.up = _button("↑", "move up", "wb-up")
         self.down = _button("↓", "move down", "wb-down")
         self.only = W.ToggleButton(
-            description="only", tooltip="show only this step", layout=W.Layout(width="52px")
-        ).add_class("wb-only")
+            description="only",
+            tooltip="show only this step",
+            layout=_shared(W.Layout, width="52px"),
+            style=_shared(ToggleButtonStyle),
+            _dom_classes=("wb-only",),
+        )
         self.remove = _button("✕", "remove", "wb-remove")
         self.rows: dict[str, _ParamRow] = {
             ps.name: _ParamRow(ps, step.params[ps.name]) for ps in spec.params
         }
-        self.rows["p"] = _ParamRow(controls.P_SPEC, step.p)
+        self.rows["p"] = _ParamRow(controls.P_SPEC, step.p, classes=("wb-p",))
         self.params: dict[str, W.Widget] = {k: r.control for k, r in self.rows.items() if k != "p"}
         self.p = self.rows["p"].control
-        self.p.add_class("wb-p")
         self.numbers: dict[str, W.Text] = {
             k: r.number for k, r in self.rows.items() if r.number is not None
         }
         header = W.HBox(
             [self.collapse, self.title, self.enabled, self.up, self.down, self.only, self.remove],
-            layout=W.Layout(align_items="center", width="100%", flex="0 0 auto"),
-        ).add_class("wb-step-header")
-        self.body = W.VBox(list(self.rows.values()), layout=W.Layout(flex="0 0 auto"))
-        self.body.add_class("wb-step-body")
+            layout=_shared(W.Layout, align_items="center", width="100%", flex="0 0 auto"),
+            _dom_classes=("wb-step-header",),
+        )
+        self.body = W.VBox(
+            list(self.rows.values()),
+            layout=W.Layout(flex="0 0 auto", display="none" if collapsed else None),
+            _dom_classes=("wb-step-body",),
+        )
         super().__init__(
             [header, self.body],
-            layout=W.Layout(
+            layout=_shared(
+                W.Layout,
                 border="1px solid #ddd",
                 padding="2px 4px",
                 margin="2px 0",
                 flex="0 0 auto",  # natural height: the column scrolls, cards never shrink
                 overflow="visible",
             ),
+            _dom_classes=("wb-step",) if step.enabled else ("wb-step", "wb-step-off"),
         )
-        self.add_class("wb-step")
-        self.set_position(index, step)
-        self.set_collapsed(collapsed)
 
     def set_position(self, index: int, step: Any) -> None:
-        self.title.value = (
-            f'<div title="{escape(step.spec.doc)}" style="overflow-wrap:anywhere;'
-            f'line-height:1.2"><b>{index}.</b> {escape(step.name)}</div>'
-        )
-        self.layout.opacity = "1" if step.enabled else "0.55"
+        self.title.value = _title(index, step)
+        if step.enabled:  # dimmed when off (the tuner's style sheet)
+            self.remove_class("wb-step-off")
+        else:
+            self.add_class("wb-step-off")
 
     @property
     def collapsed(self) -> bool:
@@ -206,5 +267,4 @@ class _StepCard(W.VBox):
 
     def set_collapsed(self, flag: bool) -> None:
         self.body.layout.display = "none" if flag else None
-        self.collapse.description = "▸" if flag else "▾"
-        self.collapse.tooltip = "expand" if flag else "collapse"
+        self.collapse.description, self.collapse.tooltip = _COLLAPSE[flag]

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,6 +61,10 @@ from workbench.views._common import ErrorBanner, escape, guarded
 __all__ = ["AugmentTuner"]
 
 _PANEL_WIDTH = "500px"
+# a disabled step's card is dimmed (ipywidgets' Layout has no opacity)
+_CSS = "<style>.wb-augment .wb-step.wb-step-off { opacity: 0.55; }</style>"
+_RETIRE_S = 5.0  # seconds a replaced step card stays open (see AugmentTuner._retired)
+
 # ------------------------------------------------------------------------------------ the view
 
 
@@ -140,6 +145,10 @@ class AugmentTuner(_PreviewRendering, W.VBox):
     ) -> None:
         # First: close() (also run when a half-built view is collected) stops the render thread.
         self._closed = False
+        # Cards taken out of the column, closed only once the page has had time to draw the
+        # column without them (closing them at once raced the page still unpacking the column's
+        # previous state: "widget model not found").
+        self._retired: list[tuple[float, list[_StepCard]]] = []
         self._start_renderer()
         check_positive_int(rows, "AugmentTuner: rows")
         check_positive_int(draws, "AugmentTuner: draws")
@@ -201,7 +210,10 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         # a later update naming other widgets, which the page's widget manager can fail to
         # resolve while it is still loading the kernel's widgets ("widget model not found": the
         # column, then every card, is never drawn).
-        self.cards: list[_StepCard] = self._make_cards()
+        self.cards: list[_StepCard] = [
+            self._make_card(i, uid, step)
+            for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True))
+        ]
         self.steps_box = W.VBox(
             self._column(self.cards),
             layout=W.Layout(max_height="720px", overflow="hidden auto"),
@@ -272,7 +284,13 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         self.save_button.on_click(self._on_save_click)
         self.code_toggle.observe(self._on_code_change, "value")
 
-        super().__init__([self.error, W.HBox([left, right], layout=W.Layout(width="100%"))])
+        super().__init__(
+            [
+                W.HTML(_CSS, layout=W.Layout(display="none")),
+                self.error,
+                W.HBox([left, right], layout=W.Layout(width="100%")),
+            ]
+        )
         self.add_class("wb-augment")
         self._update_seed_label()
         self._request_render(sync=True)
@@ -424,13 +442,14 @@ class AugmentTuner(_PreviewRendering, W.VBox):
                 self._uids = list(range(self._next_uid, self._next_uid + len(self.pipeline)))
                 self._next_uid += len(self.pipeline)
                 self._isolated = None
-        self._build_cards()
+        self._build_cards(reuse=False)
         self._changed()
 
     def close(self) -> None:
         """Close the view, its render thread and every widget in it."""
         self._closed = True
         self._renderer.close()
+        self._close_retired(float("inf"))
         for child in self.children:
             _close_tree(child)
         super().close()
@@ -603,47 +622,62 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         else:
             self.error.clear()
 
-    def _build_cards(self) -> None:
-        """Rebuild the step cards from the pipeline; handlers find steps by their id."""
+    def _build_cards(self, reuse: bool = True) -> None:
+        """Lay the step cards out from the pipeline; handlers find steps by their id.
+
+        With ``reuse``, a step keeps its card (renumbered): moving, adding or removing a step
+        sends the page a few messages instead of every card anew (~30 widgets each), a burst
+        that on a busy machine outran the kernel's message queue (cards that never drew).
+        ``reuse=False`` builds every card anew (the pipeline was edited in code).
+        """
         with self._state_lock:
-            old = self.cards
-            self.cards = self._make_cards()
-            self.steps_box.children = self._column(self.cards)
-        for card in old:
-            _close_tree(card)
+            old = {card.uid: card for card in self.cards} if reuse else {}
+            cards = []
+            for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
+                card = old.pop(uid, None)
+                if card is None:
+                    card = self._make_card(i, uid, step)
+                else:
+                    card.set_position(i, step)
+                    card.up.disabled = i == 0
+                    card.down.disabled = i == len(self.pipeline) - 1
+                cards.append(card)
+            retired = list(old.values()) if reuse else self.cards
+            self.cards = cards
+            self.steps_box.children = self._column(cards)
+            self._close_retired(time.monotonic() - _RETIRE_S)
+            self._retired.append((time.monotonic(), retired))
         self._show_errors()
+
+    def _close_retired(self, before: float) -> None:
+        """Close the cards retired before ``before`` (a ``time.monotonic()`` value)."""
+        while self._retired and self._retired[0][0] <= before:
+            for card in self._retired.pop(0)[1]:
+                _close_tree(card)
 
     @staticmethod
     def _column(cards: list[_StepCard]) -> list[W.Widget]:
         return list(cards) or [W.HTML("<i>No steps yet: add one from the menu above.</i>")]
 
-    def _make_cards(self) -> list[_StepCard]:
-        """One card per step, its controls wired to the tuner's handlers."""
-        with self._state_lock:
-            cards = []
-            for i, (uid, step) in enumerate(zip(self._uids, self.pipeline.steps, strict=True)):
-                card = _StepCard(uid, i, step, collapsed=uid in self._collapsed)
-                card.only.value = uid == self._isolated
-                card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
-                card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
-                for action in ("up", "down", "remove", "collapse"):
-                    getattr(card, action).on_click(
-                        lambda _b, u=uid, a=action: self._on_step_click(u, a)
-                    )
-                card.up.disabled = i == 0
-                card.down.disabled = i == len(self.pipeline) - 1
-                for key, row in card.rows.items():
-                    row.control.observe(
-                        lambda ch, u=uid, k=key: self._on_control_change(u, k, "control", ch),
-                        "value",
-                    )
-                    if row.number is not None:
-                        row.number.observe(
-                            lambda ch, u=uid, k=key: self._on_control_change(u, k, "number", ch),
-                            "value",
-                        )
-                cards.append(card)
-        return cards
+    def _make_card(self, i: int, uid: int, step: Any) -> _StepCard:
+        """The card of step ``uid`` (at index ``i``), its controls wired to the handlers."""
+        card = _StepCard(uid, i, step, collapsed=uid in self._collapsed)
+        card.only.value = uid == self._isolated
+        card.up.disabled = i == 0
+        card.down.disabled = i == len(self.pipeline) - 1
+        card.enabled.observe(lambda ch, u=uid: self._on_enabled_change(u, ch), "value")
+        card.only.observe(lambda ch, u=uid: self._on_only_change(u, ch), "value")
+        for action in ("up", "down", "remove", "collapse"):
+            getattr(card, action).on_click(lambda _b, u=uid, a=action: self._on_step_click(u, a))
+        for key, row in card.rows.items():
+            row.control.observe(
+                lambda ch, u=uid, k=key: self._on_control_change(u, k, "control", ch), "value"
+            )
+            if row.number is not None:
+                row.number.observe(
+                    lambda ch, u=uid, k=key: self._on_control_change(u, k, "number", ch), "value"
+                )
+        return card
 
     def _changed(self, pipeline_changed: bool = True) -> None:
         """A control changed the preview state: new seed if unlocked, notify, render."""
