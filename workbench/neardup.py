@@ -97,8 +97,9 @@ BLUR_SIGMA = 4.0
 #: Above :data:`EXACT_LIMIT` rows, :func:`nearest` searches candidates in this many principal
 #: components of the unit rows (fitted on at most :data:`_PCA_SAMPLE` of them) and ranks them by
 #: their full-dimension cosine. A pair of near duplicates is at most as far apart in the
-#: projection as in full, so it stays among the candidates; a 1,280-d HNSW index costs ~6x the
-#: time (``benchmarks/bench_scale.py``, 100,000 embeddings: ~45 s against ~250 s).
+#: projection as in full, so it stays among the candidates. An index of the full 1,280-d rows
+#: took several times as long: on ``benchmarks/bench_scale.py``'s 100,000 embeddings, 45 s this
+#: way against 330 s in a profile of the checks step (2 cores; not side by side).
 SEARCH_DIMS = 128
 #: Candidates looked at per row beyond the neighbours asked for (ranked by full cosine).
 SEARCH_EXTRA = 16
