@@ -13,7 +13,8 @@ DOM contract of ``workbench.views.augment.AugmentTuner`` relied on here (classes
 - ``.wb-steps``                            the step column (scrolls as a whole)
 - ``.wb-step``                             one step card; ``.wb-step-header`` its header with
   ``.wb-collapse``, ``.wb-step-title``, ``.wb-enabled`` (check box "on"), ``.wb-up``,
-  ``.wb-down``, ``.wb-only``, ``.wb-remove``; ``.wb-step-body`` its parameter rows
+  ``.wb-down``, ``.wb-only``, ``.wb-remove``; ``.wb-step-body`` its parameter rows;
+  ``.wb-step-off`` on the card of a disabled step (dimmed)
 - ``.wb-param-<name>``                     the control of parameter ``<name>`` (``p``: the apply
   probability); sliders are noUiSlider (``.noUi-handle``), no readout of their own
 - ``.wb-number-<name> input``              the number field next to a slider (its readout)
