@@ -182,8 +182,9 @@ def pmap(
         Items per task. Default: enough chunks for about 8 per worker, at most 256 items each
         on a local pool and 2,048 on any other executor (a cluster's per-task overhead is ~10 ms
         against ~0.1 ms: scanning 10,000 small JPEGs on a 2-worker Dask ``LocalCluster`` took
-        1.336x the local pool's time in chunks of 256, 1.101x in 1,024 and 1.106x in 2,048,
-        medians of 7 interleaved rounds; the ``chunks`` part of ``benchmarks/bench_scale.py``).
+        1.336x the local pool's time in chunks of 256 and 1.101x in 1,024; in 2,048, 1.106x in
+        one run and 0.947x in another a day apart (medians of 7 interleaved rounds: the runs
+        differ as much as the sizes do; the ``chunks`` part of ``benchmarks/bench_scale.py``).
     progress
         Show a tqdm progress bar.
     desc

@@ -28,12 +28,9 @@ _SHARED: dict[tuple, W.Widget] = {}
 
 
 def _shared(cls: type, **kw: Any) -> Any:
-    """One ``cls(**kw)`` (a Layout or a style) for every card that asks for it.
-
-    A card is ~80 widgets; their own layouts and styles were as many again. One burst of ~1,000
-    messages for a tuner's cards outran the kernel's message queue on a busy machine (the
-    page then lacked widgets: cards never drawn). Static layouts and styles are shared.
-    """
+    """One ``cls(**kw)`` (a Layout or a style) for every card that asks for it: a card's own
+    layouts and styles doubled the messages of a tuner's first draw (see
+    ``AugmentTuner._build_cards``). Only for static ones: a shared layout changes everywhere."""
     key = (cls, tuple(sorted(kw.items())))
     w = _SHARED.get(key)
     if w is None or w.comm is None:  # never made, or closed
