@@ -191,6 +191,13 @@ def test_box_labeler_one_toolbar_one_picker_shared_keys(page, jupyter_lab, ui, t
         "boxer = BoxLabeler(catalog, box_store, annotator='ui', classes=['spot', 'blob'],\n"
         "                   display_size=240)\n"
         "boxer",
+        # A busy kernel while a box is drawn (as on a loaded machine): the browser holds the
+        # box's final state back until the kernel has handled the press, so Enter overtakes it.
+        "import time\n"
+        "def busy(change):\n"
+        "    if any(b['width'] == 0 for b in change['new']):\n"
+        "        time.sleep(0.6)\n"
+        "boxer.bbox.observe(busy, 'bboxes')",
     ]
     root = ".wb-boxlabeler"
     status, progress = f"{root} .wb-status", f"{root} .wb-progress"

@@ -38,6 +38,12 @@ def shown_size(b: BoxLabeler) -> tuple[int, int]:
     return Image.open(io.BytesIO(b.bbox.image_bytes)).size
 
 
+def browser_answers(b: BoxLabeler, **state) -> None:
+    """What the browser sends after the view's flush requests: its pending drawing state and
+    ``flushed`` (the last request's number), in one message."""
+    b.bbox.set_state({**state, "flushed": b.bbox._requested})
+
+
 @pytest.mark.parametrize("sid", list(SIZES))
 def test_coordinates_round_trip_both_ways(photos, store, sid):
     b = BoxLabeler(photos, store, annotator="ana", classes=["cat", "dog"], display_size=400)
@@ -93,6 +99,7 @@ def test_pre_annotations_are_shown_and_submitted_in_original_pixels(photos, stor
     assert "1 pre-annotated box" in b.info.value
     b.add_box(500, 300, 100, 80, "cat")  # edit: one more box
     b._on_bbox_submit()  # what the widget's Submit button (or Enter) calls
+    browser_answers(b)
     assert current_boxes(store) == {
         "a_tiny.png": [],
         "b_wide.png": [[100.0, 50.0, 200.0, 100.0, "dog"], [500.0, 300.0, 100.0, 80.0, "cat"]],
@@ -109,14 +116,17 @@ def test_widget_messages_submit_skip_and_undo(photos, store):
     b.bbox.bboxes = [{"x": 20, "y": 40, "width": 100, "height": 60, "label": "dog"}]
     image = b.bbox.image_bytes
     b.bbox._handle_custom_msg({"type": "submit"}, [])  # the browser's Submit
+    browser_answers(b)
     sx, sy = 28 / 200, 20 / 143
     assert seen[0][0] == "a_tiny.png" and seen[0][1] == seen[0][2]  # committed before the move
     assert seen[0][1][0][:4] == pytest.approx([20 * sx, 40 * sy, 100 * sx, 60 * sy], abs=1e-3)
     assert b.current == "b_wide.png" and b.bbox.image_bytes != image
     b.bbox._handle_custom_msg({"type": "skip"}, [])
+    browser_answers(b)
     assert b.current == "c_tall.png" and "b_wide.png" not in current_boxes(store)
     assert b.progress["done"] == 2
     b._on_key({"type": "keydown", "key": "Backspace"})  # undo the skip
+    browser_answers(b)
     assert b.current == "b_wide.png" and b.progress["done"] == 1
     b.undo()  # undo the boxes: back on the first image, nothing stored
     assert b.current == "a_tiny.png" and current_boxes(store) == {} and b.bbox.bboxes == []
@@ -138,6 +148,7 @@ def test_keys_choose_the_class_and_bad_boxes_record_nothing(photos, store):
     before = store.events_count()
     b.bbox.bboxes = [{"x": 10, "y": 10, "width": 20, "height": 20, "label": "unicorn"}]
     b._on_bbox_submit()
+    browser_answers(b)
     assert "unicorn" in b.error.message and store.events_count() == before
     with pytest.raises(LabelError):
         b.submit([[0, 0, 500, 5, "cat"]])  # leaves the 28x20 image
@@ -190,11 +201,38 @@ def test_one_toolbar_one_class_picker_and_the_class_resets_per_image(photos, sto
     assert b.bbox.label == "dog"
     b.add_box(1, 1, 5, 5)
     b._keys._handle_custom_msg({"type": "keydown", "key": "Enter", "code": "Enter"}, [])
+    browser_answers(b)
     assert current_boxes(store) == {"a_tiny.png": [[1.0, 1.0, 5.0, 5.0, "dog"]]}
     assert "1 box ✓ saved" in b.status.value
     assert b.bbox.label == "cat"  # the next image starts from the first class
     b._keys._handle_custom_msg({"type": "keydown", "key": "s", "code": "KeyS"}, [])
+    browser_answers(b)
     assert "skipped" in b.status.value and b.current == "c_tall.png"
     assert b._keys.inner_selector == ".wb-bbox" and "s" in b._keys.inner_keys
     b.submit_button.click()
+    browser_answers(b)
     assert "no boxes ✓ saved" in b.status.value and current_boxes(store)["c_tall.png"] == []
+
+
+def test_a_key_waits_for_the_box_the_browser_still_holds(photos, store):
+    """The kernel was busy while a box was drawn: the press reached it, the release is still in
+    the browser when Enter and then s arrive. Both wait for the flush; they then run in order,
+    on the finished box, and no late drawing lands on the next image."""
+    b = BoxLabeler(photos, store, annotator="ana", classes=["cat"], display_size=200)
+    pressed = {"x": 20, "y": 20, "width": 0, "height": 0, "label": "cat"}
+    b.bbox.set_state({"bboxes": [pressed]})  # the press: an empty box
+    b._keys._handle_custom_msg({"type": "keydown", "key": "Enter", "code": "Enter"}, [])
+    b._keys._handle_custom_msg({"type": "keydown", "key": "s", "code": "KeyS"}, [])
+    assert b.current == "a_tiny.png" and current_boxes(store) == {}  # nothing acted yet
+    assert b.bbox._requested == 2 and len(b.bbox._waiting) == 2
+    released = {**pressed, "width": 100, "height": 70}
+    browser_answers(b, bboxes=[released], selected_index=0)  # the release, then the answer
+    sx, sy = 28 / 200, 20 / 143
+    assert current_boxes(store)["a_tiny.png"][0][:4] == pytest.approx(
+        [20 * sx, 20 * sy, 100 * sx, 70 * sy], abs=1e-3
+    )
+    assert b.current == "c_tall.png" and "b_wide.png" not in current_boxes(store)  # skipped
+    assert b.bbox.bboxes == [] and b.bbox._waiting == []
+    b.bbox.set_state({"flushed": 1})  # an old answer again (a second browser tab): nothing
+    assert b.current == "c_tall.png"
+    assert store.history(annotator="ana", task="boxes")["kind"].tolist() == ["label", "skip"]

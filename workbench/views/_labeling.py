@@ -150,8 +150,13 @@ class DecisionControls:
     def _button(self, text: str, cls: str, action: Callable[[], Any]) -> W.Button:
         """A button that runs ``action()``; an error shows in the view."""
         b = W.Button(description=text, layout=W.Layout(width="auto")).add_class(cls)
-        b.on_click(lambda _b: self._click(action))
+        b.on_click(lambda _b: self._from_view(action))
         return b
+
+    def _from_view(self, action: Callable[[], Any]) -> None:
+        """Run ``action()`` the browser asked for (a button, a key); an error shows in the
+        view. A view whose widgets send their state lazily runs it once that state is in."""
+        self._click(action)
 
     @guarded
     def _click(self, action: Callable[[], Any]) -> None:
@@ -412,20 +417,20 @@ class LabelingView(DecisionControls, W.VBox):
         key = str(event.get("key") or "")
         code = str(event.get("code") or "")
         if key == "ArrowRight":
-            self.next()
+            self._from_view(self.next)
             return
         if key == "ArrowLeft":
-            self.prev()
+            self._from_view(self.prev)
             return
         # A held-down key must not label a run of images; the view's own keys come first.
         if event.get("repeat") or self._on_view_key(key, code, event):
             return
         if key == "Backspace":
-            self.undo()
+            self._from_view(self.undo)
         elif key == "Enter":
-            self._on_enter()
+            self._from_view(self._on_enter)
         elif len(key) == 1 and key.lower() == "s":
-            self.skip()
+            self._from_view(self.skip)
 
     def _on_view_key(self, key: str, code: str, event: dict) -> bool:
         """Keys of one view (class keys, ...); ``True`` when the key was handled."""

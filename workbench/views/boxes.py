@@ -24,15 +24,21 @@ submits; s skips; Backspace undoes; ← → browse. Inside the image (click it f
 editing keys come on top: Tab cycles through boxes, Delete removes the selected box, W A S D
 move it (so s moves a box there; Escape leaves the image), Q E R F resize it (Shift: 10 px),
 C gives it the chosen class.
+
+A key or a button acts on what was drawn before it: the view first asks the browser to flush
+the drawing's state (:class:`FlushingBBox`), so a box drawn while the kernel was busy is
+submitted with its image, never dropped or carried over to the next one.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
+import traitlets
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
@@ -41,7 +47,7 @@ from workbench.catalog import Catalog
 from workbench.labels import LabelError, LabelStore
 from workbench.labels.schema import clip_boxes
 from workbench.labels.session import LabelingSession
-from workbench.views._common import ErrorBanner, escape, guarded, reports_inline
+from workbench.views._common import ErrorBanner, escape, reports_inline
 from workbench.views._labeling import LabelingView, done_tile, session_attribute
 
 __all__ = ["BoxLabeler"]
@@ -49,6 +55,56 @@ __all__ = ["BoxLabeler"]
 _DIGITS = "1234567890"
 #: Keys the drawing widget reads itself while it has the focus (and ours would also read).
 _WIDGET_KEYS = (*_DIGITS, "s")
+
+#: The drawing widget's own module, loaded as it is, plus an answer to "flush" requests.
+_FLUSH_ESM = """
+const url = URL.createObjectURL(new Blob([%s], { type: "text/javascript" }));
+const bbox = (await import(url)).default;
+URL.revokeObjectURL(url);
+function initialize({ model }) {
+  const answer = (msg) => {
+    if (msg && msg.type === "flush") {
+      model.set("flushed", msg.n);
+      model.save_changes();
+    }
+  };
+  model.on("msg:custom", answer);
+  return () => model.off("msg:custom", answer);
+}
+export default { initialize, render: bbox.render };
+"""
+
+
+class FlushingBBox(BBoxWidget):
+    """``jupyter_bbox_widget``'s drawing widget that answers a flush request in order.
+
+    The browser sends a widget's state one message at a time: while the kernel handles one,
+    later changes wait in the browser. A box drawn while the kernel is busy (the press is one
+    message, the release another) can so reach the kernel after an Enter pressed right after
+    it, which travels on its own. :meth:`flush` asks the browser to set ``flushed``; that change
+    queues behind the drawing's, so ``then`` runs once every box drawn before it is in.
+    """
+
+    _esm = _FLUSH_ESM % json.dumps(BBoxWidget._esm)
+    flushed = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._requested = 0
+        self._waiting: list[tuple[int, Callable[[], Any]]] = []
+        self.observe(self._on_flushed, "flushed")
+
+    def flush(self, then: Callable[[], Any]) -> None:
+        """Run ``then()`` once the browser's state sent before this call has arrived."""
+        self._requested += 1
+        self._waiting.append((self._requested, then))
+        self.send({"type": "flush", "n": self._requested})
+
+    def _on_flushed(self, change: dict) -> None:
+        ready = [f for n, f in self._waiting if n <= change["new"]]
+        self._waiting = [(n, f) for n, f in self._waiting if n > change["new"]]
+        for then in ready:
+            then()
 
 
 class BoxLabeler(LabelingView):
@@ -83,7 +139,7 @@ class BoxLabeler(LabelingView):
     session : LabelingSession
         The queue and decisions this view draws (``store``, ``queue``, ``current`` ... read
         through to it).
-    bbox : jupyter_bbox_widget.BBoxWidget
+    bbox : FlushingBBox
         The drawing widget (class ``wb-bbox``); its ``bboxes`` are in display pixels.
     scale : tuple of float
         ``(sx, sy)``: original pixels per display pixel of the current image.
@@ -122,7 +178,7 @@ class BoxLabeler(LabelingView):
 
         # The widget's class list is the one class picker; its Submit/Skip buttons give way to
         # the toolbar (hide_buttons also stops its own Enter/Space keys: ours read those).
-        self.bbox = BBoxWidget(classes=self.classes, label=self.classes[0], hide_buttons=True)
+        self.bbox = FlushingBBox(classes=self.classes, label=self.classes[0], hide_buttons=True)
         self.bbox.add_class("wb-bbox")
         self.bbox.on_submit(self._on_bbox_submit)
         self.bbox.on_skip(self._on_bbox_skip)
@@ -232,13 +288,16 @@ class BoxLabeler(LabelingView):
             return self._commit(self.boxes if value is None else value)
 
     # ------------------------------------------------------------------ handlers
-    @guarded
-    def _on_bbox_submit(self) -> None:
-        self.submit()
+    def _from_view(self, action: Callable[[], Any]) -> None:
+        # A key or a button acts on the boxes drawn before it, never on a half-sent drawing;
+        # and no late drawing state lands on the next image.
+        self.bbox.flush(lambda: self._click(action))
 
-    @guarded
+    def _on_bbox_submit(self) -> None:
+        self._from_view(self.submit)
+
     def _on_bbox_skip(self) -> None:
-        self.skip()
+        self._from_view(self.skip)
 
     def _on_view_key(self, key: str, code: str, event: dict) -> bool:
         if len(key) != 1 or key not in _DIGITS:
