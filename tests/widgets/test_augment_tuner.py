@@ -194,6 +194,11 @@ def test_save_writes_pipeline_json_that_round_trips(small_catalog, tmp_path):
     t.save_button.click()
     path = ws.path / "pipeline.json"
     assert saved == [path] and "pipeline.json" in t.status.value
+    # an edit after the save (a slider's last value arriving late, too) says it is not saved
+    t.cards[1].params["contrast"].value = (0.6, 1.5)
+    assert "changed since saved" in t.status.value and "not saved" in t.status.value
+    t.cards[1].params["contrast"].value = (0.5, 1.5)  # back to what is on disk
+    assert t.status.value.startswith("<span>saved") and "pipeline.json" in t.status.value
     back = Pipeline.from_json(path.read_text())
     assert back == t.pipeline and back[1].params["contrast"] == (0.5, 1.5)
     img = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)

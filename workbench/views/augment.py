@@ -178,6 +178,7 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         self._change_callbacks: list[Callable[[Pipeline], None]] = []
         self._render_callbacks: list[Callable[[dict], None]] = []
         self._save_callbacks: list[Callable[[Any], None]] = []
+        self._saved: tuple[Any, Pipeline] | None = None  # (path, pipeline) of the last save
         self.last_render: dict[str, Any] = {}
         self.render_count = 0
         # _state_lock guards the pipeline, step ids, seed and rows. Renders run one at a time on
@@ -425,7 +426,8 @@ class AugmentTuner(_PreviewRendering, W.VBox):
         with self._state_lock:
             self.pipeline.validate()
             path = self.workspace.save(self.pipeline)
-        self.status.value = f"<span>saved {escape(path)}</span>"
+            self._saved = (path, self.pipeline.copy())
+        self._show_saved()
         for fn in self._save_callbacks:
             fn(path)
         return path
@@ -689,9 +691,24 @@ class AugmentTuner(_PreviewRendering, W.VBox):
             self._update_seed_label()
         if pipeline_changed:
             self._update_code()
+            self._show_saved()
             for fn in self._change_callbacks:
                 fn(self.pipeline)
         self._request_render()
+
+    def _show_saved(self) -> None:
+        """The status line after a save: whether the pipeline shown is the one on disk."""
+        if self._saved is None:
+            return
+        path, pipeline = self._saved
+        with self._state_lock:
+            same = self.pipeline == pipeline
+        self.status.value = (
+            f"<span>saved {escape(path)}</span>"
+            if same
+            else f'<span class="wb-unsaved" style="color:#b45309">changed since saved '
+            f"{escape(path)}: not saved</span>"
+        )
 
     def _update_seed_label(self) -> None:
         self.seed_label.value = f"<span>seed <code>{self.seed}</code></span>"
