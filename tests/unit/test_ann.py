@@ -46,6 +46,20 @@ def test_hnsw_recall_at_10_is_at_least_095_against_exact_search():
     np.testing.assert_allclose(dist[:, 0], np.linalg.norm(X - X[idx[:, 0]], axis=1), rtol=1e-4)
 
 
+def test_the_query_beam_widens_with_the_rows_and_is_what_the_index_uses():
+    assert [ann._ef_search(n, 10) for n in (100, 10_000, 100_000, 10**7)] == [64, 64, 128, 256]
+    assert ann._ef_search(100_000, 300) == 300  # never narrower than k
+    X = _clustered(n=12_000, d=64)
+    index = ann.NeighborIndex(X, exact=False)
+    widened = index.query(X[:2000], 11)[1][:, 1:]
+    assert index._index.ef == ann._ef_search(12_000, 11) > ann._EF_SEARCH
+    # the beam matters: a narrow one finds fewer of the true neighbours
+    want = NearestNeighbors(n_neighbors=11).fit(X).kneighbors(X[:2000])[1][:, 1:]
+    index._index.set_ef(11)
+    narrow = index._index.knn_query(X[:2000], k=11)[0][:, 1:]
+    assert _recall(widened, want) > _recall(narrow, want)
+
+
 def test_exact_search_is_sklearns_and_is_used_below_the_crossover():
     X = _clustered(500, 16)
     index = ann.NeighborIndex(X)
