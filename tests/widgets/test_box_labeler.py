@@ -40,8 +40,8 @@ def shown_size(b: BoxLabeler) -> tuple[int, int]:
 
 def browser_answers(b: BoxLabeler, **state) -> None:
     """What the browser sends after the view's flush requests: its pending drawing state and
-    ``flushed`` (the last request's number), in one message."""
-    b.bbox.set_state({**state, "flushed": b.bbox._requested})
+    ``flushed`` (the numbers of the requests it answered, the last 64), in one message."""
+    b.bbox.set_state({**state, "flushed": list(range(1, b.bbox._requested + 1))[-64:]})
 
 
 @pytest.mark.parametrize("sid", list(SIZES))
@@ -233,6 +233,20 @@ def test_a_key_waits_for_the_box_the_browser_still_holds(photos, store):
     )
     assert b.current == "c_tall.png" and "b_wide.png" not in current_boxes(store)  # skipped
     assert b.bbox.bboxes == [] and b.bbox._waiting == []
-    b.bbox.set_state({"flushed": 1})  # an old answer again (a second browser tab): nothing
+    b.bbox.set_state({"flushed": [1, 2]})  # the same answers again (a second tab): nothing
     assert b.current == "c_tall.png"
     assert store.history(annotator="ana", task="boxes")["kind"].tolist() == ["label", "skip"]
+
+
+def test_a_key_whose_request_no_page_answered_never_acts_later(photos, store):
+    """Enter, then the page reloads before answering (request 3 lost); the annotator presses
+    Enter again (request 4). One press, one submit: the lost one is dropped, not run late."""
+    b = BoxLabeler(photos, store, annotator="ana", classes=["cat"], display_size=200)
+    b.bbox.set_state({"flushed": [1, 2]})  # a page that answered two requests before
+    b.bbox._requested = 2
+    b.add_box(1, 1, 5, 5)
+    b._on_key({"type": "keydown", "key": "Enter"})  # request 3: lost with the old page
+    b._on_key({"type": "keydown", "key": "Enter"})  # request 4
+    b.bbox.set_state({"flushed": [1, 2, 4]})
+    assert current_boxes(store) == {"a_tiny.png": [[1.0, 1.0, 5.0, 5.0, "cat"]]}
+    assert b.current == "b_wide.png" and b.bbox._waiting == []

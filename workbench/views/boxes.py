@@ -64,7 +64,7 @@ URL.revokeObjectURL(url);
 function initialize({ model }) {
   const answer = (msg) => {
     if (msg && msg.type === "flush") {
-      model.set("flushed", msg.n);
+      model.set("flushed", [...(model.get("flushed") || []).slice(-63), msg.n]);
       model.save_changes();
     }
   };
@@ -81,12 +81,14 @@ class FlushingBBox(BBoxWidget):
     The browser sends a widget's state one message at a time: while the kernel handles one,
     later changes wait in the browser. A box drawn while the kernel is busy (the press is one
     message, the release another) can so reach the kernel after an Enter pressed right after
-    it, which travels on its own. :meth:`flush` asks the browser to set ``flushed``; that change
-    queues behind the drawing's, so ``then`` runs once every box drawn before it is in.
+    it, which travels on its own. :meth:`flush` asks the browser to add the request's number to
+    ``flushed`` (its last 64 answers); that change queues behind the drawing's, so ``then``
+    runs once every box drawn before it is in. A request no page answered (the page reloaded
+    meanwhile) is dropped when a later one is answered, so one key press never acts twice.
     """
 
     _esm = _FLUSH_ESM % json.dumps(BBoxWidget._esm)
-    flushed = traitlets.Int(0).tag(sync=True)
+    flushed = traitlets.List(traitlets.Int()).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -101,8 +103,10 @@ class FlushingBBox(BBoxWidget):
         self.send({"type": "flush", "n": self._requested})
 
     def _on_flushed(self, change: dict) -> None:
-        ready = [f for n, f in self._waiting if n <= change["new"]]
-        self._waiting = [(n, f) for n, f in self._waiting if n > change["new"]]
+        answered = set(change["new"])
+        latest = max(answered, default=0)
+        ready = [f for n, f in self._waiting if n in answered]
+        self._waiting = [(n, f) for n, f in self._waiting if n > latest]
         for then in ready:
             then()
 
