@@ -469,6 +469,13 @@ def test_every_button_does_what_it_says(
         seed = tuner.locator(".wb-seed").inner_text()
         _card(page, 0).locator(".wb-enabled input").click()
         expect(tuner.locator(".wb-seed")).not_to_have_text(seed, timeout=15_000)
+        # an edit after the save says so; undoing it says saved again
+        status = tuner.locator(".wb-status")
+        expect(status).to_contain_text("changed since saved", timeout=15_000)
+        expect(status).to_contain_text("not saved")
+        _card(page, 0).locator(".wb-enabled input").click()
+        expect(status).not_to_contain_text("changed", timeout=15_000)
+        expect(status).to_contain_text("saved")
         # show code
         tuner.locator(".wb-show-code").click()
         expect(tuner.locator(".wb-code")).to_be_visible()
