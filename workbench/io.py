@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import threading
@@ -74,28 +75,62 @@ class Probe:
     dhash: int | None = None
 
 
-def _check_regular_file(path: str) -> int:
-    """Return the file size, or raise DecodeError for missing, looping or special files."""
+#: Files up to this size are read with one system call and decoded from memory: Pillow's own
+#: open of a path reads through a buffered file in many small reads. Measured per file (CPU
+#: µs, interleaved): 28 px PNG 30.6 against 36.8, 256 px JPEG 495 against 510. Larger files
+#: are opened by path, so no more than this is ever held besides the pixels.
+_READ_WHOLE_UP_TO = 1 << 20
+
+# O_NONBLOCK: opening a pipe with no writer returns at once (then fstat rejects it); it does
+# nothing to reads of a regular file.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _read_regular(path: str) -> tuple[bytes | None, int]:
+    """The bytes of a small regular file (``None`` above :data:`_READ_WHOLE_UP_TO`) and its
+    size, or a DecodeError for missing, looping, unreadable, special or empty files."""
     try:
-        st = os.stat(path)  # follows symlinks; ELOOP for a symlink loop
+        fd = os.open(path, _READ_FLAGS)  # follows symlinks; ELOOP for a symlink loop
     except FileNotFoundError:
         if os.path.islink(path):
             raise DecodeError(
                 "broken symbolic link: its target does not exist", "missing"
             ) from None
         raise DecodeError("file not found", "missing") from None
+    except PermissionError:
+        raise DecodeError(
+            "permission denied: the file cannot be read by this user", "unreadable"
+        ) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise DecodeError(
                 "symbolic link loop: the link points back at itself", "unreadable"
             ) from None
         raise DecodeError(f"cannot read file: {e.strerror}", "unreadable") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a special file (pipe, socket or device)"
-        raise DecodeError(f"not a regular file: it is {kind}", "unreadable")
-    if st.st_size == 0:
-        raise DecodeError("empty file (0 bytes)", "empty")
-    return st.st_size
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = (
+                "a folder" if stat.S_ISDIR(st.st_mode)
+                else "a special file (pipe, socket or device)"
+            )  # fmt: skip
+            raise DecodeError(f"not a regular file: it is {kind}", "unreadable")
+        size = st.st_size
+        if size == 0:
+            raise DecodeError("empty file (0 bytes)", "empty")
+        if size > _READ_WHOLE_UP_TO:
+            return None, size
+        data = os.read(fd, size)
+        while len(data) < size:  # a short read (a network file system): read on to the end
+            more = os.read(fd, size - len(data))
+            if not more:
+                break  # shrunk since fstat: the decoder reports it truncated
+            data += more
+        return data, size
+    except OSError as e:
+        raise DecodeError(f"cannot read file: {e.strerror or e}", "unreadable") from None
+    finally:
+        os.close(fd)
 
 
 def _open(path: str, max_pixels: int | None) -> Image.Image:
@@ -143,9 +178,9 @@ def _open_sized(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
 
 
 def _open_sized_quietly(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
-    size = _check_regular_file(path)
+    data, size = _read_regular(path)
     try:
-        im = Image.open(path)
+        im = Image.open(path if data is None else io.BytesIO(data))
     except UnidentifiedImageError:
         raise DecodeError(
             "not an image: the file's bytes are not in any format Pillow can read "

@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -319,3 +320,70 @@ def test_pillows_bomb_warning_is_ours_to_decide_per_file_and_per_batch(tmp_path,
     assert warnings.filters == before
     with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own open still warns
         Image.open(path)
+
+
+def test_a_pipe_or_a_device_named_like_an_image_is_refused_at_once(tmp_path):
+    """Opened without blocking (a pipe with no writer would hang a plain open), then refused."""
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "pipe.png")
+    os.symlink("/dev/zero", tmp_path / "zero.png")  # endless bytes: must never be read
+    errors: dict[str, DecodeError] = {}
+
+    def read_all() -> None:
+        for name in ("pipe.png", "zero.png"):
+            try:
+                decode(tmp_path / name)
+            except DecodeError as e:
+                errors[name] = e
+
+    t = threading.Thread(target=read_all, daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "decode blocked on a special file"
+    for name in ("pipe.png", "zero.png"):
+        assert errors[name].status == "unreadable"
+        assert "special file" in str(errors[name])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file: no permission to deny")
+def test_a_file_this_user_cannot_read_is_unreadable_with_the_reason(tmp_path):
+    p = tmp_path / "secret.png"
+    p.write_bytes(encode(Image.new("L", (4, 4)), "PNG"))
+    p.chmod(0)
+    with pytest.raises(DecodeError, match="permission denied") as e:
+        decode(p)
+    assert e.value.status == "unreadable"
+
+
+def test_small_files_read_into_memory_decode_as_large_files_opened_by_path(corpus, monkeypatch):
+    """Files up to ``_READ_WHOLE_UP_TO`` bytes are read in one call and decoded from memory,
+    larger ones are opened by path: the same pixels, hash, format and status either way (the
+    limit lowered to 0 sends every file of the corpus, all formats and faults, by path)."""
+    import workbench.io as wio
+
+    root, expect = corpus
+    in_memory = {}
+    for rel in expect:
+        try:
+            pr = probe(root / rel)
+            in_memory[rel] = (pr, np.asarray(decode(root / rel)))
+        except DecodeError as e:
+            in_memory[rel] = e.status
+    frames = root / "frames.gif"  # multi-frame: the first frame, from memory as from the path
+    first, second = Image.new("P", (6, 4), 1), Image.new("P", (6, 4), 2)
+    first.save(frames, save_all=True, append_images=[second])
+    in_memory["frames.gif"] = (probe(frames), np.asarray(decode(frames)))
+    assert sum(not isinstance(v, str) for v in in_memory.values()) >= 5
+    monkeypatch.setattr(wio, "_READ_WHOLE_UP_TO", 0)
+    for rel, before in in_memory.items():
+        try:
+            pr = probe(root / rel)
+            after = (pr, np.asarray(decode(root / rel)))
+        except DecodeError as e:
+            assert e.status == before, rel
+            continue
+        assert not isinstance(before, str), rel
+        assert after[0] == before[0], rel
+        np.testing.assert_array_equal(after[1], before[1], err_msg=rel)
