@@ -187,6 +187,23 @@ def test_apply_does_not_depend_on_python_random_state(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_guarded_image_replay_gives_what_apply_gives(name: str) -> None:
+    # Inside the RNG guard and the warnings filter (as expand runs), a PIL image on its own
+    # takes the replay's short path: the same pixels as Pipeline.apply's general path.
+    from workbench.augment.replay import _quiet_replays, _rng_guard
+
+    pipe = small(name).add("ColorJitter", brightness=0.5)
+    pil = F.to_pil_image(IMG)
+    for backend in ("pil", "tensor"):
+        replay = pipe.replayer(backend=backend)
+        want = [np.asarray(pipe.apply(im, s, backend=backend)) for im in (pil, pil.convert("L"))
+                for s in (1, 2, 3)]  # fmt: skip
+        with _rng_guard(), _quiet_replays():
+            got = [np.asarray(replay(im, s)) for im in (pil, pil.convert("L")) for s in (1, 2, 3)]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), backend
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_uint8_in_uint8_out_and_pil_in_pil_out(name: str) -> None:
     pipe = small(name)
     out = pipe.apply(IMG, 3)
