@@ -1,7 +1,7 @@
 """Augmentation: live-preview latency, offline expansion overhead, torchvision throughput.
 
     .venv/bin/python benchmarks/bench_augment.py [--changes 50] [--photos 160] [--animals 1000]
-        [--rounds 7] [--sections 1,2,3]
+        [--rounds 7] [--sections 1,2,3] [--out DIR]
 
 1. Preview latency. An ``AugmentTuner`` over the ``photos`` sample, a 4 x (1 + 4) grid at 224 px,
    a 5-step pipeline (flip, rotation, colour jitter, grayscale, erasing). Latency is the time from
@@ -14,7 +14,12 @@
    a PIL PNG save over the same files (open, transform, save; nothing else), for each backend:
    PIL images in (torchvision's PIL kernels, ``expand``'s default) and uint8 tensors in.
    Target <= 1.10x, on 256 px photo crops and on 28 px silhouettes. Both 1-worker sides run
-   in this process and are timed in its CPU seconds (file creation is kernel time, counted);
+   in this process and are timed in its CPU seconds (file creation is kernel time, counted).
+   Both write into a memory file system (``/dev/shm`` where there is one; ``--out`` picks
+   another folder): the per-file work is what is compared, not the disk's moods. On this
+   machine's ext4 disk, the same bare loop's PNG save took 141 us a 28 px file in one run and
+   690 in a later one, and per-round ratios spread 0.83-1.41; in memory, 1.06-1.10. Without
+   the disk's share the ratio is the stricter one (our per-file extras weigh more). Method:
    an untimed warm-up of each, then >= 7 rounds alternating the order (``_method.py``), load
    printed, median and IQR of the per-round ratio, recorded in ``results/bench_augment.jsonl``.
    Per backend, a stage table follows: CPU microseconds per file of expand's steps (decode,
@@ -426,10 +431,13 @@ def throughput(photos: Catalog, default_threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--changes", type=int, default=50)
-    ap.add_argument("--photos", type=int, default=160, help="256-px photo crops to expand")
+    ap.add_argument("--photos", type=int, default=160, help="256-px photo crops (0: none)")
     ap.add_argument("--animals", type=int, default=1000, help="28-px silhouettes to expand")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of section 2")
     ap.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 2")
+    ap.add_argument(
+        "--out", help="folder for section 2's files (default: /dev/shm if present, else temp)"
+    )
     args = ap.parse_args()
     run = {int(x) for x in args.sections.split(",")}
     base = Path(tempfile.gettempdir()) / "wb-bench-augment"
@@ -450,10 +458,15 @@ def main() -> None:
 def offline(args: argparse.Namespace, base: Path, ws: Workspace) -> None:
     print("\n## 2. offline expansion: expand vs a bare loop of the same transform")
     local_pool(2).submit(int).result()  # start the pool outside the timings
-    work = Path(tempfile.mkdtemp(prefix="wb-bench-expand-"))
+    memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    work = Path(tempfile.mkdtemp(prefix="wb-bench-expand-", dir=args.out or memory))
+    print(f"files written under {work}")
     try:
-        crops = make_photo_crops(base / "crops", args.photos, ws)
-        expansion("photo crops, 256 x 256 RGB", "256 px crops", crops, work / "crops", args.rounds)
+        if args.photos:
+            crops = make_photo_crops(base / "crops", args.photos, ws)
+            expansion(
+                "photo crops, 256 x 256 RGB", "256 px crops", crops, work / "crops", args.rounds
+            )
         animals = samples.load("animals", ws, progress=False)
         picked = animals.df.groupby("label", observed=True).head(max(1, args.animals // 10))
         subset = Catalog(picked, animals.root)
