@@ -106,6 +106,7 @@ SEARCH_EXTRA = 16
 _PCA_SAMPLE = 20_000
 HASH_BITS = 128  # the distance scale shared with the hash method
 _BLOCK = 1024  # rows per matrix product: 1024 x 50k float32 is 200 MB at most
+_CHUNK = 8192  # rows normalized (and projected) at a time: 40 MB of 1,280-d float32
 
 
 def choose_method(method: str, widths: np.ndarray, heights: np.ndarray) -> str:
@@ -207,11 +208,16 @@ def nearest(X: np.ndarray, k: int, *, block: int = _BLOCK) -> tuple[np.ndarray, 
     k = min(check_positive_int(k, "k"), max(n - 1, 0))
     if k == 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    U = np.ascontiguousarray(X / np.where(norm > 0, norm, 1), dtype=np.float32)
+    norm = np.empty((n, 1), np.float32)  # by chunks: norm() of all rows squares a copy of X
+    for start in range(0, n, _CHUNK):
+        norm[start : start + _CHUNK] = np.linalg.norm(
+            X[start : start + _CHUNK], axis=1, keepdims=True
+        )
+    safe = np.where(norm > 0, norm, 1)
     if n > EXACT_LIMIT:  # a full pass would take minutes: the approximate index
-        idx, sim = _nearest_approximate(U, k)
+        idx, sim = _nearest_approximate(X, safe, k)
         return idx, np.where(norm[idx, 0] > 0, sim, 0).astype(np.float32)
+    U = np.ascontiguousarray(X / safe, dtype=np.float32)
     import torch  # topk: ~15x faster than numpy's argpartition on 1024 x 10k blocks
 
     out_i = np.empty((n, k), np.int64)
@@ -225,21 +231,31 @@ def nearest(X: np.ndarray, k: int, *, block: int = _BLOCK) -> tuple[np.ndarray, 
     return out_i, out_s
 
 
-def _nearest_approximate(U: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`nearest` of unit rows ``U`` above :data:`EXACT_LIMIT`: ``k + SEARCH_EXTRA``
-    candidates per row from HNSW over the first :data:`SEARCH_DIMS` principal components,
-    the ``k`` of highest full cosine kept."""
+def _nearest_approximate(X: np.ndarray, norm: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` above :data:`EXACT_LIMIT` rows: ``k + SEARCH_EXTRA`` candidates per row
+    from HNSW over the first :data:`SEARCH_DIMS` principal components of the unit rows, the
+    ``k`` of highest full cosine kept. ``norm``: each row's norm (``(n, 1)``, zeros as 1).
+
+    The unit rows are made a block at a time, never all at once: at 100,000 x 1,280 float32
+    a unit copy is 488 MiB, and PCA's centred copy of it as much again."""
     from workbench.ann import neighbors
 
-    n, d = U.shape
-    R = U
+    n, d = X.shape
     if d > SEARCH_DIMS:
         from sklearn.decomposition import PCA
 
         rng = np.random.default_rng(0)
-        sample = U[np.sort(rng.choice(n, min(n, _PCA_SAMPLE), replace=False))]
-        pca = PCA(SEARCH_DIMS, svd_solver="randomized", random_state=0).fit(sample)
-        R = np.ascontiguousarray(pca.transform(U), dtype=np.float32)
+        rows = np.sort(rng.choice(n, min(n, _PCA_SAMPLE), replace=False))
+        sample = X[rows]
+        sample /= norm[rows]  # in place, and centred in place by the fit (copy=False)
+        pca = PCA(SEARCH_DIMS, svd_solver="randomized", random_state=0, copy=False).fit(sample)
+        del sample
+        R = np.empty((n, SEARCH_DIMS), np.float32)
+        for start in range(0, n, _CHUNK):
+            stop = min(n, start + _CHUNK)
+            R[start:stop] = pca.transform(X[start:stop] / norm[start:stop])
+    else:
+        R = np.ascontiguousarray(X / norm, dtype=np.float32)
     m = min(k + SEARCH_EXTRA, n - 1)
     cand = neighbors(R, m, exact=False)[1]
     del R
@@ -247,7 +263,9 @@ def _nearest_approximate(U: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     step = 256  # 256 rows x 48 candidates x 1,280 float32: 63 MB of gathered rows at a time
     for start in range(0, n, step):
         stop = min(n, start + step)
-        sim[start:stop] = np.einsum("nd,nkd->nk", U[start:stop], U[cand[start:stop]])
+        c = cand[start:stop]
+        dots = np.einsum("nd,nkd->nk", X[start:stop] / norm[start:stop], X[c])
+        sim[start:stop] = dots / norm[c, 0]
     order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(cand, order, 1), np.take_along_axis(sim, order, 1)
 

@@ -222,6 +222,33 @@ def test_a_large_family_of_tight_copies_stays_whole():
     assert distinct_pairs(two, 0.9)[0].tolist() == [0]
 
 
+def test_the_index_search_holds_no_full_size_copy_of_the_rows(monkeypatch):
+    """Past EXACT_LIMIT, unit rows, their norms and the projection are made a block at a time:
+    the arrays allocated besides the rows stay well under one copy of them (numpy's memory, as
+    tracemalloc sees it; the index's own is not counted). A unit copy of all rows, or
+    ``np.linalg.norm`` over all of them (it squares a copy), would be 1x at least."""
+    import tracemalloc
+
+    import workbench.neardup as nd
+
+    rng = np.random.default_rng(3)
+    X = np.abs(rng.normal(size=(16_000, 768))).astype(np.float32)  # 49 MB
+    monkeypatch.setattr(nd, "EXACT_LIMIT", 1000)
+    monkeypatch.setattr(nd, "SEARCH_DIMS", 16)
+    monkeypatch.setattr(nd, "_PCA_SAMPLE", 2000)
+    monkeypatch.setattr(nd, "_CHUNK", 1000)
+    nd.nearest(X[:2000], 2)  # the lazy imports, outside the measurement
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        idx, _ = nd.nearest(X, 2)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert idx.shape == (len(X), 2)
+    assert peak < 0.5 * X.nbytes, f"{peak / X.nbytes:.2f} x the rows"
+
+
 @pytest.mark.parametrize("dims", [128, 16])
 def test_distinct_pairs_above_the_exact_limit(monkeypatch, dims):
     """Past EXACT_LIMIT the neighbours come from workbench.ann's HNSW index (the real one, here
