@@ -519,7 +519,12 @@ def test_manifest_is_written_as_pandas_writes_it(tmp_path: Path) -> None:
     # read back from a manifest (NaN), including quoting.
     import pandas as pd
 
-    from workbench.augment.expansion import MANIFEST_COLUMNS, _read_manifest, _write_manifest
+    from workbench.augment.expansion import (
+        MANIFEST_COLUMNS,
+        _manifest_lines,
+        _read_manifest,
+        _write_manifest,
+    )
 
     row = {
         **dict.fromkeys(MANIFEST_COLUMNS, None),
@@ -537,10 +542,10 @@ def test_manifest_is_written_as_pandas_writes_it(tmp_path: Path) -> None:
         {**row, "path": "a/b_aug0.png", "seed": 2**62 + 5, "hash": "h,1", "source_id": "a/b"},
         {**row, "path": 'q"x.png', "copy": 1, "seed": 7, "label": "cat", "split": "train"},
     ]  # fmt: skip
-    _write_manifest(tmp_path / "m.csv", [{**r, "_src": "ignored"} for r in rows])
+    _write_manifest(tmp_path / "m.csv", _manifest_lines([{**r, "_src": "ignored"} for r in rows]))
     expected = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(index=False)
     assert (tmp_path / "m.csv").read_text() == expected
     back = list(_read_manifest(tmp_path / "m.csv").values())
-    _write_manifest(tmp_path / "m2.csv", back)
+    _write_manifest(tmp_path / "m2.csv", _manifest_lines(back))
     expected = pd.DataFrame(back, columns=list(MANIFEST_COLUMNS)).to_csv(index=False)
     assert (tmp_path / "m2.csv").read_text() == expected
