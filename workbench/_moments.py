@@ -350,8 +350,9 @@ def _view(image: Image.Image) -> np.ndarray | None:
     return view.reshape(h, w, step) if step > 1 else view.reshape(h, w)
 
 
-def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
-    """Exact ``(n, Σx, Σx²)`` per channel of an 8-bit ``L`` or ``RGB`` Pillow image.
+def _sums8(image: Image.Image | np.ndarray) -> tuple[int, list[int], list[int]]:
+    """Exact ``(n, Σx, Σx²)`` per channel of an 8-bit ``L`` or ``RGB`` Pillow image, or of a
+    ``(height, width, channels)`` uint8 array.
 
     OpenCV's ``meanStdDev`` (SIMD, integer accumulators) over a zero-copy Arrow view of Pillow's
     pixel memory, quicker than Pillow's histogram and its conversion to numpy for a freshly
@@ -359,8 +360,12 @@ def _sums8(image: Image.Image) -> tuple[int, list[int], list[int]]:
     back exactly after rounding (error below 0.1 up to 2**30 pixels). Images whose rows are not
     one block of memory (over 16 MB), or a Pillow without Arrow export, take the histogram.
     """
-    n, c = image.width * image.height, len(image.mode)
-    view = _view(image) if 0 < n <= 1 << 30 else None
+    if isinstance(image, np.ndarray):
+        n, c, view = image.shape[0] * image.shape[1], image.shape[2], image
+    else:
+        n, c = image.width * image.height, len(image.mode)
+        view = _view(image)
+    view = view if 0 < n <= 1 << 30 else None
     if view is None:
         h = np.asarray(image.histogram(), dtype=np.int64).reshape(-1, 256)
         v = np.arange(256, dtype=np.int64)
@@ -398,7 +403,13 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
     with _opencv_on_one_thread(), wb_io.quiet_bomb_warnings():
         for path in paths:
             # orient=False: moments ignore pixel order
-            image = wb_io.decode_scanned(path, keep_16bit=True, orient=False)
+            image = wb_io._pixels_scanned(path, orient=False)  # an array for most JPEGs
+            if isinstance(image, np.ndarray):
+                if mode == ("RGB" if image.shape[2] == 3 else "L"):
+                    k, a, b = _sums8(image)
+                    n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]
+                    continue
+                image = Image.fromarray(image if image.shape[2] == 3 else image[..., 0])
             if image.mode == mode:  # 8-bit like the first image: only add up its integer sums
                 k, a, b = _sums8(image)
                 n, s1, s2 = n + k, [*map(int.__add__, s1, a)], [*map(int.__add__, s2, b)]

@@ -19,6 +19,10 @@ source mode                    decoded mode
 EXIF orientation is applied before anything else, so width/height are as a person sees them.
 Multi-frame files (GIF, TIFF) give their first frame. 16-bit RGB PNGs are reduced to 8 bits by
 Pillow itself; their ``bits`` column says 8.
+
+RGB and gray JPEGs up to 1 MiB are decoded by libjpeg-turbo (simplejpeg) into one array, the
+same library and settings as Pillow's decoder (the same pixels, tested); the scan and the
+Normalizer take a plain JPEG's array as it is, without a Pillow image (:func:`_decode_jpeg`).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import simplejpeg
 import xxhash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -135,7 +141,8 @@ def _read_regular(path: str) -> tuple[bytes | None, int]:
 
 def _open(path: str, max_pixels: int | None) -> Image.Image:
     """Open lazily (header only), enforce the pixel limit, then load the pixels."""
-    return _open_sized(path, max_pixels)[0]
+    im, direct, _ = _open_sized(path, max_pixels)
+    return im if direct is None else _as_image(im, direct)
 
 
 # Set while a quiet_bomb_warnings() context is open in this thread (or, in a pool worker
@@ -169,16 +176,26 @@ def _quiet_for_good() -> None:
     _BOMB_QUIET.active = True
 
 
-def _open_sized(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
+def _open_sized(
+    path: str, max_pixels: int | None, plain: bool = False
+) -> tuple[Image.Image | None, np.ndarray | None, int]:
+    """The opened image, the pixels decoded directly (see :func:`_decode_jpeg`; the image is
+    then not loaded) or ``None`` (the image is loaded), and the file's size. With ``plain``,
+    a plain JPEG (:func:`_plain_jpeg`) comes back as ``None``, its pixels, its size: no Pillow
+    image at all, for callers that need nothing but the pixels."""
     once_in_pool_worker("bomb-warning", _quiet_for_good)
-    if getattr(_BOMB_QUIET, "active", False):
-        return _open_sized_quietly(path, max_pixels)
-    with quiet_bomb_warnings():  # one context for open and load
-        return _open_sized_quietly(path, max_pixels)
-
-
-def _open_sized_quietly(path: str, max_pixels: int | None) -> tuple[Image.Image, int]:
     data, size = _read_regular(path)
+    if plain and data is not None and (a := _plain_jpeg(data, max_pixels)) is not None:
+        return None, a, size
+    if getattr(_BOMB_QUIET, "active", False):
+        return _open_sized_quietly(path, max_pixels, data, size)
+    with quiet_bomb_warnings():  # one context for open and load
+        return _open_sized_quietly(path, max_pixels, data, size)
+
+
+def _open_sized_quietly(
+    path: str, max_pixels: int | None, data: bytes | None, size: int
+) -> tuple[Image.Image, np.ndarray | None, int]:
     try:
         im = Image.open(path if data is None else io.BytesIO(data))
     except UnidentifiedImageError:
@@ -203,6 +220,10 @@ def _open_sized_quietly(path: str, max_pixels: int | None) -> tuple[Image.Image,
             "(a possible decompression bomb); pass a larger max_pixels to read it",
             "too_large",
         )
+    if data is not None and im.format == "JPEG" and im.mode in _JPEG_MODES:
+        direct = _decode_jpeg(data, _JPEG_MODES[im.mode])
+        if direct is not None and direct.shape[1::-1] == im.size:
+            return im, direct, size
     try:
         im.load()
     except Image.DecompressionBombError as e:
@@ -212,18 +233,101 @@ def _open_sized_quietly(path: str, max_pixels: int | None) -> tuple[Image.Image,
         if "truncated" in msg:
             msg = f"file is truncated: {msg}"
         raise DecodeError(f"cannot decode image data ({msg})", "corrupt") from None
-    return im, size
+    return im, None, size
+
+
+#: Pillow's JPEG modes that :func:`_decode_jpeg` decodes (simplejpeg's colour space for each).
+_JPEG_MODES = {"RGB": "RGB", "L": "GRAY"}
+#: A JPEG's colour space (libjpeg-turbo's name, from the file's header) -> the mode Pillow
+#: opens it in: three components become RGB, one gray; CMYK and YCCK are left to Pillow.
+_JPEG_SPACES = {"YCbCr": "RGB", "RGB": "RGB", "Gray": "L"}
+
+
+def _decode_jpeg(data: bytes, colorspace: str) -> np.ndarray | None:
+    """A JPEG's pixels decoded by libjpeg-turbo (simplejpeg) straight into one
+    ``(height, width, channels)`` uint8 array; ``None`` (Pillow decodes it) for any file libjpeg
+    warns about, so damaged files keep Pillow's verdict and message.
+
+    Same library, same settings (accurate integer DCT, smooth upsampling) as Pillow's decoder,
+    so the same pixels (a test compares them over JPEGs of every subsampling, progressive,
+    restart-marker, grayscale, EXIF-rotated and multi-picture kind). Why not Pillow's decoder:
+    it copies each row out of a scratch buffer just written by libjpeg, and that copy runs at
+    two speeds set by where the buffer lands in the heap (slow whenever its address was 32 mod
+    64 in the layouts tried): a 256 px JPEG took 258 or 395 µs through Pillow, 208 µs here in
+    every layout (``benchmarks/bench_scan.py`` prints both bare loops).
+    """
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True)
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _plain_jpeg(data: bytes, max_pixels: int | None) -> np.ndarray | None:
+    """The pixels of a plain JPEG, without Pillow's header parse (about 20 µs, 7 % of a 256 px
+    JPEG's decode): one that Pillow opens as RGB or L, that has no APP1 block (EXIF or XMP:
+    a possible rotation) and is not a multi-picture file (MPO); its size within ``max_pixels``
+    and Pillow's own bomb limit. ``None`` for anything else, which goes through Pillow."""
+    if data[:3] != b"\xff\xd8\xff" or not _no_rotation_or_frames(data):
+        return None
+    try:
+        h, w, space, _ = simplejpeg.decode_jpeg_header(data)
+    except (ValueError, RuntimeError):
+        return None
+    bomb = Image.MAX_IMAGE_PIXELS
+    if (
+        space not in _JPEG_SPACES
+        or (max_pixels is not None and w * h > max_pixels)
+        or (bomb is not None and w * h > 2 * bomb)
+    ):
+        return None
+    return _decode_jpeg(data, _JPEG_MODES[_JPEG_SPACES[space]])
+
+
+def _no_rotation_or_frames(data: bytes) -> bool:
+    """Walks a JPEG's marker segments up to the start of the scan: False at an APP1 segment
+    (where EXIF and XMP live) or an APP2 "MPF" one (a multi-picture file) or a malformed
+    segment list (Pillow then decides)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: no more header segments
+            return True
+        if marker == 0xE1 or (marker == 0xE2 and data[i + 4 : i + 8] == b"MPF\x00"):
+            return False
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return False
+
+
+def _as_image(im: Image.Image | None, a: np.ndarray) -> Image.Image:
+    """The directly decoded pixels ``a`` of ``im`` (``None`` for a plain JPEG) as a Pillow
+    image with its format and info."""
+    out = Image.fromarray(a if a.shape[2] == 3 else a[..., 0], "RGB" if a.shape[2] == 3 else "L")
+    if im is None:
+        out.format = "JPEG"
+    else:
+        out.info, out.format = im.info, im.format
+        im.close()
+    return out
 
 
 #: Where Pillow's ``getexif`` looks for an orientation (besides a TIFF's own tags).
 _ORIENTATION_SOURCES = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
+def _may_be_rotated(im: Image.Image) -> bool:
+    """False when ``im`` has no EXIF or XMP block: getexif would find no orientation (checking
+    so instead of calling it saves about 1 % of a small JPEG's decode)."""
+    return hasattr(im, "tag_v2") or any(k in im.info for k in _ORIENTATION_SOURCES)
+
+
 def _oriented(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation in place (no copy when there is nothing to do)."""
-    if not hasattr(im, "tag_v2") and not any(k in im.info for k in _ORIENTATION_SOURCES):
-        # No EXIF or XMP block: getexif would find no orientation; skipping it saves about
-        # 1 % of a small JPEG's decode.
+    if not _may_be_rotated(im):
         return im
     with contextlib.suppress(Exception):  # a broken EXIF block must not hide good pixels
         ImageOps.exif_transpose(im, in_place=True)
@@ -282,9 +386,16 @@ def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
     """Probe's fields as a plain tuple in scan-row order (width, height, mode, channels, bits,
     bytes, hash, format, phash, dhash): the scan builds its row from this without a Probe object
     (the frozen dataclass costs about 3 µs a file, 0.5 % of a small JPEG's scan)."""
-    im, size = _open_sized(path, max_pixels)
+    im, direct, size = _open_sized(path, max_pixels, plain=not perceptual_hash)
+    if im is None:  # a plain JPEG: the array is all it takes
+        (h, w, c), mode = direct.shape, "RGB" if direct.shape[2] == 3 else "L"
+        digest = xxhash.xxh3_128(f"{mode}:{w}x{h}:".encode())
+        digest.update(direct)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
+        return (w, h, mode, c, 8, size, digest.hexdigest(), "JPEG", None, None)
     fmt = im.format or ""
     mode = im.mode
+    if direct is not None:
+        im = _as_image(im, direct)
     im = _oriented(im)
     # Palette indices mean nothing on their own: hash the colours.
     colours = im.convert("RGBA" if "transparency" in im.info else "RGB") if mode == "P" else im
@@ -411,8 +522,31 @@ def decode_scanned(
     DecodeError
         With the status of the underlying failure (``"missing"`` for a file gone since).
     """
+    return _scanned(path, sample_id, lambda p: decode(p, keep_16bit=keep_16bit, orient=orient))
+
+
+def _pixels_scanned(path: str | os.PathLike, *, orient: bool = True) -> Image.Image | np.ndarray:
+    """``decode_scanned(path, keep_16bit=True, orient=orient)``, except that a JPEG decoded
+    directly (:func:`_decode_jpeg`) comes back as its ``(height, width, channels)`` uint8 array
+    (RGB, or gray with one channel), without the copy into a Pillow image."""
+
+    def pixels(p: str) -> Image.Image | np.ndarray:
+        im, direct, _ = _open_sized(p, DEFAULT_MAX_PIXELS, plain=True)
+        if im is None:
+            return direct
+        if direct is not None and not (orient and _may_be_rotated(im)):
+            im.close()
+            return direct
+        im = im if direct is None else _as_image(im, direct)
+        return normalize_mode(_oriented(im) if orient else im, keep_16bit=True)
+
+    return _scanned(path, None, pixels)
+
+
+def _scanned(path: str | os.PathLike, sample_id: str | None, read: Any) -> Any:
+    """``read(path)``, its DecodeError reworded for a file the scan found readable."""
     try:
-        return decode(path, keep_16bit=keep_16bit, orient=orient)
+        return read(os.fspath(path))
     except DecodeError as e:
         which = os.fspath(path) + ("" if sample_id is None else f" (sample {sample_id!r})")
         raise DecodeError(

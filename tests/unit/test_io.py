@@ -387,3 +387,93 @@ def test_small_files_read_into_memory_decode_as_large_files_opened_by_path(corpu
         assert not isinstance(before, str), rel
         assert after[0] == before[0], rel
         np.testing.assert_array_equal(after[1], before[1], err_msg=rel)
+
+
+def _jpeg_kinds() -> dict[str, bytes]:
+    """JPEGs of every layout a camera, a library or a web pipeline writes."""
+    import simplejpeg
+
+    rng = np.random.default_rng(7)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 9, 3), np.uint8)).resize((45, 31)))
+    rgb = np.clip(smooth.astype(int) + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8)
+    pil = Image.fromarray(rgb)
+    kinds = {f"subsampling {s}": encode(pil, "JPEG", subsampling=s) for s in (0, 1, 2)}
+    for s in ("440", "411"):  # layouts Pillow does not write
+        kinds[f"subsampling {s}"] = simplejpeg.encode_jpeg(rgb, 85, "RGB", s)
+    kinds |= {
+        "progressive": encode(pil, "JPEG", progressive=True, quality=80),
+        "optimized": encode(pil, "JPEG", optimize=True, quality=100),
+        "quality 5": encode(pil, "JPEG", quality=5),
+        "restart markers": encode(pil, "JPEG", restart_marker_blocks=3),
+        "gray": encode(pil.convert("L"), "JPEG"),
+        "gray progressive": encode(pil.convert("L"), "JPEG", progressive=True),
+        "one pixel": encode(pil.resize((1, 1)), "JPEG"),
+        "tall 4:2:0": encode(pil.resize((17, 300)), "JPEG", subsampling=2),
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the array must be transposed after the direct decode too
+    kinds["exif rotated"] = encode(pil, "JPEG", exif=exif.tobytes())
+    return kinds
+
+
+def test_jpegs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, monkeypatch):
+    """JPEGs (RGB and gray) are decoded by libjpeg-turbo into one array instead of through
+    Pillow's decoder, plain ones without Pillow's header parse either: the same pixels, content
+    hash and fields as Pillow gives, for every layout (the direct decode switched off for the
+    reference). A file with EXIF (a possible rotation) or several pictures is not plain."""
+    import workbench.io as wio
+
+    calls = []
+    real = wio._decode_jpeg
+    monkeypatch.setattr(wio, "_decode_jpeg", lambda d, c: calls.append(c) or real(d, c))
+    kinds = _jpeg_kinds()
+    second = Image.new("RGB", (45, 31), (200, 10, 10))
+    pictures = io.BytesIO()
+    Image.open(io.BytesIO(kinds["subsampling 2"])).save(
+        pictures, "MPO", save_all=True, append_images=[second]
+    )
+    kinds["multi-picture"] = pictures.getvalue()
+    got = {}
+    for name, data in kinds.items():
+        p = tmp_path / f"{name}.jpg"
+        p.write_bytes(data)
+        calls.clear()
+        got[name] = (probe(p), probe(p, perceptual_hash=True), np.asarray(decode(p)),
+                     decode(p).size)  # fmt: skip
+        assert len(calls) == (0 if name == "multi-picture" else 4), name
+        plain = wio._open_sized(str(p), None, plain=True)[0] is None
+        assert plain == (name not in ("exif rotated", "multi-picture")), name
+    monkeypatch.setattr(wio, "_decode_jpeg", lambda d, c: None)  # Pillow decodes every file
+    for name, (pr, prh, pixels, _) in got.items():
+        p = tmp_path / f"{name}.jpg"
+        assert probe(p) == pr, name
+        assert probe(p, perceptual_hash=True) == prh, name
+        np.testing.assert_array_equal(np.asarray(decode(p)), pixels, err_msg=name)
+    assert got["exif rotated"][3] == (31, 45)
+    assert got["multi-picture"][0].format == "MPO"
+    assert got["gray"][0].mode == "L" and got["gray"][2].ndim == 2
+
+
+def test_a_jpeg_libjpeg_warns_about_keeps_pillows_pixels_or_verdict(tmp_path):
+    """A JPEG with damaged entropy-coded data makes libjpeg warn: the direct decode gives way
+    to Pillow's, so the pixels (or the status and message) are the ones Pillow gives."""
+    import simplejpeg
+
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
+    data = bytearray(encode(Image.fromarray(noise), "JPEG"))
+    start = data.index(b"\xff\xda") + 40  # into the scan's entropy-coded bytes
+    data[start : start + 6] = b"\xff\xd0\x00\x13\x37\x42"  # a stray restart marker, junk
+    with pytest.raises(ValueError, match="Corrupt JPEG data"):  # libjpeg warns: the fallback
+        simplejpeg.decode_jpeg(bytes(data))
+    p = tmp_path / "damaged.jpg"
+    p.write_bytes(bytes(data))
+    with Image.open(io.BytesIO(bytes(data))) as reference:
+        reference.load()
+        np.testing.assert_array_equal(np.asarray(decode(p)), np.asarray(reference))
+        assert probe(p).hash == _pixel_hash(reference)
+    jpg = encode(Image.fromarray(np.resize(noise, (150, 200, 3))), "JPEG", quality=95)
+    truncated = tmp_path / "half.jpg"
+    truncated.write_bytes(jpg[: len(jpg) // 2])
+    with pytest.raises(DecodeError, match="truncated") as e:
+        decode(truncated)
+    assert e.value.status == "corrupt"

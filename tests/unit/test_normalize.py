@@ -574,6 +574,34 @@ def test_catalog_exif_rotated_files(tmp_path):
     assert_close(norm, two_pass(oriented, 255))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_catalog_of_jpegs_decoded_directly_has_the_moments_of_pillows_pixels(tmp_path, mode):
+    """JPEGs reach the sums as the decoder's own arrays (no Pillow image): the moments are those
+    of Pillow's decode of the same files, the first file of a chunk and the rest alike, with an
+    EXIF-rotated file among them."""
+    rng = np.random.default_rng(16)
+    catalog = write_catalog(tmp_path, random_images(rng, 9, 3, np.uint8), extra_bad=False)
+    for k, name in enumerate(catalog.df["id"]):
+        im = Image.fromarray(random_images(rng, 1, 3, np.uint8)[0]).convert(mode)
+        exif = Image.Exif()
+        exif[0x0112] = 6 if k == 4 else 1
+        im.save(tmp_path / name, "JPEG", quality=70 + k, exif=exif)
+    pillow = []
+    for name in catalog.df["id"]:
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "JPEG" and im.mode == mode
+            pillow.append(np.asarray(im))
+    arrays = []
+    real = moments.wb_io._pixels_scanned
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(moments.wb_io, "_pixels_scanned", lambda *a, **k: arrays.append(real(*a, **k))
+                   or arrays[-1])  # fmt: skip
+        mp.setattr(moments, "_chunk_size", lambda n: 5)  # chunks of 5 and 4 files
+        norm = Normalizer().fit(catalog, workers=1, progress=False)
+    assert all(isinstance(a, np.ndarray) for a in arrays) and len(arrays) == 9
+    assert_close(norm, two_pass(pillow, 255), rtol=1e-9)
+
+
 @pytest.mark.parametrize(
     "first, odd",
     [
