@@ -179,12 +179,13 @@ def pmap(
         Size of the local pool (default: the usable CPUs). With an ``executor``, the workers the
         default chunk size plans for (default: a Dask cluster's threads, else the usable CPUs).
     chunksize
-        Items per task. Default: enough chunks for about 8 per worker, at most 256 items each
-        on a local pool and 2,048 on any other executor (a cluster's per-task overhead is ~10 ms
-        against ~0.1 ms: scanning 10,000 small JPEGs on a 2-worker Dask ``LocalCluster`` took
-        1.336x the local pool's time in chunks of 256 and 1.101x in 1,024; in 2,048, 1.106x in
-        one run and 0.947x in another a day apart (medians of 7 interleaved rounds: the runs
-        differ as much as the sizes do; the ``chunks`` part of ``benchmarks/bench_scale.py``).
+        Items per task. Default: enough chunks for about 8 per worker (4 on a Dask cluster), at
+        most 256 items each on a local pool and 2,048 on any other executor (a cluster's
+        per-task overhead is ~10 ms against ~0.1 ms: scanning 10,000 small JPEGs on a 2-worker
+        Dask ``LocalCluster`` took 1.548x the local pool's time in chunks of 256, 1.338x in 625
+        (8 a worker), 1.197x in 1,250 (4 a worker) and 1.112x in 2,500, medians of 7
+        interleaved rounds, the ``chunks`` part of ``benchmarks/bench_scale.py``; the local
+        pool's speed is the same at every size).
     progress
         Show a tqdm progress bar.
     desc
@@ -245,7 +246,8 @@ def pmap_completed(
         if packed and workers is None:  # the cluster's threads, not this machine's cores
             n_workers = _cluster_threads(ex) or n_workers
         cap = 256 if isinstance(ex, (ProcessPoolExecutor, ThreadPoolExecutor)) else 2048
-        chunksize = max(1, min(cap, len(items) // (8 * n_workers) or 1))
+        per_worker = 4 if packed else 8  # fewer, larger tasks where each costs ~10 ms
+        chunksize = max(1, min(cap, len(items) // (per_worker * n_workers) or 1))
     chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
 
     def submit(c: list[T]) -> Future:

@@ -77,7 +77,7 @@ def test_a_dask_client_executor_runs_the_same_map():
 
 def test_default_chunks_on_dask_are_planned_for_the_clusters_threads():
     distributed = pytest.importorskip("distributed")
-    items = list(range(9_600))
+    items = list(range(7_200))
     with distributed.Client(processes=False, n_workers=2, threads_per_worker=3,
                             dashboard_address=None) as client:  # fmt: skip
         ex = client.get_executor()
@@ -85,10 +85,10 @@ def test_default_chunks_on_dask_are_planned_for_the_clusters_threads():
         real = ex.submit
         ex.submit = lambda *a, **k: submitted.append(1) or real(*a, **k)
         assert pmap(abs, items, executor=ex, progress=False) == items
-        assert len(submitted) == 48  # 8 tasks for each of the 6 threads, whatever this machine has
+        assert len(submitted) == 24  # 4 tasks for each of the 6 threads, whatever this machine has
         submitted.clear()
         assert pmap(abs, items, executor=ex, workers=1, progress=False) == items
-        assert len(submitted) == 8  # told 1 worker: 8 tasks
+        assert len(submitted) == 4  # told 1 worker: 4 tasks
 
 
 class _Counting(Executor):
