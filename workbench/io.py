@@ -386,16 +386,16 @@ def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
     """Probe's fields as a plain tuple in scan-row order (width, height, mode, channels, bits,
     bytes, hash, format, phash, dhash): the scan builds its row from this without a Probe object
     (the frozen dataclass costs about 3 µs a file, 0.5 % of a small JPEG's scan)."""
-    im, direct, size = _open_sized(path, max_pixels, plain=not perceptual_hash)
-    if im is None:  # a plain JPEG: the array is all it takes
+    im, direct, size = _open_sized(path, max_pixels, plain=True)
+    if im is None and not perceptual_hash:  # a plain JPEG: the array is all it takes
         (h, w, c), mode = direct.shape, "RGB" if direct.shape[2] == 3 else "L"
         digest = xxhash.xxh3_128(f"{mode}:{w}x{h}:".encode())
         digest.update(direct)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
         return (w, h, mode, c, 8, size, digest.hexdigest(), "JPEG", None, None)
-    fmt = im.format or ""
-    mode = im.mode
     if direct is not None:
         im = _as_image(im, direct)
+    fmt = im.format or ""
+    mode = im.mode
     im = _oriented(im)
     # Palette indices mean nothing on their own: hash the colours.
     colours = im.convert("RGBA" if "transparency" in im.info else "RGB") if mode == "P" else im
