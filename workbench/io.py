@@ -84,17 +84,22 @@ class Probe:
 #: Files up to this size are read with one system call and decoded from memory: Pillow's own
 #: open of a path reads through a buffered file in many small reads. Measured per file (CPU
 #: µs, interleaved): 28 px PNG 30.6 against 36.8, 256 px JPEG 495 against 510. Larger files
-#: are opened by path, so no more than this is ever held besides the pixels.
+#: are opened by path, so no more than this is ever held besides the pixels...
 _READ_WHOLE_UP_TO = 1 << 20
+#: ... except a JPEG up to this size read for its pixels alone (the scan, the Normalizer): the
+#: direct decode into one array (:func:`_decode_jpeg`) needs its bytes, and takes 39.5 ms of a
+#: 12-megapixel camera JPEG (2.6 MB) against Pillow's 63.3.
+_READ_JPEG_UP_TO = 64 << 20
 
 # O_NONBLOCK: opening a pipe with no writer returns at once (then fstat rejects it); it does
 # nothing to reads of a regular file.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-def _read_regular(path: str) -> tuple[bytes | None, int]:
-    """The bytes of a small regular file (``None`` above :data:`_READ_WHOLE_UP_TO`) and its
-    size, or a DecodeError for missing, looping, unreadable, special or empty files."""
+def _read_regular(path: str, jpeg_whole: bool = False) -> tuple[bytes | None, int]:
+    """The bytes of a small regular file (``None`` above :data:`_READ_WHOLE_UP_TO`, or with
+    ``jpeg_whole`` above :data:`_READ_JPEG_UP_TO` for a JPEG) and its size, or a DecodeError
+    for missing, looping, unreadable, special or empty files."""
     try:
         fd = os.open(path, _READ_FLAGS)  # follows symlinks; ELOOP for a symlink loop
     except FileNotFoundError:
@@ -124,7 +129,9 @@ def _read_regular(path: str) -> tuple[bytes | None, int]:
         size = st.st_size
         if size == 0:
             raise DecodeError("empty file (0 bytes)", "empty")
-        if size > _READ_WHOLE_UP_TO:
+        if size > _READ_WHOLE_UP_TO and not (
+            jpeg_whole and size <= _READ_JPEG_UP_TO and os.pread(fd, 3, 0) == _JPEG_START
+        ):
             return None, size
         data = os.read(fd, size)
         while len(data) < size:  # a short read (a network file system): read on to the end
@@ -184,7 +191,7 @@ def _open_sized(
     a plain JPEG (:func:`_plain_jpeg`) comes back as ``None``, its pixels, its size: no Pillow
     image at all, for callers that need nothing but the pixels."""
     once_in_pool_worker("bomb-warning", _quiet_for_good)
-    data, size = _read_regular(path)
+    data, size = _read_regular(path, jpeg_whole=plain)
     if plain and data is not None and (a := _plain_jpeg(data, max_pixels)) is not None:
         return None, a, size
     if getattr(_BOMB_QUIET, "active", False):
@@ -236,6 +243,7 @@ def _open_sized_quietly(
     return im, None, size
 
 
+_JPEG_START = b"\xff\xd8\xff"
 #: Pillow's JPEG modes that :func:`_decode_jpeg` decodes (simplejpeg's colour space for each).
 _JPEG_MODES = {"RGB": "RGB", "L": "GRAY"}
 #: A JPEG's colour space (libjpeg-turbo's name, from the file's header) -> the mode Pillow
@@ -267,7 +275,7 @@ def _plain_jpeg(data: bytes, max_pixels: int | None) -> np.ndarray | None:
     JPEG's decode): one that Pillow opens as RGB or L, that has no APP1 block (EXIF or XMP:
     a possible rotation) and is not a multi-picture file (MPO); its size within ``max_pixels``
     and Pillow's own bomb limit. ``None`` for anything else, which goes through Pillow."""
-    if data[:3] != b"\xff\xd8\xff" or not _no_rotation_or_frames(data):
+    if data[:3] != _JPEG_START or not _no_rotation_or_frames(data):
         return None
     try:
         h, w, space, _ = simplejpeg.decode_jpeg_header(data)
@@ -323,6 +331,31 @@ def _may_be_rotated(im: Image.Image) -> bool:
     """False when ``im`` has no EXIF or XMP block: getexif would find no orientation (checking
     so instead of calling it saves about 1 % of a small JPEG's decode)."""
     return hasattr(im, "tag_v2") or any(k in im.info for k in _ORIENTATION_SOURCES)
+
+
+def _orientation(im: Image.Image | None) -> int:
+    """The EXIF orientation :func:`_oriented` applies to ``im`` (``None``: a plain JPEG): 1 (as
+    stored) without an EXIF or XMP block, or for a block that cannot be read."""
+    if im is None or not _may_be_rotated(im):
+        return 1
+    try:
+        o = im.getexif().get(0x0112, 1)  # where ImageOps.exif_transpose looks
+    except Exception:  # _oriented keeps the pixels of a broken block as they are
+        return 1
+    return o if o in _TURNS else 1
+
+
+#: EXIF orientation -> the same turn as ImageOps.exif_transpose's, on an (h, w, c) array.
+_TURNS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a[::-1].transpose(1, 0, 2),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: a[:, ::-1].transpose(1, 0, 2),
+}
 
 
 def _oriented(im: Image.Image) -> Image.Image:
@@ -387,10 +420,14 @@ def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
     bytes, hash, format, phash, dhash): the scan builds its row from this without a Probe object
     (the frozen dataclass costs about 3 µs a file, 0.5 % of a small JPEG's scan)."""
     im, direct, size = _open_sized(path, max_pixels, plain=True)
-    if im is None and not perceptual_hash:  # a plain JPEG: the array is all it takes
-        (h, w, c), mode = direct.shape, "RGB" if direct.shape[2] == 3 else "L"
+    if direct is not None and not perceptual_hash:  # a JPEG decoded into one array: it is
+        # all it takes, turned as its EXIF orientation says (a copy only then)
+        upright = np.ascontiguousarray(_TURNS[_orientation(im)](direct))
+        if im is not None:
+            im.close()
+        (h, w, c), mode = upright.shape, "RGB" if upright.shape[2] == 3 else "L"
         digest = xxhash.xxh3_128(f"{mode}:{w}x{h}:".encode())
-        digest.update(direct)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
+        digest.update(upright)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
         return (w, h, mode, c, 8, size, digest.hexdigest(), "JPEG", None, None)
     if direct is not None:
         im = _as_image(im, direct)
@@ -534,7 +571,7 @@ def _pixels_scanned(path: str | os.PathLike, *, orient: bool = True) -> Image.Im
         im, direct, _ = _open_sized(p, DEFAULT_MAX_PIXELS, plain=True)
         if im is None:
             return direct
-        if direct is not None and not (orient and _may_be_rotated(im)):
+        if direct is not None and not (orient and _orientation(im) != 1):
             im.close()
             return direct
         im = im if direct is None else _as_image(im, direct)

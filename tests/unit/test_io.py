@@ -413,16 +413,28 @@ def _jpeg_kinds() -> dict[str, bytes]:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: the array must be transposed after the direct decode too
     kinds["exif rotated"] = encode(pil, "JPEG", exif=exif.tobytes())
+    exif[0x0112] = 1  # an EXIF block, nothing to rotate
+    kinds["exif upright"] = encode(pil, "JPEG", exif=exif.tobytes())
+    for o in (2, 3, 4, 5, 7, 8):  # every other turn and mirror
+        exif[0x0112] = o
+        kinds[f"exif orientation {o}"] = encode(pil.convert("L" if o == 3 else "RGB"), "JPEG",
+                                                exif=exif.tobytes())  # fmt: skip
     return kinds
 
 
-def test_jpegs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, monkeypatch):
+@pytest.mark.parametrize("large", [False, True])
+def test_jpegs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, monkeypatch, large):
     """JPEGs (RGB and gray) are decoded by libjpeg-turbo into one array instead of through
     Pillow's decoder, plain ones without Pillow's header parse either: the same pixels, content
     hash and fields as Pillow gives, for every layout (the direct decode switched off for the
-    reference). A file with EXIF (a possible rotation) or several pictures is not plain."""
+    reference). A file with EXIF (a possible rotation) or several pictures is not plain; the
+    scan takes the array of an upright one all the same. ``large``: every file over the limit
+    of what is read into memory, as a camera JPEG is: the scan still reads and decodes it
+    directly, ``decode`` leaves it to Pillow."""
     import workbench.io as wio
 
+    if large:
+        monkeypatch.setattr(wio, "_READ_WHOLE_UP_TO", 0)
     calls = []
     real = wio._decode_jpeg
     monkeypatch.setattr(wio, "_decode_jpeg", lambda d, c: calls.append(c) or real(d, c))
@@ -438,18 +450,19 @@ def test_jpegs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, mo
         p = tmp_path / f"{name}.jpg"
         p.write_bytes(data)
         calls.clear()
-        got[name] = (probe(p), probe(p, perceptual_hash=True), np.asarray(decode(p)),
-                     decode(p).size)  # fmt: skip
-        assert len(calls) == (0 if name == "multi-picture" else 4), name
+        got[name] = (probe(p), probe(p, perceptual_hash=True))
+        assert len(calls) == (0 if name == "multi-picture" else 2), name
+        got[name] += (np.asarray(decode(p)), decode(p).size)
+        assert len(calls) == (0 if name == "multi-picture" else 2 if large else 4), name
         plain = wio._open_sized(str(p), None, plain=True)[0] is None
-        assert plain == (name not in ("exif rotated", "multi-picture")), name
+        assert plain == (not name.startswith("exif") and name != "multi-picture"), name
     monkeypatch.setattr(wio, "_decode_jpeg", lambda d, c: None)  # Pillow decodes every file
     for name, (pr, prh, pixels, _) in got.items():
         p = tmp_path / f"{name}.jpg"
         assert probe(p) == pr, name
         assert probe(p, perceptual_hash=True) == prh, name
         np.testing.assert_array_equal(np.asarray(decode(p)), pixels, err_msg=name)
-    assert got["exif rotated"][3] == (31, 45)
+    assert got["exif rotated"][3] == (31, 45) and got["exif upright"][3] == (45, 31)
     assert got["multi-picture"][0].format == "MPO"
     assert got["gray"][0].mode == "L" and got["gray"][2].ndim == 2
 
