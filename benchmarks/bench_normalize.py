@@ -61,7 +61,7 @@ def make_png16(root: Path, n: int, side: int = 512) -> list[Path]:
 
 def decode_loop(paths: list[str]) -> None:
     for p in paths:
-        decode(p, keep_16bit=True, orient=False)  # as the fit decodes
+        decode(p, keep_16bit=True, orient=False)  # a Pillow image (the fit takes JPEG arrays)
 
 
 def cpu(fn: Callable[[], object]) -> Callable[[], float]:
