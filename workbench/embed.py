@@ -55,15 +55,17 @@ def _compute_chunk(spec: bytes, paths: Sequence[str]) -> np.ndarray:
 
     import torch
 
+    if multiprocessing.parent_process() is not None:
+        # A worker process: the pool already uses every core, and OpenMP's thread pool is not
+        # fork-safe (a worker forked after the parent ran torch on several threads hung in the
+        # model's load_state_dict until this came before it); one intra-op thread also makes
+        # every worker's vectors bit-equal.
+        torch.set_num_threads(1)
     embedder = _LOADED.get(spec)
     if embedder is None:
         if len(_LOADED) >= 2:
             _LOADED.clear()
         embedder = _LOADED[spec] = pickle.loads(spec).load()
-    if multiprocessing.parent_process() is not None:
-        # A worker process: the pool already uses every core, and OpenMP's thread pool is not
-        # fork-safe; one intra-op thread also makes every worker's vectors bit-equal.
-        torch.set_num_threads(1)
     return embedder.compute(paths, progress=False)
 
 

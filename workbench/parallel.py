@@ -63,8 +63,10 @@ def local_pool(workers: int | None = None) -> ProcessPoolExecutor:
 
     Workers are forked where the platform can: they start in milliseconds with the parent's
     imports, and scripts need no ``if __name__ == "__main__"`` guard (``spawn`` and
-    ``forkserver`` re-import the main module). The built-in worker functions use only PIL,
-    numpy and scipy, never OpenMP, so the known fork-after-threads hazard does not apply.
+    ``forkserver`` re-import the main module). The built-in worker functions use PIL, numpy
+    and scipy, which start no OpenMP threads; the embedder's workers use torch, and set it to
+    one thread before anything else (OpenMP's thread pool is not fork-safe: a worker forked
+    after the parent ran torch on several threads hung in its first parallel operation).
     """
     n = workers or default_workers()
     pool = _POOLS.get(n)

@@ -123,3 +123,45 @@ def test_assist_keeps_exporting_the_weight_helpers():
     # models.__all__ holds exactly the names assist exported before the split
     for name in models.__all__:
         assert getattr(workbench.assist, name) is getattr(models, name), name
+
+
+FORKED_AFTER_THREADS = """
+import sys, numpy as np
+from pathlib import Path
+from PIL import Image
+import torch
+from workbench import Catalog
+from workbench.embed import Embedder
+from workbench.parallel import shutdown_pools
+root = Path(sys.argv[1])
+rng = np.random.default_rng(0)
+for i in range(80):
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(root / f"{i:03d}.png")
+cat = Catalog.from_folder(root, progress=False)
+torch.set_num_threads(2)
+x = torch.randn(1500, 1500)
+for _ in range(3):
+    x = (x @ x).tanh()  # this process's OpenMP threads now exist
+shutdown_pools()  # the next pool's workers are forked from it
+v = Embedder("mobilenet_v2", image_size=32).embed(cat, workers=2, progress=False)
+print(v.shape)
+"""
+
+
+def test_embedding_workers_forked_after_torch_ran_on_threads_do_not_hang(tmp_path):
+    """A pool forked from a kernel that already ran torch on several threads (training, an
+    in-process embedding): the workers load the model and embed. They hung in the model's
+    load_state_dict while the one-thread setting came after the load."""
+    import subprocess
+    import sys
+
+    (tmp_path / "images").mkdir()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", FORKED_AFTER_THREADS, str(tmp_path / "images")],
+            capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("embedding on a pool forked after torch ran on threads hung")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(80, 1280)"
