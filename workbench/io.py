@@ -367,10 +367,14 @@ def _oriented(im: Image.Image) -> Image.Image:
     return im
 
 
+def _content_hasher(mode: str, width: int, height: int) -> Any:
+    """The content hash's xxh3-128 state before the pixels: mode and size come first."""
+    return xxhash.xxh3_128(f"{mode}:{width}x{height}:".encode())
+
+
 def _pixel_hash(im: Image.Image) -> str:
     """128-bit xxh3 of mode, size and raw pixels: equal for equal decoded content in any format."""
-    h = xxhash.xxh3_128()
-    h.update(f"{im.mode}:{im.width}x{im.height}:".encode())
+    h = _content_hasher(im.mode, im.width, im.height)
     # Image.tobytes() without its chunking and join: the raw encoder in one call, same bytes.
     encoder = Image._getencoder(im.mode, "raw", im.mode)
     encoder.setimage(im.im, (0, 0, *im.size))
@@ -426,7 +430,7 @@ def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
         if im is not None:
             im.close()
         (h, w, c), mode = upright.shape, "RGB" if upright.shape[2] == 3 else "L"
-        digest = xxhash.xxh3_128(f"{mode}:{w}x{h}:".encode())
+        digest = _content_hasher(mode, w, h)
         digest.update(upright)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
         return (w, h, mode, c, 8, size, digest.hexdigest(), "JPEG", None, None)
     if direct is not None:
