@@ -36,7 +36,7 @@ LAYOUT: dict[str, str] = {
     "catalog": "catalog.parquet",
     "images": "images",
     "thumbs": "cache/thumbs",
-    "features": "cache/features-v3.parquet",
+    "features": "cache/features-v4.parquet",
     "decisions": "decisions.db",
     "issues": "issues.csv",
     "normalizer": "normalizer.json",
