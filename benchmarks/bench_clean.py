@@ -29,8 +29,8 @@ rule on ``silhouettes`` against ``photos``); ``faces`` was used for nothing else
    process pools inside it. Recorded figures: photo crops, ours (hash method) against
    imagededup PHash (target >= 3x); silhouettes, ours (embedding method) against imagededup's
    CNN method (reported, target >= 1x). For the photo crops, the decode floor: CPU per file of
-   the bare PNG decode against our whole scan row, and the most the speed-up could reach were
-   everything but the decode free.
+   the bare PNG decode (Pillow's and libspng's) against our whole scan row, and the most the
+   speed-up could reach were everything but the decode free. ``--subsets`` picks the rows.
 3. Exact radius search among 100k and 1M random 64-bit hashes with planted pairs.
 4. Hashing speed (the figure ``workbench.hashindex.perceptual_hashes`` quotes): our pHash +
    dHash against imagehash's ``phash`` + ``dhash`` on the same decoded images.
@@ -280,11 +280,13 @@ def ours_end_to_end(folder: Path, workers: int) -> Callable[[], None]:
     return run
 
 
-def speed(n_bases: int, workers: int, rounds: int) -> None:
+def speed(n_bases: int, workers: int, rounds: int, subsets: tuple[str, ...] = SUBSETS) -> None:
     """Section 2: end to end, interleaved rounds, recorded ratios."""
     from imagededup.methods import PHash
 
     for subset, peer_name in (("photos", "PHash"), ("silhouettes", "CNN (MobileNetV2)")):
+        if subset not in subsets:
+            continue
         folder, fam = make_subset(subset, n_bases)
         if peer_name == "PHash":
 
@@ -319,9 +321,12 @@ def speed(n_bases: int, workers: int, rounds: int) -> None:
 
 def decode_bound(folder: Path, speedup: float, rounds: int) -> None:
     """How far the photo-crop speed-up can go while every file must still be decoded: CPU per
-    file (this process) of the bare decode against our whole scan row (decode, content hash,
-    pHash + dHash, metadata). Were everything but the decode free, our end-to-end time could
-    shrink at most by row / decode (pool, search and table work ignored: an upper bound)."""
+    file (this process) of the fastest bare decode (Pillow's, or libspng's that the scan uses)
+    against our whole scan row (decode, content hash, pHash + dHash, metadata). Were everything
+    but the decode free, our end-to-end time could shrink at most by row / decode (pool, search
+    and table work ignored: an upper bound)."""
+    import pyspng
+
     from workbench.io import scan_file
 
     files = sorted(str(p) for p in folder.glob("*.png"))
@@ -339,15 +344,20 @@ def decode_bound(folder: Path, speedup: float, rounds: int) -> None:
         with Image.open(f) as im:
             im.load()
 
-    r = interleaved(
-        {"row": cpu(lambda f: scan_file(f, perceptual_hash=True)), "decode": cpu(bare)}, rounds
-    )
-    row, dec = r.median("row") / len(files) * 1e3, r.median("decode") / len(files) * 1e3
+    def bare_spng(f: str) -> None:
+        with open(f, "rb") as fh:
+            pyspng.load(fh.read())
+
+    row_side = cpu(lambda f: scan_file(f, perceptual_hash=True))
+    r = interleaved({"row": row_side, "Pillow": cpu(bare), "libspng": cpu(bare_spng)}, rounds)
+    row = r.median("row") / len(files) * 1e3
+    pil, spng = (r.median(k) / len(files) * 1e3 for k in ("Pillow", "libspng"))
+    dec = min(pil, spng)
     print(
-        f"per file, one process, CPU (medians of {rounds}): bare PNG decode {dec:.3f} ms, our "
-        f"scan row with hashes {row:.3f} ms (the decode is {dec / row:.1%} of it); with all "
-        f"but the decode free, the speed-up could reach at most {speedup:.3f} x "
-        f"{row / dec:.3f} = {speedup * row / dec:.2f}x"
+        f"per file, one process, CPU (medians of {rounds}): bare PNG decode {pil:.3f} ms "
+        f"(Pillow), {spng:.3f} ms (libspng); our scan row with hashes {row:.3f} ms (the faster "
+        f"decode is {dec / row:.1%} of it); with all but the decode free, the speed-up could "
+        f"reach at most {speedup:.3f} x {row / dec:.3f} = {speedup * row / dec:.2f}x"
     )
 
 
@@ -556,7 +566,7 @@ def main() -> None:
     ap.add_argument("--bases", type=int, default=1000, help="bases of photos and silhouettes")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (>= 7)")
-    ap.add_argument("--subsets", default=",".join(SUBSETS), help="for section 1")
+    ap.add_argument("--subsets", default=",".join(SUBSETS), help="for sections 1 and 2")
     ap.add_argument("--skip-1m", action="store_true")
     ap.add_argument("--sections", default="1,2,3,4,5", help="which sections to run, e.g. 1,2")
     args = ap.parse_args()
@@ -565,7 +575,7 @@ def main() -> None:
     if 1 in run:
         quality(args.bases, args.workers, tuple(args.subsets.split(",")))
     if 2 in run:
-        speed(args.bases, args.workers, args.rounds)
+        speed(args.bases, args.workers, args.rounds, tuple(args.subsets.split(",")))
     if 3 in run:
         index_scaling([100_000] if args.skip_1m else [100_000, 1_000_000])
     if 4 in run:

@@ -15,11 +15,11 @@ of blocks, images and chunks of a catalog are merged with the pairwise formula o
 and LeVeque (1979), which is exact in exact arithmetic and numerically stable in floating point,
 so chunks can be computed anywhere (a local process pool, a Dask cluster) and merged in any
 grouping. 8-bit images are reduced to exact integer sums ``Σx`` and ``Σx²`` per channel instead
-(OpenCV's SIMD ``meanStdDev`` over Pillow's pixel memory or a JPEG's decoded array, no copy),
-summed over a chunk and turned into moments once; 16-bit images to exact integer sums over
-float64 blocks. For a Catalog, workers decode the files themselves (the pixels of
-``workbench.io.decode`` with ``keep_16bit=True``; RGB and gray JPEGs as the decoder's arrays)
-and send back one small :class:`Moments` per chunk (:func:`_moments_of_files`).
+(OpenCV's SIMD ``meanStdDev`` over Pillow's pixel memory or a JPEG's or PNG's decoded array,
+no copy), summed over a chunk and turned into moments once; 16-bit images to exact integer sums
+over float64 blocks. For a Catalog, workers decode the files themselves (the pixels of
+``workbench.io.decode`` with ``keep_16bit=True``; RGB and gray JPEGs and PNGs as the decoders'
+arrays) and send back one small :class:`Moments` per chunk (:func:`_moments_of_files`).
 
 Moments of a different channel count or bit depth never merge: :class:`ParameterError` names
 the image.
@@ -405,7 +405,7 @@ def _moments_of_files(paths: Sequence[str]) -> Moments:
     with _opencv_on_one_thread(), wb_io.quiet_bomb_warnings():
         for path in paths:
             # orient=False: moments ignore pixel order
-            image = wb_io._pixels_scanned(path, orient=False)  # an array for most JPEGs
+            image = wb_io._pixels_scanned(path, orient=False)  # an array for most JPEGs and PNGs
             if isinstance(image, np.ndarray):
                 if mode == ("RGB" if image.shape[2] == 3 else "L"):
                     k, a, b = _sums8(image)

@@ -23,6 +23,8 @@ Pillow itself; their ``bits`` column says 8.
 RGB and gray JPEGs up to 1 MiB are decoded by libjpeg-turbo (simplejpeg) into one array, the
 same library and settings as Pillow's decoder (the same pixels, tested); the scan and the
 Normalizer take a plain JPEG's array as it is, without a Pillow image (:func:`_decode_jpeg`).
+8-bit RGB and gray PNGs up to 1 MiB whose chunks cannot change what Pillow makes of them are
+decoded by libspng (pyspng) into one array, Pillow's pixels exactly (:func:`_decode_png`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyspng
 import simplejpeg
 import xxhash
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -186,8 +189,9 @@ def _quiet_for_good() -> None:
 def _open_sized(
     path: str, max_pixels: int | None, plain: bool = False
 ) -> tuple[Image.Image | None, np.ndarray | None, int]:
-    """The opened image, the pixels decoded directly (see :func:`_decode_jpeg`; the image is
-    then not loaded) or ``None`` (the image is loaded), and the file's size. With ``plain``,
+    """The opened image, the pixels decoded directly (see :func:`_decode_jpeg` and
+    :func:`_decode_png`; the image is then not loaded) or ``None`` (the image is loaded), and
+    the file's size. With ``plain``,
     a plain JPEG (:func:`_plain_jpeg`) comes back as ``None``, its pixels, its size: no Pillow
     image at all, for callers that need nothing but the pixels."""
     once_in_pool_worker("bomb-warning", _quiet_for_good)
@@ -227,10 +231,13 @@ def _open_sized_quietly(
             "(a possible decompression bomb); pass a larger max_pixels to read it",
             "too_large",
         )
+    direct = None
     if data is not None and im.format == "JPEG" and im.mode in _JPEG_MODES:
         direct = _decode_jpeg(data, _JPEG_MODES[im.mode])
-        if direct is not None and direct.shape[1::-1] == im.size:
-            return im, direct, size
+    elif data is not None and im.format == "PNG" and im.mode in _JPEG_MODES:
+        direct = _decode_png(data)
+    if direct is not None and direct.shape[1::-1] == im.size:
+        return im, direct, size
     try:
         im.load()
     except Image.DecompressionBombError as e:
@@ -309,6 +316,45 @@ def _no_rotation_or_frames(data: bytes) -> bool:
             return False
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return False
+
+
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+#: PNG chunks that leave Pillow's pixels, mode and ``info`` as libspng's decode leaves them:
+#: colour management and physical size it records but never applies. Anything else (``tRNS``:
+#: transparency; ``eXIf`` and text chunks: an orientation, possibly after the pixels, which
+#: Pillow finds only when it loads them; ``acTL``: animation; a private chunk) goes to Pillow.
+_PNG_PLAIN_CHUNKS = frozenset(
+    {b"IHDR", b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"pHYs", b"sBIT", b"tIME"}
+)
+
+
+def _decode_png(data: bytes) -> np.ndarray | None:
+    """An 8-bit RGB or gray PNG's pixels decoded by libspng (pyspng) into one ``(height, width,
+    channels)`` uint8 array; ``None`` (Pillow decodes it) for any other kind of PNG, one with a
+    chunk outside :data:`_PNG_PLAIN_CHUNKS`, a malformed chunk list or data libspng refuses,
+    so damaged files keep Pillow's verdict and message.
+
+    Why not Pillow's decoder: libspng inflates and unfilters the rows in about 60 % of Pillow's
+    time (a 200 px photo crop: 0.53 against 0.90 ms a file, both linked against zlib), for the
+    same pixels (tested over every filter, interlacing, gray and colour).
+    """
+    if data[:8] != _PNG_START or len(data) < 33 or data[24] != 8 or data[25] not in (0, 2):
+        return None  # the IHDR's bit depth and colour type: 8-bit gray or RGB only
+    i, n = 8, len(data)
+    while i + 8 <= n:
+        kind = data[i + 4 : i + 8]
+        if kind not in _PNG_PLAIN_CHUNKS:
+            return None
+        if kind == b"IEND":
+            break
+        i += 12 + int.from_bytes(data[i : i + 4], "big")
+    else:
+        return None  # no IEND: a truncated file, Pillow's verdict
+    try:
+        a = pyspng.load(data)
+    except (RuntimeError, ValueError):
+        return None
+    return a if a.ndim == 3 else a[..., None]
 
 
 def _as_image(im: Image.Image | None, a: np.ndarray) -> Image.Image:
@@ -424,15 +470,16 @@ def _fields(path: str, max_pixels: int | None, perceptual_hash: bool) -> tuple:
     bytes, hash, format, phash, dhash): the scan builds its row from this without a Probe object
     (the frozen dataclass costs about 3 µs a file, 0.5 % of a small JPEG's scan)."""
     im, direct, size = _open_sized(path, max_pixels, plain=True)
-    if direct is not None and not perceptual_hash:  # a JPEG decoded into one array: it is
-        # all it takes, turned as its EXIF orientation says (a copy only then)
+    if direct is not None and not perceptual_hash:  # a JPEG or PNG decoded into one array: it
+        # is all it takes, turned as its EXIF orientation says (a copy only then)
         upright = np.ascontiguousarray(_TURNS[_orientation(im)](direct))
+        fmt = "JPEG" if im is None else im.format
         if im is not None:
             im.close()
         (h, w, c), mode = upright.shape, "RGB" if upright.shape[2] == 3 else "L"
         digest = _content_hasher(mode, w, h)
         digest.update(upright)  # the bytes _pixel_hash hashes: packed rows, no Pillow image
-        return (w, h, mode, c, 8, size, digest.hexdigest(), "JPEG", None, None)
+        return (w, h, mode, c, 8, size, digest.hexdigest(), fmt, None, None)
     if direct is not None:
         im = _as_image(im, direct)
     fmt = im.format or ""
@@ -567,9 +614,10 @@ def decode_scanned(
 
 
 def _pixels_scanned(path: str | os.PathLike, *, orient: bool = True) -> Image.Image | np.ndarray:
-    """``decode_scanned(path, keep_16bit=True, orient=orient)``, except that a JPEG decoded
-    directly (:func:`_decode_jpeg`) comes back as its ``(height, width, channels)`` uint8 array
-    (RGB, or gray with one channel), without the copy into a Pillow image."""
+    """``decode_scanned(path, keep_16bit=True, orient=orient)``, except that a JPEG or PNG
+    decoded directly (:func:`_decode_jpeg`, :func:`_decode_png`) comes back as its ``(height,
+    width, channels)`` uint8 array (RGB, or gray with one channel), without the copy into a
+    Pillow image."""
 
     def pixels(p: str) -> Image.Image | np.ndarray:
         im, direct, _ = _open_sized(p, DEFAULT_MAX_PIXELS, plain=True)

@@ -490,3 +490,137 @@ def test_a_jpeg_libjpeg_warns_about_keeps_pillows_pixels_or_verdict(tmp_path):
     with pytest.raises(DecodeError, match="truncated") as e:
         decode(truncated)
     assert e.value.status == "corrupt"
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import zlib
+
+    return (
+        len(payload).to_bytes(4, "big")
+        + kind
+        + payload
+        + zlib.crc32(kind + payload).to_bytes(4, "big")
+    )
+
+
+def _filtered(rows: np.ndarray, kind: int, bpp: int) -> np.ndarray:
+    """PNG filter ``kind`` (0 none, 1 sub, 2 up, 3 average, 4 Paeth) of every row of ``rows``
+    (height x bytes), each against the row above it (zeros above the first)."""
+    r = rows.astype(np.int32)
+    up = np.vstack([np.zeros_like(r[:1]), r[:-1]])
+    left = np.hstack([np.zeros_like(r[:, :bpp]), r[:, :-bpp]])
+    up_left = np.hstack([np.zeros_like(up[:, :bpp]), up[:, :-bpp]])
+    if kind == 0:
+        pred = np.zeros_like(r)
+    elif kind == 1:
+        pred = left
+    elif kind == 2:
+        pred = up
+    elif kind == 3:
+        pred = (left + up) // 2
+    else:
+        p = left + up - up_left
+        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
+        pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    return ((r - pred) % 256).astype(np.uint8)
+
+
+def _png(a: np.ndarray, filters=(0,), interlace: bool = False, before=(), after=(),
+         depth: int = 8) -> bytes:  # fmt: skip
+    """A PNG of ``a`` (h x w gray or h x w x 3), written by hand: the filter of row i is
+    ``filters[i % len(filters)]``, Adam7 interlacing on request, extra chunks before and after
+    the pixel data."""
+    import zlib
+
+    h, w = a.shape[:2]
+    c = 1 if a.ndim == 2 else 3
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2)] if interlace else [(0, 0, 1, 1)]  # fmt: skip
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = a[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        v = sub.astype(">u2") if depth == 16 else sub
+        rows = np.frombuffer(v.tobytes(), np.uint8).reshape(sub.shape[0], -1)
+        for i in range(len(rows)):
+            f = filters[i % len(filters)]
+            line = _filtered(rows, f, c * depth // 8)[i]
+            raw += bytes([f]) + line.tobytes()
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([depth, 0 if c == 1 else 2, 0, 0,
+                                                                int(interlace)])  # fmt: skip
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + b"".join(before)
+            + _png_chunk(b"IDAT", zlib.compress(raw)) + b"".join(after)
+            + _png_chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_pngs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, monkeypatch):
+    """8-bit RGB and gray PNGs are decoded by libspng into one array instead of by Pillow: the
+    same pixels, content hash and fields as Pillow gives (the direct decode switched off for the
+    reference), for every row filter, interlacing and the chunks that cannot change Pillow's
+    result. A PNG with transparency, an EXIF block (before or after the pixels), text, another
+    bit depth or colour type, a malformed chunk list or damaged pixel data goes to Pillow."""
+    import workbench.io as wio
+
+    rng = np.random.default_rng(3)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (5, 7, 3), np.uint8)).resize((37, 23)))
+    rgb = np.clip(smooth.astype(int) + rng.integers(-9, 10, smooth.shape), 0, 255).astype(np.uint8)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain_chunks = [
+        _png_chunk(b"sRGB", b"\x00"), _png_chunk(b"gAMA", (45455).to_bytes(4, "big")),
+        _png_chunk(b"cHRM", bytes(32)), _png_chunk(b"pHYs", bytes(8) + b"\x01"),
+        _png_chunk(b"sBIT", b"\x08\x08\x08"), _png_chunk(b"tIME", b"\x07\xe9\x01\x02\x03\x04\x05"),
+    ]  # fmt: skip
+    direct = {}
+    for name, a in (("rgb", rgb), ("gray", gray)):
+        for f in range(5):
+            direct[f"{name} filter {f}"] = _png(a, (f,))
+        direct[f"{name} mixed filters"] = _png(a, (0, 1, 2, 3, 4, 4, 3))
+        direct[f"{name} interlaced"] = _png(a, (4, 1), interlace=True)
+    direct["rgb 1 pixel"] = _png(rgb[:1, :1], (4,))
+    direct["rgb plain chunks"] = _png(rgb, (4,), before=plain_chunks)
+    direct["rgb written by Pillow"] = encode(Image.fromarray(rgb), "PNG", optimize=True)
+    direct["rgb with an icc profile"] = encode(Image.fromarray(rgb), "PNG",
+                                               icc_profile=b"\x00" * 128)  # fmt: skip
+    pillow = {
+        "gray transparent": _png(gray, before=[_png_chunk(b"tRNS", b"\x00\x07")]),
+        "rgb exif before": _png(rgb, before=[_png_chunk(b"eXIf", exif.tobytes()[6:])]),
+        "rgb exif after": _png(rgb, after=[_png_chunk(b"eXIf", exif.tobytes()[6:])]),
+        "rgb text": _png(rgb, after=[_png_chunk(b"tEXt", b"Comment\x00hello")]),
+        "rgb 16 bit": _png(rgb.astype(np.uint16) * 257 + 3, depth=16),
+        "palette": encode(Image.fromarray(rgb).quantize(16), "PNG"),
+        "rgba": encode(Image.fromarray(np.dstack([rgb, gray])), "PNG"),
+        "no end chunk": _png(rgb)[:-12],
+    }
+    raw = bytearray(_png(rgb, (2,)))
+    at = raw.index(b"IDAT") + 30
+    raw[at : at + 4] = b"\x00\xff\x00\xff"  # damaged deflate data: libspng refuses it
+    pillow["damaged pixel data"] = bytes(raw)
+    used = []
+    real = wio._decode_png
+    monkeypatch.setattr(wio, "_decode_png", lambda d: used.append((a := real(d)) is not None) or a)
+    got = {}
+    for name, data in (direct | pillow).items():
+        p = tmp_path / f"{name}.png"
+        p.write_bytes(data)
+        used.clear()
+        try:
+            got[name] = (probe(p), probe(p, perceptual_hash=True), np.asarray(decode(p)))
+        except DecodeError as e:
+            got[name] = e.status
+        assert any(used) == (name in direct), name
+    monkeypatch.setattr(wio, "_decode_png", lambda d: None)  # Pillow decodes every file
+    for name, before in got.items():
+        p = tmp_path / f"{name}.png"
+        try:
+            after = (probe(p), probe(p, perceptual_hash=True), np.asarray(decode(p)))
+        except DecodeError as e:
+            assert e.status == before, name
+            continue
+        assert after[:2] == before[:2], name
+        np.testing.assert_array_equal(after[2], before[2], err_msg=name)
+    assert got["rgb exif after"][0].width == 23  # turned: the orientation after the pixels
+    assert got["gray filter 4"][0].mode == "L" and got["rgb filter 4"][0].format == "PNG"
+    assert isinstance(got["damaged pixel data"], str) or got["damaged pixel data"][2].shape
