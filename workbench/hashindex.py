@@ -277,7 +277,7 @@ def perceptual_hashes(im: Any) -> tuple[int, int]:
     imagehash's algorithms: pHash is the 8×8 lowest DCT coefficients of a 32×32 Lanczos gray
     copy against their median, dHash compares neighbours in a 9×8 one. Our own resampling
     (cached float matrices on a box-reduced gray copy of at most 127 px) is at least 3× faster per
-    image than calling imagehash, for 28-px to 640-px images (section 5 of
+    image than calling imagehash, for 28-px to 640-px images (section 4 of
     ``benchmarks/bench_clean.py`` prints the ratio per image size); on an image already at hash
     size the bits equal imagehash's (tests). Catalog scans (``perceptual_hash=True``) and the
     near-duplicate check both call this on the decoded image, so their hashes are identical.

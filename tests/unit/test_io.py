@@ -101,13 +101,20 @@ def test_16bit_and_int_modes(mode):
     np.testing.assert_array_equal(np.asarray(reduced), expected >> 8)
 
 
-def test_pixel_limit_is_configurable(tmp_path):
-    p = tmp_path / "big.png"
-    p.write_bytes(encode(Image.new("L", (100, 100)), "PNG"))
-    with pytest.raises(DecodeError, match="over the limit") as e:
-        decode(p, max_pixels=5_000)
-    assert e.value.status == "too_large"
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # both also decoded without Pillow
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch, fmt):
+    p = tmp_path / f"big.{fmt.lower()}"
+    p.write_bytes(encode(Image.new("L", (100, 100)), fmt))
+    for read in (decode, probe, lambda p, **kw: probe(p, perceptual_hash=True, **kw)):
+        with pytest.raises(DecodeError, match="over the limit") as e:
+            read(p, max_pixels=5_000)
+        assert e.value.status == "too_large"
     assert decode(p, max_pixels=None).size == (100, 100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000)  # Pillow's own limit holds too
+    with pytest.raises(DecodeError) as e:
+        probe(p, max_pixels=None)
+    assert e.value.status == "too_large"
+    monkeypatch.undo()
     b = tmp_path / "bomb.png"
     b.write_bytes(bomb_png())
     with pytest.raises(DecodeError) as e:
@@ -454,7 +461,7 @@ def test_jpegs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, mo
         assert len(calls) == (0 if name == "multi-picture" else 2), name
         got[name] += (np.asarray(decode(p)), decode(p).size)
         assert len(calls) == (0 if name == "multi-picture" else 2 if large else 4), name
-        plain = wio._open_sized(str(p), None, plain=True)[0] is None
+        plain = isinstance(wio._open_sized(str(p), None, plain=True)[0], wio._PlainFile)
         assert plain == (not name.startswith("exif") and name != "multi-picture"), name
     monkeypatch.setattr(wio, "_decode_jpeg", lambda d, c: None)  # Pillow decodes every file
     for name, (pr, prh, pixels, _) in got.items():
@@ -555,8 +562,9 @@ def _png(a: np.ndarray, filters=(0,), interlace: bool = False, before=(), after=
 
 
 def test_pngs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, monkeypatch):
-    """8-bit RGB and gray PNGs are decoded by libspng into one array instead of by Pillow: the
-    same pixels, content hash and fields as Pillow gives (the direct decode switched off for the
+    """8-bit RGB and gray PNGs are decoded by libspng into one array instead of by Pillow (the
+    scan without Pillow's header parse either): the same pixels, content hash and fields as
+    Pillow gives (the direct decode switched off for the
     reference), for every row filter, interlacing and the chunks that cannot change Pillow's
     result. A PNG with transparency, an EXIF block (before or after the pixels), text, another
     bit depth or colour type, a malformed chunk list or damaged pixel data goes to Pillow."""
@@ -611,6 +619,9 @@ def test_pngs_decoded_directly_give_pillows_pixels_hash_and_fields(tmp_path, mon
         except DecodeError as e:
             got[name] = e.status
         assert any(used) == (name in direct), name
+        if not isinstance(got[name], str):  # the scan skips Pillow's header parse too
+            plain = isinstance(wio._open_sized(str(p), None, plain=True)[0], wio._PlainFile)
+            assert plain == (name in direct), name
     monkeypatch.setattr(wio, "_decode_png", lambda d: None)  # Pillow decodes every file
     for name, before in got.items():
         p = tmp_path / f"{name}.png"
