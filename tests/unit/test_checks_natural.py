@@ -129,9 +129,9 @@ def test_relative_scores_cross_the_threshold_at_three_robust_deviations(tmp_path
 
 def test_a_light_scene_is_bright_only_when_its_highlights_are_clipped(tmp_path):
     """lfw_subset's 100 background patches alone: 8 plain walls and skies stand more than three
-    robust deviations above the others' darkest level, none with clipped highlights (the check
-    flagged them before it asked for clipping); copies lifted by ImageNet-C's brightness at
-    severity 5 clip and are flagged among them."""
+    robust deviations above the others' darkest level, 7 of them without a clipped pixel (the
+    check flagged all 8 before it asked for clipping); copies lifted by ImageNet-C's brightness
+    at severity 5 clip and are flagged among them."""
     patches = [np.round(a * 255).astype(np.uint8) for a in data.lfw_subset()[100:]]
     files = {f"patch_{i:03d}.png": a for i, a in enumerate(patches)}
     lit = [i for i, a in enumerate(patches) if np.percentile(a, 99) >= 140][:5]
