@@ -218,14 +218,16 @@ def _open_sized(
             return _PlainFile("JPEG"), a, size
         if (a := _plain_png(data, max_pixels)) is not None:
             return _PlainFile("PNG"), a, size
+    # a PNG that was not plain is not one _decode_png decodes either: no second chunk walk
+    # (nor a second libspng pass over damaged data)
     if getattr(_BOMB_QUIET, "active", False):
-        return _open_sized_quietly(path, max_pixels, data, size)
+        return _open_sized_quietly(path, max_pixels, data, size, png_tried=plain)
     with quiet_bomb_warnings():  # one context for open and load
-        return _open_sized_quietly(path, max_pixels, data, size)
+        return _open_sized_quietly(path, max_pixels, data, size, png_tried=plain)
 
 
 def _open_sized_quietly(
-    path: str, max_pixels: int | None, data: bytes | None, size: int
+    path: str, max_pixels: int | None, data: bytes | None, size: int, png_tried: bool
 ) -> tuple[Image.Image, np.ndarray | None, int]:
     try:
         im = Image.open(path if data is None else io.BytesIO(data))
@@ -254,7 +256,7 @@ def _open_sized_quietly(
     direct = None
     if data is not None and im.format == "JPEG" and im.mode in _JPEG_MODES:
         direct = _decode_jpeg(data, _JPEG_MODES[im.mode])
-    elif data is not None and im.format == "PNG":
+    elif data is not None and im.format == "PNG" and not png_tried:
         direct = _decode_png(data)
     if direct is not None and direct.shape[1::-1] == im.size:
         return im, direct, size
