@@ -155,17 +155,18 @@ def default_classifier(
         class, and accuracy stayed at 0.78 from 200 to 440 labels (random order: 0.87 at 400).
     propagation
         0: the logistic regression alone. A weight in (0, 1) (needs ``scale_on``): a
-        :class:`GraphBlend` of it with label propagation over a 10-nearest-neighbour graph of the
-        ``scale_on`` rows, so each label also speaks for the images around it. The graph is built
-        at the first fit (:mod:`workbench.ann`: exact search below 8,000 rows, HNSW above; ~9 s
-        for 10,000 and ~3.5 min for 100,000 1,280-d embeddings on 2 cores). ``0.7`` is the
-        weight the notebooks use; see :func:`order` for how it was chosen. On the animals sample
-        (``benchmarks/bench_label.py``, 224 px, 10 seeds) ``0.5`` cut the labels needed to reach
-        90 % of the all-labels accuracy from 121 to 99 in margin order and from 230 to 204 in
-        random order: margin needs 0.49x random's labels with it, 0.53x without. That split had
-        105 of its 2,000 held-out images with an exact twin in the pool; with duplicate groups
-        kept on one side (10 seeds) margin needs 94.3 labels and random 164.8 with ``0.5``:
-        0.5720x (95 % bootstrap interval over seeds 0.5168-0.6570), see :func:`order`.
+        :class:`GraphBlend` of it with label propagation over a 10-nearest-neighbour graph of
+        the ``scale_on`` rows, so each label also speaks for the images around it. The graph is
+        built at the first fit (:mod:`workbench.ann`: exact search below 8,000 rows, k-means
+        cells above; ~1.6 s for 10,000 and ~42 s for 100,000 1,280-d embeddings on 2 cores).
+        ``0.7`` is the weight the notebooks use; see :func:`order` for how it was chosen. On the
+        animals sample (``benchmarks/bench_label.py``, 224 px, 10 seeds) ``0.5`` cut the labels
+        needed to reach 90 % of the all-labels accuracy from 121 to 99 in margin order and from
+        230 to 204 in random order: margin needs 0.49x random's labels with it, 0.53x without.
+        That split had 105 of its 2,000 held-out images with an exact twin in the pool; with
+        duplicate groups kept on one side (10 seeds) margin needs 94.3 labels and random 164.8
+        with ``0.5``: 0.5720x (95 % bootstrap interval over seeds 0.5168-0.6570), see
+        :func:`order`.
 
     Notes
     -----

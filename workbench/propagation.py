@@ -72,7 +72,7 @@ class _KnnGraph:
         self.stats = stats
         self.nodes = {key: i for i, key in enumerate(_row_keys(X))}
         exact = len(X) < EXACT_BELOW if exact is None else exact
-        # exact search keeps float64; HNSW (above EXACT_BELOW rows) works in float32 anyway
+        # exact search keeps float64; the cell search (from EXACT_BELOW rows) works in float32
         Z = self._embed(X, np.float64 if exact else np.float32)
         self.index = NeighborIndex(Z, exact=exact)  # queried on every usable core
         dist, idx = self.index.neighbors(self.k)  # without the row itself
