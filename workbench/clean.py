@@ -805,10 +805,12 @@ def _knn_outlier_scores(X: np.ndarray, k: int) -> np.ndarray:
 
     # Matrices this small gain nothing from BLAS/OpenMP threads, and on a busy machine their
     # spinning costs seconds (PCA + kNN of 640 x 256: 1.5 s threaded, 0.04 s on one thread).
-    with threadpool_limits(1 if len(X) < EXACT_BELOW else None):
+    small = len(X) < EXACT_BELOW
+    with threadpool_limits(1 if small else None):
         if X.shape[1] > 32 and len(X) > 32:
             X = PCA(n_components=32, random_state=0).fit_transform(X)
-        dist, _ = neighbors(X, k)  # exact on small sets, HNSW on large ones (workbench.ann)
+        # exact on small sets, HNSW on large ones (workbench.ann)
+        dist, _ = neighbors(X, k, threads=1 if small else None)
     d = dist.mean(1)
     q1, q3 = np.percentile(d, [25, 75])
     # k-NN distances are right-skewed: Tukey's inner fence (1.5 IQR) flagged 5.3 % of clean
