@@ -158,7 +158,7 @@ def default_classifier(
         :class:`GraphBlend` of it with label propagation over a 10-nearest-neighbour graph of
         the ``scale_on`` rows, so each label also speaks for the images around it. The graph is
         built at the first fit (:mod:`workbench.ann`: exact search below 8,000 rows, k-means
-        cells above; ~1.6 s for 10,000 and ~42 s for 100,000 1,280-d embeddings on 2 cores).
+        cells above; ~2 s for 10,000 and ~42 s for 100,000 1,280-d embeddings on 2 cores).
         ``0.7`` is the weight the notebooks use; see :func:`order` for how it was chosen. On the
         animals sample (``benchmarks/bench_label.py``, 224 px, 10 seeds) ``0.5`` cut the labels
         needed to reach 90 % of the all-labels accuracy from 121 to 99 in margin order and from
