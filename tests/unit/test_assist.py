@@ -7,6 +7,7 @@ import pickle
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -137,6 +138,44 @@ def test_same_content_is_embedded_once_and_unreadable_files_are_refused(embedder
         embedder.embed(cat, progress=False)
     with pytest.raises(ParameterError, match="not in the catalog"):
         embedder.embed(ok, ["nope.png"], progress=False)
+
+
+def test_vectors_go_to_their_rows_once_whatever_is_cached_or_repeated(digits, embedder, tmp_path):
+    """Cached, new and repeated content in a shuffled order: every row is its file's vector,
+    the cache file holds each content once, and the call's traced peak stays near one output
+    (gathering from an array of the distinct vectors made it two)."""
+    import shutil
+    import tracemalloc
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    src = digits.df["path"].head(300).tolist()
+    for k, p in enumerate(src):
+        shutil.copyfile(p, root / f"{k:03d}.png")
+    for k in range(100):  # exact copies under other names
+        shutil.copyfile(src[(7 * k) % 300], root / f"copy{k:03d}.png")
+    cat = Catalog.from_folder(root, progress=False)
+    ref = embedder.compute(cat.df["path"].tolist(), progress=False)  # one vector per file
+
+    tracemalloc.start()
+    X = embedder.embed(cat, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(X, ref)
+    assert embedder.stats_["computed"] == 300
+    assert peak < 1.5 * X.nbytes, peak / X.nbytes
+
+    ws = Workspace(tmp_path / "ws")
+    ids = list(np.random.default_rng(0).permutation(cat.ids))
+    embedder.embed(cat, ids[:150], cache=ws, progress=False)
+    X = embedder.embed(cat, ids, cache=ws, progress=False)
+    rows = pd.Index(cat.ids).get_indexer(ids)
+    np.testing.assert_array_equal(X, ref[rows])
+    with np.load(embedder.cache_path(ws)) as z:
+        hashes, vectors = z["hash"], z["vectors"]
+    assert len(set(hashes)) == len(hashes) == 300 and vectors.shape == (300, 1280)
+    first = cat.df.drop_duplicates("hash").set_index("hash")["id"]
+    np.testing.assert_array_equal(vectors, ref[pd.Index(cat.ids).get_indexer(first[hashes])])
 
 
 # ------------------------------------------------------------------------------ assistant
