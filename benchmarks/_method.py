@@ -114,7 +114,13 @@ def verdict(ratio: Ratio, target: float, higher_is_better: bool = True, digits: 
 def record(
     bench: str, name: str, ratio: Ratio, target: float, higher_is_better: bool = True
 ) -> None:
-    """Append this invocation's figure to ``results/<bench>.jsonl`` (summarised by ``main``)."""
+    """Append this invocation's figure to ``results/<bench>.jsonl`` (summarised by ``main``).
+
+    An invocation of fewer than 7 rounds (a quick look) is printed but not recorded: it is
+    not one of the three the verdict counts."""
+    if len(ratio.values) < 7:
+        print(f"note: {name} not recorded ({len(ratio.values)} rounds)", file=sys.stderr)
+        return
     RESULTS.mkdir(exist_ok=True)
     line = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
