@@ -140,12 +140,17 @@ def test_same_content_is_embedded_once_and_unreadable_files_are_refused(embedder
         embedder.embed(ok, ["nope.png"], progress=False)
 
 
-def test_vectors_go_to_their_rows_once_whatever_is_cached_or_repeated(digits, embedder, tmp_path):
+def test_vectors_go_to_their_rows_once_whatever_is_cached_or_repeated(
+    digits, embedder, tmp_path, monkeypatch
+):
     """Cached, new and repeated content in a shuffled order: every row is its file's vector,
     the cache file holds each content once, and the call's traced peak stays near one output
-    (gathering from an array of the distinct vectors made it two)."""
+    (gathering from an array of the distinct vectors made it two, and so did reading the
+    cached vectors instead of mapping them)."""
     import shutil
     import tracemalloc
+
+    monkeypatch.setattr("workbench.embed._BLOCK", 64)  # 400 rows: far fewer than one real block
 
     root = tmp_path / "imgs"
     root.mkdir()
@@ -176,6 +181,53 @@ def test_vectors_go_to_their_rows_once_whatever_is_cached_or_repeated(digits, em
     assert len(set(hashes)) == len(hashes) == 300 and vectors.shape == (300, 1280)
     first = cat.df.drop_duplicates("hash").set_index("hash")["id"]
     np.testing.assert_array_equal(vectors, ref[pd.Index(cat.ids).get_indexer(first[hashes])])
+
+    tracemalloc.start()  # all cached: the file's vectors are mapped, not read beside the output
+    X = embedder.embed(cat, ids, cache=ws, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(X, ref[rows])
+    assert embedder.stats_["computed"] == 0
+    assert peak < 1.5 * X.nbytes, peak / X.nbytes
+
+
+def test_a_damaged_cache_is_recomputed_and_another_writers_file_is_read(digits, embedder, tmp_path):
+    """The cache file's vectors are mapped from disk: a changed byte, a cut file or a file of
+    other vectors costs a recomputation with a warning, never a wrong vector; an ``.npz`` that
+    numpy wrote (compressed) is read as it is."""
+    import zipfile
+
+    ids = digits.ids[:30]
+    ref = embedder.embed(digits, ids, progress=False)
+    path = embedder.cache_path(tmp_path)
+    embedder.embed(digits, ids, cache=tmp_path, progress=False)
+    good = path.read_bytes()
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("vectors.npy")
+    at = info.header_offset + info.compress_size // 2  # inside the vectors member's data
+
+    def damage(data: bytes, why: str) -> None:
+        path.write_bytes(data)
+        with pytest.warns(UserWarning, match="ignoring unreadable embedding cache"):
+            X = embedder.embed(digits, ids, cache=tmp_path, progress=False)
+        np.testing.assert_array_equal(X, ref, err_msg=why)
+        assert embedder.stats_["computed"] == 30, why
+
+    flipped = bytearray(good)
+    flipped[at] ^= 0x40
+    damage(bytes(flipped), "one changed byte")
+    damage(good[: len(good) // 2], "cut in half")
+
+    with zipfile.ZipFile(path) as z:
+        hashes = np.lib.format.read_array(z.open("hash.npy"))
+    np.savez_compressed(path, hash=hashes, vectors=ref + 1)  # another writer's file is believed
+    X = embedder.embed(digits, ids, cache=tmp_path, progress=False)
+    assert embedder.stats_["computed"] == 0
+    np.testing.assert_array_equal(X, ref + 1)
+    np.savez(path, hash=hashes, vectors=ref[:, :100])  # another model's width: recomputed
+    X = embedder.embed(digits, ids, cache=tmp_path, progress=False)
+    assert embedder.stats_["computed"] == 30
+    np.testing.assert_array_equal(X, ref)
 
 
 # ------------------------------------------------------------------------------ assistant
