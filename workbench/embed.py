@@ -92,8 +92,6 @@ def _mapped(f: Any, z: zipfile.ZipFile, member: str) -> np.ndarray | None:
         return None
     if offset - start + shape[0] * shape[1] * 4 != info.file_size:
         raise ValueError(f"{member}: {info.file_size} bytes do not hold a {shape} array")
-    if shape[0] * shape[1] == 0:
-        return np.zeros(shape, np.float32)
     raw = np.memmap(f, np.uint8, "r", start, (info.file_size,))
     crc = 0  # the check zipfile makes when it reads a member: damaged bytes are never vectors
     for b in range(0, len(raw), 1 << 26):

@@ -192,9 +192,9 @@ def test_vectors_go_to_their_rows_once_whatever_is_cached_or_repeated(
 
 
 def test_a_damaged_cache_is_recomputed_and_another_writers_file_is_read(digits, embedder, tmp_path):
-    """The cache file's vectors are mapped from disk: a changed byte, a cut file or a file of
-    other vectors costs a recomputation with a warning, never a wrong vector; an ``.npz`` that
-    numpy wrote (compressed) is read as it is."""
+    """The cache file's vectors are mapped from disk: a changed byte or a cut file costs a
+    recomputation with a warning, never a wrong vector; a file of another width is recomputed;
+    an ``.npz`` that numpy wrote (compressed) is read as it is."""
     import zipfile
 
     ids = digits.ids[:30]
