@@ -51,6 +51,12 @@ __all__ = ["Embedder"]
 _LOADED: dict[bytes, Embedder] = {}
 #: Rows per block where vectors are copied or written (~40 MB of 1,280 floats).
 _BLOCK = 8192
+#: The cached vectors start at a multiple of this many bytes of the file (numpy pads a ``.npy``
+#: header to 64 bytes; the zip member's local header is padded to match), so the mapped array
+#: is aligned as an allocated one would be.
+_ALIGN = 64
+#: Header ID of the padding extra field (the one Android's ``zipalign`` uses; readers skip it).
+_PAD_ID = 0xD935
 
 
 def _put(out: np.ndarray, rows: np.ndarray | None, start: int, v: np.ndarray) -> None:
@@ -65,6 +71,18 @@ def _copy_rows(out: np.ndarray, dst: np.ndarray, source: np.ndarray, src: np.nda
     """``out[dst] = source[src]`` a block of rows at a time: no temporary the size of the copy."""
     for b in range(0, len(dst), _BLOCK):
         out[dst[b : b + _BLOCK]] = source[src[b : b + _BLOCK]]
+
+
+def _aligned_member(f: Any, name: str) -> zipfile.ZipInfo:
+    """A stored zip member ``name`` to be written at ``f``'s position (as ``ZipFile.open(...,
+    "w", force_zip64=True)`` writes it) whose data starts at a multiple of :data:`_ALIGN`."""
+    info = zipfile.ZipInfo(name)  # stored; a fixed date: the same vectors give the same file
+    info.CRC = 0  # as ZipFile.open sets it before it writes the header
+    info.extra = _PAD_ID.to_bytes(2, "little") + bytes(2)
+    end = f.tell() + len(info.FileHeader(zip64=True))
+    pad = -end % _ALIGN
+    info.extra = _PAD_ID.to_bytes(2, "little") + pad.to_bytes(2, "little") + bytes(pad)
+    return info
 
 
 def _mapped(f: Any, z: zipfile.ZipFile, member: str) -> np.ndarray | None:
@@ -328,7 +346,7 @@ class Embedder:
             for name, a in (("hash", hashes), ("meta", np.array(json.dumps(meta)))):
                 with z.open(f"{name}.npy", "w", force_zip64=True) as g:
                     np.lib.format.write_array(g, a, allow_pickle=False)
-            with z.open("vectors.npy", "w", force_zip64=True) as g:
+            with z.open(_aligned_member(f, "vectors.npy"), "w", force_zip64=True) as g:
                 shape = (len(old) + len(rows), self.dim_)
                 header = {"descr": "<f4", "fortran_order": False, "shape": shape}
                 np.lib.format.write_array_header_1_0(g, header)

@@ -230,6 +230,24 @@ def test_a_damaged_cache_is_recomputed_and_another_writers_file_is_read(digits, 
     np.testing.assert_array_equal(X, ref)
 
 
+def test_cached_vectors_start_aligned_and_numpy_reads_the_file(digits, embedder, tmp_path):
+    """The vectors member is padded to start at a multiple of 64 bytes of the file, on the
+    first write and on a write that extends the cache, and ``np.load`` reads the file."""
+    import zipfile
+
+    from workbench.embed import _mapped
+
+    for n in (20, 35):
+        X = embedder.embed(digits, digits.ids[:n], cache=tmp_path, progress=False)
+        path = embedder.cache_path(tmp_path)
+        with open(path, "rb") as f, zipfile.ZipFile(f) as z:
+            mapped = _mapped(f, z, "vectors.npy")
+            assert mapped is not None and mapped.ctypes.data % 64 == 0, n
+            with np.load(path) as npz:
+                np.testing.assert_array_equal(npz["vectors"], mapped)
+                assert set(map(tuple, npz["vectors"].tolist())) == set(map(tuple, X.tolist()))
+
+
 # ------------------------------------------------------------------------------ assistant
 def test_assistant_suggests_well_on_digits(digit_features):
     X, y, _ = digit_features
