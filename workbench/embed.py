@@ -76,12 +76,11 @@ def _copy_rows(out: np.ndarray, dst: np.ndarray, source: np.ndarray, src: np.nda
 def _aligned_member(f: Any, name: str) -> zipfile.ZipInfo:
     """A stored zip member ``name`` to be written at ``f``'s position (as ``ZipFile.open(...,
     "w", force_zip64=True)`` writes it) whose data starts at a multiple of :data:`_ALIGN`."""
-    info = zipfile.ZipInfo(name)  # stored; a fixed date: the same vectors give the same file
+    info = zipfile.ZipInfo(name)  # stored (ZipInfo's default)
     info.CRC = 0  # as ZipFile.open sets it before it writes the header
-    info.extra = _PAD_ID.to_bytes(2, "little") + bytes(2)
-    end = f.tell() + len(info.FileHeader(zip64=True))
-    pad = -end % _ALIGN
-    info.extra = _PAD_ID.to_bytes(2, "little") + pad.to_bytes(2, "little") + bytes(pad)
+    info.extra = _PAD_ID.to_bytes(2, "little") + bytes(2)  # the padding field, empty so far
+    pad = -(f.tell() + len(info.FileHeader(zip64=True))) % _ALIGN
+    info.extra = info.extra[:2] + pad.to_bytes(2, "little") + bytes(pad)
     return info
 
 
