@@ -61,9 +61,10 @@ __all__ = [
 EXACT_BELOW = 8_000
 #: Rows per cell of the approximate search (:class:`NeighborIndex`).
 #: Smaller cells scan fewer rows at a given recall but in smaller, slower matrix products: on
-#: ``bench_scale.py``'s 100,000 embeddings (ad-hoc script, 2 cores, recall@10 of 2,000 rows)
-#: cells of 1,000 rows gave 0.9685 with 16 probes in ~39 s for every row's neighbours, of 500
-#: rows 0.9708 with 24 in ~55 s, of 250 rows 0.9660 with 32 in ~62 s.
+#: ``bench_scale.py``'s 100,000 embeddings (ad-hoc script, 2 cores, one run; recall@10 of 2,000
+#: rows; seconds for every row's neighbours estimated from 10,000 queries plus the build) cells
+#: of 1,000 rows gave 0.9685 with 16 probes in ~39 s, of 500 rows 0.9708 with 24 in ~55 s, of
+#: 250 rows 0.9660 with 32 in ~62 s.
 CELL_ROWS = 1_000
 #: Cells probed per query: ``ceil(PROBE * sqrt(cells))`` (see :func:`_cells_probed`).
 PROBE = 1.6
